@@ -1,0 +1,428 @@
+package kv
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"github.com/cairnkv/cairn/raftnode"
+	"github.com/cairnkv/cairn/store"
+)
+
+// Machine is the strong engine's deterministic state machine: it applies
+// committed commands to the state database. Every replica runs the same
+// commands in the same order with the same leader timestamps, so every
+// replica ends in the same state (TTL expiry included).
+type Machine struct {
+	db  *store.DB
+	rev atomic.Int64 // last applied revision (for status; reads take it from the db)
+}
+
+var _ raftnode.StateMachine = (*Machine)(nil)
+
+// NewMachine loads the machine's state from db.
+func NewMachine(db *store.DB) (*Machine, error) {
+	m := &Machine{db: db}
+	if err := m.Restored(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Restored reloads cached state after a snapshot replaced the database.
+func (m *Machine) Restored() error {
+	rev, err := readRevision(m.db)
+	if err != nil {
+		return err
+	}
+	m.rev.Store(rev)
+	return nil
+}
+
+type getter interface {
+	Get(key []byte) ([]byte, error)
+}
+
+func readRevision(g getter) (int64, error) {
+	v, err := g.Get(revKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, errCorruptRecord
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// Revision is the last applied cluster revision.
+func (m *Machine) Revision() int64 { return m.rev.Load() }
+
+// command is one log entry of the strong engine.
+type command struct {
+	Type   string       `json:"t"`
+	Txn    *Txn         `json:"txn,omitempty"`
+	Expire []expireItem `json:"exp,omitempty"`
+	Member *Member      `json:"member,omitempty"`
+	Name   string       `json:"name,omitempty"`
+}
+
+const (
+	cmdTxn       = "txn"
+	cmdExpire    = "expire"
+	cmdMemberSet = "member_set"
+	cmdMemberDel = "member_del"
+)
+
+type expireItem struct {
+	Key         string `json:"k"`
+	ModRevision int64  `json:"r"`
+}
+
+// result is the machine's answer to one command.
+type result struct {
+	Txn  *TxnResult `json:"txn,omitempty"`
+	Code string     `json:"code,omitempty"`
+	Msg  string     `json:"msg,omitempty"`
+}
+
+// Error codes carried in results.
+var resultCodes = map[string]error{
+	"not_json":         ErrNotJSON,
+	"invalid_argument": ErrInvalidArgument,
+	"invalid_key":      ErrInvalidKey,
+}
+
+func errResult(err error) []byte {
+	code := "invalid_argument"
+	for c, e := range resultCodes {
+		if errors.Is(err, e) {
+			code = c
+		}
+	}
+	b, _ := json.Marshal(result{Code: code, Msg: err.Error()})
+	return b
+}
+
+func decodeResult(b []byte) (*result, error) {
+	var r result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("kv: bad result from the state machine: %w", err)
+	}
+	if r.Code != "" {
+		base, ok := resultCodes[r.Code]
+		if !ok {
+			base = ErrInvalidArgument
+		}
+		return nil, fmt.Errorf("%w: %s", base, strings.TrimPrefix(r.Msg, base.Error()+": "))
+	}
+	return &r, nil
+}
+
+// applyBatch is the state of one Apply call: writes are staged in pending so
+// later commands of the batch read them, then written to the batch at the end.
+type applyBatch struct {
+	m       *Machine
+	b       *store.Batch
+	rev     int64
+	pending map[string]*Record // nil value: deleted
+}
+
+// Apply implements raftnode.StateMachine.
+func (m *Machine) Apply(b *store.Batch, entries []raftnode.Entry) [][]byte {
+	ab := &applyBatch{m: m, b: b, rev: m.rev.Load(), pending: map[string]*Record{}}
+	out := make([][]byte, len(entries))
+	for i, e := range entries {
+		out[i] = ab.apply(e)
+	}
+	for k, r := range ab.pending {
+		if r == nil {
+			b.Delete(dataKey(k))
+		} else {
+			b.Set(dataKey(k), encodeRecord(r))
+		}
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(ab.rev))
+	b.Set(revKey, v[:])
+	m.rev.Store(ab.rev)
+	return out
+}
+
+func (ab *applyBatch) apply(e raftnode.Entry) []byte {
+	var c command
+	if err := json.Unmarshal(e.Data, &c); err != nil {
+		return errResult(fmt.Errorf("%w: undecodable command: %w", ErrInvalidArgument, err))
+	}
+	switch c.Type {
+	case cmdTxn:
+		if c.Txn == nil {
+			return errResult(fmt.Errorf("%w: txn command without txn", ErrInvalidArgument))
+		}
+		res, err := ab.txn(e.Time, c.Txn)
+		if err != nil {
+			return errResult(err)
+		}
+		b, _ := json.Marshal(result{Txn: res})
+		return b
+	case cmdExpire:
+		ab.expire(e.Time, c.Expire)
+		return []byte(`{}`)
+	case cmdMemberSet:
+		if c.Member == nil || c.Member.Name == "" {
+			return errResult(fmt.Errorf("%w: member without a name", ErrInvalidArgument))
+		}
+		b, _ := json.Marshal(c.Member)
+		ab.b.Set(memberKey(c.Member.Name), b)
+		return []byte(`{}`)
+	case cmdMemberDel:
+		ab.b.Delete(memberKey(c.Name))
+		return []byte(`{}`)
+	}
+	return errResult(fmt.Errorf("%w: unknown command %q", ErrInvalidArgument, c.Type))
+}
+
+// view reads through a txn's own writes, then the batch's, then the database.
+type view struct {
+	ab     *applyBatch
+	writes map[string]*Record
+}
+
+func (v *view) get(key string) (*Record, error) {
+	if r, ok := v.writes[key]; ok {
+		return r, nil
+	}
+	return v.ab.get(key)
+}
+
+func (ab *applyBatch) get(key string) (*Record, error) {
+	if r, ok := ab.pending[key]; ok {
+		return r, nil
+	}
+	raw, err := ab.m.db.Get(dataKey(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecord(key, raw)
+}
+
+// keysWithPrefix lists the live keys under prefix as this view sees them.
+func (v *view) keysWithPrefix(prefix string) ([]string, error) {
+	set := map[string]bool{}
+	lo := dataKey(prefix)
+	err := v.ab.m.db.Scan(lo, store.PrefixEnd(lo), func(k, _ []byte) bool {
+		set[string(k[1:])] = true
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, layer := range []map[string]*Record{v.ab.pending, v.writes} {
+		for k, r := range layer {
+			if strings.HasPrefix(k, prefix) {
+				set[k] = r != nil
+			}
+		}
+	}
+	keys := make([]string, 0, len(set))
+	for k, live := range set {
+		if live {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// txn evaluates and applies one transaction atomically: on any error nothing
+// of it is kept.
+func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
+	v := &view{ab: ab, writes: map[string]*Record{}}
+	rev := ab.rev
+	ok := true
+	for _, c := range t.Compare {
+		r, err := v.get(c.Key)
+		if err != nil {
+			return nil, err
+		}
+		holds, err := compare(r, c)
+		if err != nil {
+			return nil, err
+		}
+		if !holds {
+			ok = false
+			break
+		}
+	}
+	ops := t.Success
+	if !ok {
+		ops = t.Failure
+	}
+	res := &TxnResult{Succeeded: ok, Results: make([]OpResult, 0, len(ops))}
+	for _, op := range ops {
+		r := OpResult{Type: op.Type, Key: op.Key}
+		cur, err := v.get(op.Key)
+		if err != nil {
+			return nil, err
+		}
+		switch op.Type {
+		case OpGet:
+			r.Record = cur
+		case OpPut, OpPatch:
+			value := op.Value
+			if op.Type == OpPatch {
+				base := []byte("{}")
+				if cur != nil {
+					base = cur.Value
+					if !json.Valid(base) {
+						return nil, fmt.Errorf("%w: %q", ErrNotJSON, op.Key)
+					}
+				}
+				merged, err := jsonpatch.MergePatch(base, op.Value)
+				if err != nil {
+					return nil, fmt.Errorf("%w: merge patch: %w", ErrInvalidArgument, err)
+				}
+				value = merged
+			}
+			rev++
+			nr := &Record{Key: op.Key, Value: value, CreateRevision: rev, ModRevision: rev, Version: 1}
+			if cur != nil {
+				nr.CreateRevision = cur.CreateRevision
+				nr.Version = cur.Version + 1
+			}
+			switch {
+			case op.TTL > 0:
+				nr.Expires = now + int64(op.TTL)
+			case (op.KeepTTL || op.Type == OpPatch) && cur != nil:
+				nr.Expires = cur.Expires
+			}
+			v.writes[op.Key] = nr
+			r.Record = nr
+			if op.Type == OpPut {
+				// The caller has the value; do not send it back through the log result.
+				meta := *nr
+				meta.Value = nil
+				r.Record = &meta
+			}
+		case OpDelete:
+			if cur != nil {
+				rev++
+				v.writes[op.Key] = nil
+				r.Deleted = 1
+			}
+		case OpDeletePrefix:
+			keys, err := v.keysWithPrefix(op.Key)
+			if err != nil {
+				return nil, err
+			}
+			if len(keys) > 0 {
+				rev++
+			}
+			for _, k := range keys {
+				v.writes[k] = nil
+			}
+			r.Deleted = int64(len(keys))
+		default:
+			return nil, fmt.Errorf("%w: unknown op %q", ErrInvalidArgument, op.Type)
+		}
+		res.Results = append(res.Results, r)
+	}
+	ab.commit(v.writes)
+	ab.rev = rev
+	res.Revision = rev
+	return res, nil
+}
+
+// commit moves a txn's writes into the batch, keeping the TTL index in step.
+func (ab *applyBatch) commit(writes map[string]*Record) {
+	for k, nr := range writes {
+		old, _ := ab.get(k)
+		if old != nil && old.Expires != 0 && (nr == nil || nr.Expires != old.Expires) {
+			ab.b.Delete(ttlKey(old.Expires, k))
+		}
+		if nr != nil && nr.Expires != 0 {
+			ab.b.Set(ttlKey(nr.Expires, k), nil)
+		}
+		ab.pending[k] = nr
+	}
+}
+
+// expire deletes keys whose expiry has passed at the entry's time and that
+// were not rewritten since the leader saw them.
+func (ab *applyBatch) expire(now int64, items []expireItem) {
+	writes := map[string]*Record{}
+	for _, it := range items {
+		r, err := ab.get(it.Key)
+		if err != nil || r == nil || r.ModRevision != it.ModRevision || r.Expires == 0 || r.Expires > now {
+			continue
+		}
+		ab.rev++
+		writes[it.Key] = nil
+	}
+	ab.commit(writes)
+}
+
+func compare(r *Record, c Compare) (bool, error) {
+	if c.Target == TargetExists {
+		want := c.Exists
+		switch c.Op {
+		case "=", "":
+			return (r != nil) == want, nil
+		case "!=":
+			return (r != nil) != want, nil
+		}
+		return false, fmt.Errorf("%w: compare op %q on exists", ErrInvalidArgument, c.Op)
+	}
+	var cmp int
+	switch c.Target {
+	case TargetValue:
+		if r == nil {
+			// A missing key has no value: only "!=" holds.
+			return c.Op == "!=", nil
+		}
+		cmp = bytes.Compare(r.Value, c.Value)
+	case TargetVersion, TargetCreateRevision, TargetModRevision:
+		var have int64
+		if r != nil {
+			switch c.Target {
+			case TargetVersion:
+				have = r.Version
+			case TargetCreateRevision:
+				have = r.CreateRevision
+			default:
+				have = r.ModRevision
+			}
+		}
+		switch {
+		case have < c.Number:
+			cmp = -1
+		case have > c.Number:
+			cmp = 1
+		}
+	default:
+		return false, fmt.Errorf("%w: compare target %q", ErrInvalidArgument, c.Target)
+	}
+	switch c.Op {
+	case "=", "":
+		return cmp == 0, nil
+	case "!=":
+		return cmp != 0, nil
+	case "<":
+		return cmp < 0, nil
+	case ">":
+		return cmp > 0, nil
+	}
+	return false, fmt.Errorf("%w: compare op %q", ErrInvalidArgument, c.Op)
+}

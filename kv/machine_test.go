@@ -1,0 +1,230 @@
+package kv
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cairnkv/cairn/raftnode"
+	"github.com/cairnkv/cairn/store"
+)
+
+func mustMachine(t *testing.T) (*Machine, *store.DB) {
+	t.Helper()
+	db, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	m, err := NewMachine(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, db
+}
+
+// applyTxns applies each txn as one entry of a single batch, as raft would.
+func applyTxns(t *testing.T, m *Machine, db *store.DB, now int64, txns ...Txn) []*TxnResult {
+	t.Helper()
+	entries := make([]raftnode.Entry, len(txns))
+	for i := range txns {
+		data, _ := json.Marshal(command{Type: cmdTxn, Txn: &txns[i]})
+		entries[i] = raftnode.Entry{Index: uint64(i + 1), Time: now, Data: data}
+	}
+	b := db.NewBatch()
+	out := m.Apply(b, entries)
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	res := make([]*TxnResult, len(out))
+	for i, o := range out {
+		r, err := decodeResult(o)
+		if err != nil {
+			res[i] = nil
+			continue
+		}
+		res[i] = r.Txn
+	}
+	return res
+}
+
+func mustGet(t *testing.T, db *store.DB, key string) *Record {
+	t.Helper()
+	raw, err := db.Get(dataKey(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := decodeRecord(key, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func put(k, v string) Op { return Op{Type: OpPut, Key: k, Value: []byte(v)} }
+
+func TestRevisionsAndVersions(t *testing.T) {
+	m, db := mustMachine(t)
+	res := applyTxns(t, m, db, 1, Txn{Success: []Op{put("a", "1")}}, Txn{Success: []Op{put("a", "2"), put("b", "x")}})
+	if res[0].Revision != 1 || res[1].Revision != 3 {
+		t.Fatalf("revisions %d %d, want 1 3", res[0].Revision, res[1].Revision)
+	}
+	a := mustGet(t, db, "a")
+	if string(a.Value) != "2" || a.CreateRevision != 1 || a.ModRevision != 2 || a.Version != 2 {
+		t.Fatalf("a = %+v", a)
+	}
+	if m.Revision() != 3 {
+		t.Fatalf("machine revision %d", m.Revision())
+	}
+	// Deleting a missing key changes nothing.
+	res = applyTxns(t, m, db, 1, Txn{Success: []Op{{Type: OpDelete, Key: "nope"}}})
+	if res[0].Revision != 3 || res[0].Results[0].Deleted != 0 {
+		t.Fatalf("delete of missing key: %+v", res[0])
+	}
+}
+
+func TestTxnCompareBranches(t *testing.T) {
+	m, db := mustMachine(t)
+	applyTxns(t, m, db, 1, Txn{Success: []Op{put("k", "v1")}})
+	cases := []struct {
+		name string
+		cmp  Compare
+		want bool
+	}{
+		{"value equal", Compare{Key: "k", Target: TargetValue, Op: "=", Value: []byte("v1")}, true},
+		{"value differs", Compare{Key: "k", Target: TargetValue, Op: "=", Value: []byte("v2")}, false},
+		{"value less", Compare{Key: "k", Target: TargetValue, Op: "<", Value: []byte("v2")}, true},
+		{"mod revision", Compare{Key: "k", Target: TargetModRevision, Op: "=", Number: 1}, true},
+		{"version greater", Compare{Key: "k", Target: TargetVersion, Op: ">", Number: 1}, false},
+		{"create revision", Compare{Key: "k", Target: TargetCreateRevision, Op: "!=", Number: 0}, true},
+		{"exists", Compare{Key: "k", Target: TargetExists, Op: "=", Exists: true}, true},
+		{"missing exists", Compare{Key: "zz", Target: TargetExists, Op: "=", Exists: false}, true},
+		{"missing version is 0", Compare{Key: "zz", Target: TargetVersion, Op: "=", Number: 0}, true},
+		{"missing value never equal", Compare{Key: "zz", Target: TargetValue, Op: "=", Value: nil}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := applyTxns(t, m, db, 1, Txn{Compare: []Compare{tc.cmp}, Success: []Op{{Type: OpGet, Key: "k"}}, Failure: []Op{{Type: OpGet, Key: "zz"}}})
+			if res[0].Succeeded != tc.want {
+				t.Fatalf("succeeded = %v, want %v", res[0].Succeeded, tc.want)
+			}
+		})
+	}
+}
+
+func TestTxnAtomicOnError(t *testing.T) {
+	m, db := mustMachine(t)
+	applyTxns(t, m, db, 1, Txn{Success: []Op{put("doc", "not json")}})
+	before := m.Revision()
+	// The put of x comes first, but the patch fails: nothing of the txn stays.
+	res := applyTxns(t, m, db, 1,
+		Txn{Success: []Op{put("x", "1"), {Type: OpPatch, Key: "doc", Value: []byte(`{"a":1}`)}}},
+		Txn{Success: []Op{put("y", "1")}})
+	if res[0] != nil {
+		t.Fatalf("failing txn returned a result: %+v", res[0])
+	}
+	if mustGet(t, db, "x") != nil {
+		t.Fatal("x was written by a failed txn")
+	}
+	if mustGet(t, db, "y") == nil || res[1].Revision != before+1 {
+		t.Fatalf("the next txn in the batch must still apply: %+v", res[1])
+	}
+}
+
+func TestPatchCreatesAndMerges(t *testing.T) {
+	m, db := mustMachine(t)
+	applyTxns(t, m, db, 1, Txn{Success: []Op{{Type: OpPatch, Key: "d", Value: []byte(`{"a":1,"b":{"c":2}}`)}}})
+	applyTxns(t, m, db, 1, Txn{Success: []Op{{Type: OpPatch, Key: "d", Value: []byte(`{"b":{"c":null,"e":3}}`)}}})
+	got := mustGet(t, db, "d")
+	var doc map[string]any
+	if err := json.Unmarshal(got.Value, &doc); err != nil {
+		t.Fatal(err)
+	}
+	b := doc["b"].(map[string]any)
+	if doc["a"].(float64) != 1 || b["e"].(float64) != 3 || b["c"] != nil || got.Version != 2 {
+		t.Fatalf("merged = %s (version %d)", got.Value, got.Version)
+	}
+}
+
+func TestDeletePrefixSeesBatchWrites(t *testing.T) {
+	m, db := mustMachine(t)
+	applyTxns(t, m, db, 1, Txn{Success: []Op{put("p/1", "a"), put("p/2", "b"), put("q/1", "c")}})
+	res := applyTxns(t, m, db, 1,
+		Txn{Success: []Op{put("p/3", "new")}},
+		Txn{Success: []Op{{Type: OpDelete, Key: "p/1"}}},
+		Txn{Success: []Op{{Type: OpDeletePrefix, Key: "p/"}}})
+	if n := res[2].Results[0].Deleted; n != 2 {
+		t.Fatalf("delete_prefix deleted %d, want 2 (p/2 and p/3)", n)
+	}
+	for _, k := range []string{"p/1", "p/2", "p/3"} {
+		if mustGet(t, db, k) != nil {
+			t.Fatalf("%s survived", k)
+		}
+	}
+	if mustGet(t, db, "q/1") == nil {
+		t.Fatal("q/1 deleted")
+	}
+}
+
+func TestExpiryIsDecidedByEntryTime(t *testing.T) {
+	m, db := mustMachine(t)
+	t0 := time.Unix(1000, 0).UnixNano()
+	applyTxns(t, m, db, t0, Txn{Success: []Op{{Type: OpPut, Key: "t", Value: []byte("v"), TTL: time.Second}}})
+	r := mustGet(t, db, "t")
+	if r.Expires != t0+int64(time.Second) {
+		t.Fatalf("expires %d", r.Expires)
+	}
+	expire := func(now int64, rev int64) {
+		data, _ := json.Marshal(command{Type: cmdExpire, Expire: []expireItem{{Key: "t", ModRevision: rev}}})
+		b := db.NewBatch()
+		m.Apply(b, []raftnode.Entry{{Index: 9, Time: now, Data: data}})
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expire(t0+int64(500*time.Millisecond), r.ModRevision) // too early
+	if mustGet(t, db, "t") == nil {
+		t.Fatal("expired before its time")
+	}
+	expire(t0+int64(2*time.Second), r.ModRevision-1) // stale revision: the key was rewritten
+	if mustGet(t, db, "t") == nil {
+		t.Fatal("expired with a stale revision")
+	}
+	expire(t0+int64(2*time.Second), r.ModRevision)
+	if mustGet(t, db, "t") != nil {
+		t.Fatal("not expired")
+	}
+	// The TTL index entry is gone too.
+	n := 0
+	_ = db.Scan([]byte{prefixTTL}, []byte{prefixTTL + 1}, func(_, _ []byte) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("%d TTL index entries left", n)
+	}
+}
+
+func TestRecordCodecRoundTrip(t *testing.T) {
+	in := &Record{Key: "k", Value: []byte("hello"), CreateRevision: 3, ModRevision: 9, Version: 4, Expires: -5, HLC: 77, Origin: "n1", Tombstone: true}
+	out, err := decodeRecord("k", encodeRecord(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out.Value) != "hello" || out.CreateRevision != 3 || out.ModRevision != 9 || out.Version != 4 ||
+		out.Expires != -5 || out.HLC != 77 || out.Origin != "n1" || !out.Tombstone {
+		t.Fatalf("round trip: %+v", out)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(encodeRecord(&Record{Value: []byte("v"), Origin: "o"}))
+	f.Add([]byte{1, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRecord("k", b)
+		if err == nil && r == nil {
+			t.Fatal("nil record without error")
+		}
+	})
+}

@@ -1,0 +1,196 @@
+package kv
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors returned by the service. Front ends map them to status codes.
+var (
+	ErrKeyNotFound        = errors.New("kv: key not found")
+	ErrPreconditionFailed = errors.New("kv: precondition failed")
+	ErrInvalidKey         = errors.New("kv: invalid key")
+	ErrValueTooLarge      = errors.New("kv: value too large")
+	ErrInvalidArgument    = errors.New("kv: invalid argument")
+	ErrNotJSON            = errors.New("kv: value is not a JSON document")
+	ErrUnsupportedMode    = errors.New("kv: keyspace mode not supported")
+	// ErrNoLeader means the cluster has no leader this node can reach (no quorum).
+	ErrNoLeader = errors.New("kv: no leader")
+	// ErrUnavailable means the request could not be served in time; a write that
+	// returns it may or may not have been applied.
+	ErrUnavailable    = errors.New("kv: unavailable")
+	ErrMemberNotFound = errors.New("kv: member not found")
+	ErrMemberExists   = errors.New("kv: member already exists")
+)
+
+// MaxKeyBytes is the longest key cairn accepts.
+const MaxKeyBytes = 4096
+
+// Record is one key's value and metadata. The eventual-mode fields (HLC, Origin)
+// are carried by every record so both engines share one format.
+type Record struct {
+	Key            string
+	Value          []byte
+	CreateRevision int64
+	ModRevision    int64
+	Version        int64
+	// Expires is the unix time in nanoseconds at which the key expires; 0 means never.
+	Expires int64
+	// HLC is the hybrid logical clock timestamp of the write (eventual keyspaces).
+	HLC uint64
+	// Origin is the node that accepted the write (eventual keyspaces).
+	Origin string
+	// Tombstone marks a deleted record kept for convergence (eventual keyspaces).
+	Tombstone bool
+}
+
+// ExpiresAt returns the expiry as a time, or the zero time when the key has no TTL.
+func (r *Record) ExpiresAt() time.Time {
+	if r == nil || r.Expires == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, r.Expires).UTC()
+}
+
+// OpType names one operation inside a transaction.
+type OpType string
+
+// Operation types.
+const (
+	OpGet          OpType = "get"
+	OpPut          OpType = "put"
+	OpDelete       OpType = "delete"
+	OpDeletePrefix OpType = "delete_prefix"
+	OpPatch        OpType = "patch"
+)
+
+// Op is one operation of a transaction.
+type Op struct {
+	Type  OpType        `json:"op"`
+	Key   string        `json:"key"`
+	Value []byte        `json:"value,omitempty"`
+	TTL   time.Duration `json:"ttl,omitempty"`
+	// KeepTTL keeps the key's current expiry on put (Redis SET KEEPTTL).
+	KeepTTL bool `json:"keep_ttl,omitempty"`
+}
+
+// CompareTarget names what a Compare looks at.
+type CompareTarget string
+
+// Compare targets.
+const (
+	TargetValue          CompareTarget = "value"
+	TargetVersion        CompareTarget = "version"
+	TargetCreateRevision CompareTarget = "create_revision"
+	TargetModRevision    CompareTarget = "mod_revision"
+	TargetExists         CompareTarget = "exists"
+)
+
+// Compare is one condition of a transaction. Value is used for the value target,
+// Number for revisions and versions, Exists for existence. A missing key has
+// version and revisions 0 and no value (it compares as an empty value that is
+// unequal to every value).
+type Compare struct {
+	Key    string        `json:"key"`
+	Target CompareTarget `json:"target"`
+	// Op is one of "=", "!=", "<", ">".
+	Op     string `json:"op"`
+	Value  []byte `json:"value,omitempty"`
+	Number int64  `json:"number,omitempty"`
+	Exists bool   `json:"exists,omitempty"`
+}
+
+// Txn is an atomic multi-key transaction: when every Compare holds, Success runs,
+// otherwise Failure runs. Every write inside bumps the revision once.
+type Txn struct {
+	Compare []Compare `json:"compare,omitempty"`
+	Success []Op      `json:"success,omitempty"`
+	Failure []Op      `json:"failure,omitempty"`
+}
+
+// OpResult is the outcome of one Op.
+type OpResult struct {
+	Type OpType `json:"op"`
+	Key  string `json:"key"`
+	// Record is the key after the op (put, patch) or as read (get); nil when absent.
+	Record *Record `json:"record,omitempty"`
+	// Deleted counts keys removed by delete and delete_prefix.
+	Deleted int64 `json:"deleted,omitempty"`
+}
+
+// TxnResult is the outcome of a transaction.
+type TxnResult struct {
+	Succeeded bool       `json:"succeeded"`
+	Revision  int64      `json:"revision"`
+	Results   []OpResult `json:"results"`
+}
+
+// PutOptions change how Put behaves.
+type PutOptions struct {
+	TTL time.Duration
+	// IfModRevision, when non-nil, makes the put conditional on the key's mod revision.
+	IfModRevision *int64
+	// IfAbsent makes the put succeed only when the key does not exist.
+	IfAbsent bool
+}
+
+// DeleteOptions change how Delete behaves.
+type DeleteOptions struct {
+	Prefix        bool
+	IfModRevision *int64
+}
+
+// ReadOptions choose the consistency of a read.
+type ReadOptions struct {
+	// Serializable serves the read from the local replica without a leader check.
+	Serializable bool
+}
+
+// ListOptions shape a prefix listing.
+type ListOptions struct {
+	ReadOptions
+	// After lists keys strictly greater than this key (continuation).
+	After    string
+	Limit    int
+	KeysOnly bool
+}
+
+// ListResult is one page of a listing.
+type ListResult struct {
+	Revision int64
+	Items    []*Record
+	More     bool
+}
+
+// PreconditionError reports a failed condition and the key's current state.
+type PreconditionError struct {
+	Key     string
+	Current *Record // nil when the key does not exist
+}
+
+func (e *PreconditionError) Error() string {
+	if e.Current == nil {
+		return fmt.Sprintf("kv: precondition failed on %q: key does not exist", e.Key)
+	}
+	return fmt.Sprintf("kv: precondition failed on %q: mod revision is %d", e.Key, e.Current.ModRevision)
+}
+
+// Unwrap lets errors.Is(err, ErrPreconditionFailed) match.
+func (e *PreconditionError) Unwrap() error { return ErrPreconditionFailed }
+
+// ValidateKey checks the data-model rules for keys.
+func ValidateKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
+	if len(key) > MaxKeyBytes {
+		return fmt.Errorf("%w: key is %d bytes, the limit is %d", ErrInvalidKey, len(key), MaxKeyBytes)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] == 0 {
+			return fmt.Errorf("%w: key contains a NUL byte", ErrInvalidKey)
+		}
+	}
+	return nil
+}

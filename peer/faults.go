@@ -1,0 +1,79 @@
+package peer
+
+import (
+	"net"
+	"sync"
+)
+
+// Faults cuts links between nodes for tests. A node's Dialer refuses to dial a
+// blocked address and every tracked connection to it is closed at once; the
+// Mux side closes nothing by itself, so a symmetric partition is made by
+// blocking each side's address on the other side (see test/cluster).
+// The zero value blocks nothing.
+type Faults struct {
+	mu      sync.Mutex
+	blocked map[string]bool
+	conns   map[net.Conn]string
+}
+
+// Block cuts outgoing links to addr and closes existing ones.
+func (f *Faults) Block(addr string) {
+	f.mu.Lock()
+	if f.blocked == nil {
+		f.blocked = map[string]bool{}
+	}
+	f.blocked[addr] = true
+	var toClose []net.Conn
+	for c, a := range f.conns {
+		if a == addr {
+			toClose = append(toClose, c)
+		}
+	}
+	f.mu.Unlock()
+	for _, c := range toClose {
+		_ = c.Close()
+	}
+}
+
+// Unblock restores links to addr.
+func (f *Faults) Unblock(addr string) {
+	f.mu.Lock()
+	delete(f.blocked, addr)
+	f.mu.Unlock()
+}
+
+// Blocked reports whether links to addr are cut.
+func (f *Faults) Blocked(addr string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.blocked[addr]
+}
+
+func (f *Faults) track(c net.Conn, addr string) net.Conn {
+	if addr == "" {
+		return c
+	}
+	f.mu.Lock()
+	if f.conns == nil {
+		f.conns = map[net.Conn]string{}
+	}
+	tc := &trackedConn{Conn: c, f: f}
+	f.conns[tc] = addr
+	f.mu.Unlock()
+	return tc
+}
+
+type trackedConn struct {
+	net.Conn
+	f    *Faults
+	once sync.Once
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(func() {
+		t.f.mu.Lock()
+		delete(t.f.conns, t)
+		t.f.mu.Unlock()
+	})
+	return t.Conn.Close()
+}

@@ -1,0 +1,694 @@
+// Package raftnode wires hashicorp/raft to cairn: a pebble log and stable
+// store, a batching FSM adapter over the pebble state database, snapshots that
+// stream that database, a transport over the peer mux, linearizable reads
+// (read index), and forwarding of proposals, reads and membership changes from
+// followers to the leader over internal RPC. See DESIGN.md beside this file.
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairnkv/cairn/peer"
+	"github.com/cairnkv/cairn/store"
+	"github.com/hashicorp/raft"
+)
+
+// Errors returned by Node. ErrTimeout and ErrLeadershipLost leave the outcome
+// of a proposal unknown: it may still commit.
+var (
+	ErrNoLeader       = errors.New("raftnode: no leader")
+	ErrNotLeader      = errors.New("raftnode: not the leader")
+	ErrTimeout        = errors.New("raftnode: timed out")
+	ErrLeadershipLost = errors.New("raftnode: leadership lost while committing")
+	ErrShutdown       = errors.New("raftnode: shut down")
+	ErrUnknownMember  = errors.New("raftnode: unknown member")
+	ErrMemberExists   = errors.New("raftnode: member exists with another address")
+)
+
+// Peer is a bootstrap member.
+type Peer struct {
+	ID   string
+	Addr string
+}
+
+// Config configures a Node.
+type Config struct {
+	ID string
+	// Dir holds the raft log (Dir/raft) and snapshots (Dir/snapshots).
+	Dir string
+	// AdvertiseAddr is this node's peer address as the others dial it.
+	AdvertiseAddr string
+	Mux           *peer.Mux
+	Dialer        *peer.Dialer
+	// StateDB is the state machine's database; the node records the applied
+	// index in it and streams it into snapshots.
+	StateDB      *store.DB
+	StateMachine StateMachine
+	// Bootstrap, when set and there is no state on disk, forms a new cluster.
+	Bootstrap []Peer
+
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	// RequestTimeout bounds waits for a leader when the caller's context has no deadline.
+	RequestTimeout   time.Duration
+	SnapshotEntries  uint64
+	SnapshotInterval time.Duration
+	TrailingLogs     uint64
+	Logger           *slog.Logger
+}
+
+// Node is one member of a Raft group.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	raft  *raft.Raft
+	fsm   *fsm
+	logDB *store.DB
+	trans *raft.NetworkTransport
+	snaps *raft.FileSnapshotStore
+	rpc   *peer.RPCServer
+	cli   *peer.RPCClient
+
+	hadState  bool
+	readyTerm atomic.Uint64
+	termMu    sync.Mutex
+
+	readMu      sync.Mutex
+	readWaiters []chan readResult
+	readRunning bool
+
+	closeOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+type readResult struct {
+	index uint64
+	err   error
+}
+
+// Start opens the log, restores state and starts Raft.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "raft"), done: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeResources()
+		}
+	}()
+
+	var err error
+	if n.logDB, err = store.Open(filepath.Join(cfg.Dir, "raft"), store.Options{Logger: cfg.Logger, CacheBytes: 16 << 20}); err != nil {
+		return nil, err
+	}
+	logs, err := NewLogStore(n.logDB)
+	if err != nil {
+		return nil, err
+	}
+	hlog := hclogFor(n.log, "raft")
+	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), 2, hlog); err != nil {
+		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
+	}
+	if n.fsm, err = newFSM(cfg.StateDB, cfg.StateMachine); err != nil {
+		return nil, err
+	}
+	if err := n.catchUpFromSnapshot(); err != nil {
+		return nil, err
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{Listener: cfg.Mux.Listen(peer.ProtoRaft), dialer: cfg.Dialer, addr: advertiseAddr(cfg.AdvertiseAddr)},
+		MaxPool: 4,
+		Timeout: 10 * time.Second,
+		Logger:  hclogFor(n.log, "raft-net"),
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.CommitTimeout = 20 * time.Millisecond
+	rc.SnapshotThreshold = cfg.SnapshotEntries
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 512
+	rc.NoSnapshotRestoreOnStart = true // the pebble state survives restarts
+	rc.Logger = hlog
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+
+	cached, err := raft.NewLogCache(1024, logs)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	hasState, err := raft.HasExistingState(cached, logs, n.snaps)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	n.hadState = hasState
+	if n.raft, err = raft.NewRaft(rc, n.fsm, cached, logs, n.snaps, n.trans); err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	if !hasState && len(cfg.Bootstrap) > 0 {
+		var conf raft.Configuration
+		for _, p := range cfg.Bootstrap {
+			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+		}
+		if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped a new cluster", "members", len(cfg.Bootstrap))
+	} else if hasState {
+		n.log.Info("restarting from existing state", "applied", n.fsm.applied.Load())
+	}
+
+	if n.rpc, err = peer.NewRPCServer(cfg.Mux.Listen(peer.ProtoRPC), "Node", &rpcService{n: n}); err != nil {
+		return nil, err
+	}
+	n.cli = peer.NewRPCClient(cfg.Dialer)
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.rpc.Serve() }()
+	go func() { defer n.wg.Done(); n.watchLeadership() }()
+	ok = true
+	return n, nil
+}
+
+// catchUpFromSnapshot restores the newest snapshot when the state database is
+// older than it (for example a state directory lost while the log survived).
+func (n *Node) catchUpFromSnapshot() error {
+	list, err := n.snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	_, rc, err := n.snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("raftnode: open snapshot: %w", err)
+	}
+	applied, err := snapshotApplied(rc)
+	_ = rc.Close()
+	if err != nil {
+		return err
+	}
+	if n.fsm.applied.Load() >= applied {
+		return nil
+	}
+	n.log.Warn("state is behind the newest snapshot; restoring it", "state", n.fsm.applied.Load(), "snapshot", applied)
+	_, rc, err = n.snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("raftnode: open snapshot: %w", err)
+	}
+	return n.fsm.Restore(rc)
+}
+
+// watchLeadership makes each new term readable as soon as this node leads it.
+func (n *Node) watchLeadership() {
+	for {
+		select {
+		case isLeader := <-n.raft.LeaderCh():
+			if isLeader {
+				n.log.Info("became leader", "term", n.raft.CurrentTerm())
+				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+				if err := n.ensureTermReady(ctx); err != nil {
+					n.log.Warn("could not commit the term-start entry", "err", err)
+				}
+				cancel()
+			}
+		case <-n.done:
+			return
+		}
+	}
+}
+
+// ensureTermReady commits an entry of the current term, so the commit index
+// covers everything earlier leaders committed and the FSM will reach it.
+func (n *Node) ensureTermReady(ctx context.Context) error {
+	term := n.raft.CurrentTerm()
+	if n.readyTerm.Load() == term {
+		return nil
+	}
+	n.termMu.Lock()
+	defer n.termMu.Unlock()
+	if n.readyTerm.Load() == term {
+		return nil
+	}
+	f := n.raft.Apply(frame(kindTermStart, time.Now(), nil), n.timeout(ctx))
+	if err := mapRaftErr(f.Error()); err != nil {
+		return err
+	}
+	if n.raft.CurrentTerm() == term {
+		n.readyTerm.Store(term)
+		return nil
+	}
+	return ErrLeadershipLost
+}
+
+func (n *Node) timeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		if t := time.Until(d); t > 0 {
+			return t
+		}
+		return time.Millisecond
+	}
+	return n.cfg.RequestTimeout
+}
+
+func mapRaftErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrNotVoter):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %w", ErrLeadershipLost, err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w", ErrShutdown, err)
+	}
+	return err
+}
+
+// HadState reports whether the node started from existing state on disk
+// (so bootstrap and join settings were ignored).
+func (n *Node) HadState() bool { return n.hadState }
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// AppliedIndex is the index of the last entry applied to the state machine.
+func (n *Node) AppliedIndex() uint64 { return n.fsm.applied.Load() }
+
+// Propose replicates data and returns the state machine's result for it. It
+// runs on the leader, or is forwarded there.
+func (n *Node) Propose(ctx context.Context, data []byte) ([]byte, error) {
+	ctx, cancel := n.withDeadline(ctx)
+	defer cancel()
+	var out []byte
+	err := n.onLeader(ctx, func() error {
+		var err error
+		out, err = n.proposeLocal(ctx, data)
+		return err
+	}, func(addr string) error {
+		var reply ProposeReply
+		if err := n.cli.Call(ctx, addr, "Node.Propose", ProposeArgs{Data: data}, &reply); err != nil {
+			return fmt.Errorf("%w: forwarding to the leader: %w", ErrTimeout, err)
+		}
+		out = reply.Data
+		return codeErr(reply.Code, reply.Msg)
+	})
+	return out, err
+}
+
+func (n *Node) proposeLocal(ctx context.Context, data []byte) ([]byte, error) {
+	f := n.raft.Apply(frame(kindCommand, time.Now(), data), n.timeout(ctx))
+	if err := mapRaftErr(f.Error()); err != nil {
+		return nil, err
+	}
+	switch v := f.Response().(type) {
+	case []byte:
+		return v, nil
+	case error:
+		return nil, v
+	case nil:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("raftnode: unexpected FSM response %T", v)
+	}
+}
+
+// ReadIndex waits until this node's state reflects every write committed
+// before the call: the leader confirms its leadership with a quorum (one
+// confirmation serves all reads waiting at the time) and names its commit
+// index, and this node waits until it has applied that far.
+func (n *Node) ReadIndex(ctx context.Context) error {
+	ctx, cancel := n.withDeadline(ctx)
+	defer cancel()
+	var idx uint64
+	err := n.onLeader(ctx, func() error {
+		var err error
+		idx, err = n.leaderReadIndex(ctx)
+		return err
+	}, func(addr string) error {
+		var reply ReadIndexReply
+		if err := n.cli.Call(ctx, addr, "Node.ReadIndex", ReadIndexArgs{}, &reply); err != nil {
+			return fmt.Errorf("%w: asking the leader for a read index: %w", ErrTimeout, err)
+		}
+		idx = reply.Index
+		return codeErr(reply.Code, reply.Msg)
+	})
+	if err != nil {
+		return err
+	}
+	return n.WaitApplied(ctx, idx)
+}
+
+// WaitApplied blocks until the applied index reaches idx or ctx ends.
+func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
+	for {
+		ch := n.fsm.appliedChanged()
+		if n.fsm.applied.Load() >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting to apply index %d", ErrTimeout, idx)
+		case <-n.done:
+			return ErrShutdown
+		}
+	}
+}
+
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+	if !n.IsLeader() {
+		return 0, ErrNotLeader
+	}
+	w := make(chan readResult, 1)
+	n.readMu.Lock()
+	n.readWaiters = append(n.readWaiters, w)
+	start := !n.readRunning
+	n.readRunning = true
+	n.readMu.Unlock()
+	if start {
+		go n.runReadRounds()
+	}
+	select {
+	case r := <-w:
+		return r.index, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: confirming leadership", ErrTimeout)
+	}
+}
+
+// runReadRounds confirms leadership once per round for every read waiting
+// when the round began.
+func (n *Node) runReadRounds() {
+	for {
+		n.readMu.Lock()
+		ws := n.readWaiters
+		n.readWaiters = nil
+		if len(ws) == 0 {
+			n.readRunning = false
+			n.readMu.Unlock()
+			return
+		}
+		n.readMu.Unlock()
+		idx, err := n.confirmLeadership()
+		for _, w := range ws {
+			w <- readResult{idx, err}
+		}
+	}
+}
+
+func (n *Node) confirmLeadership() (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	defer cancel()
+	if err := n.ensureTermReady(ctx); err != nil {
+		return 0, err
+	}
+	idx := n.raft.CommitIndex()
+	if err := mapRaftErr(n.raft.VerifyLeader().Error()); err != nil {
+		return 0, err
+	}
+	return idx, nil
+}
+
+// onLeader runs local on the leader or remote with the leader's address,
+// waiting for a leader and retrying on stale leadership until ctx ends.
+func (n *Node) onLeader(ctx context.Context, local func() error, remote func(addr string) error) error {
+	backoff := 10 * time.Millisecond
+	for {
+		var err error
+		if n.IsLeader() {
+			err = local()
+		} else if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			err = remote(string(addr))
+		} else {
+			err = ErrNoLeader
+		}
+		if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) {
+			return err
+		}
+		// Not proposed anywhere yet: safe to wait for a leader and retry.
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return err
+		case <-n.done:
+			return ErrShutdown
+		}
+		if backoff < 100*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+func (n *Node) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
+}
+
+// Server is one member of the Raft configuration.
+type Server struct {
+	ID    string
+	Addr  string
+	Voter bool
+}
+
+// Servers returns the latest Raft configuration known to this node.
+func (n *Node) Servers() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, mapRaftErr(err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// Membership operations.
+const (
+	opAddVoter    = "add_voter"
+	opAddNonvoter = "add_nonvoter"
+	opRemove      = "remove"
+	opPromote     = "promote"
+	opTransfer    = "transfer"
+)
+
+// AddMember adds a voter (or a non-voter) to the cluster. Adding a member that
+// is already present with the same address succeeds, so joins can be retried.
+func (n *Node) AddMember(ctx context.Context, id, addr string, voter bool) error {
+	op := opAddVoter
+	if !voter {
+		op = opAddNonvoter
+	}
+	return n.membership(ctx, MembershipArgs{Op: op, ID: id, Addr: addr})
+}
+
+// RemoveMember removes a member.
+func (n *Node) RemoveMember(ctx context.Context, id string) error {
+	return n.membership(ctx, MembershipArgs{Op: opRemove, ID: id})
+}
+
+// PromoteMember turns a non-voter into a voter.
+func (n *Node) PromoteMember(ctx context.Context, id string) error {
+	return n.membership(ctx, MembershipArgs{Op: opPromote, ID: id})
+}
+
+// TransferLeadership hands leadership to id, or to the most up-to-date
+// follower when id is empty.
+func (n *Node) TransferLeadership(ctx context.Context, id string) error {
+	return n.membership(ctx, MembershipArgs{Op: opTransfer, ID: id})
+}
+
+func (n *Node) membership(ctx context.Context, a MembershipArgs) error {
+	ctx, cancel := n.withDeadline(ctx)
+	defer cancel()
+	return n.onLeader(ctx, func() error {
+		return n.membershipLocal(ctx, a)
+	}, func(addr string) error {
+		var reply MembershipReply
+		if err := n.cli.Call(ctx, addr, "Node.Membership", a, &reply); err != nil {
+			return fmt.Errorf("%w: forwarding to the leader: %w", ErrTimeout, err)
+		}
+		return codeErr(reply.Code, reply.Msg)
+	})
+}
+
+func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
+	servers, err := n.Servers()
+	if err != nil {
+		return err
+	}
+	var cur *Server
+	for i := range servers {
+		if servers[i].ID == a.ID {
+			cur = &servers[i]
+		}
+	}
+	t := n.timeout(ctx)
+	switch a.Op {
+	case opAddVoter, opAddNonvoter:
+		if cur != nil {
+			if cur.Addr != a.Addr {
+				return fmt.Errorf("%w: %s is at %s", ErrMemberExists, a.ID, cur.Addr)
+			}
+			if cur.Voter || a.Op == opAddNonvoter {
+				return nil
+			}
+		}
+		if a.Op == opAddVoter {
+			return mapRaftErr(n.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, t).Error())
+		}
+		return mapRaftErr(n.raft.AddNonvoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, t).Error())
+	case opRemove:
+		if cur == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownMember, a.ID)
+		}
+		return mapRaftErr(n.raft.RemoveServer(raft.ServerID(a.ID), 0, t).Error())
+	case opPromote:
+		if cur == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownMember, a.ID)
+		}
+		if cur.Voter {
+			return nil
+		}
+		return mapRaftErr(n.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr), 0, t).Error())
+	case opTransfer:
+		if a.ID == "" {
+			return mapRaftErr(n.raft.LeadershipTransfer().Error())
+		}
+		if cur == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownMember, a.ID)
+		}
+		if a.ID == n.cfg.ID {
+			return nil // already the leader
+		}
+		return mapRaftErr(n.raft.LeadershipTransferToServer(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr)).Error())
+	}
+	return fmt.Errorf("raftnode: unknown membership op %q", a.Op)
+}
+
+// Status is a node's view of the group.
+type Status struct {
+	ID           string
+	State        string
+	LeaderID     string
+	LeaderAddr   string
+	Term         uint64
+	CommitIndex  uint64
+	AppliedIndex uint64
+	LastIndex    uint64
+	LastContact  time.Duration
+}
+
+// Status reports this node's Raft state.
+func (n *Node) Status() Status {
+	addr, id := n.raft.LeaderWithID()
+	s := Status{
+		ID:           n.cfg.ID,
+		State:        stateName(n.raft.State()),
+		LeaderID:     string(id),
+		LeaderAddr:   string(addr),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.applied.Load(),
+		LastIndex:    n.raft.LastIndex(),
+	}
+	if s.State != "leader" {
+		if lc := n.raft.LastContact(); !lc.IsZero() {
+			s.LastContact = time.Since(lc)
+		}
+	}
+	return s
+}
+
+func stateName(s raft.RaftState) string {
+	switch s {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	case raft.Shutdown:
+		return "shutdown"
+	}
+	return s.String()
+}
+
+// IsStale reports whether this node's local data may be out of date: it is not
+// the leader and has not heard from one within the election timeout.
+func (n *Node) IsStale() bool {
+	if n.IsLeader() {
+		return false
+	}
+	if addr, _ := n.raft.LeaderWithID(); addr == "" {
+		return true
+	}
+	return time.Since(n.raft.LastContact()) > n.cfg.ElectionTimeout
+}
+
+// Snapshot takes a snapshot now (and compacts the log behind it).
+func (n *Node) Snapshot() error { return mapRaftErr(n.raft.Snapshot().Error()) }
+
+// Close hands leadership away when leading, then stops Raft and releases the
+// log. The state database belongs to the caller.
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() {
+		if n.IsLeader() {
+			if len(n.voters()) > 1 {
+				_ = n.raft.LeadershipTransfer().Error()
+			}
+		}
+		close(n.done)
+		n.rpc.Close()
+		err = n.raft.Shutdown().Error()
+		n.wg.Wait()
+		n.closeResources()
+	})
+	return err
+}
+
+func (n *Node) voters() []Server {
+	servers, _ := n.Servers()
+	var out []Server
+	for _, s := range servers {
+		if s.Voter {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (n *Node) closeResources() {
+	if n.cli != nil {
+		n.cli.Close()
+	}
+	if n.trans != nil {
+		_ = n.trans.Close()
+	}
+	if n.logDB != nil {
+		_ = n.logDB.Close()
+	}
+}

@@ -1,0 +1,33 @@
+package raftnode
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/cairnkv/cairn/peer"
+	"github.com/hashicorp/raft"
+)
+
+// streamLayer carries Raft over the peer mux (ProtoRaft connections).
+type streamLayer struct {
+	net.Listener
+	dialer *peer.Dialer
+	addr   advertiseAddr
+}
+
+var _ raft.StreamLayer = (*streamLayer)(nil)
+
+func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dialer.Dial(ctx, string(address), peer.ProtoRaft)
+}
+
+// Addr is the advertised peer address, which raft records in its configuration.
+func (s *streamLayer) Addr() net.Addr { return s.addr }
+
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }

@@ -1,0 +1,249 @@
+// Package store is cairn's local storage engine: a thin layer over pebble that
+// every other component (the Raft log, the state machines, later hints and
+// anti-entropy trees) uses. It deals in bytes; what the bytes mean belongs to
+// the package that writes them.
+//
+// Durability is chosen per write: Commit(true) syncs the write-ahead log before
+// returning, Commit(false) does not. The Raft log is written synced; the state
+// machines are written unsynced because the log is the durable copy.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// ErrNotFound is returned by Get when the key does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// DB is one pebble database.
+type DB struct {
+	db *pebble.DB
+}
+
+// Options tune a DB.
+type Options struct {
+	Logger *slog.Logger
+	// CacheBytes is the block cache size; 0 picks a default.
+	CacheBytes int64
+}
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string, o Options) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cacheBytes := o.CacheBytes
+	if cacheBytes <= 0 {
+		cacheBytes = 64 << 20
+	}
+	cache := pebble.NewCache(cacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{
+		Cache:                       cache,
+		Logger:                      pebbleLogger{logger},
+		MemTableSize:                32 << 20,
+		MemTableStopWritesThreshold: 4,
+		MaxConcurrentCompactions:    func() int { return 2 },
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	return &DB{db: db}, nil
+}
+
+// Close flushes nothing extra and closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Get returns a copy of the value at key, or ErrNotFound.
+func (d *DB) Get(key []byte) ([]byte, error) { return get(d.db, key) }
+
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+func get(g getter, key []byte) ([]byte, error) {
+	v, closer, err := g.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get: %w", err)
+	}
+	out := make([]byte, len(v))
+	copy(out, v)
+	_ = closer.Close()
+	return out, nil
+}
+
+// Sync makes every write committed so far durable.
+func (d *DB) Sync() error {
+	if err := d.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("store: sync: %w", err)
+	}
+	return nil
+}
+
+// Scan calls fn for every key in [lower, upper) in order until fn returns false.
+// A nil upper means no bound. The slices passed to fn are only valid during the call.
+func (d *DB) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
+	return scan(d.db, lower, upper, fn)
+}
+
+type iterSource interface {
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func scan(src iterSource, lower, upper []byte, fn func(key, value []byte) bool) error {
+	it, err := src.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("store: iterate: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if !fn(it.Key(), it.Value()) {
+			break
+		}
+	}
+	if err := it.Error(); err != nil {
+		_ = it.Close()
+		return fmt.Errorf("store: iterate: %w", err)
+	}
+	return it.Close()
+}
+
+// Last returns a copy of the last key in [lower, upper), or ErrNotFound.
+func (d *DB) Last(lower, upper []byte) (key, value []byte, err error) {
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: iterate: %w", err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		if err := it.Error(); err != nil {
+			return nil, nil, fmt.Errorf("store: iterate: %w", err)
+		}
+		return nil, nil, ErrNotFound
+	}
+	return append([]byte(nil), it.Key()...), append([]byte(nil), it.Value()...), nil
+}
+
+// First returns a copy of the first key in [lower, upper), or ErrNotFound.
+func (d *DB) First(lower, upper []byte) (key, value []byte, err error) {
+	err = d.Scan(lower, upper, func(k, v []byte) bool {
+		key, value = append([]byte(nil), k...), append([]byte(nil), v...)
+		return false
+	})
+	if err == nil && key == nil {
+		err = ErrNotFound
+	}
+	return key, value, err
+}
+
+// DeleteRange removes every key in [start, end), durably when sync is set.
+func (d *DB) DeleteRange(start, end []byte, sync bool) error {
+	if err := d.db.DeleteRange(start, end, writeOpts(sync)); err != nil {
+		return fmt.Errorf("store: delete range: %w", err)
+	}
+	return nil
+}
+
+// Snapshot is a consistent read-only view of the database at one moment.
+type Snapshot struct{ s *pebble.Snapshot }
+
+// NewSnapshot returns a view that later writes do not change. Close it.
+func (d *DB) NewSnapshot() *Snapshot { return &Snapshot{s: d.db.NewSnapshot()} }
+
+// Get returns a copy of the value at key in the snapshot, or ErrNotFound.
+func (s *Snapshot) Get(key []byte) ([]byte, error) { return get(s.s, key) }
+
+// Scan is DB.Scan on the snapshot.
+func (s *Snapshot) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
+	return scan(s.s, lower, upper, fn)
+}
+
+// Close releases the snapshot.
+func (s *Snapshot) Close() error { return s.s.Close() }
+
+// Batch collects writes that commit atomically.
+type Batch struct {
+	b  *pebble.Batch
+	db *DB
+}
+
+// NewBatch starts an empty batch.
+func (d *DB) NewBatch() *Batch { return &Batch{b: d.db.NewBatch(), db: d} }
+
+// Set records key=value in the batch.
+func (b *Batch) Set(key, value []byte) { _ = b.b.Set(key, value, nil) }
+
+// Delete records the removal of key in the batch.
+func (b *Batch) Delete(key []byte) { _ = b.b.Delete(key, nil) }
+
+// DeleteRange records the removal of [start, end) in the batch.
+func (b *Batch) DeleteRange(start, end []byte) { _ = b.b.DeleteRange(start, end, nil) }
+
+// Len is the size of the batch in bytes.
+func (b *Batch) Len() int { return b.b.Len() }
+
+// Empty reports whether the batch holds no writes.
+func (b *Batch) Empty() bool { return b.b.Empty() }
+
+// Commit applies the batch atomically; with sync it is durable on return.
+// The batch cannot be used afterwards.
+func (b *Batch) Commit(sync bool) error {
+	err := b.b.Commit(writeOpts(sync))
+	_ = b.b.Close()
+	if err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Close discards an uncommitted batch.
+func (b *Batch) Close() { _ = b.b.Close() }
+
+func writeOpts(sync bool) *pebble.WriteOptions {
+	if sync {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+// PrefixEnd returns the smallest key greater than every key with the prefix,
+// or nil when there is none (the prefix is all 0xff).
+func PrefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "subsystem", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "subsystem", "pebble")
+}
+
+// Fatalf is called by pebble on unrecoverable corruption; pebble expects it not to return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "subsystem", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}
