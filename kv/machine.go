@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -71,6 +73,7 @@ func (m *Machine) Revision() int64 { return m.rev.Load() }
 type command struct {
 	Type   string       `json:"t"`
 	Txn    *Txn         `json:"txn,omitempty"`
+	Batch  []Txn        `json:"batch,omitempty"`
 	Expire []expireItem `json:"exp,omitempty"`
 	Member *Member      `json:"member,omitempty"`
 	Name   string       `json:"name,omitempty"`
@@ -78,6 +81,7 @@ type command struct {
 
 const (
 	cmdTxn       = "txn"
+	cmdBatch     = "batch"
 	cmdExpire    = "expire"
 	cmdMemberSet = "member_set"
 	cmdMemberDel = "member_del"
@@ -90,14 +94,19 @@ type expireItem struct {
 
 // result is the machine's answer to one command.
 type result struct {
-	Txn  *TxnResult `json:"txn,omitempty"`
-	Code string     `json:"code,omitempty"`
-	Msg  string     `json:"msg,omitempty"`
+	Txn *TxnResult `json:"txn,omitempty"`
+	// Batch holds one encoded result per txn of a batch command.
+	Batch []json.RawMessage `json:"batch,omitempty"`
+	Code  string            `json:"code,omitempty"`
+	Msg   string            `json:"msg,omitempty"`
 }
 
 // Error codes carried in results.
 var resultCodes = map[string]error{
 	"not_json":         ErrNotJSON,
+	"not_integer":      ErrNotInteger,
+	"not_float":        ErrNotFloat,
+	"key_not_found":    ErrKeyNotFound,
 	"invalid_argument": ErrInvalidArgument,
 	"invalid_key":      ErrInvalidKey,
 }
@@ -173,6 +182,18 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 			return errResult(err)
 		}
 		b, _ := json.Marshal(result{Txn: res})
+		return b
+	case cmdBatch:
+		out := result{Batch: make([]json.RawMessage, len(c.Batch))}
+		for i := range c.Batch {
+			res, err := ab.txn(e.Time, &c.Batch[i])
+			if err != nil {
+				out.Batch[i] = errResult(err)
+				continue
+			}
+			out.Batch[i], _ = json.Marshal(result{Txn: res})
+		}
+		b, _ := json.Marshal(out)
 		return b
 	case cmdExpire:
 		ab.expire(e.Time, c.Expire)
@@ -272,70 +293,9 @@ func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
 	}
 	res := &TxnResult{Succeeded: ok, Results: make([]OpResult, 0, len(ops))}
 	for _, op := range ops {
-		r := OpResult{Type: op.Type, Key: op.Key}
-		cur, err := v.get(op.Key)
+		r, err := v.applyOp(now, &rev, op)
 		if err != nil {
 			return nil, err
-		}
-		switch op.Type {
-		case OpGet:
-			r.Record = cur
-		case OpPut, OpPatch:
-			value := op.Value
-			if op.Type == OpPatch {
-				base := []byte("{}")
-				if cur != nil {
-					base = cur.Value
-					if !json.Valid(base) {
-						return nil, fmt.Errorf("%w: %q", ErrNotJSON, op.Key)
-					}
-				}
-				merged, err := jsonpatch.MergePatch(base, op.Value)
-				if err != nil {
-					return nil, fmt.Errorf("%w: merge patch: %w", ErrInvalidArgument, err)
-				}
-				value = merged
-			}
-			rev++
-			nr := &Record{Key: op.Key, Value: value, CreateRevision: rev, ModRevision: rev, Version: 1}
-			if cur != nil {
-				nr.CreateRevision = cur.CreateRevision
-				nr.Version = cur.Version + 1
-			}
-			switch {
-			case op.TTL > 0:
-				nr.Expires = now + int64(op.TTL)
-			case (op.KeepTTL || op.Type == OpPatch) && cur != nil:
-				nr.Expires = cur.Expires
-			}
-			v.writes[op.Key] = nr
-			r.Record = nr
-			if op.Type == OpPut {
-				// The caller has the value; do not send it back through the log result.
-				meta := *nr
-				meta.Value = nil
-				r.Record = &meta
-			}
-		case OpDelete:
-			if cur != nil {
-				rev++
-				v.writes[op.Key] = nil
-				r.Deleted = 1
-			}
-		case OpDeletePrefix:
-			keys, err := v.keysWithPrefix(op.Key)
-			if err != nil {
-				return nil, err
-			}
-			if len(keys) > 0 {
-				rev++
-			}
-			for _, k := range keys {
-				v.writes[k] = nil
-			}
-			r.Deleted = int64(len(keys))
-		default:
-			return nil, fmt.Errorf("%w: unknown op %q", ErrInvalidArgument, op.Type)
 		}
 		res.Results = append(res.Results, r)
 	}
@@ -343,6 +303,173 @@ func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
 	ab.rev = rev
 	res.Revision = rev
 	return res, nil
+}
+
+// applyOp applies one op inside a txn's view, bumping *rev for each write.
+func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
+	r := OpResult{Type: op.Type, Key: op.Key}
+	cur, err := v.get(op.Key)
+	if err != nil {
+		return r, err
+	}
+	if op.ReturnPrev {
+		r.Prev = cur
+	}
+	// write stores value at op.Key as a new version with the given expiry.
+	write := func(value []byte, expires int64) *Record {
+		if expires != 0 && expires <= now {
+			// Already expired (Redis SET PXAT in the past): the key is gone.
+			if cur != nil {
+				*rev++
+				v.writes[op.Key] = nil
+			}
+			return nil
+		}
+		*rev++
+		nr := &Record{Key: op.Key, Value: value, CreateRevision: *rev, ModRevision: *rev, Version: 1, Expires: expires}
+		if cur != nil {
+			nr.CreateRevision = cur.CreateRevision
+			nr.Version = cur.Version + 1
+		}
+		v.writes[op.Key] = nr
+		return nr
+	}
+	keptExpiry := int64(0)
+	if cur != nil {
+		keptExpiry = cur.Expires
+	}
+	switch op.Type {
+	case OpGet:
+		r.Record = cur
+	case OpPut:
+		exp := int64(0)
+		switch {
+		case op.ExpiresAt != 0:
+			exp = op.ExpiresAt
+		case op.TTL > 0:
+			exp = now + int64(op.TTL)
+		case op.KeepTTL:
+			exp = keptExpiry
+		}
+		if nr := write(op.Value, exp); nr != nil {
+			// The caller has the value; do not send it back through the log result.
+			meta := *nr
+			meta.Value = nil
+			r.Record = &meta
+		}
+	case OpPatch:
+		base := []byte("{}")
+		if cur != nil {
+			base = cur.Value
+			if !json.Valid(base) {
+				return r, fmt.Errorf("%w: %q", ErrNotJSON, op.Key)
+			}
+		}
+		merged, err := jsonpatch.MergePatch(base, op.Value)
+		if err != nil {
+			return r, fmt.Errorf("%w: merge patch: %w", ErrInvalidArgument, err)
+		}
+		r.Record = write(merged, keptExpiry)
+	case OpIncr:
+		delta, err := strconv.ParseInt(string(op.Value), 10, 64)
+		if err != nil {
+			return r, fmt.Errorf("%w: delta %q", ErrNotInteger, op.Value)
+		}
+		var n int64
+		if cur != nil {
+			if n, err = strconv.ParseInt(string(cur.Value), 10, 64); err != nil {
+				return r, fmt.Errorf("%w: %q", ErrNotInteger, op.Key)
+			}
+		}
+		if (delta > 0 && n > math.MaxInt64-delta) || (delta < 0 && n < math.MinInt64-delta) {
+			return r, fmt.Errorf("%w: increment would overflow", ErrNotInteger)
+		}
+		r.Record = write(strconv.AppendInt(nil, n+delta, 10), keptExpiry)
+	case OpIncrFloat:
+		delta, err := strconv.ParseFloat(string(op.Value), 64)
+		if err != nil || math.IsNaN(delta) || math.IsInf(delta, 0) {
+			return r, fmt.Errorf("%w: delta %q", ErrNotFloat, op.Value)
+		}
+		var f float64
+		if cur != nil {
+			if f, err = strconv.ParseFloat(string(cur.Value), 64); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return r, fmt.Errorf("%w: %q", ErrNotFloat, op.Key)
+			}
+		}
+		sum := f + delta
+		if math.IsNaN(sum) || math.IsInf(sum, 0) {
+			return r, fmt.Errorf("%w: increment would produce NaN or Infinity", ErrNotFloat)
+		}
+		r.Record = write(strconv.AppendFloat(nil, sum, 'f', -1, 64), keptExpiry)
+	case OpAppend:
+		var value []byte
+		if cur != nil {
+			value = append(append(value, cur.Value...), op.Value...)
+		} else {
+			value = append(value, op.Value...)
+		}
+		r.Record = write(value, keptExpiry)
+	case OpExpire:
+		if cur == nil {
+			return r, nil
+		}
+		exp := int64(0)
+		switch {
+		case op.ExpiresAt != 0:
+			exp = op.ExpiresAt
+		case op.TTL != 0:
+			exp = now + int64(op.TTL)
+			if op.TTL < 0 {
+				exp = now // a negative TTL deletes the key, as in Redis
+			}
+		}
+		r.Record = write(cur.Value, exp)
+		if r.Record == nil {
+			r.Deleted = 1
+		}
+	case OpRename:
+		dst := string(op.Value)
+		if cur == nil {
+			return r, fmt.Errorf("%w: %q", ErrKeyNotFound, op.Key)
+		}
+		if dst == op.Key {
+			r.Record = cur
+			break
+		}
+		*rev++
+		v.writes[op.Key] = nil
+		old, err := v.get(dst)
+		if err != nil {
+			return r, err
+		}
+		nr := &Record{Key: dst, Value: cur.Value, CreateRevision: *rev, ModRevision: *rev, Version: 1, Expires: cur.Expires}
+		if old != nil {
+			nr.CreateRevision, nr.Version = old.CreateRevision, old.Version+1
+		}
+		v.writes[dst] = nr
+		r.Record = nr
+	case OpDelete:
+		if cur != nil {
+			*rev++
+			v.writes[op.Key] = nil
+			r.Deleted = 1
+		}
+	case OpDeletePrefix:
+		keys, err := v.keysWithPrefix(op.Key)
+		if err != nil {
+			return r, err
+		}
+		if len(keys) > 0 {
+			*rev++
+		}
+		for _, k := range keys {
+			v.writes[k] = nil
+		}
+		r.Deleted = int64(len(keys))
+	default:
+		return r, fmt.Errorf("%w: unknown op %q", ErrInvalidArgument, op.Type)
+	}
+	return r, nil
 }
 
 // commit moves a txn's writes into the batch, keeping the TTL index in step.

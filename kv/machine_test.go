@@ -228,3 +228,53 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+func TestRedisStyleOps(t *testing.T) {
+	m, db := mustMachine(t)
+	now := time.Unix(2000, 0).UnixNano()
+	res := applyTxns(t, m, db, now,
+		Txn{Success: []Op{{Type: OpIncr, Key: "n", Value: []byte("5")}}},
+		Txn{Success: []Op{{Type: OpIncr, Key: "n", Value: []byte("-7")}}},
+		Txn{Success: []Op{{Type: OpIncrFloat, Key: "f", Value: []byte("1.5")}}},
+		Txn{Success: []Op{{Type: OpAppend, Key: "s", Value: []byte("ab")}, {Type: OpAppend, Key: "s", Value: []byte("cd")}}},
+		Txn{Success: []Op{{Type: OpIncr, Key: "s", Value: []byte("1")}}},
+		Txn{Success: []Op{{Type: OpPut, Key: "t", Value: []byte("v"), TTL: time.Minute}}},
+		Txn{Success: []Op{{Type: OpIncr, Key: "t2", Value: []byte("1")}, {Type: OpExpire, Key: "t2", TTL: time.Second}}},
+		Txn{Success: []Op{{Type: OpRename, Key: "t", Value: []byte("t3")}}},
+		Txn{Success: []Op{{Type: OpPut, Key: "gs", Value: []byte("new"), ReturnPrev: true}}},
+	)
+	if got := string(mustGet(t, db, "n").Value); got != "-2" {
+		t.Fatalf("incr: %s", got)
+	}
+	if got := string(mustGet(t, db, "f").Value); got != "1.5" {
+		t.Fatalf("incr float: %s", got)
+	}
+	if got := string(mustGet(t, db, "s").Value); got != "abcd" {
+		t.Fatalf("append: %s", got)
+	}
+	if res[4] != nil {
+		t.Fatal("incr of a non-integer succeeded")
+	}
+	if r := mustGet(t, db, "t2"); r.Expires != now+int64(time.Second) {
+		t.Fatalf("expire: %+v", r)
+	}
+	if mustGet(t, db, "t") != nil || mustGet(t, db, "t3").Expires != now+int64(time.Minute) {
+		t.Fatal("rename did not move the value and its TTL")
+	}
+	if res[8].Results[0].Prev != nil {
+		t.Fatal("prev of a new key")
+	}
+	res = applyTxns(t, m, db, now,
+		Txn{Success: []Op{{Type: OpExpire, Key: "t3"}}},                   // persist
+		Txn{Success: []Op{{Type: OpExpire, Key: "n", TTL: -time.Second}}}, // negative deletes
+		Txn{Success: []Op{{Type: OpPut, Key: "past", Value: []byte("x"), ExpiresAt: now - 1}}},
+		Txn{Success: []Op{{Type: OpRename, Key: "missing", Value: []byte("x")}}},
+		Txn{Success: []Op{{Type: OpIncr, Key: "big", Value: []byte("9223372036854775807")}, {Type: OpIncr, Key: "big", Value: []byte("1")}}},
+	)
+	if mustGet(t, db, "t3").Expires != 0 || mustGet(t, db, "n") != nil || mustGet(t, db, "past") != nil {
+		t.Fatal("persist, negative expire or past expiry wrong")
+	}
+	if res[3] != nil || res[4] != nil || mustGet(t, db, "big") != nil {
+		t.Fatal("rename of a missing key or an overflowing incr succeeded")
+	}
+}

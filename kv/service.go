@@ -17,8 +17,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"math"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -345,9 +348,21 @@ func (s *Service) validateTxn(t *Txn) error {
 					return fmt.Errorf("%w: prefix longer than %d bytes", ErrInvalidKey, MaxKeyBytes)
 				}
 				continue
-			case OpGet, OpDelete:
-			case OpPut:
+			case OpGet, OpDelete, OpExpire:
+			case OpPut, OpAppend:
 				if err := s.checkValue(op.Key, op.Value); err != nil {
+					return err
+				}
+			case OpIncr:
+				if _, err := strconv.ParseInt(string(op.Value), 10, 64); err != nil {
+					return fmt.Errorf("%w: increment %q", ErrNotInteger, op.Value)
+				}
+			case OpIncrFloat:
+				if f, err := strconv.ParseFloat(string(op.Value), 64); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+					return fmt.Errorf("%w: increment %q", ErrNotFloat, op.Value)
+				}
+			case OpRename:
+				if err := s.route(string(op.Value)); err != nil {
 					return err
 				}
 			case OpPatch:
@@ -366,6 +381,42 @@ func (s *Service) validateTxn(t *Txn) error {
 		}
 	}
 	return nil
+}
+
+// TxnBatch runs several independent transactions in one Raft proposal, in
+// order (front ends use it for pipelined writes). Each transaction is atomic
+// on its own and has its own result or error; err is for the batch as a whole
+// (no quorum, timeout), in which case none, some or all may have applied.
+func (s *Service) TxnBatch(ctx context.Context, txns []Txn) (results []*TxnResult, errs []error, err error) {
+	errs = make([]error, len(txns))
+	results = make([]*TxnResult, len(txns))
+	valid := make([]Txn, 0, len(txns))
+	pos := make([]int, 0, len(txns))
+	for i := range txns {
+		if errs[i] = s.validateTxn(&txns[i]); errs[i] == nil {
+			valid = append(valid, txns[i])
+			pos = append(pos, i)
+		}
+	}
+	if len(valid) == 0 {
+		return results, errs, nil
+	}
+	res, err := s.propose(ctx, command{Type: cmdBatch, Batch: valid})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(res.Batch) != len(valid) {
+		return nil, nil, errors.New("kv: batch result has the wrong length")
+	}
+	for j, p := range pos {
+		r, err := decodeResult(res.Batch[j])
+		if err != nil {
+			errs[p] = err
+			continue
+		}
+		results[p] = r.Txn
+	}
+	return results, errs, nil
 }
 
 func (s *Service) txn(ctx context.Context, t *Txn) (*TxnResult, error) {
@@ -551,3 +602,22 @@ func (s *Service) Ready() error {
 
 // IsStale reports whether local (serializable) reads may be out of date.
 func (s *Service) IsStale() bool { return s.node.IsStale() }
+
+// Digest summarizes the replicated state: the revision and a hash of every
+// key, value and metadata byte, read from one consistent snapshot. Replicas
+// that applied the same log prefix have equal digests.
+func (s *Service) Digest() (revision int64, hash uint64, err error) {
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	if revision, err = readRevision(snap); err != nil {
+		return 0, 0, err
+	}
+	h := fnv.New64a()
+	err = snap.Scan([]byte{prefixData}, []byte{prefixMember}, func(k, v []byte) bool {
+		h.Write(k)
+		h.Write([]byte{0})
+		h.Write(v)
+		return true
+	})
+	return revision, h.Sum64(), err
+}

@@ -22,6 +22,10 @@ var (
 	ErrUnavailable    = errors.New("kv: unavailable")
 	ErrMemberNotFound = errors.New("kv: member not found")
 	ErrMemberExists   = errors.New("kv: member already exists")
+	// ErrNotInteger: an increment met a value (or delta) that is not a 64-bit integer, or overflowed.
+	ErrNotInteger = errors.New("kv: value is not an integer or out of range")
+	// ErrNotFloat: a float increment met a value that is not a number, or produced NaN/Inf.
+	ErrNotFloat = errors.New("kv: value is not a valid float")
 )
 
 // MaxKeyBytes is the longest key cairn accepts.
@@ -63,6 +67,20 @@ const (
 	OpDelete       OpType = "delete"
 	OpDeletePrefix OpType = "delete_prefix"
 	OpPatch        OpType = "patch"
+	// OpIncr adds the decimal integer in Value to the key's integer value
+	// (a missing key counts as 0), keeping its TTL.
+	OpIncr OpType = "incr"
+	// OpIncrFloat is OpIncr for decimal floating-point numbers.
+	OpIncrFloat OpType = "incr_float"
+	// OpAppend appends Value to the key's value (creating it), keeping its TTL.
+	OpAppend OpType = "append"
+	// OpExpire sets the expiry of an existing key from TTL or ExpiresAt, or
+	// removes it when both are zero (Redis PERSIST). An expiry that is already
+	// past deletes the key. The result's Record is nil when the key is absent.
+	OpExpire OpType = "expire"
+	// OpRename moves the key's value and TTL to the key named in Value,
+	// replacing it. A missing source is ErrKeyNotFound.
+	OpRename OpType = "rename"
 )
 
 // Op is one operation of a transaction.
@@ -71,8 +89,13 @@ type Op struct {
 	Key   string        `json:"key"`
 	Value []byte        `json:"value,omitempty"`
 	TTL   time.Duration `json:"ttl,omitempty"`
+	// ExpiresAt is an absolute expiry in unix nanoseconds (Redis EXAT/PXAT);
+	// it wins over TTL. An expiry already past makes a put delete the key.
+	ExpiresAt int64 `json:"expires_at,omitempty"`
 	// KeepTTL keeps the key's current expiry on put (Redis SET KEEPTTL).
 	KeepTTL bool `json:"keep_ttl,omitempty"`
+	// ReturnPrev asks for the record as it was before the op in OpResult.Prev.
+	ReturnPrev bool `json:"return_prev,omitempty"`
 }
 
 // CompareTarget names what a Compare looks at.
@@ -117,6 +140,9 @@ type OpResult struct {
 	Record *Record `json:"record,omitempty"`
 	// Deleted counts keys removed by delete and delete_prefix.
 	Deleted int64 `json:"deleted,omitempty"`
+	// Prev is the key before the op, for put, delete and expire when the
+	// caller asked for it with Op.ReturnPrev (Redis GETSET, SET GET, GETDEL).
+	Prev *Record `json:"prev,omitempty"`
 }
 
 // TxnResult is the outcome of a transaction.

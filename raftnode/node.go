@@ -71,6 +71,7 @@ type Node struct {
 	raft  *raft.Raft
 	fsm   *fsm
 	logDB *store.DB
+	logs  *LogStore
 	trans *raft.NetworkTransport
 	snaps *raft.FileSnapshotStore
 	rpc   *peer.RPCServer
@@ -118,6 +119,7 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.logs = logs
 	hlog := hclogFor(n.log, "raft")
 	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), 2, hlog); err != nil {
 		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
@@ -281,6 +283,13 @@ func mapRaftErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrShutdown, err)
 	}
 	return err
+}
+
+// LogFirstIndex is the oldest entry still in the log (0 when empty); it moves
+// forward when the log is compacted behind a snapshot.
+func (n *Node) LogFirstIndex() uint64 {
+	i, _ := n.logs.FirstIndex()
+	return i
 }
 
 // HadState reports whether the node started from existing state on disk

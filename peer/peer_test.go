@@ -1,0 +1,173 @@
+package peer
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// testCA makes a CA and one leaf certificate signed by it, written as PEM files.
+func testCA(t *testing.T, dir, name string) (certFile, keyFile, caFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name + "-ca"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	certFile = filepath.Join(dir, name+".crt")
+	keyFile = filepath.Join(dir, name+".key")
+	caFile = filepath.Join(dir, name+"-ca.crt")
+	write := func(p, typ string, b []byte) {
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(certFile, "CERTIFICATE", der)
+	write(keyFile, "EC PRIVATE KEY", keyDER)
+	write(caFile, "CERTIFICATE", caDER)
+	return
+}
+
+
+func TestMuxRoutesByFirstByteOverMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := testCA(t, dir, "good")
+	srvTLS, cliTLS, err := TLSConfig(cert, key, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMux(ln, srvTLS, nil, nil)
+	rpcLn := m.Listen(ProtoRPC)
+	go m.Serve()
+	defer m.Close()
+	go func() {
+		for {
+			c, err := rpcLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c) }()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	good := &Dialer{TLS: cliTLS}
+	c, err := good.Dial(ctx, ln.Addr().String(), ProtoRPC)
+	if err != nil {
+		t.Fatalf("dial with a trusted certificate: %v", err)
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo: %q %v", buf, err)
+	}
+	c.Close()
+
+	// A peer whose certificate comes from another CA cannot talk.
+	ocert, okey, oca := testCA(t, dir, "other")
+	_, otherTLS, err := TLSConfig(ocert, okey, oca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &Dialer{TLS: otherTLS}
+	if c, err := bad.Dial(ctx, ln.Addr().String(), ProtoRPC); err == nil {
+		// TLS 1.3 reports a rejected client certificate on the first read.
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte("ping"))
+		if _, err := io.ReadFull(c, buf); err == nil {
+			t.Fatal("a peer with a foreign CA was served")
+		}
+		c.Close()
+	}
+	// Nor can a peer without TLS.
+	plain := &Dialer{}
+	if c, err := plain.Dial(ctx, ln.Addr().String(), ProtoRPC); err == nil {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte("ping"))
+		if n, err := io.ReadFull(c, buf); err == nil && string(buf[:n]) == "ping" {
+			t.Fatal("a plaintext peer was served")
+		}
+		c.Close()
+	}
+}
+
+func TestFaultsCutLinks(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMux(ln, nil, nil, nil)
+	vl := m.Listen(ProtoRaft)
+	go m.Serve()
+	defer m.Close()
+	go func() {
+		for {
+			c, err := vl.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	f := &Faults{}
+	d := &Dialer{Faults: f}
+	ctx := context.Background()
+	c, err := d.Dial(ctx, ln.Addr().String(), ProtoRaft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Block(ln.Addr().String())
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Fatal("write on a cut link succeeded")
+	}
+	if _, err := d.Dial(ctx, ln.Addr().String(), ProtoRaft); err == nil {
+		t.Fatal("dial across a partition succeeded")
+	}
+	f.Unblock(ln.Addr().String())
+	if _, err := d.Dial(ctx, ln.Addr().String(), ProtoRaft); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,322 @@
+// Package cluster starts in-process cairn clusters for tests: N nodes through
+// server.Start on loopback ports chosen by the kernel, with helpers to find
+// the leader, stop and restart nodes, and cut or heal peer links (the
+// peer.Faults hook on every node's dialer). It is the one way tests get a
+// cluster, in the spirit of hashicorp/raft's MakeCluster and etcd's
+// integration.NewCluster.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnkv/cairn/config"
+	"github.com/cairnkv/cairn/kv"
+	"github.com/cairnkv/cairn/server"
+)
+
+// Cluster is a set of in-process nodes.
+type Cluster struct {
+	t     testing.TB
+	Nodes []*Node
+	opts  Options
+}
+
+// Node is one member; S is nil while the node is stopped.
+type Node struct {
+	Name       string
+	Dir        string
+	PeerAddr   string
+	ClientAddr string
+	S          *server.Server
+	cfg        config.Config
+}
+
+// Options shape a cluster.
+type Options struct {
+	// Configure, when set, edits each node's config before it starts.
+	Configure func(i int, c *config.Config)
+	// LogLevel for node logs routed to t.Log (default: warn).
+	LogLevel slog.Level
+}
+
+// New starts n nodes that bootstrap together and waits until all are ready.
+func New(t testing.TB, n int, o Options) *Cluster {
+	t.Helper()
+	if o.LogLevel == 0 {
+		o.LogLevel = slog.LevelWarn
+	}
+	c := &Cluster{t: t, opts: o}
+	var spec []string
+	for i := 0; i < n; i++ {
+		nd := c.newNode(i)
+		spec = append(spec, nd.Name+"="+nd.PeerAddr)
+	}
+	for i, nd := range c.Nodes {
+		nd.cfg.InitialCluster = strings.Join(spec, ",")
+		if o.Configure != nil {
+			o.Configure(i, &nd.cfg)
+		}
+	}
+	t.Cleanup(c.Close)
+	for i := range c.Nodes {
+		c.Start(i)
+	}
+	c.WaitReady(30 * time.Second)
+	return c
+}
+
+func (c *Cluster) newNode(i int) *Node {
+	name := fmt.Sprintf("n%d", i+1)
+	dir := filepath.Join(c.t.TempDir(), name)
+	nd := &Node{Name: name, Dir: dir}
+	nd.PeerAddr = freeAddr(c.t)
+	nd.ClientAddr = freeAddr(c.t)
+	cfg := config.Default()
+	cfg.Name = name
+	cfg.DataDir = dir
+	cfg.ListenPeer = nd.PeerAddr
+	cfg.ListenClient = nd.ClientAddr
+	cfg.ListenResp = "127.0.0.1:0"
+	cfg.HeartbeatTimeout = 300 * time.Millisecond
+	cfg.ElectionTimeout = 300 * time.Millisecond
+	cfg.RequestTimeout = 3 * time.Second
+	nd.cfg = cfg
+	c.Nodes = append(c.Nodes, nd)
+	return nd
+}
+
+// freeAddr reserves a loopback port by listening and closing; the node binds it again.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// AddNode creates a node that joins the running cluster through node via,
+// as a voter or a non-voter, and waits until it is ready.
+func (c *Cluster) AddNode(via int, nonVoter bool) *Node {
+	c.t.Helper()
+	nd := c.newNode(len(c.Nodes))
+	nd.cfg.Join = "http://" + c.Nodes[via].ClientAddr
+	nd.cfg.JoinAsNonVoter = nonVoter
+	if c.opts.Configure != nil {
+		c.opts.Configure(len(c.Nodes)-1, &nd.cfg)
+	}
+	i := len(c.Nodes) - 1
+	c.Start(i)
+	c.waitNodeReady(i, 30*time.Second)
+	return nd
+}
+
+// Start (re)starts node i on its addresses and data directory.
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	nd := c.Nodes[i]
+	if nd.S != nil {
+		c.t.Fatalf("node %s already running", nd.Name)
+	}
+	cfg := nd.cfg
+	cfg.Logger = slog.New(&testHandler{t: c.t, level: c.opts.LogLevel, name: nd.Name})
+	var err error
+	for try := 0; try < 50; try++ { // the port may linger for a moment after a stop
+		nd.S, err = server.Start(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("start %s: %v", nd.Name, err)
+	}
+}
+
+// Stop closes node i (its data stays on disk).
+func (c *Cluster) Stop(i int) {
+	c.t.Helper()
+	if s := c.Nodes[i].S; s != nil {
+		if err := s.Close(); err != nil {
+			c.t.Logf("stop %s: %v", c.Nodes[i].Name, err)
+		}
+		c.Nodes[i].S = nil
+	}
+}
+
+// Close stops every node.
+func (c *Cluster) Close() {
+	for i := range c.Nodes {
+		c.Stop(i)
+	}
+}
+
+// WaitReady waits for every running node to be ready.
+func (c *Cluster) WaitReady(d time.Duration) {
+	c.t.Helper()
+	for i, nd := range c.Nodes {
+		if nd.S != nil {
+			c.waitNodeReady(i, d)
+		}
+	}
+}
+
+func (c *Cluster) waitNodeReady(i int, d time.Duration) {
+	c.t.Helper()
+	select {
+	case <-c.Nodes[i].S.Ready():
+	case err := <-c.Nodes[i].S.Err():
+		c.t.Fatalf("%s failed: %v", c.Nodes[i].Name, err)
+	case <-time.After(d):
+		c.t.Fatalf("%s not ready after %s", c.Nodes[i].Name, d)
+	}
+}
+
+// Leader returns the index of the node that leads now, or -1.
+func (c *Cluster) Leader() int {
+	for i, nd := range c.Nodes {
+		if nd.S != nil && nd.S.Node().IsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+// WaitLeader waits until one of the given nodes (all running nodes when none
+// are given) leads, and returns its index.
+func (c *Cluster) WaitLeader(d time.Duration, among ...int) int {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if l := c.Leader(); l >= 0 && (len(among) == 0 || contains(among, l)) {
+			return l
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("no leader among %v after %s", among, d)
+	return -1
+}
+
+// Follower returns the index of some running node that does not lead.
+func (c *Cluster) Follower() int {
+	l := c.Leader()
+	for i, nd := range c.Nodes {
+		if i != l && nd.S != nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// Svc is node i's kv service.
+func (c *Cluster) Svc(i int) *kv.Service { return c.Nodes[i].S.Service() }
+
+// Partition cuts every link between the nodes in group and the others.
+func (c *Cluster) Partition(group ...int) {
+	for i, a := range c.Nodes {
+		for j, b := range c.Nodes {
+			if contains(group, i) != contains(group, j) && a.S != nil {
+				a.S.Faults().Block(b.PeerAddr)
+			}
+		}
+	}
+}
+
+// Heal restores every link.
+func (c *Cluster) Heal() {
+	for _, a := range c.Nodes {
+		for _, b := range c.Nodes {
+			if a.S != nil {
+				a.S.Faults().Unblock(b.PeerAddr)
+			}
+		}
+	}
+}
+
+// WaitConverged waits until every running node has applied the same index and
+// holds the same state digest, and returns that revision.
+func (c *Cluster) WaitConverged(d time.Duration) int64 {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	var last string
+	for time.Now().Before(deadline) {
+		var applied []uint64
+		var digests []string
+		var rev int64
+		for _, nd := range c.Nodes {
+			if nd.S == nil {
+				continue
+			}
+			applied = append(applied, nd.S.Node().AppliedIndex())
+			r, h, err := nd.S.Service().Digest()
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			rev = r
+			digests = append(digests, fmt.Sprintf("%d/%x", r, h))
+		}
+		if allEqual(applied) && allEqual(digests) {
+			return rev
+		}
+		last = fmt.Sprintf("applied %v digests %v", applied, digests)
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("replicas did not converge in %s: %s", d, last)
+	return 0
+}
+
+func allEqual[T comparable](xs []T) bool {
+	for _, x := range xs {
+		if x != xs[0] {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(xs []int, x int) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+type testHandler struct {
+	t     testing.TB
+	level slog.Level
+	name  string
+	attrs []slog.Attr
+}
+
+func (h *testHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+
+func (h *testHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s", h.name, r.Level, r.Message)
+	for _, a := range h.attrs {
+		fmt.Fprintf(&b, " %s", a)
+	}
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s", a); return true })
+	defer func() { _ = recover() }() // the test may have finished
+	h.t.Log(b.String())
+	return nil
+}
+
+func (h *testHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	n := *h
+	n.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	return &n
+}
+
+func (h *testHandler) WithGroup(string) slog.Handler { return h }
