@@ -621,3 +621,6 @@ func (s *Service) Digest() (revision int64, hash uint64, err error) {
 	})
 	return revision, h.Sum64(), err
 }
+
+// Snapshot takes a Raft snapshot on this node now and compacts its log.
+func (s *Service) Snapshot() error { return mapErr(s.node.Snapshot()) }

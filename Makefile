@@ -1,0 +1,45 @@
+# cairn build and test entry points. `make test` is what README and .ci/run call.
+GO        ?= go
+BIN       := bin/cairn
+PKGS      := ./...
+export CGO_ENABLED ?= 0
+
+.PHONY: build run test race lint chaos fuzz bench proto clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cairn
+
+# A single node with the embedded defaults (data in ./cairn-data).
+run: build
+	./$(BIN) serve
+
+test:
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+race:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Fault-injection sweep with linearizability checking (real processes).
+chaos: build
+	$(GO) test -count=1 -timeout 14m -run 'TestChaos' ./test/chaos/ -args -chaos.long
+
+# Short native fuzzing of every parser.
+FUZZTIME ?= 20s
+fuzz:
+	@for spec in $$($(GO) test -list 'Fuzz.*' $(PKGS) 2>/dev/null | grep -E '^(Fuzz|ok)' | awk '/^Fuzz/{f=f" "$$1} /^ok/{if(f!=""){print $$2":"f}; f=""}' | tr ' ' ','); do \
+		pkg=$${spec%%:*}; for f in $$(echo $${spec#*:} | tr ',' ' '); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+proto:
+	@echo "no protobuf definitions yet (gRPC/Connect front end is a later issue)"
+
+clean:
+	rm -rf bin
