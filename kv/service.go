@@ -40,6 +40,10 @@ type Config struct {
 	// ExpiryInterval is how often the leader looks for expired keys.
 	ExpiryInterval time.Duration
 	Logger         *slog.Logger
+	// UnsafeFollowerReads serves linearizable reads on followers without the
+	// read index. It is wrong on purpose and only reachable in test builds, to
+	// show that the linearizability checker catches stale reads.
+	UnsafeFollowerReads bool
 }
 
 // Service implements the cairn API on one node.
@@ -87,10 +91,8 @@ func (s *Service) Close() {
 // Keyspaces returns the policy table.
 func (s *Service) Keyspaces() *keyspace.Table { return s.keyspaces }
 
+// ctx bounds a request by the configured request timeout (and the caller's deadline).
 func (s *Service) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
 	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
 }
 
@@ -151,7 +153,7 @@ func (s *Service) propose(ctx context.Context, c command) (*result, error) {
 }
 
 func (s *Service) barrier(ctx context.Context, o ReadOptions) error {
-	if o.Serializable {
+	if o.Serializable || (s.cfg.UnsafeFollowerReads && !s.node.IsLeader()) {
 		return nil
 	}
 	ctx, cancel := s.ctx(ctx)

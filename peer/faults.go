@@ -3,6 +3,7 @@ package peer
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // Faults cuts links between nodes for tests. A node's Dialer refuses to dial a
@@ -13,7 +14,36 @@ import (
 type Faults struct {
 	mu      sync.Mutex
 	blocked map[string]bool
+	delays  map[string]time.Duration
 	conns   map[net.Conn]string
+}
+
+// Delay adds d before every write on links to addr (0 removes it).
+func (f *Faults) Delay(addr string, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.delays == nil {
+		f.delays = map[string]time.Duration{}
+	}
+	if d <= 0 {
+		delete(f.delays, addr)
+		return
+	}
+	f.delays[addr] = d
+}
+
+func (f *Faults) delay(addr string) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.delays[addr]
+}
+
+// Reset removes every fault.
+func (f *Faults) Reset() {
+	f.mu.Lock()
+	f.blocked = nil
+	f.delays = nil
+	f.mu.Unlock()
 }
 
 // Block cuts outgoing links to addr and closes existing ones.
@@ -57,7 +87,7 @@ func (f *Faults) track(c net.Conn, addr string) net.Conn {
 	if f.conns == nil {
 		f.conns = map[net.Conn]string{}
 	}
-	tc := &trackedConn{Conn: c, f: f}
+	tc := &trackedConn{Conn: c, f: f, addr: addr}
 	f.conns[tc] = addr
 	f.mu.Unlock()
 	return tc
@@ -66,7 +96,15 @@ func (f *Faults) track(c net.Conn, addr string) net.Conn {
 type trackedConn struct {
 	net.Conn
 	f    *Faults
+	addr string
 	once sync.Once
+}
+
+func (t *trackedConn) Write(p []byte) (int, error) {
+	if d := t.f.delay(t.addr); d > 0 {
+		time.Sleep(d)
+	}
+	return t.Conn.Write(p)
 }
 
 func (t *trackedConn) Close() error {

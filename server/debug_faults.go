@@ -1,0 +1,40 @@
+//go:build faultinject
+
+package server
+
+import (
+	"net/http"
+	"os"
+	"time"
+)
+
+// Test builds (go build -tags faultinject) expose fault injection on the
+// client port so the chaos harness can cut, slow and restore this node's
+// outgoing peer links, and can switch on a deliberately broken read path to
+// prove that the checker catches stale reads. Release builds have none of it.
+
+func debugHandler(s *Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /debug/faults/block", func(w http.ResponseWriter, r *http.Request) {
+		s.faults.Block(r.URL.Query().Get("addr"))
+	})
+	mux.HandleFunc("POST /debug/faults/unblock", func(w http.ResponseWriter, r *http.Request) {
+		s.faults.Unblock(r.URL.Query().Get("addr"))
+	})
+	mux.HandleFunc("POST /debug/faults/delay", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.faults.Delay(r.URL.Query().Get("addr"), d)
+	})
+	mux.HandleFunc("POST /debug/faults/reset", func(w http.ResponseWriter, r *http.Request) {
+		s.faults.Reset()
+	})
+	return mux
+}
+
+// debugUnsafeReads makes linearizable reads on followers skip the read index
+// (CAIRN_DEBUG_UNSAFE_READS=1): a bug on purpose, for the checker's own test.
+func debugUnsafeReads() bool { return os.Getenv("CAIRN_DEBUG_UNSAFE_READS") == "1" }
