@@ -96,9 +96,9 @@ type expireItem struct {
 type result struct {
 	Txn *TxnResult `json:"txn,omitempty"`
 	// Batch holds one encoded result per txn of a batch command.
-	Batch []json.RawMessage `json:"batch,omitempty"`
-	Code  string            `json:"code,omitempty"`
-	Msg   string            `json:"msg,omitempty"`
+	Batch [][]byte `json:"batch,omitempty"`
+	Code  string   `json:"code,omitempty"`
+	Msg   string   `json:"msg,omitempty"`
 }
 
 // Error codes carried in results.
@@ -118,13 +118,12 @@ func errResult(err error) []byte {
 			code = c
 		}
 	}
-	b, _ := json.Marshal(result{Code: code, Msg: err.Error()})
-	return b
+	return encodeResult(result{Code: code, Msg: err.Error()})
 }
 
 func decodeResult(b []byte) (*result, error) {
-	var r result
-	if err := json.Unmarshal(b, &r); err != nil {
+	r, err := decodeResultBytes(b)
+	if err != nil {
 		return nil, fmt.Errorf("kv: bad result from the state machine: %w", err)
 	}
 	if r.Code != "" {
@@ -168,8 +167,8 @@ func (m *Machine) Apply(b *store.Batch, entries []raftnode.Entry) [][]byte {
 }
 
 func (ab *applyBatch) apply(e raftnode.Entry) []byte {
-	var c command
-	if err := json.Unmarshal(e.Data, &c); err != nil {
+	c, err := decodeCommand(e.Data)
+	if err != nil {
 		return errResult(fmt.Errorf("%w: undecodable command: %w", ErrInvalidArgument, err))
 	}
 	switch c.Type {
@@ -181,33 +180,31 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 		if err != nil {
 			return errResult(err)
 		}
-		b, _ := json.Marshal(result{Txn: res})
-		return b
+		return encodeResult(result{Txn: res})
 	case cmdBatch:
-		out := result{Batch: make([]json.RawMessage, len(c.Batch))}
+		out := result{Batch: make([][]byte, len(c.Batch))}
 		for i := range c.Batch {
 			res, err := ab.txn(e.Time, &c.Batch[i])
 			if err != nil {
 				out.Batch[i] = errResult(err)
 				continue
 			}
-			out.Batch[i], _ = json.Marshal(result{Txn: res})
+			out.Batch[i] = encodeResult(result{Txn: res})
 		}
-		b, _ := json.Marshal(out)
-		return b
+		return encodeResult(out)
 	case cmdExpire:
 		ab.expire(e.Time, c.Expire)
-		return []byte(`{}`)
+		return encodeResult(result{})
 	case cmdMemberSet:
 		if c.Member == nil || c.Member.Name == "" {
 			return errResult(fmt.Errorf("%w: member without a name", ErrInvalidArgument))
 		}
 		b, _ := json.Marshal(c.Member)
 		ab.b.Set(memberKey(c.Member.Name), b)
-		return []byte(`{}`)
+		return encodeResult(result{})
 	case cmdMemberDel:
 		ab.b.Delete(memberKey(c.Name))
-		return []byte(`{}`)
+		return encodeResult(result{})
 	}
 	return errResult(fmt.Errorf("%w: unknown command %q", ErrInvalidArgument, c.Type))
 }

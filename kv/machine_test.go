@@ -29,7 +29,10 @@ func applyTxns(t *testing.T, m *Machine, db *store.DB, now int64, txns ...Txn) [
 	t.Helper()
 	entries := make([]raftnode.Entry, len(txns))
 	for i := range txns {
-		data, _ := json.Marshal(command{Type: cmdTxn, Txn: &txns[i]})
+		data, err := encodeCommand(command{Type: cmdTxn, Txn: &txns[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
 		entries[i] = raftnode.Entry{Index: uint64(i + 1), Time: now, Data: data}
 	}
 	b := db.NewBatch()
@@ -179,7 +182,7 @@ func TestExpiryIsDecidedByEntryTime(t *testing.T) {
 		t.Fatalf("expires %d", r.Expires)
 	}
 	expire := func(now int64, rev int64) {
-		data, _ := json.Marshal(command{Type: cmdExpire, Expire: []expireItem{{Key: "t", ModRevision: rev}}})
+		data, _ := encodeCommand(command{Type: cmdExpire, Expire: []expireItem{{Key: "t", ModRevision: rev}}})
 		b := db.NewBatch()
 		m.Apply(b, []raftnode.Entry{{Index: 9, Time: now, Data: data}})
 		if err := b.Commit(false); err != nil {

@@ -130,6 +130,8 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrMemberNotFound, err)
 	case errors.Is(err, raftnode.ErrMemberExists):
 		return fmt.Errorf("%w: %w", ErrMemberExists, err)
+	case errors.Is(err, raftnode.ErrPeerUntrusted):
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	case errors.Is(err, raftnode.ErrTimeout), errors.Is(err, raftnode.ErrLeadershipLost),
 		errors.Is(err, raftnode.ErrShutdown), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -139,7 +141,7 @@ func mapErr(err error) error {
 
 // propose replicates c and decodes the machine's result.
 func (s *Service) propose(ctx context.Context, c command) (*result, error) {
-	data, err := json.Marshal(c)
+	data, err := encodeCommand(c)
 	if err != nil {
 		return nil, fmt.Errorf("kv: encode command: %w", err)
 	}

@@ -32,6 +32,9 @@ const (
 var (
 	ErrClosed      = errors.New("peer: listener closed")
 	ErrPartitioned = errors.New("peer: link cut by fault injection")
+	// ErrHandshake means the TLS handshake with a peer failed: one side does
+	// not trust the other's certificate (or one side does not speak TLS).
+	ErrHandshake = errors.New("peer: TLS handshake failed")
 )
 
 // TLSConfig loads the peer TLS configuration: the node's certificate, used both
@@ -259,7 +262,7 @@ func (d *Dialer) Dial(ctx context.Context, addr string, proto byte) (net.Conn, e
 		tc := tls.Client(conn, d.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			_ = conn.Close()
-			return nil, fmt.Errorf("peer: TLS handshake with %s: %w", addr, err)
+			return nil, fmt.Errorf("%w with %s: %w", ErrHandshake, addr, err)
 		}
 		conn = tc
 	}

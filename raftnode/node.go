@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/rpc"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,9 @@ var (
 	ErrShutdown       = errors.New("raftnode: shut down")
 	ErrUnknownMember  = errors.New("raftnode: unknown member")
 	ErrMemberExists   = errors.New("raftnode: member exists with another address")
+	// ErrPeerUntrusted means a new member's peer port did not complete a
+	// mutual-TLS handshake with this cluster's CA.
+	ErrPeerUntrusted = errors.New("raftnode: peer certificate not trusted")
 )
 
 // Peer is a bootstrap member.
@@ -441,6 +445,9 @@ func (n *Node) confirmLeadership() (uint64, error) {
 // waiting for a leader and retrying on stale leadership until ctx ends.
 func (n *Node) onLeader(ctx context.Context, local func() error, remote func(addr string) error) error {
 	backoff := 10 * time.Millisecond
+	// A failover elects a leader within a couple of election timeouts; past
+	// that, the cluster has no quorum and the caller should hear so quickly.
+	giveUp := time.Now().Add(2*n.cfg.ElectionTimeout + n.cfg.HeartbeatTimeout)
 	for {
 		var err error
 		if n.IsLeader() {
@@ -454,6 +461,9 @@ func (n *Node) onLeader(ctx context.Context, local func() error, remote func(add
 			return err
 		}
 		// Not proposed anywhere yet: safe to wait for a leader and retry.
+		if time.Now().After(giveUp) {
+			return err
+		}
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -565,6 +575,9 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 				return nil
 			}
 		}
+		if err := n.probe(ctx, a.Addr); err != nil {
+			return err
+		}
 		if a.Op == opAddVoter {
 			return mapRaftErr(n.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, t).Error())
 		}
@@ -595,6 +608,37 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 		return mapRaftErr(n.raft.LeadershipTransferToServer(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr)).Error())
 	}
 	return fmt.Errorf("raftnode: unknown membership op %q", a.Op)
+}
+
+// probe checks that a new member's peer port, if it is already up, completes
+// a handshake with this node's peer TLS settings: a node whose certificate is
+// not from the cluster's CA cannot join. A port that is not listening yet is
+// accepted (members may be added before they start, as with etcd).
+func (n *Node) probe(ctx context.Context, addr string) error {
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := n.cfg.Dialer.Dial(pctx, addr, peer.ProtoRPC)
+	if errors.Is(err, peer.ErrHandshake) {
+		return fmt.Errorf("%w: %s: %w", ErrPeerUntrusted, addr, err)
+	}
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	// The server side verifies our certificate after the handshake; a
+	// rejection shows up as a failed call on the connection.
+	cl := rpc.NewClient(conn)
+	defer cl.Close()
+	var reply PingReply
+	call := cl.Go("Node.Ping", PingArgs{}, &reply, make(chan *rpc.Call, 1))
+	select {
+	case <-call.Done:
+		if call.Error != nil && n.cfg.Dialer.TLS != nil {
+			return fmt.Errorf("%w: %s: %w", ErrPeerUntrusted, addr, call.Error)
+		}
+	case <-pctx.Done():
+	}
+	return nil
 }
 
 // Status is a node's view of the group.

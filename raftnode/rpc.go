@@ -32,11 +32,23 @@ type MembershipArgs struct {
 // MembershipReply reports the outcome of a membership change.
 type MembershipReply struct{ Code, Msg string }
 
+// PingArgs checks that a peer answers internal RPC.
+type PingArgs struct{}
+
+// PingReply names the answering node.
+type PingReply struct{ ID string }
+
 // rpcService is the internal RPC surface of a node, served on the peer port.
 type rpcService struct{ n *Node }
 
 func (s *rpcService) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.n.cfg.RequestTimeout)
+}
+
+// Ping answers with the node's ID.
+func (s *rpcService) Ping(_ PingArgs, r *PingReply) error {
+	r.ID = s.n.cfg.ID
+	return nil
 }
 
 // Propose applies a forwarded command on the leader.
@@ -86,6 +98,7 @@ var codes = []struct {
 	{"shutdown", ErrShutdown},
 	{"unknown_member", ErrUnknownMember},
 	{"member_exists", ErrMemberExists},
+	{"peer_untrusted", ErrPeerUntrusted},
 }
 
 func errCode(err error) (code, msg string) {

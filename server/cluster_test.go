@@ -332,7 +332,7 @@ func TestMembershipChanges(t *testing.T) {
 	}
 	mustPut(t, c.Svc(i), "after", "x")
 	// Leadership transfer to the promoted node.
-	if err := c.Svc(0 + boolToInt(victim == 0)).TransferLeadership(ctx(t), nd.Name); err != nil {
+	if err := c.Svc(0+boolToInt(victim == 0)).TransferLeadership(ctx(t), nd.Name); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.WaitLeader(10*time.Second, i); got != i {
@@ -345,4 +345,44 @@ func boolToInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+func TestPeerMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	good := cluster.WriteCerts(t, dir, "cluster-ca", "n1", "n2", "n3", "n4")
+	foreign := cluster.WriteCerts(t, dir, "other-ca", "n4")
+	c := cluster.New(t, 3, cluster.Options{Configure: func(i int, cfg *config.Config) {
+		name := fmt.Sprintf("n%d", i+1)
+		cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerTrustedCAFile = good.Cert[name], good.Key[name], good.CAFile
+	}})
+	mustPut(t, c.Svc(c.Follower()), "secure", "yes")
+	for i := range c.Nodes {
+		if got := mustGetValue(t, c.Svc(i), "secure", kv.ReadOptions{}); got != "yes" {
+			t.Fatalf("node %d: %q", i, got)
+		}
+	}
+	// A node with a certificate from another CA cannot join.
+	j := c.StartJoiner(0, false, func(cfg *config.Config) {
+		cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerTrustedCAFile = foreign.Cert["n4"], foreign.Key["n4"], foreign.CAFile
+	})
+	select {
+	case <-c.Nodes[j].S.Ready():
+		t.Fatal("a node with a foreign certificate became ready")
+	case <-time.After(3 * time.Second):
+	}
+	ms, err := c.Svc(0).Members(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 3 {
+		t.Fatalf("members after a foreign join attempt: %+v", ms)
+	}
+	c.Stop(j)
+	// The same name with the cluster's CA joins.
+	c.Nodes = c.Nodes[:j]
+	i := c.StartJoiner(0, false, func(cfg *config.Config) {
+		cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerTrustedCAFile = good.Cert["n4"], good.Key["n4"], good.CAFile
+	})
+	c.WaitReady(30 * time.Second)
+	waitValue(t, c.Svc(i), "secure", "yes")
 }

@@ -108,16 +108,27 @@ func freeAddr(t testing.TB) string {
 // as a voter or a non-voter, and waits until it is ready.
 func (c *Cluster) AddNode(via int, nonVoter bool) *Node {
 	c.t.Helper()
+	i := c.StartJoiner(via, nonVoter, nil)
+	c.waitNodeReady(i, 30*time.Second)
+	return c.Nodes[i]
+}
+
+// StartJoiner starts a new node that asks node via to add it, without waiting
+// for it; configure may edit its config. It returns the node's index.
+func (c *Cluster) StartJoiner(via int, nonVoter bool, configure func(*config.Config)) int {
+	c.t.Helper()
 	nd := c.newNode(len(c.Nodes))
 	nd.cfg.Join = "http://" + c.Nodes[via].ClientAddr
 	nd.cfg.JoinAsNonVoter = nonVoter
-	if c.opts.Configure != nil {
-		c.opts.Configure(len(c.Nodes)-1, &nd.cfg)
-	}
 	i := len(c.Nodes) - 1
+	if c.opts.Configure != nil {
+		c.opts.Configure(i, &nd.cfg)
+	}
+	if configure != nil {
+		configure(&nd.cfg)
+	}
 	c.Start(i)
-	c.waitNodeReady(i, 30*time.Second)
-	return nd
+	return i
 }
 
 // Start (re)starts node i on its addresses and data directory.

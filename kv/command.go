@@ -1,0 +1,395 @@
+package kv
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Commands and results travel through the Raft log and internal RPC in a
+// compact binary form (values are not base64-expanded, and nothing is
+// reflected at run time). Every field is length-prefixed; decoding checks
+// every length against what is left, so a corrupt entry is an error, never a
+// panic or a huge allocation.
+
+var errCorruptCommand = errors.New("kv: corrupt command")
+
+const (
+	cmdCodeTxn byte = iota + 1
+	cmdCodeBatch
+	cmdCodeExpire
+	cmdCodeMemberSet
+	cmdCodeMemberDel
+)
+
+var opCodes = []OpType{OpGet, OpPut, OpDelete, OpDeletePrefix, OpPatch, OpIncr, OpIncrFloat, OpAppend, OpExpire, OpRename}
+
+var targetCodes = []CompareTarget{TargetValue, TargetVersion, TargetCreateRevision, TargetModRevision, TargetExists}
+
+var cmpOpCodes = []string{"=", "!=", "<", ">"}
+
+func indexOf[T comparable](xs []T, x T) (byte, error) {
+	for i, v := range xs {
+		if v == x {
+			return byte(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: %v", ErrInvalidArgument, x)
+}
+
+type enc struct{ b []byte }
+
+func (e *enc) byte(v byte)      { e.b = append(e.b, v) }
+func (e *enc) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *enc) bytes(v []byte)   { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *enc) str(v string)     { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *enc) bool(v bool) {
+	if v {
+		e.byte(1)
+	} else {
+		e.byte(0)
+	}
+}
+
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail() {
+	if d.err == nil {
+		d.err = errCorruptCommand
+	}
+}
+
+func (d *dec) byte() byte {
+	if d.err != nil || len(d.b) < 1 {
+		d.fail()
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *dec) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) str() string { return string(d.bytes()) }
+
+func (d *dec) bool() bool { return d.byte() != 0 }
+
+// count reads a collection length, refusing lengths the rest of the input
+// cannot hold (each element takes at least min bytes).
+func (d *dec) count(min int) int {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)/min) {
+		d.fail()
+		return 0
+	}
+	return int(n)
+}
+
+func encodeCommand(c command) ([]byte, error) {
+	e := &enc{b: make([]byte, 0, 64)}
+	switch c.Type {
+	case cmdTxn:
+		e.byte(cmdCodeTxn)
+		if err := e.txn(c.Txn); err != nil {
+			return nil, err
+		}
+	case cmdBatch:
+		e.byte(cmdCodeBatch)
+		e.uvarint(uint64(len(c.Batch)))
+		for i := range c.Batch {
+			if err := e.txn(&c.Batch[i]); err != nil {
+				return nil, err
+			}
+		}
+	case cmdExpire:
+		e.byte(cmdCodeExpire)
+		e.uvarint(uint64(len(c.Expire)))
+		for _, it := range c.Expire {
+			e.str(it.Key)
+			e.varint(it.ModRevision)
+		}
+	case cmdMemberSet:
+		e.byte(cmdCodeMemberSet)
+		b, err := json.Marshal(c.Member)
+		if err != nil {
+			return nil, err
+		}
+		e.bytes(b)
+	case cmdMemberDel:
+		e.byte(cmdCodeMemberDel)
+		e.str(c.Name)
+	default:
+		return nil, fmt.Errorf("%w: command %q", ErrInvalidArgument, c.Type)
+	}
+	return e.b, nil
+}
+
+func (e *enc) txn(t *Txn) error {
+	if t == nil {
+		return fmt.Errorf("%w: nil txn", ErrInvalidArgument)
+	}
+	e.uvarint(uint64(len(t.Compare)))
+	for _, c := range t.Compare {
+		tc, err := indexOf(targetCodes, c.Target)
+		if err != nil {
+			return err
+		}
+		op := c.Op
+		if op == "" {
+			op = "="
+		}
+		oc, err := indexOf(cmpOpCodes, op)
+		if err != nil {
+			return err
+		}
+		e.str(c.Key)
+		e.byte(tc)
+		e.byte(oc)
+		e.bytes(c.Value)
+		e.varint(c.Number)
+		e.bool(c.Exists)
+	}
+	for _, ops := range [][]Op{t.Success, t.Failure} {
+		e.uvarint(uint64(len(ops)))
+		for _, op := range ops {
+			code, err := indexOf(opCodes, op.Type)
+			if err != nil {
+				return err
+			}
+			e.byte(code)
+			e.str(op.Key)
+			e.bytes(op.Value)
+			e.varint(int64(op.TTL))
+			e.varint(op.ExpiresAt)
+			var flags byte
+			if op.KeepTTL {
+				flags |= 1
+			}
+			if op.ReturnPrev {
+				flags |= 2
+			}
+			e.byte(flags)
+		}
+	}
+	return nil
+}
+
+func decodeCommand(b []byte) (command, error) {
+	d := &dec{b: b}
+	var c command
+	switch d.byte() {
+	case cmdCodeTxn:
+		c.Type = cmdTxn
+		c.Txn = d.txn()
+	case cmdCodeBatch:
+		c.Type = cmdBatch
+		n := d.count(3)
+		c.Batch = make([]Txn, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			if t := d.txn(); t != nil {
+				c.Batch = append(c.Batch, *t)
+			}
+		}
+	case cmdCodeExpire:
+		c.Type = cmdExpire
+		n := d.count(2)
+		for i := 0; i < n && d.err == nil; i++ {
+			c.Expire = append(c.Expire, expireItem{Key: d.str(), ModRevision: d.varint()})
+		}
+	case cmdCodeMemberSet:
+		c.Type = cmdMemberSet
+		raw := d.bytes()
+		if d.err == nil {
+			c.Member = &Member{}
+			if err := json.Unmarshal(raw, c.Member); err != nil {
+				return c, fmt.Errorf("%w: %w", errCorruptCommand, err)
+			}
+		}
+	case cmdCodeMemberDel:
+		c.Type = cmdMemberDel
+		c.Name = d.str()
+	default:
+		d.fail()
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail()
+	}
+	return c, d.err
+}
+
+func (d *dec) txn() *Txn {
+	t := &Txn{}
+	n := d.count(6)
+	for i := 0; i < n && d.err == nil; i++ {
+		var c Compare
+		c.Key = d.str()
+		tc, oc := d.byte(), d.byte()
+		if int(tc) >= len(targetCodes) || int(oc) >= len(cmpOpCodes) {
+			d.fail()
+			return nil
+		}
+		c.Target, c.Op = targetCodes[tc], cmpOpCodes[oc]
+		c.Value = d.bytes()
+		c.Number = d.varint()
+		c.Exists = d.bool()
+		t.Compare = append(t.Compare, c)
+	}
+	for _, branch := range []*[]Op{&t.Success, &t.Failure} {
+		n := d.count(6)
+		for i := 0; i < n && d.err == nil; i++ {
+			code := d.byte()
+			if int(code) >= len(opCodes) {
+				d.fail()
+				return nil
+			}
+			op := Op{Type: opCodes[code], Key: d.str(), Value: d.bytes()}
+			op.TTL = time.Duration(d.varint())
+			op.ExpiresAt = d.varint()
+			flags := d.byte()
+			op.KeepTTL, op.ReturnPrev = flags&1 != 0, flags&2 != 0
+			*branch = append(*branch, op)
+		}
+	}
+	if d.err != nil {
+		return nil
+	}
+	return t
+}
+
+// Results: status byte (0 ok, 1 error); an error carries code and message;
+// an ok result carries an optional txn result and an optional batch.
+
+func encodeResult(r result) []byte {
+	e := &enc{b: make([]byte, 0, 32)}
+	if r.Code != "" {
+		e.byte(1)
+		e.str(r.Code)
+		e.str(r.Msg)
+		return e.b
+	}
+	e.byte(0)
+	if r.Txn == nil {
+		e.byte(0)
+	} else {
+		e.byte(1)
+		e.bool(r.Txn.Succeeded)
+		e.varint(r.Txn.Revision)
+		e.uvarint(uint64(len(r.Txn.Results)))
+		for _, or := range r.Txn.Results {
+			code, _ := indexOf(opCodes, or.Type)
+			e.byte(code)
+			e.str(or.Key)
+			e.varint(or.Deleted)
+			e.record(or.Record)
+			e.record(or.Prev)
+		}
+	}
+	e.uvarint(uint64(len(r.Batch)))
+	for _, b := range r.Batch {
+		e.bytes(b)
+	}
+	return e.b
+}
+
+func (e *enc) record(r *Record) {
+	if r == nil {
+		e.byte(0)
+		return
+	}
+	e.byte(1)
+	e.str(r.Key)
+	e.bytes(encodeRecord(r))
+}
+
+func (d *dec) record() *Record {
+	if d.byte() == 0 {
+		return nil
+	}
+	key := d.str()
+	raw := d.bytes()
+	if d.err != nil {
+		return nil
+	}
+	r, err := decodeRecord(key, raw)
+	if err != nil {
+		d.fail()
+		return nil
+	}
+	return r
+}
+
+func decodeResultBytes(b []byte) (result, error) {
+	d := &dec{b: b}
+	var r result
+	if d.byte() == 1 {
+		r.Code, r.Msg = d.str(), d.str()
+		return r, d.err
+	}
+	if d.byte() == 1 {
+		t := &TxnResult{Succeeded: d.bool(), Revision: d.varint()}
+		n := d.count(4)
+		t.Results = make([]OpResult, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			code := d.byte()
+			if int(code) >= len(opCodes) {
+				d.fail()
+				break
+			}
+			or := OpResult{Type: opCodes[code], Key: d.str(), Deleted: d.varint()}
+			or.Record = d.record()
+			or.Prev = d.record()
+			t.Results = append(t.Results, or)
+		}
+		r.Txn = t
+	}
+	n := d.count(1)
+	for i := 0; i < n && d.err == nil; i++ {
+		r.Batch = append(r.Batch, d.bytes())
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail()
+	}
+	return r, d.err
+}

@@ -1,0 +1,121 @@
+package kv
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func sampleTxn() Txn {
+	return Txn{
+		Compare: []Compare{{Key: "a", Target: TargetModRevision, Op: "=", Number: 7}, {Key: "b", Target: TargetExists, Op: "!=", Exists: true}, {Key: "c", Target: TargetValue, Op: "<", Value: []byte("v")}},
+		Success: []Op{{Type: OpPut, Key: "a", Value: []byte("x"), TTL: time.Second, KeepTTL: true, ReturnPrev: true}, {Type: OpRename, Key: "a", Value: []byte("z")}},
+		Failure: []Op{{Type: OpGet, Key: "a"}, {Type: OpPut, Key: "p", ExpiresAt: 12345}},
+	}
+}
+
+func TestCommandRoundTrip(t *testing.T) {
+	tx := sampleTxn()
+	cases := []command{
+		{Type: cmdTxn, Txn: &tx},
+		{Type: cmdBatch, Batch: []Txn{tx, {Success: []Op{{Type: OpDelete, Key: "q"}}}}},
+		{Type: cmdExpire, Expire: []expireItem{{Key: "k", ModRevision: 3}, {Key: "j", ModRevision: 9}}},
+		{Type: cmdMemberSet, Member: &Member{Name: "n1", PeerAddr: "127.0.0.1:1", ClientURL: "http://x"}},
+		{Type: cmdMemberDel, Name: "n2"},
+	}
+	for _, c := range cases {
+		b, err := encodeCommand(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeCommand(b)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Type, err)
+		}
+		if !reflect.DeepEqual(normalize(got), normalize(c)) {
+			t.Fatalf("%s round trip:\n got %+v\nwant %+v", c.Type, got, c)
+		}
+		// Every truncation is an error, never a panic.
+		for i := 0; i < len(b); i++ {
+			if _, err := decodeCommand(b[:i]); err == nil {
+				t.Fatalf("%s truncated to %d bytes decoded", c.Type, i)
+			}
+		}
+	}
+	if _, err := encodeCommand(command{Type: cmdTxn, Txn: &Txn{Success: []Op{{Type: "bogus"}}}}); err == nil {
+		t.Fatal("unknown op encoded")
+	}
+}
+
+// normalize maps empty slices to nil so DeepEqual compares content.
+func normalize(c command) command {
+	fix := func(t *Txn) {
+		for i := range t.Compare {
+			if len(t.Compare[i].Value) == 0 {
+				t.Compare[i].Value = nil
+			}
+		}
+		for _, ops := range [][]Op{t.Success, t.Failure} {
+			for i := range ops {
+				if len(ops[i].Value) == 0 {
+					ops[i].Value = nil
+				}
+			}
+		}
+	}
+	if c.Txn != nil {
+		cp := *c.Txn
+		fix(&cp)
+		c.Txn = &cp
+	}
+	for i := range c.Batch {
+		fix(&c.Batch[i])
+	}
+	return c
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	r := result{Txn: &TxnResult{Succeeded: true, Revision: 42, Results: []OpResult{
+		{Type: OpPut, Key: "a", Record: &Record{Key: "a", ModRevision: 42, CreateRevision: 1, Version: 3}},
+		{Type: OpDelete, Key: "b", Deleted: 1, Prev: &Record{Key: "b", Value: []byte("old")}},
+		{Type: OpGet, Key: "c"},
+	}}}
+	got, err := decodeResultBytes(encodeResult(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Txn.Revision != 42 || !got.Txn.Succeeded || got.Txn.Results[0].Record.Version != 3 ||
+		string(got.Txn.Results[1].Prev.Value) != "old" || got.Txn.Results[2].Record != nil {
+		t.Fatalf("round trip: %+v", got.Txn)
+	}
+	e, err := decodeResult(encodeResult(result{Code: "not_integer", Msg: "x"}))
+	if e != nil || err == nil {
+		t.Fatalf("error result: %v %v", e, err)
+	}
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	tx := sampleTxn()
+	for _, c := range []command{{Type: cmdTxn, Txn: &tx}, {Type: cmdBatch, Batch: []Txn{tx}}, {Type: cmdExpire, Expire: []expireItem{{Key: "k"}}}} {
+		b, _ := encodeCommand(c)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := decodeCommand(b)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode again.
+		if _, err := encodeCommand(c); err != nil && c.Type != cmdMemberSet {
+			t.Fatalf("decoded command does not encode: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeResult(f *testing.F) {
+	f.Add(encodeResult(result{Txn: &TxnResult{Results: []OpResult{{Type: OpGet, Record: &Record{Value: []byte("v")}}}}}))
+	f.Add(encodeResult(result{Code: "x", Msg: "y"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = decodeResultBytes(b)
+	})
+}
