@@ -57,9 +57,6 @@ type Server struct {
 // It returns once every listener is open; Ready is closed when the node has a
 // leader and has caught up.
 func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,12 +94,9 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 
 	var boot []raftnode.Peer
 	if cfg.Join == "" && cfg.InitialClusterState == "new" {
-		members, err := cfg.InitialMembers()
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range members {
-			boot = append(boot, raftnode.Peer{ID: m.Name, Addr: m.Addr})
+		for _, kv := range strings.Split(cfg.InitialCluster, ",") {
+			name, addr, _ := strings.Cut(kv, "=")
+			boot = append(boot, raftnode.Peer{ID: name, Addr: addr})
 		}
 	}
 	s.node, err = raftnode.Start(raftnode.Config{
@@ -128,10 +122,11 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	s.goServe("peer mux", s.mux.Serve)
 
 	s.svc = kv.NewService(kv.Config{
-		Name:           cfg.Name,
-		MaxValueBytes:  cfg.MaxValueBytes,
-		RequestTimeout: cfg.RequestTimeout,
-		Logger:         s.log,
+		Name:                cfg.Name,
+		MaxValueBytes:       cfg.MaxValueBytes,
+		RequestTimeout:      cfg.RequestTimeout,
+		Logger:              s.log,
+		UnsafeFollowerReads: debugUnsafeReads(),
 	}, s.stateDB, s.machine, s.node)
 
 	if s.httpLn = cfg.ClientListener; s.httpLn == nil {
@@ -140,11 +135,11 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		}
 	}
 	s.http = &http.Server{
-		Handler: httpapi.New(s.svc, httpapi.Options{
+		Handler: s.withDebug(httpapi.New(s.svc, httpapi.Options{
 			MaxValueBytes: cfg.MaxValueBytes,
 			Logger:        s.log.With("subsystem", "http"),
 			IsStale:       s.svc.IsStale,
-		}),
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -161,6 +156,18 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	s.log.Info("cairn started", "client", s.ClientURL(), "peer", s.advertisePeer(), "data_dir", cfg.DataDir,
 		"restarted", s.node.HadState())
 	return s, nil
+}
+
+// withDebug adds the test-build fault-injection endpoints, when compiled in.
+func (s *Server) withDebug(api http.Handler) http.Handler {
+	dbg := debugHandler(s)
+	if dbg == nil {
+		return api
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/debug/faults/", dbg)
+	mux.Handle("/", api)
+	return mux
 }
 
 func (s *Server) goServe(what string, fn func() error) {
