@@ -1,0 +1,471 @@
+// Package client is the Go client of cairn's HTTP API. It fails over between
+// endpoints: a request that cannot connect, or gets 503, is tried on the next
+// endpoint, starting from the last one that worked.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Errors matched with errors.Is on an *APIError.
+var (
+	ErrNotFound           = errors.New("client: key not found")
+	ErrPreconditionFailed = errors.New("client: precondition failed")
+	ErrUnavailable        = errors.New("client: cluster unavailable")
+)
+
+// APIError is an error answered by the server.
+type APIError struct {
+	StatusCode int
+	Code       string
+	Message    string
+	// Revision is the key's current mod revision on a failed precondition.
+	Revision int64
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s (%d %s)", e.Message, e.StatusCode, e.Code)
+}
+
+// Is maps API errors to the package's sentinels.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Code == "key_not_found"
+	case ErrPreconditionFailed:
+		return e.StatusCode == http.StatusPreconditionFailed
+	case ErrUnavailable:
+		return e.StatusCode == http.StatusServiceUnavailable
+	}
+	return false
+}
+
+// Config configures a Client.
+type Config struct {
+	Endpoints []string
+	// Timeout bounds each attempt (default 10s).
+	Timeout    time.Duration
+	TLS        *tls.Config
+	HTTPClient *http.Client
+}
+
+// Client talks to a cairn cluster.
+type Client struct {
+	endpoints []string
+	hc        *http.Client
+	preferred atomic.Int32
+}
+
+// New checks the endpoints and returns a client.
+func New(c Config) (*Client, error) {
+	if len(c.Endpoints) == 0 {
+		return nil, errors.New("client: no endpoints")
+	}
+	var eps []string
+	for _, e := range c.Endpoints {
+		e = strings.TrimRight(strings.TrimSpace(e), "/")
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("client: endpoint %q is not an http(s) URL", e)
+		}
+		eps = append(eps, e)
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		if c.Timeout <= 0 {
+			c.Timeout = 10 * time.Second
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = c.TLS
+		tr.MaxIdleConnsPerHost = 64
+		hc = &http.Client{Transport: tr, Timeout: c.Timeout}
+	}
+	return &Client{endpoints: eps, hc: hc}, nil
+}
+
+// Item is a key with its value and metadata.
+type Item struct {
+	Key            string
+	Value          []byte
+	CreateRevision int64
+	ModRevision    int64
+	Version        int64
+	Expires        time.Time
+}
+
+type wireItem struct {
+	Key            string  `json:"key"`
+	Value          *string `json:"value,omitempty"`
+	CreateRevision int64   `json:"create_revision"`
+	ModRevision    int64   `json:"mod_revision"`
+	Version        int64   `json:"version"`
+	Expires        string  `json:"expires,omitempty"`
+}
+
+func (w *wireItem) item() (Item, error) {
+	it := Item{Key: w.Key, CreateRevision: w.CreateRevision, ModRevision: w.ModRevision, Version: w.Version}
+	if w.Value != nil {
+		v, err := base64.StdEncoding.DecodeString(*w.Value)
+		if err != nil {
+			return it, fmt.Errorf("client: bad value for %q: %w", w.Key, err)
+		}
+		it.Value = v
+	}
+	if w.Expires != "" {
+		t, err := time.Parse(time.RFC3339Nano, w.Expires)
+		if err != nil {
+			return it, fmt.Errorf("client: bad expiry for %q: %w", w.Key, err)
+		}
+		it.Expires = t
+	}
+	return it, nil
+}
+
+// ReadOption changes a read.
+type ReadOption func(url.Values)
+
+// Serializable reads from the contacted node's replica without a leader check.
+func Serializable() ReadOption { return func(q url.Values) { q.Set("consistency", "serializable") } }
+
+func keyPath(key string) string {
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return "/v1/kv/" + strings.Join(parts, "/")
+}
+
+type request struct {
+	method string
+	path   string
+	query  url.Values
+	body   []byte
+	header http.Header
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends r to the endpoints in turn until one answers with something other
+// than 503; connection errors also move on.
+func (c *Client) do(ctx context.Context, r request) (*response, error) {
+	var lastErr error
+	start := int(c.preferred.Load())
+	for i := 0; i < len(c.endpoints); i++ {
+		idx := (start + i) % len(c.endpoints)
+		u := c.endpoints[idx] + r.path
+		if len(r.query) > 0 {
+			u += "?" + r.query.Encode()
+		}
+		req, err := http.NewRequestWithContext(ctx, r.method, u, bytes.NewReader(r.body))
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		for k, vs := range r.header {
+			req.Header[k] = vs
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("client: %w", ctx.Err())
+			}
+			lastErr = fmt.Errorf("client: %s: %w", c.endpoints[idx], err)
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			lastErr = fmt.Errorf("client: %s: %w", c.endpoints[idx], err)
+			continue
+		}
+		out := &response{status: resp.StatusCode, header: resp.Header, body: body}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			lastErr = apiError(out)
+			continue
+		}
+		c.preferred.Store(int32(idx))
+		return out, nil
+	}
+	return nil, fmt.Errorf("client: every endpoint failed: %w", lastErr)
+}
+
+func apiError(r *response) error {
+	var body struct {
+		Error struct {
+			Code     string `json:"code"`
+			Message  string `json:"message"`
+			Revision int64  `json:"revision"`
+		} `json:"error"`
+	}
+	e := &APIError{StatusCode: r.status}
+	if json.Unmarshal(r.body, &body) == nil && body.Error.Code != "" {
+		e.Code, e.Message, e.Revision = body.Error.Code, body.Error.Message, body.Error.Revision
+	} else {
+		e.Code, e.Message = "http_"+strconv.Itoa(r.status), strings.TrimSpace(string(r.body))
+	}
+	return e
+}
+
+// call does r and decodes a 2xx JSON answer into out (when not nil).
+func (c *Client) call(ctx context.Context, r request, out any) (*response, error) {
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if resp.status/100 != 2 {
+		return resp, apiError(resp)
+	}
+	if out != nil {
+		if err := json.Unmarshal(resp.body, out); err != nil {
+			return resp, fmt.Errorf("client: decoding the answer: %w", err)
+		}
+	}
+	return resp, nil
+}
+
+// Get reads one key.
+func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*Item, error) {
+	q := url.Values{}
+	for _, o := range opts {
+		o(q)
+	}
+	resp, err := c.call(ctx, request{method: http.MethodGet, path: keyPath(key), query: q}, nil)
+	if err != nil {
+		return nil, err
+	}
+	it := &Item{Key: key, Value: resp.body}
+	it.ModRevision, _ = strconv.ParseInt(resp.header.Get("X-Cairn-Revision"), 10, 64)
+	it.CreateRevision, _ = strconv.ParseInt(resp.header.Get("X-Cairn-Create-Revision"), 10, 64)
+	it.Version, _ = strconv.ParseInt(resp.header.Get("X-Cairn-Version"), 10, 64)
+	if e := resp.header.Get("X-Cairn-Expires"); e != "" {
+		it.Expires, _ = time.Parse(time.RFC3339Nano, e)
+	}
+	return it, nil
+}
+
+// ListOptions shape a listing.
+type ListOptions struct {
+	After        string
+	Limit        int
+	KeysOnly     bool
+	Serializable bool
+}
+
+// ListResult is one page of keys.
+type ListResult struct {
+	Revision int64
+	Items    []Item
+	More     bool
+}
+
+// List returns keys under prefix in order.
+func (c *Client) List(ctx context.Context, prefix string, o ListOptions) (*ListResult, error) {
+	q := url.Values{"list": {"true"}}
+	if o.After != "" {
+		q.Set("after", o.After)
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.KeysOnly {
+		q.Set("keys_only", "true")
+	}
+	if o.Serializable {
+		q.Set("consistency", "serializable")
+	}
+	var wire struct {
+		Revision int64      `json:"revision"`
+		Items    []wireItem `json:"items"`
+		More     bool       `json:"more"`
+	}
+	if _, err := c.call(ctx, request{method: http.MethodGet, path: keyPath(prefix), query: q}, &wire); err != nil {
+		return nil, err
+	}
+	res := &ListResult{Revision: wire.Revision, More: wire.More, Items: make([]Item, 0, len(wire.Items))}
+	for i := range wire.Items {
+		it, err := wire.Items[i].item()
+		if err != nil {
+			return nil, err
+		}
+		res.Items = append(res.Items, it)
+	}
+	return res, nil
+}
+
+// PutOptions change a put.
+type PutOptions struct {
+	TTL time.Duration
+	// IfRevision makes the put succeed only if the key's mod revision is this.
+	IfRevision *int64
+	// IfAbsent makes the put succeed only if the key does not exist.
+	IfAbsent bool
+}
+
+// Put writes a value and returns the new revision.
+func (c *Client) Put(ctx context.Context, key string, value []byte, o PutOptions) (int64, error) {
+	q := url.Values{}
+	if o.TTL > 0 {
+		q.Set("ttl", o.TTL.String())
+	}
+	h := http.Header{}
+	if o.IfRevision != nil {
+		h.Set("If-Match", `"`+strconv.FormatInt(*o.IfRevision, 10)+`"`)
+	}
+	if o.IfAbsent {
+		h.Set("If-None-Match", "*")
+	}
+	var out struct {
+		Revision int64 `json:"revision"`
+	}
+	_, err := c.call(ctx, request{method: http.MethodPut, path: keyPath(key), query: q, body: value, header: h}, &out)
+	return out.Revision, err
+}
+
+// DeleteOptions change a delete.
+type DeleteOptions struct {
+	Prefix     bool
+	IfRevision *int64
+}
+
+// Delete removes a key (or a prefix) and returns how many keys went and the revision.
+func (c *Client) Delete(ctx context.Context, key string, o DeleteOptions) (deleted, revision int64, err error) {
+	q := url.Values{}
+	if o.Prefix {
+		q.Set("prefix", "true")
+	}
+	h := http.Header{}
+	if o.IfRevision != nil {
+		h.Set("If-Match", `"`+strconv.FormatInt(*o.IfRevision, 10)+`"`)
+	}
+	var out struct {
+		Deleted  int64 `json:"deleted"`
+		Revision int64 `json:"revision"`
+	}
+	_, err = c.call(ctx, request{method: http.MethodDelete, path: keyPath(key), query: q, header: h}, &out)
+	return out.Deleted, out.Revision, err
+}
+
+// Patch applies a JSON merge patch and returns the merged document.
+func (c *Client) Patch(ctx context.Context, key string, patch []byte) ([]byte, error) {
+	h := http.Header{"Content-Type": {"application/merge-patch+json"}}
+	resp, err := c.call(ctx, request{method: http.MethodPatch, path: keyPath(key), body: patch, header: h}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.body, nil
+}
+
+// TxnResponse is the answer to a transaction; Results keep the wire form.
+type TxnResponse struct {
+	Succeeded bool              `json:"succeeded"`
+	Revision  int64             `json:"revision"`
+	Results   []json.RawMessage `json:"results"`
+}
+
+// Txn sends a transaction in the wire form documented in docs/API.md.
+func (c *Client) Txn(ctx context.Context, body json.RawMessage) (*TxnResponse, error) {
+	var out TxnResponse
+	if _, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Member is one cluster member.
+type Member struct {
+	Name      string `json:"name"`
+	PeerAddr  string `json:"peer_addr"`
+	ClientURL string `json:"client_url,omitempty"`
+	RESPAddr  string `json:"resp_addr,omitempty"`
+	Voter     bool   `json:"voter"`
+	Leader    bool   `json:"leader"`
+}
+
+// MemberSpec describes a member to add.
+type MemberSpec struct {
+	Name      string `json:"name"`
+	PeerAddr  string `json:"peer_addr"`
+	ClientURL string `json:"client_url,omitempty"`
+	RESPAddr  string `json:"resp_addr,omitempty"`
+	NonVoter  bool   `json:"non_voter,omitempty"`
+}
+
+func (c *Client) members(ctx context.Context, r request) ([]Member, error) {
+	var out struct {
+		Members []Member `json:"members"`
+	}
+	_, err := c.call(ctx, r, &out)
+	return out.Members, err
+}
+
+// Members lists the cluster's members.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	return c.members(ctx, request{method: http.MethodGet, path: "/v1/cluster/members"})
+}
+
+// AddMember adds a member and returns the new list.
+func (c *Client) AddMember(ctx context.Context, m MemberSpec) ([]Member, error) {
+	b, _ := json.Marshal(m)
+	return c.members(ctx, request{method: http.MethodPost, path: "/v1/cluster/members", body: b})
+}
+
+// RemoveMember removes a member.
+func (c *Client) RemoveMember(ctx context.Context, name string) ([]Member, error) {
+	return c.members(ctx, request{method: http.MethodDelete, path: "/v1/cluster/members/" + url.PathEscape(name)})
+}
+
+// PromoteMember makes a non-voter a voter.
+func (c *Client) PromoteMember(ctx context.Context, name string) ([]Member, error) {
+	return c.members(ctx, request{method: http.MethodPost, path: "/v1/cluster/members/" + url.PathEscape(name) + "/promote"})
+}
+
+// TransferLeader moves leadership (to a named member, or any when empty) and
+// returns the new leader's name.
+func (c *Client) TransferLeader(ctx context.Context, to string) (string, error) {
+	b, _ := json.Marshal(map[string]string{"to": to})
+	var out struct {
+		Leader string `json:"leader"`
+	}
+	_, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/leader/transfer", body: b}, &out)
+	return out.Leader, err
+}
+
+// Status is a node's view of the cluster.
+type Status struct {
+	Name          string `json:"name"`
+	State         string `json:"state"`
+	Leader        string `json:"leader"`
+	LeaderAddr    string `json:"leader_peer_addr,omitempty"`
+	Term          uint64 `json:"term"`
+	CommitIndex   uint64 `json:"commit_index"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	LastIndex     uint64 `json:"last_index"`
+	Revision      int64  `json:"revision"`
+	Members       int    `json:"members"`
+	LastContactMs int64  `json:"last_contact_ms"`
+}
+
+// Status asks the first reachable endpoint for its status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var out Status
+	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/cluster/status"}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

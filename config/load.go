@@ -1,0 +1,302 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// ErrInvalid marks every configuration problem.
+var ErrInvalid = errors.New("config: invalid")
+
+// flagHelp documents every field; the flag name is the field's yaml tag.
+var flagHelp = map[string]string{
+	"name":                  "member name, unique in the cluster",
+	"data-dir":              "directory for the node's data",
+	"listen-client":         "host:port for the HTTP API, metrics and health",
+	"listen-peer":           "host:port for Raft and internal RPC",
+	"listen-resp":           "host:port for the Redis protocol",
+	"advertise-client":      "client URL other members and clients use to reach this node (default http://<listen-client>)",
+	"advertise-peer":        "peer address other members dial (default <listen-peer>)",
+	"advertise-resp":        "Redis-protocol address advertised to clients (default <listen-resp>)",
+	"initial-cluster":       "bootstrap members: name=host:port,... (peer addresses); empty for a single node",
+	"initial-cluster-state": "new (bootstrap the initial cluster) or existing (wait to be added)",
+	"join":                  "client URL of a running member to ask for membership",
+	"join-as-non-voter":     "join as a non-voting learner",
+	"peer-cert-file":        "TLS certificate for the peer port (enables mutual TLS)",
+	"peer-key-file":         "TLS key for the peer port",
+	"peer-trusted-ca-file":  "CA that signs every peer's certificate",
+	"max-value-bytes":       "largest value accepted, in bytes (up to 64 MiB)",
+	"heartbeat-timeout":     "Raft heartbeat timeout",
+	"election-timeout":      "Raft election timeout",
+	"request-timeout":       "how long a request may wait for a leader and a quorum",
+	"snapshot-entries":      "log entries between snapshots",
+	"snapshot-interval":     "how often to check whether a snapshot is due",
+	"trailing-logs":         "log entries kept behind a snapshot for slow followers",
+	"log-level":             "debug, info, warn or error",
+	"log-format":            "text or json",
+}
+
+// Flags is what RegisterFlags adds beyond the Config fields.
+type Flags struct {
+	// ConfigFile is the --config path.
+	ConfigFile string
+}
+
+// RegisterFlags defines one flag per Config field (named as its yaml tag),
+// bound to c, plus --config.
+func RegisterFlags(fs *pflag.FlagSet, c *Config) *Flags {
+	f := &Flags{}
+	fs.StringVar(&f.ConfigFile, "config", "", "YAML config file (keys are the flag names)")
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := yamlName(t.Field(i))
+		if name == "" {
+			continue
+		}
+		help := flagHelp[name]
+		switch p := v.Field(i).Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, name, *p, help)
+		case *bool:
+			fs.BoolVar(p, name, *p, help)
+		case *int64:
+			fs.Int64Var(p, name, *p, help)
+		case *uint64:
+			fs.Uint64Var(p, name, *p, help)
+		case *time.Duration:
+			fs.DurationVar(p, name, *p, help)
+		default:
+			panic(fmt.Sprintf("config: no flag type for field %s", t.Field(i).Name))
+		}
+	}
+	return f
+}
+
+func yamlName(f reflect.StructField) string {
+	tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+	if tag == "-" {
+		return ""
+	}
+	return tag
+}
+
+// EnvName is the environment variable for a flag: CAIRN_<FLAG_IN_UPPER_SNAKE>.
+func EnvName(flag string) string {
+	return "CAIRN_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Load applies, after fs.Parse, the config file and the environment under the
+// flags given on the command line: flag > environment > file > default.
+func Load(fs *pflag.FlagSet, c *Config, f *Flags, getenv func(string) string) error {
+	// Remember what the command line set, then rebuild in precedence order.
+	cmdline := map[string]string{}
+	fs.Visit(func(fl *pflag.Flag) { cmdline[fl.Name] = fl.Value.String() })
+	file := f.ConfigFile
+	if _, ok := cmdline["config"]; !ok {
+		file = getenv(EnvName("config"))
+	}
+	if file != "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("%w: config file: %w", ErrInvalid, err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: config file %s: %w", ErrInvalid, file, err)
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Name == "config" {
+			return
+		}
+		if _, set := cmdline[fl.Name]; set {
+			return
+		}
+		if v := getenv(EnvName(fl.Name)); v != "" {
+			if err := fl.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%w: environment %s=%q: %w", ErrInvalid, EnvName(fl.Name), v, err))
+			}
+		}
+	})
+	for name, v := range cmdline {
+		if name == "config" {
+			continue
+		}
+		if err := fs.Set(name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%w: flag --%s: %w", ErrInvalid, name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...))
+	}
+	if c.Name == "" || strings.ContainsAny(c.Name, "=, \t") {
+		bad("name %q must be non-empty without '=', ',' or spaces", c.Name)
+	}
+	if c.DataDir == "" {
+		bad("data-dir is empty")
+	}
+	for _, a := range []struct{ flag, v string }{{"listen-client", c.ListenClient}, {"listen-peer", c.ListenPeer}, {"listen-resp", c.ListenResp}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			bad("%s %q is not host:port", a.flag, a.v)
+		}
+	}
+	for _, a := range []struct{ flag, v string }{{"advertise-peer", c.AdvertisePeer}, {"advertise-resp", c.AdvertiseResp}} {
+		if a.v != "" {
+			if _, _, err := net.SplitHostPort(a.v); err != nil {
+				bad("%s %q is not host:port", a.flag, a.v)
+			}
+		}
+	}
+	if c.AdvertiseClient != "" && !isHTTPURL(c.AdvertiseClient) {
+		bad("advertise-client %q is not an http(s) URL", c.AdvertiseClient)
+	}
+	if c.Join != "" && !isHTTPURL(c.Join) {
+		bad("join %q is not an http(s) URL", c.Join)
+	}
+	switch c.InitialClusterState {
+	case "new", "existing":
+	default:
+		bad("initial-cluster-state must be new or existing, not %q", c.InitialClusterState)
+	}
+	if c.InitialCluster != "" {
+		peers, err := ParseInitialCluster(c.InitialCluster)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			found := false
+			for _, p := range peers {
+				found = found || p.Name == c.Name
+			}
+			if !found {
+				bad("initial-cluster does not name this node (%q)", c.Name)
+			}
+			if c.Join != "" && len(peers) > 1 {
+				bad("give either join or a multi-member initial-cluster, not both")
+			}
+		}
+	}
+	certs := 0
+	for _, f := range []string{c.PeerCertFile, c.PeerKeyFile} {
+		if f != "" {
+			certs++
+		}
+	}
+	if certs == 1 {
+		bad("peer-cert-file and peer-key-file go together")
+	}
+	if certs == 2 && c.PeerTrustedCAFile == "" {
+		bad("peer-trusted-ca-file is required with a peer certificate")
+	}
+	if c.MaxValueBytes < 1 || c.MaxValueBytes > MaxMaxValueBytes {
+		bad("max-value-bytes must be within 1..%d, not %d", MaxMaxValueBytes, c.MaxValueBytes)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"heartbeat-timeout", c.HeartbeatTimeout}, {"election-timeout", c.ElectionTimeout}, {"request-timeout", c.RequestTimeout}, {"snapshot-interval", c.SnapshotInterval}} {
+		if d.v <= 0 {
+			bad("%s must be positive", d.flag)
+		}
+	}
+	if c.ElectionTimeout < c.HeartbeatTimeout {
+		bad("election-timeout (%s) must be at least heartbeat-timeout (%s)", c.ElectionTimeout, c.HeartbeatTimeout)
+	}
+	if c.HeartbeatTimeout > 0 && c.HeartbeatTimeout < 10*time.Millisecond {
+		bad("heartbeat-timeout must be at least 10ms")
+	}
+	if c.SnapshotEntries < 1 {
+		bad("snapshot-entries must be at least 1")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log-format must be text or json, not %q", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// ParseInitialCluster parses "name=host:port,...".
+func ParseInitialCluster(s string) ([]Peer, error) {
+	var out []Peer
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		name, addr, ok := strings.Cut(part, "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("%w: initial-cluster entry %q is not name=host:port", ErrInvalid, part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("%w: initial-cluster entry %q: %q is not host:port", ErrInvalid, part, addr)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("%w: initial-cluster names %q twice", ErrInvalid, name)
+		}
+		seen[name] = true
+		out = append(out, Peer{Name: name, Addr: addr})
+	}
+	return out, nil
+}
+
+// InitialMembers returns the bootstrap members: --initial-cluster, or this
+// node alone when it is empty.
+func (c *Config) InitialMembers() ([]Peer, error) {
+	if c.InitialCluster == "" {
+		return []Peer{{Name: c.Name, Addr: c.AdvertisePeerAddr()}}, nil
+	}
+	return ParseInitialCluster(c.InitialCluster)
+}
+
+// AdvertisePeerAddr is the peer address others dial.
+func (c *Config) AdvertisePeerAddr() string {
+	if c.AdvertisePeer != "" {
+		return c.AdvertisePeer
+	}
+	return c.ListenPeer
+}
+
+// NewLogger builds the slog logger described by LogLevel and LogFormat.
+func (c *Config) NewLogger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("%w: log-level: %w", ErrInvalid, err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.LogFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: log-format %q", ErrInvalid, c.LogFormat)
+}

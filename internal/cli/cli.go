@@ -1,0 +1,191 @@
+// Package cli is the cairn command line: `cairn serve` and the client
+// commands. Main maps every outcome to an exit code in one place: 0 ok,
+// 1 error, 2 usage, 3 key not found, 4 precondition failed.
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairnkv/cairn/client"
+	"github.com/cairnkv/cairn/config"
+)
+
+// Exit codes.
+const (
+	ExitOK           = 0
+	ExitError        = 1
+	ExitUsage        = 2
+	ExitNotFound     = 3
+	ExitPrecondition = 4
+)
+
+// Server is a running node as the serve command sees it.
+type Server interface {
+	Ready() <-chan struct{}
+	Err() <-chan error
+	Close() error
+}
+
+// StartFunc starts a server; cmd/cairn passes server.Start.
+type StartFunc func(ctx context.Context, cfg config.Config) (Server, error)
+
+// Env is what the commands read and write.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	Start          StartFunc
+	Version        string
+	// StdoutIsTerminal decides whether `get` ends its output with a newline.
+	StdoutIsTerminal bool
+}
+
+// usageError marks errors in how a command was called.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+type globals struct {
+	endpoints string
+	output    string
+	timeout   time.Duration
+	cacert    string
+	cert      string
+	key       string
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, args []string, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	root := newRoot(ctx, &env)
+	root.SetArgs(args)
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintln(env.Stderr, "Error:", err)
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue), isCobraUsage(err):
+		return ExitUsage
+	case errors.Is(err, client.ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, client.ErrPreconditionFailed):
+		return ExitPrecondition
+	}
+	return ExitError
+}
+
+// isCobraUsage recognizes cobra's own argument and flag errors.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument",
+		"invalid argument", "accepts ", "requires at least", "requires at most", "required flag", "if any flags in the group"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newRoot(ctx context.Context, env *Env) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "cairn",
+		Short:         "cairn: a replicated key-value store (server and client)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	defEndpoints := env.Getenv("CAIRN_ENDPOINTS")
+	if defEndpoints == "" {
+		defEndpoints = "http://127.0.0.1:7700"
+	}
+	pf.StringVar(&g.endpoints, "endpoints", defEndpoints, "comma-separated client URLs (env CAIRN_ENDPOINTS)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "timeout of each request")
+	pf.StringVar(&g.cacert, "cacert", "", "CA certificate to verify the server with")
+	pf.StringVar(&g.cert, "cert", "", "client certificate (mutual TLS)")
+	pf.StringVar(&g.key, "key", "", "client key (mutual TLS)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if g.output != "table" && g.output != "json" {
+			return usagef("--output must be table or json, not %q", g.output)
+		}
+		return nil
+	}
+	root.AddCommand(
+		serveCmd(env),
+		getCmd(g, env), putCmd(g, env), delCmd(g, env), listCmd(g, env), txnCmd(g, env),
+		membersCmd(g, env), leaderCmd(g, env), statusCmd(g, env), benchCmd(g, env),
+		&cobra.Command{Use: "version", Short: "print the version", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(env.Stdout, "cairn", env.Version)
+			return nil
+		}},
+	)
+	return root
+}
+
+func (g *globals) client() (*client.Client, error) {
+	var tlsConf *tls.Config
+	if g.cacert != "" || g.cert != "" || g.key != "" {
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+		if g.cacert != "" {
+			pem, err := os.ReadFile(g.cacert)
+			if err != nil {
+				return nil, fmt.Errorf("--cacert: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, usagef("--cacert %s holds no certificate", g.cacert)
+			}
+			tlsConf.RootCAs = pool
+		}
+		if (g.cert == "") != (g.key == "") {
+			return nil, usagef("--cert and --key go together")
+		}
+		if g.cert != "" {
+			cert, err := tls.LoadX509KeyPair(g.cert, g.key)
+			if err != nil {
+				return nil, fmt.Errorf("--cert/--key: %w", err)
+			}
+			tlsConf.Certificates = []tls.Certificate{cert}
+		}
+	}
+	c, err := client.New(client.Config{Endpoints: strings.Split(g.endpoints, ","), Timeout: g.timeout, TLS: tlsConf})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+func (g *globals) json() bool { return g.output == "json" }
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

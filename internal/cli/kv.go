@@ -1,0 +1,284 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairnkv/cairn/client"
+)
+
+type itemJSON struct {
+	Key            string `json:"key"`
+	Value          string `json:"value"`
+	CreateRevision int64  `json:"create_revision"`
+	ModRevision    int64  `json:"mod_revision"`
+	Version        int64  `json:"version"`
+	Expires        string `json:"expires,omitempty"`
+}
+
+func toJSON(it *client.Item) itemJSON {
+	j := itemJSON{Key: it.Key, Value: string(it.Value), CreateRevision: it.CreateRevision, ModRevision: it.ModRevision, Version: it.Version}
+	if !it.Expires.IsZero() {
+		j.Expires = it.Expires.Format(time.RFC3339Nano)
+	}
+	return j
+}
+
+func getCmd(g *globals, env *Env) *cobra.Command {
+	var consistency string
+	var printRev bool
+	cmd := &cobra.Command{
+		Use:   "get KEY",
+		Short: "print a key's value",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var opts []client.ReadOption
+			switch consistency {
+			case "linearizable":
+			case "serializable":
+				opts = append(opts, client.Serializable())
+			default:
+				return usagef("--consistency must be linearizable or serializable")
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			it, err := c.Get(cmd.Context(), args[0], opts...)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(env.Stdout, toJSON(it))
+			}
+			if printRev {
+				fmt.Fprintf(env.Stderr, "revision %d\n", it.ModRevision)
+			}
+			if _, err := env.Stdout.Write(it.Value); err != nil {
+				return err
+			}
+			if env.StdoutIsTerminal && (len(it.Value) == 0 || it.Value[len(it.Value)-1] != '\n') {
+				fmt.Fprintln(env.Stdout)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&consistency, "consistency", "linearizable", "linearizable or serializable (a local, possibly stale read)")
+	cmd.Flags().BoolVar(&printRev, "print-revision", false, "print the key's mod revision on stderr")
+	return cmd
+}
+
+func putCmd(g *globals, env *Env) *cobra.Command {
+	var file string
+	var ttl time.Duration
+	var ifRev int64
+	var ifAbsent bool
+	cmd := &cobra.Command{
+		Use:   "put KEY [VALUE|-]",
+		Short: "write a key (value as argument, from --file, or - for stdin)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var value []byte
+			var err error
+			switch {
+			case len(args) == 2 && file != "":
+				return usagef("give the value as an argument or with --file, not both")
+			case len(args) == 2 && args[1] == "-":
+				value, err = io.ReadAll(env.Stdin)
+			case len(args) == 2:
+				value = []byte(args[1])
+			case file != "":
+				value, err = os.ReadFile(file)
+			default:
+				return usagef("no value: give VALUE, - for stdin, or --file")
+			}
+			if err != nil {
+				return err
+			}
+			if ttl < 0 {
+				return usagef("--ttl must be positive")
+			}
+			o := client.PutOptions{TTL: ttl, IfAbsent: ifAbsent}
+			if cmd.Flags().Changed("if-revision") {
+				o.IfRevision = &ifRev
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			rev, err := c.Put(cmd.Context(), args[0], value, o)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(env.Stdout, map[string]int64{"revision": rev})
+			}
+			fmt.Fprintf(env.Stdout, "OK revision %d\n", rev)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "read the value from this file")
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "expire the key after this long (e.g. 30s)")
+	cmd.Flags().Int64Var(&ifRev, "if-revision", 0, "write only if the key's mod revision is this (compare-and-swap)")
+	cmd.Flags().BoolVar(&ifAbsent, "if-absent", false, "write only if the key does not exist")
+	return cmd
+}
+
+func delCmd(g *globals, env *Env) *cobra.Command {
+	var prefix bool
+	var ifRev int64
+	cmd := &cobra.Command{
+		Use:   "del KEY",
+		Short: "delete a key, or every key under a prefix with --prefix",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o := client.DeleteOptions{Prefix: prefix}
+			if cmd.Flags().Changed("if-revision") {
+				o.IfRevision = &ifRev
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			n, rev, err := c.Delete(cmd.Context(), args[0], o)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(env.Stdout, map[string]int64{"deleted": n, "revision": rev})
+			}
+			fmt.Fprintf(env.Stdout, "deleted %d\n", n)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&prefix, "prefix", false, "delete every key that starts with KEY")
+	cmd.Flags().Int64Var(&ifRev, "if-revision", 0, "delete only if the key's mod revision is this")
+	return cmd
+}
+
+func listCmd(g *globals, env *Env) *cobra.Command {
+	var limit int
+	var after string
+	var keysOnly, all, serializable bool
+	cmd := &cobra.Command{
+		Use:   "list [PREFIX]",
+		Short: "list keys under a prefix",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prefix := ""
+			if len(args) == 1 {
+				prefix = args[0]
+			}
+			if limit < 0 {
+				return usagef("--limit must not be negative")
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var items []client.Item
+			var rev int64
+			more := false
+			for {
+				res, err := c.List(cmd.Context(), prefix, client.ListOptions{After: after, Limit: limit, KeysOnly: keysOnly, Serializable: serializable})
+				if err != nil {
+					return err
+				}
+				items, rev, more = append(items, res.Items...), res.Revision, res.More
+				if !all || !res.More || len(res.Items) == 0 {
+					break
+				}
+				after = res.Items[len(res.Items)-1].Key
+			}
+			if g.json() {
+				out := struct {
+					Revision int64      `json:"revision"`
+					Items    []itemJSON `json:"items"`
+					More     bool       `json:"more"`
+				}{Revision: rev, Items: []itemJSON{}, More: more}
+				for i := range items {
+					out.Items = append(out.Items, toJSON(&items[i]))
+				}
+				return printJSON(env.Stdout, out)
+			}
+			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tREVISION\tVERSION\tEXPIRES\tVALUE")
+			for _, it := range items {
+				exp := ""
+				if !it.Expires.IsZero() {
+					exp = it.Expires.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", it.Key, it.ModRevision, it.Version, exp, preview(it.Value))
+			}
+			if more {
+				fmt.Fprintf(tw, "(more keys: --after %s, or --all)\n", strconv.Quote(items[len(items)-1].Key))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many keys per page (0: all)")
+	cmd.Flags().StringVar(&after, "after", "", "start after this key")
+	cmd.Flags().BoolVar(&keysOnly, "keys-only", false, "omit values")
+	cmd.Flags().BoolVar(&all, "all", false, "follow continuations to the end")
+	cmd.Flags().BoolVar(&serializable, "serializable", false, "read the local replica (possibly stale)")
+	return cmd
+}
+
+func preview(v []byte) string {
+	if !utf8.Valid(v) {
+		return fmt.Sprintf("<%d bytes>", len(v))
+	}
+	s := strings.ReplaceAll(string(v), "\n", `\n`)
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	return s
+}
+
+func txnCmd(g *globals, env *Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "txn FILE|-",
+		Short: "run a transaction from a JSON file (see docs/API.md)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var body []byte
+			var err error
+			if args[0] == "-" {
+				body, err = io.ReadAll(env.Stdin)
+			} else {
+				body, err = os.ReadFile(args[0])
+			}
+			if err != nil {
+				return err
+			}
+			if !json.Valid(body) {
+				return usagef("%s is not valid JSON", args[0])
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Txn(cmd.Context(), body)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return printJSON(env.Stdout, res)
+			}
+			fmt.Fprintf(env.Stdout, "succeeded: %v\nrevision: %d\n", res.Succeeded, res.Revision)
+			for _, r := range res.Results {
+				fmt.Fprintf(env.Stdout, "%s\n", r)
+			}
+			return nil
+		},
+	}
+}
