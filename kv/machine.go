@@ -222,6 +222,18 @@ func (v *view) get(key string) (*Record, error) {
 	return v.ab.get(key)
 }
 
+// live is get with keys whose expiry has passed at the entry's time treated
+// as absent: the expiry sweep may not have removed them yet, but commands must
+// not see them (INCR on an expired counter starts from 0). The time is the
+// leader's, carried in the entry, so every replica decides the same.
+func (v *view) live(key string, now int64) (*Record, error) {
+	r, err := v.get(key)
+	if r != nil && r.Expires != 0 && r.Expires <= now {
+		return nil, err
+	}
+	return r, err
+}
+
 func (ab *applyBatch) get(key string) (*Record, error) {
 	if r, ok := ab.pending[key]; ok {
 		return r, nil
@@ -271,7 +283,7 @@ func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
 	rev := ab.rev
 	ok := true
 	for _, c := range t.Compare {
-		r, err := v.get(c.Key)
+		r, err := v.live(c.Key, now)
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +317,7 @@ func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
 // applyOp applies one op inside a txn's view, bumping *rev for each write.
 func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 	r := OpResult{Type: op.Type, Key: op.Key}
-	cur, err := v.get(op.Key)
+	cur, err := v.live(op.Key, now)
 	if err != nil {
 		return r, err
 	}
@@ -435,7 +447,7 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 		}
 		*rev++
 		v.writes[op.Key] = nil
-		old, err := v.get(dst)
+		old, err := v.live(dst, now)
 		if err != nil {
 			return r, err
 		}

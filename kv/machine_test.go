@@ -281,3 +281,24 @@ func TestRedisStyleOps(t *testing.T) {
 		t.Fatal("rename of a missing key or an overflowing incr succeeded")
 	}
 }
+
+func TestExpiredKeysAreAbsentToCommands(t *testing.T) {
+	m, db := mustMachine(t)
+	t0 := time.Unix(3000, 0).UnixNano()
+	applyTxns(t, m, db, t0, Txn{Success: []Op{{Type: OpPut, Key: "c", Value: []byte("41"), TTL: time.Second}}})
+	// The sweep has not run, but at t0+2s the counter has expired: INCR starts over.
+	res := applyTxns(t, m, db, t0+int64(2*time.Second),
+		Txn{Compare: []Compare{{Key: "c", Target: TargetExists, Op: "=", Exists: false}}, Success: []Op{{Type: OpIncr, Key: "c", Value: []byte("1")}}})
+	if !res[0].Succeeded {
+		t.Fatal("an expired key counted as existing")
+	}
+	r := mustGet(t, db, "c")
+	if string(r.Value) != "1" || r.Version != 1 || r.Expires != 0 {
+		t.Fatalf("after incr of an expired key: %+v", r)
+	}
+	n := 0
+	_ = db.Scan([]byte{prefixTTL}, []byte{prefixTTL + 1}, func(_, _ []byte) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("%d stale TTL index entries", n)
+	}
+}

@@ -178,7 +178,21 @@ func (s *Service) Get(ctx context.Context, key string, o ReadOptions) (*Record, 
 	if err != nil {
 		return nil, err
 	}
-	return decodeRecord(key, raw)
+	r, err := decodeRecord(key, raw)
+	if err != nil {
+		return nil, err
+	}
+	if expired(r, time.Now()) {
+		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, key)
+	}
+	return r, nil
+}
+
+// expired reports a key whose TTL has passed but that the leader's expiry
+// sweep has not removed yet (at most a few hundred milliseconds); reads do not
+// show it, as Redis does not.
+func expired(r *Record, now time.Time) bool {
+	return r.Expires != 0 && r.Expires <= now.UnixNano()
 }
 
 // List returns the keys under prefix in order, one page at a time.
@@ -204,6 +218,7 @@ func (s *Service) List(ctx context.Context, prefix string, o ListOptions) (*List
 		lo = append(dataKey(o.After), 0)
 	}
 	res := &ListResult{Revision: rev, Items: []*Record{}}
+	now := time.Now()
 	var derr error
 	err = snap.Scan(lo, hi, func(k, v []byte) bool {
 		if o.Limit > 0 && len(res.Items) == o.Limit {
@@ -214,6 +229,9 @@ func (s *Service) List(ctx context.Context, prefix string, o ListOptions) (*List
 		if err != nil {
 			derr = err
 			return false
+		}
+		if expired(r, now) {
+			return true
 		}
 		if o.KeysOnly {
 			r.Value = nil

@@ -152,7 +152,14 @@ func (m *Mux) Serve() error {
 			}
 			return fmt.Errorf("peer: accept: %w", err)
 		}
-		m.wg.Add(1)
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			_ = conn.Close()
+			return nil
+		}
+		m.wg.Add(1) // under mu, so Close's Wait never races with an Add
+		m.mu.Unlock()
 		go func() {
 			defer m.wg.Done()
 			m.route(conn)

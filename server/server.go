@@ -27,8 +27,12 @@ import (
 	"github.com/cairnkv/cairn/kv"
 	"github.com/cairnkv/cairn/peer"
 	"github.com/cairnkv/cairn/raftnode"
+	"github.com/cairnkv/cairn/respapi"
 	"github.com/cairnkv/cairn/store"
 )
+
+// Version is cairn's version, reported by `cairn version`, INFO and VERSION.
+var Version = "0.1.0-dev"
 
 // Server is one running cairn node.
 type Server struct {
@@ -44,6 +48,8 @@ type Server struct {
 	svc     *kv.Service
 	httpLn  net.Listener
 	http    *http.Server
+	respLn  net.Listener
+	resp    *respapi.Server
 
 	ready     chan struct{}
 	errc      chan error
@@ -57,6 +63,9 @@ type Server struct {
 // It returns once every listener is open; Ready is closed when the node has a
 // leader and has caught up.
 func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -94,9 +103,12 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 
 	var boot []raftnode.Peer
 	if cfg.Join == "" && cfg.InitialClusterState == "new" {
-		for _, kv := range strings.Split(cfg.InitialCluster, ",") {
-			name, addr, _ := strings.Cut(kv, "=")
-			boot = append(boot, raftnode.Peer{ID: name, Addr: addr})
+		members, err := cfg.InitialMembers()
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range members {
+			boot = append(boot, raftnode.Peer{ID: m.Name, Addr: m.Addr})
 		}
 	}
 	s.node, err = raftnode.Start(raftnode.Config{
@@ -150,6 +162,18 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		}
 		return nil
 	})
+
+	if s.respLn = cfg.RESPListener; s.respLn == nil {
+		if s.respLn, err = net.Listen("tcp", cfg.ListenResp); err != nil {
+			return nil, fmt.Errorf("server: listen resp: %w", err)
+		}
+	}
+	s.resp = respapi.New(s.svc, respapi.Options{
+		MaxValueBytes: cfg.MaxValueBytes,
+		Logger:        s.log,
+		Version:       Version,
+	})
+	s.goServe("resp", func() error { return s.resp.Serve(s.respLn) })
 
 	s.wg.Add(1)
 	go s.becomeReady()
@@ -209,6 +233,9 @@ func (s *Server) ClientURL() string {
 func (s *Server) RESPAddr() string {
 	if s.cfg.AdvertiseResp != "" {
 		return s.cfg.AdvertiseResp
+	}
+	if s.respLn != nil {
+		return s.respLn.Addr().String()
 	}
 	return s.cfg.ListenResp
 }
@@ -317,6 +344,11 @@ func (s *Server) Close() error {
 			cancel()
 		} else if s.httpLn != nil {
 			_ = s.httpLn.Close()
+		}
+		if s.resp != nil {
+			_ = s.resp.Close()
+		} else if s.respLn != nil {
+			_ = s.respLn.Close()
 		}
 		if s.svc != nil {
 			s.svc.Close()

@@ -1,0 +1,298 @@
+package respapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/cairnkv/cairn/kv"
+)
+
+// Bounds on what one connection may hold before it must answer.
+const (
+	maxPendingWrites = 1024    // write commands per TxnBatch
+	maxPendingReply  = 1 << 20 // reply bytes held back before writing them out
+	maxQueued        = 10000   // commands queued in one MULTI
+	maxWatched       = 10000   // keys watched by one connection
+	maxExpireRetries = 10      // CAS retries of EXPIRE … NX|XX|GT|LT
+)
+
+// conn is one client connection. Only its own goroutine touches it.
+type conn struct {
+	s  *Server
+	nc net.Conn // nil in tests that drive a conn over plain readers
+	rd *reader
+	w  io.Writer
+
+	id     int64
+	name   string
+	lib    string
+	libVer string
+	authed bool
+	user   string
+	// readonly makes this connection's reads serializable (READONLY).
+	readonly bool
+	// fresh means a linearizable read has run in this group since the last
+	// write: every command of the group was received before that read's
+	// leadership check, so later reads of the group may be served locally.
+	fresh bool
+	quit  bool
+
+	// MULTI state.
+	multi    bool
+	multiErr bool
+	queued   []queuedCmd
+	watched  map[string]int64 // key -> mod revision when watched (0: absent)
+	watchSeq []string         // watched keys in order, for deterministic compares
+
+	// The current group: replies in request order (nil while a write is
+	// pending) and the writes not yet sent.
+	out      [][]byte
+	outBytes int
+	pending  []pendingWrite
+}
+
+type pendingWrite struct {
+	txn    kv.Txn
+	finish func(*kv.TxnResult) []byte
+	slot   int
+}
+
+func newConn(s *Server, nc net.Conn, rw io.ReadWriter) *conn {
+	return &conn{
+		s:      s,
+		nc:     nc,
+		rd:     newReader(rw),
+		w:      rw,
+		id:     s.nextID.Add(1),
+		authed: !s.authRequired,
+	}
+}
+
+func (c *conn) limits() limits {
+	if c.authed {
+		return c.s.limAuthed
+	}
+	return c.s.limUnauth
+}
+
+// serve runs the connection until the client leaves, QUIT, a protocol error
+// or a failed write. Each iteration is one group: the first command blocks
+// on the network, the rest are what is already buffered.
+func (c *conn) serve() error {
+	ctx := c.s.ctx
+	for {
+		args, err := c.rd.next(c.limits(), true)
+		if err != nil {
+			return c.fail(ctx, err)
+		}
+		c.fresh = false
+		c.dispatch(ctx, args)
+		for !c.quit {
+			if len(c.pending) >= maxPendingWrites || c.outBytes >= maxPendingReply {
+				if err := c.writeOut(ctx); err != nil {
+					return err
+				}
+			}
+			args, err := c.rd.next(c.limits(), false)
+			if err != nil {
+				return c.fail(ctx, err)
+			}
+			if args == nil {
+				break
+			}
+			c.dispatch(ctx, args)
+		}
+		if err := c.writeOut(ctx); err != nil {
+			return err
+		}
+		if c.quit {
+			return nil
+		}
+	}
+}
+
+// fail answers what the group has produced so far, then a protocol error if
+// that is what ended the connection.
+func (c *conn) fail(ctx context.Context, err error) error {
+	var pe *protocolError
+	if errors.As(err, &pe) {
+		c.reply(replyErr("ERR " + pe.Error()))
+	}
+	if werr := c.writeOut(ctx); werr != nil && pe == nil {
+		return werr
+	}
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+// reply appends a reply to the group.
+func (c *conn) reply(b []byte) {
+	c.out = append(c.out, b)
+	c.outBytes += len(b)
+}
+
+// writeOut sends the pending writes, then every reply of the group in order.
+func (c *conn) writeOut(ctx context.Context) error {
+	c.flushWrites(ctx)
+	if len(c.out) == 0 {
+		return nil
+	}
+	if c.nc != nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Minute))
+	}
+	// net.Buffers writes the replies with one writev on a TCP connection.
+	bufs := net.Buffers(c.out)
+	_, err := bufs.WriteTo(c.w)
+	clear(c.out)
+	c.out, c.outBytes = c.out[:0], 0
+	return err
+}
+
+// flushWrites sends the pending writes in one TxnBatch and fills their replies.
+func (c *conn) flushWrites(ctx context.Context) {
+	if len(c.pending) == 0 {
+		return
+	}
+	txns := make([]kv.Txn, len(c.pending))
+	for i, p := range c.pending {
+		txns[i] = p.txn
+	}
+	results, errs, err := c.s.svc.TxnBatch(ctx, txns)
+	for i, p := range c.pending {
+		var r []byte
+		switch {
+		case err != nil:
+			r = replyError(err, true)
+		case i < len(errs) && errs[i] != nil:
+			r = replyError(errs[i], true)
+		case i >= len(results) || results[i] == nil:
+			r = replyErr("ERR internal error: no result for the write")
+		default:
+			r = p.finish(results[i])
+		}
+		c.out[p.slot] = r
+		c.outBytes += len(r)
+	}
+	clear(c.pending)
+	c.pending = c.pending[:0]
+	c.fresh = false
+}
+
+// readOpts is the consistency of the next read: linearizable, unless the
+// connection asked for stale reads (READONLY) or a linearizable read of this
+// group already ran since the last write (see conn.fresh).
+func (c *conn) readOpts() kv.ReadOptions {
+	return kv.ReadOptions{Serializable: c.readonly || c.fresh}
+}
+
+// readDone records that a read with o succeeded.
+func (c *conn) readDone(o kv.ReadOptions) {
+	if !o.Serializable {
+		c.fresh = true
+	}
+}
+
+// get reads one key; a missing key is nil without error. Expired keys the
+// leader has not removed yet are returned (the caller filters with live).
+func (c *conn) get(ctx context.Context, key string) (*kv.Record, error) {
+	o := c.readOpts()
+	r, err := c.s.svc.Get(ctx, key, o)
+	if errors.Is(err, kv.ErrKeyNotFound) {
+		c.readDone(o)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.readDone(o)
+	return r, nil
+}
+
+// list reads one page of keys under prefix.
+func (c *conn) list(ctx context.Context, prefix, after string, limit int) (*kv.ListResult, error) {
+	o := c.readOpts()
+	res, err := c.s.svc.List(ctx, prefix, kv.ListOptions{ReadOptions: o, After: after, Limit: limit, KeysOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	c.readDone(o)
+	return res, nil
+}
+
+// dispatch runs or queues one command.
+func (c *conn) dispatch(ctx context.Context, args [][]byte) {
+	name := strings.ToLower(string(args[0]))
+	cmd := commands[name]
+	if !c.authed && (cmd == nil || cmd.flags&flagNoAuth == 0) {
+		c.reply(replyErr(msgNoAuth))
+		return
+	}
+	if cmd == nil {
+		c.multiFailed()
+		c.reply(replyUnknown(args))
+		return
+	}
+	if !cmd.arityOK(len(args)) {
+		c.multiFailed()
+		c.reply(replyWrongArgs(cmd.name))
+		return
+	}
+	if c.multi && cmd.flags&flagMultiCtl == 0 {
+		c.queue(cmd, args)
+		return
+	}
+	if cmd.run != nil {
+		if cmd.flags&flagNoState == 0 {
+			c.flushWrites(ctx)
+		}
+		c.reply(cmd.run(ctx, c, args))
+		if cmd.flags&flagWrite != 0 {
+			c.fresh = false
+		}
+		return
+	}
+	c.execPlan(ctx, cmd.plan(c, args))
+}
+
+// multiFailed marks an open MULTI as failed (EXEC will answer EXECABORT).
+func (c *conn) multiFailed() {
+	if c.multi {
+		c.multiErr = true
+	}
+}
+
+// execPlan runs a transaction-shaped command outside MULTI: reads at once
+// through Service.Get, writes queued for the group's next TxnBatch.
+func (c *conn) execPlan(ctx context.Context, p plan) {
+	switch {
+	case p.err != nil:
+		c.reply(p.err)
+	case p.run != nil:
+		c.flushWrites(ctx)
+		c.reply(p.run(ctx, c))
+		c.fresh = false
+	case len(p.txn.Success) == 0 && len(p.txn.Compare) == 0 && len(p.txn.Failure) == 0:
+		c.reply(p.finish(&kv.TxnResult{Succeeded: true}))
+	case p.isRead():
+		c.flushWrites(ctx)
+		res := &kv.TxnResult{Succeeded: true, Results: make([]kv.OpResult, len(p.txn.Success))}
+		for i, op := range p.txn.Success {
+			r, err := c.get(ctx, op.Key)
+			if err != nil {
+				c.reply(replyError(err, false))
+				return
+			}
+			res.Results[i] = kv.OpResult{Type: kv.OpGet, Key: op.Key, Record: r}
+		}
+		c.reply(p.finish(res))
+	default:
+		c.pending = append(c.pending, pendingWrite{txn: p.txn, finish: p.finish, slot: len(c.out)})
+		c.out = append(c.out, nil)
+	}
+}

@@ -1,0 +1,312 @@
+// Package respapi is cairn's Redis-protocol (RESP2) front end: redis-cli and
+// Redis clients talk to any node, and every command becomes a call to the same
+// kv service the HTTP API uses, so a key written here is read there with the
+// same revisions and TTLs.
+//
+// String commands are expressed as kv transactions (kv.Txn): a read command is
+// a list of get operations served with Service.Get, a write command one
+// transaction. Commands already buffered on a connection are processed as a
+// group: consecutive writes go to the service together in one TxnBatch (one
+// Raft proposal), a read first sends the writes queued before it, and replies
+// are written in request order. MULTI/EXEC becomes one atomic transaction,
+// with WATCH turned into mod-revision compares.
+//
+// Reply encoding uses github.com/tidwall/redcon. Request parsing is our own
+// (reader.go): redcon's reader grows its buffer to whatever bulk length a
+// client announces and cannot apply tighter limits before authentication,
+// which this front end must do (frame sizes are checked before anything is
+// allocated).
+package respapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairnkv/cairn/kv"
+)
+
+// Service is what the RESP front end needs from the kv service; *kv.Service
+// implements it.
+type Service interface {
+	Get(ctx context.Context, key string, o kv.ReadOptions) (*kv.Record, error)
+	List(ctx context.Context, prefix string, o kv.ListOptions) (*kv.ListResult, error)
+	Txn(ctx context.Context, t kv.Txn) (*kv.TxnResult, error)
+	TxnBatch(ctx context.Context, txns []kv.Txn) ([]*kv.TxnResult, []error, error)
+	Members(ctx context.Context) ([]kv.Member, error)
+	AddMember(ctx context.Context, m kv.MemberSpec) error
+	RemoveMember(ctx context.Context, name string) error
+	Status(ctx context.Context) (*kv.Status, error)
+	// Snapshot takes a Raft snapshot on this node now (RAFT SNAPSHOT NOW).
+	Snapshot() error
+	// Ready reports whether this node can serve (MACHINE).
+	Ready() error
+}
+
+var _ Service = (*kv.Service)(nil)
+
+// Options configure a Server.
+type Options struct {
+	// MaxValueBytes bounds one bulk argument (plus a small slack for keys and
+	// options); the service enforces the exact value limit. Default 1 MiB.
+	MaxValueBytes int64
+	// Password, when set, makes AUTH required (Redis requirepass); it is the
+	// password of the user "default".
+	Password string
+	// Users maps user names to passwords for AUTH username password. Password,
+	// when set, wins over an entry for "default".
+	Users map[string]string
+	// Logger receives connection-level logs; nil discards them.
+	Logger *slog.Logger
+	// Version is cairn's version, reported by VERSION, INFO and MACHINE.
+	Version string
+}
+
+// Server serves the Redis protocol on listeners.
+type Server struct {
+	svc     Service
+	opt     Options
+	log     *slog.Logger
+	started time.Time
+
+	ctx    context.Context // canceled by Close: aborts in-flight service calls
+	cancel context.CancelFunc
+
+	// authRequired is set when a password or users are configured.
+	authRequired bool
+	users        map[string][32]byte // user name -> sha256 of the password
+	limAuthed    limits
+	limUnauth    limits
+
+	nextID  atomic.Int64
+	cursors *cursorTable
+
+	mu     sync.Mutex
+	closed bool
+	lns    map[net.Listener]struct{}
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// Bounds for authenticated connections.
+const (
+	bulkSlack     = 64 << 10 // room for keys and options beside the largest value
+	maxArgs       = 1 << 20
+	minFrameBytes = 64 << 20
+	maxInlineSize = 64 << 10
+)
+
+// New returns a server that calls svc.
+func New(svc Service, o Options) *Server {
+	if o.MaxValueBytes <= 0 {
+		o.MaxValueBytes = 1 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	s := &Server{
+		svc:     svc,
+		opt:     o,
+		log:     o.Logger.With("subsystem", "resp"),
+		started: time.Now(),
+		users:   map[string][32]byte{},
+		lns:     map[net.Listener]struct{}{},
+		conns:   map[net.Conn]struct{}{},
+		cursors: newCursorTable(scanCursors),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for u, p := range o.Users {
+		s.users[u] = sha256.Sum256([]byte(p))
+	}
+	if o.Password != "" {
+		s.users["default"] = sha256.Sum256([]byte(o.Password))
+	}
+	s.authRequired = len(s.users) > 0
+	maxBulk := o.MaxValueBytes + bulkSlack
+	maxFrame := 2*maxBulk + (1 << 20)
+	if maxFrame < minFrameBytes {
+		maxFrame = minFrameBytes
+	}
+	s.limAuthed = limits{maxArgs: maxArgs, maxBulk: maxBulk, maxFrame: maxFrame, maxInline: maxInlineSize}
+	s.limUnauth = limits{maxArgs: unauthMaxArgs, maxBulk: unauthMaxBytes, maxFrame: unauthMaxBytes,
+		maxInline: unauthMaxBytes, unauth: true}
+	return s
+}
+
+// Serve accepts connections on ln and serves each on its own goroutine. It
+// blocks until Close, then returns nil; any other accept failure is returned.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("respapi: listener closed: %w", err)
+			}
+			// Out of file descriptors and the like: wait and try again.
+			s.log.Warn("RESP accept failed", "err", err)
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if !s.track(nc) {
+			nc.Close()
+			return nil
+		}
+		go s.handle(nc)
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// track registers a connection unless the server is closed.
+func (s *Server) track(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[nc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) handle(nc net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, nc)
+		s.mu.Unlock()
+		nc.Close()
+	}()
+	defer func() {
+		// A bug in one command must not take the node down.
+		if r := recover(); r != nil {
+			s.log.Error("panic serving a RESP connection", "remote", nc.RemoteAddr().String(), "panic", r)
+		}
+	}()
+	c := newConn(s, nc, nc)
+	if err := c.serve(); err != nil {
+		s.log.Debug("RESP connection ended", "remote", nc.RemoteAddr().String(), "err", err)
+	}
+}
+
+// Close stops every listener and connection and waits for the connection
+// goroutines; in-flight service calls are canceled.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.cancel()
+	var err error
+	for ln := range s.lns {
+		if e := ln.Close(); e != nil && !errors.Is(e, net.ErrClosed) && err == nil {
+			err = e
+		}
+	}
+	for nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+// connCount is the number of open client connections (INFO clients).
+func (s *Server) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// checkUser reports whether password is right for user ("default" for AUTH
+// with a password only). The comparison takes the same time for every
+// candidate of a given user.
+func (s *Server) checkUser(user, password string) bool {
+	want, ok := s.users[user]
+	got := sha256.Sum256([]byte(password))
+	return subtle.ConstantTimeCompare(want[:], got[:]) == 1 && ok
+}
+
+// cursorTable maps SCAN cursors to the key the scan continues after. Clients
+// parse cursors as unsigned 64-bit numbers, so a continuation key cannot be
+// the cursor itself; the table is shared by every connection of the server
+// (go-redis sends each SCAN of an iteration on any pooled connection) and
+// bounded, forgetting the oldest cursors first.
+type cursorTable struct {
+	mu    sync.Mutex
+	max   int
+	keys  map[uint64]string
+	order []uint64
+}
+
+// scanCursors is how many SCAN cursors a server remembers.
+const scanCursors = 10000
+
+func newCursorTable(max int) *cursorTable {
+	return &cursorTable{max: max, keys: map[uint64]string{}}
+}
+
+// put stores after and returns a new non-zero cursor for it.
+func (t *cursorTable) put(after string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id := rand.Uint64()>>1 | 1
+	for t.keys[id] != "" {
+		id = rand.Uint64()>>1 | 1
+	}
+	t.keys[id] = after
+	t.order = append(t.order, id)
+	for len(t.keys) > t.max && len(t.order) > 0 {
+		delete(t.keys, t.order[0])
+		t.order = t.order[1:]
+	}
+	if len(t.order) > 4*t.max {
+		live := t.order[:0]
+		for _, o := range t.order {
+			if _, ok := t.keys[o]; ok {
+				live = append(live, o)
+			}
+		}
+		t.order = live
+	}
+	return id
+}
+
+// get returns the key a cursor continues after.
+func (t *cursorTable) get(id uint64) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k, ok := t.keys[id]
+	return k, ok
+}
