@@ -502,6 +502,11 @@ func (s *Service) expired(now time.Time, limit int) []expireItem {
 
 // Members lists every member with the addresses it advertises.
 func (s *Service) Members(ctx context.Context) ([]Member, error) {
+	// Membership is read like data: after a read barrier, this node's copy of
+	// the configuration includes every change committed before the call.
+	if err := s.barrier(ctx, ReadOptions{}); err != nil {
+		return nil, err
+	}
 	servers, err := s.node.Servers()
 	if err != nil {
 		return nil, mapErr(err)
