@@ -64,7 +64,6 @@ func testCA(t *testing.T, dir, name string) (certFile, keyFile, caFile string) {
 	return
 }
 
-
 func TestMuxRoutesByFirstByteOverMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, ca := testCA(t, dir, "good")
