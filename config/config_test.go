@@ -1,0 +1,130 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func load(t *testing.T, args []string, env map[string]string, file string) (Config, error) {
+	t.Helper()
+	c := Default()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	f := RegisterFlags(fs, &c)
+	if file != "" {
+		p := filepath.Join(t.TempDir(), "cairn.yaml")
+		if err := os.WriteFile(p, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", p)
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	err := Load(fs, &c, f, func(k string) string { return env[k] })
+	return c, err
+}
+
+func TestPrecedence(t *testing.T) {
+	file := "name: from-file\ndata-dir: /file\nlisten-client: 127.0.0.1:1\nheartbeat-timeout: 250ms\n"
+	env := map[string]string{"CAIRN_DATA_DIR": "/env", "CAIRN_LISTEN_CLIENT": "127.0.0.1:2"}
+	c, err := load(t, []string{"--listen-client", "127.0.0.1:3"}, env, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "from-file" || c.DataDir != "/env" || c.ListenClient != "127.0.0.1:3" || c.HeartbeatTimeout != 250*time.Millisecond {
+		t.Fatalf("precedence wrong: %+v", c)
+	}
+	if c.ListenPeer != "127.0.0.1:7701" {
+		t.Fatalf("default lost: %s", c.ListenPeer)
+	}
+	// The config file can come from the environment too.
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("name: envfile\n"), 0o600)
+	c, err = load(t, nil, map[string]string{"CAIRN_CONFIG": p}, "")
+	if err != nil || c.Name != "envfile" {
+		t.Fatalf("CAIRN_CONFIG: %v %s", err, c.Name)
+	}
+}
+
+func TestLoadErrorsNameTheSource(t *testing.T) {
+	if _, err := load(t, nil, nil, "nmae: typo\n"); err == nil || !strings.Contains(err.Error(), "nmae") {
+		t.Fatalf("unknown YAML key: %v", err)
+	}
+	if _, err := load(t, nil, map[string]string{"CAIRN_MAX_VALUE_BYTES": "lots"}, ""); err == nil || !strings.Contains(err.Error(), "CAIRN_MAX_VALUE_BYTES") {
+		t.Fatalf("bad env: %v", err)
+	}
+	if _, err := load(t, []string{"--no-such-flag"}, nil, ""); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	if d := Default(); d.Validate() != nil {
+		err := d.Validate()
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	cases := []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"empty name", func(c *Config) { c.Name = "" }, "name"},
+		{"bad listen", func(c *Config) { c.ListenClient = "nope" }, "listen-client"},
+		{"bad state", func(c *Config) { c.InitialClusterState = "old" }, "initial-cluster-state"},
+		{"cluster without me", func(c *Config) { c.InitialCluster = "a=127.0.0.1:1,b=127.0.0.1:2" }, "does not name this node"},
+		{"duplicate member", func(c *Config) { c.InitialCluster = "default=127.0.0.1:1,default=127.0.0.1:2" }, "twice"},
+		{"bad member", func(c *Config) { c.InitialCluster = "default" }, "name=host:port"},
+		{"join not url", func(c *Config) { c.Join = "127.0.0.1:7700" }, "join"},
+		{"join and cluster", func(c *Config) { c.Join = "http://x:1"; c.InitialCluster = "default=127.0.0.1:1,b=127.0.0.1:2" }, "not both"},
+		{"cert without key", func(c *Config) { c.PeerCertFile = "c.pem" }, "go together"},
+		{"cert without ca", func(c *Config) { c.PeerCertFile, c.PeerKeyFile = "c", "k" }, "trusted-ca"},
+		{"value too big", func(c *Config) { c.MaxValueBytes = 65 << 20 }, "max-value-bytes"},
+		{"election < heartbeat", func(c *Config) { c.ElectionTimeout = c.HeartbeatTimeout / 2 }, "election-timeout"},
+		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log-level"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.edit(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("got %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+	// Every problem is reported at once.
+	c := Default()
+	c.Name, c.LogLevel = "", "loud"
+	if err := c.Validate(); strings.Count(err.Error(), "\n") < 1 {
+		t.Fatalf("only one problem reported: %v", err)
+	}
+}
+
+func TestInitialMembers(t *testing.T) {
+	c := Default()
+	ms, err := c.InitialMembers()
+	if err != nil || len(ms) != 1 || ms[0].Name != "default" || ms[0].Addr != "127.0.0.1:7701" {
+		t.Fatalf("single node: %+v %v", ms, err)
+	}
+	c.InitialCluster = "default=127.0.0.1:1, b=127.0.0.1:2"
+	if ms, err = c.InitialMembers(); err != nil || len(ms) != 2 || ms[1].Name != "b" {
+		t.Fatalf("two members: %+v %v", ms, err)
+	}
+}
+
+func FuzzParseInitialCluster(f *testing.F) {
+	f.Add("n1=127.0.0.1:7701,n2=127.0.0.1:7711")
+	f.Add("=,=")
+	f.Fuzz(func(t *testing.T, s string) {
+		peers, err := ParseInitialCluster(s)
+		if err == nil && len(peers) == 0 {
+			t.Fatal("no peers and no error")
+		}
+	})
+}
