@@ -47,6 +47,9 @@ type Config struct {
 	SnapshotInterval time.Duration `yaml:"snapshot-interval"`
 	TrailingLogs     uint64        `yaml:"trailing-logs"`
 
+	// EnablePprof serves Go's profiler under /debug/pprof/ on the client port.
+	EnablePprof bool `yaml:"enable-pprof"`
+
 	LogLevel  string `yaml:"log-level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log-format"` // text or json
 

@@ -44,6 +44,7 @@ var flagHelp = map[string]string{
 	"snapshot-entries":      "log entries between snapshots",
 	"snapshot-interval":     "how often to check whether a snapshot is due",
 	"trailing-logs":         "log entries kept behind a snapshot for slow followers",
+	"enable-pprof":          "serve Go's profiler under /debug/pprof/ on the client port",
 	"log-level":             "debug, info, warn or error",
 	"log-format":            "text or json",
 }

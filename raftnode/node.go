@@ -596,6 +596,15 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 		}
 		return mapRaftErr(n.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr), 0, t).Error())
 	case opTransfer:
+		others := 0
+		for _, sv := range servers {
+			if sv.Voter && sv.ID != n.cfg.ID {
+				others++
+			}
+		}
+		if others == 0 {
+			return fmt.Errorf("%w: there is no other voter to hand leadership to", ErrUnknownMember)
+		}
 		if a.ID == "" {
 			return mapRaftErr(n.raft.LeadershipTransfer().Error())
 		}

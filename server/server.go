@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -182,16 +183,32 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	return s, nil
 }
 
-// withDebug adds the test-build fault-injection endpoints, when compiled in.
+// withDebug adds the profiler when enabled and the test-build
+// fault-injection endpoints when compiled in.
 func (s *Server) withDebug(api http.Handler) http.Handler {
 	dbg := debugHandler(s)
-	if dbg == nil {
+	if dbg == nil && !s.cfg.EnablePprof {
 		return api
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/debug/faults/", dbg)
-	mux.Handle("/", api)
-	return mux
+	// Route by prefix by hand: a ServeMux in front of the API would clean
+	// key paths such as /v1/kv/a//b and redirect them to another key.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		switch {
+		case dbg != nil && strings.HasPrefix(p, "/debug/faults/"):
+			dbg.ServeHTTP(w, r)
+		case s.cfg.EnablePprof && p == "/debug/pprof/profile":
+			pprof.Profile(w, r)
+		case s.cfg.EnablePprof && p == "/debug/pprof/trace":
+			pprof.Trace(w, r)
+		case s.cfg.EnablePprof && p == "/debug/pprof/symbol":
+			pprof.Symbol(w, r)
+		case s.cfg.EnablePprof && strings.HasPrefix(p, "/debug/pprof/"):
+			pprof.Index(w, r)
+		default:
+			api.ServeHTTP(w, r)
+		}
+	})
 }
 
 func (s *Server) goServe(what string, fn func() error) {

@@ -1,0 +1,131 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/cairnkv/cairn/kv"
+)
+
+// membersResponse is the answer of every membership endpoint: the members
+// as they are after the request.
+type membersResponse struct {
+	Members []kv.Member `json:"members"`
+}
+
+func (a *api) writeMembers(w http.ResponseWriter, r *http.Request, status int) {
+	ms, err := a.svc.Members(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if ms == nil {
+		ms = []kv.Member{}
+	}
+	writeJSON(w, status, membersResponse{ms})
+}
+
+func (a *api) members(w http.ResponseWriter, r *http.Request) { a.writeMembers(w, r, http.StatusOK) }
+
+func (a *api) addMember(w http.ResponseWriter, r *http.Request) {
+	var m kv.MemberSpec
+	if err := decodeJSON(w, r, clusterBodyLimit, &m, false); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if m.Name == "" || m.PeerAddr == "" {
+		a.fail(w, r, badRequest("name and peer_addr are required"))
+		return
+	}
+	if err := a.svc.AddMember(r.Context(), m); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.writeMembers(w, r, http.StatusCreated)
+}
+
+func (a *api) removeMember(w http.ResponseWriter, r *http.Request) {
+	if err := a.svc.RemoveMember(r.Context(), r.PathValue("name")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.writeMembers(w, r, http.StatusOK)
+}
+
+func (a *api) promote(w http.ResponseWriter, r *http.Request) {
+	if err := a.svc.PromoteMember(r.Context(), r.PathValue("name")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.writeMembers(w, r, http.StatusOK)
+}
+
+func (a *api) transfer(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		To string `json:"to"`
+	}
+	if err := decodeJSON(w, r, clusterBodyLimit, &body, true); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.svc.TransferLeadership(r.Context(), body.To); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Leader string `json:"leader"`
+	}{a.newLeader(r.Context(), body.To)})
+}
+
+// newLeader waits a little for this node to learn who leads after a
+// transfer: a node that just stepped down knows no leader until the next
+// heartbeat. The transfer is done either way, so not knowing is no failure;
+// the member asked for is the best guess then.
+func (a *api) newLeader(ctx context.Context, to string) string {
+	ctx, cancel := context.WithTimeout(ctx, a.leaderWait)
+	defer cancel()
+	tick := time.NewTicker(leaderPoll)
+	defer tick.Stop()
+	for {
+		if st, err := a.svc.Status(ctx); err == nil && st != nil && st.Leader != "" {
+			return st.Leader
+		}
+		select {
+		case <-ctx.Done():
+			return to
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *api) status(w http.ResponseWriter, r *http.Request) {
+	st, err := a.svc.Status(r.Context())
+	if err == nil && st == nil {
+		err = errNoAnswer
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, struct {
+		OK bool `json:"ok"`
+	}{true})
+}
+
+func (a *api) readyz(w http.ResponseWriter, _ *http.Request) {
+	if err := a.svc.Ready(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, struct {
+			Ready bool   `json:"ready"`
+			Error string `json:"error"`
+		}{false, err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Ready bool `json:"ready"`
+	}{true})
+}

@@ -1,0 +1,162 @@
+// Package httpapi is cairn's HTTP API v1 front end: values as raw bodies under
+// /v1/kv/, JSON for listings, transactions and cluster administration, and the
+// /healthz and /readyz probes. It translates HTTP requests into calls on the kv
+// service and the service's errors into status codes; it holds no state of its
+// own. docs/API.md is the wire contract.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cairnkv/cairn/kv"
+)
+
+// Service is what the HTTP API needs from the kv service (*kv.Service).
+type Service interface {
+	Get(ctx context.Context, key string, o kv.ReadOptions) (*kv.Record, error)
+	List(ctx context.Context, prefix string, o kv.ListOptions) (*kv.ListResult, error)
+	Put(ctx context.Context, key string, value []byte, o kv.PutOptions) (*kv.Record, error)
+	Delete(ctx context.Context, key string, o kv.DeleteOptions) (deleted, revision int64, err error)
+	Patch(ctx context.Context, key string, patch []byte) (*kv.Record, error)
+	Txn(ctx context.Context, t kv.Txn) (*kv.TxnResult, error)
+	Members(ctx context.Context) ([]kv.Member, error)
+	AddMember(ctx context.Context, m kv.MemberSpec) error
+	RemoveMember(ctx context.Context, name string) error
+	PromoteMember(ctx context.Context, name string) error
+	TransferLeadership(ctx context.Context, to string) error
+	Status(ctx context.Context) (*kv.Status, error)
+	Ready() error
+}
+
+// Options configure the handler returned by New.
+type Options struct {
+	// MaxValueBytes is the largest value a PUT, PATCH or transaction may carry;
+	// 0 means DefaultMaxValueBytes. Larger bodies are refused with 413 before
+	// the service is called.
+	MaxValueBytes int64
+	// Logger receives internal errors; nil discards them.
+	Logger *slog.Logger
+	// IsStale reports whether this node has lost contact with a leader, so
+	// that serializable reads can say they may be out of date. It may be nil.
+	IsStale func() bool
+}
+
+// DefaultMaxValueBytes is the value limit when Options.MaxValueBytes is 0.
+const DefaultMaxValueBytes = 1 << 20
+
+const (
+	kvPrefix = "/v1/kv/"
+	// clusterBodyLimit bounds the JSON bodies of the cluster endpoints.
+	clusterBodyLimit = 64 << 10
+	// leaderWait bounds how long a leadership transfer waits to name the new
+	// leader; leaderPoll is how often it asks.
+	leaderWait = 2 * time.Second
+	leaderPoll = 20 * time.Millisecond
+)
+
+// methods maps HTTP methods to the handlers of one path.
+type methods map[string]http.HandlerFunc
+
+type api struct {
+	svc      Service
+	maxValue int64
+	isStale  func() bool
+	log      *slog.Logger
+	mux      *http.ServeMux
+	// kv and kvAllow are the key routes' handlers and Allow header, for
+	// ServeHTTP's own dispatch.
+	kv      methods
+	kvAllow string
+	// leaderWait is leaderWait, shortened by tests.
+	leaderWait time.Duration
+}
+
+// New returns the handler for every route of the HTTP API v1.
+func New(svc Service, o Options) http.Handler {
+	a := &api{svc: svc, maxValue: o.MaxValueBytes, isStale: o.IsStale, log: o.Logger, mux: http.NewServeMux(), leaderWait: leaderWait}
+	if a.maxValue <= 0 {
+		a.maxValue = DefaultMaxValueBytes
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.kv = methods{http.MethodGet: a.get, http.MethodPut: a.put, http.MethodDelete: a.del, http.MethodPatch: a.patch}
+	a.kvAllow = a.handle(kvPrefix+"{key...}", a.kv)
+	a.handle("/v1/txn", methods{http.MethodPost: a.txn})
+	a.handle("/v1/cluster/members", methods{http.MethodGet: a.members, http.MethodPost: a.addMember})
+	a.handle("/v1/cluster/members/{name}", methods{http.MethodDelete: a.removeMember})
+	a.handle("/v1/cluster/members/{name}/promote", methods{http.MethodPost: a.promote})
+	a.handle("/v1/cluster/leader/transfer", methods{http.MethodPost: a.transfer})
+	a.handle("/v1/cluster/status", methods{http.MethodGet: a.status})
+	a.handle("/healthz", methods{http.MethodGet: a.healthz})
+	a.handle("/readyz", methods{http.MethodGet: a.readyz})
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no route for "+r.URL.Path, nil)
+	})
+	return a
+}
+
+// handle registers one "METHOD path" pattern per method, and a pattern for
+// every other method that answers 405 in JSON: the mux's own 405 is plain
+// text, and the catch-all 404 route would otherwise win over it. It returns
+// the Allow header of the path.
+func (a *api) handle(pattern string, ms methods) string {
+	allow := make([]string, 0, len(ms)+1)
+	for m, h := range ms {
+		a.mux.HandleFunc(m+" "+pattern, h)
+		allow = append(allow, m)
+		if m == http.MethodGet {
+			allow = append(allow, http.MethodHead)
+		}
+	}
+	sort.Strings(allow)
+	allowed := strings.Join(allow, ", ")
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		methodNotAllowed(w, r, allowed)
+	})
+	return allowed
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed string) {
+	w.Header().Set("Allow", allowed)
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use "+allowed, nil)
+}
+
+// ServeHTTP routes through the mux, except for key paths the mux would
+// "clean" (a//b, a/./b, a/../b): it redirects those to another path, which
+// names another key, so they are dispatched here with the key as sent.
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodConnect {
+		if p := r.URL.EscapedPath(); strings.HasPrefix(p, kvPrefix) && !isCleanPath(p) {
+			method := r.Method
+			if method == http.MethodHead {
+				method = http.MethodGet
+			}
+			h, ok := a.kv[method]
+			if !ok {
+				methodNotAllowed(w, r, a.kvAllow)
+				return
+			}
+			r.SetPathValue("key", strings.TrimPrefix(r.URL.Path, kvPrefix))
+			h(w, r)
+			return
+		}
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// isCleanPath reports whether http.ServeMux would serve p as it is rather
+// than redirect it; it mirrors the unexported net/http.cleanPath.
+func isCleanPath(p string) bool {
+	np := path.Clean(p)
+	if strings.HasSuffix(p, "/") && np != "/" {
+		np += "/"
+	}
+	return np == p
+}

@@ -1,0 +1,363 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairnkv/cairn/kv"
+)
+
+// errNoAnswer guards against a service that returns neither a result nor an error.
+var errNoAnswer = errors.New("httpapi: the service returned neither a result nor an error")
+
+// item is one key of a listing or of a transaction result.
+type item struct {
+	Key string `json:"key"`
+	// Value is base64 in JSON; nil (omitted) for keys-only listings.
+	Value          *[]byte `json:"value,omitempty"`
+	CreateRevision int64   `json:"create_revision"`
+	ModRevision    int64   `json:"mod_revision"`
+	Version        int64   `json:"version"`
+	Expires        string  `json:"expires,omitempty"`
+}
+
+func itemOf(rec *kv.Record, withValue bool) *item {
+	if rec == nil {
+		return nil
+	}
+	it := &item{Key: rec.Key, CreateRevision: rec.CreateRevision, ModRevision: rec.ModRevision, Version: rec.Version}
+	if withValue {
+		v := rec.Value
+		if v == nil {
+			v = []byte{}
+		}
+		it.Value = &v
+	}
+	if rec.Expires != 0 {
+		it.Expires = formatExpiry(rec)
+	}
+	return it
+}
+
+func formatExpiry(rec *kv.Record) string { return rec.ExpiresAt().Format(time.RFC3339Nano) }
+
+func setRecordHeaders(h http.Header, rec *kv.Record) {
+	rev := strconv.FormatInt(rec.ModRevision, 10)
+	h.Set("ETag", `"`+rev+`"`)
+	h.Set("X-Cairn-Revision", rev)
+	h.Set("X-Cairn-Create-Revision", strconv.FormatInt(rec.CreateRevision, 10))
+	h.Set("X-Cairn-Version", strconv.FormatInt(rec.Version, 10))
+	if rec.Expires != 0 {
+		h.Set("X-Cairn-Expires", formatExpiry(rec))
+	}
+}
+
+func boolParam(q url.Values, name string) (bool, error) {
+	v := q.Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, badRequest("%s must be true or false, not %q", name, v)
+	}
+	return b, nil
+}
+
+// readOptions parses ?consistency= and reports the choice in the answer's headers.
+func (a *api) readOptions(h http.Header, q url.Values) (kv.ReadOptions, error) {
+	switch c := q.Get("consistency"); c {
+	case "", "linearizable":
+		h.Set("X-Cairn-Consistency", "linearizable")
+		return kv.ReadOptions{}, nil
+	case "serializable":
+		h.Set("X-Cairn-Consistency", "serializable")
+		h.Set("X-Cairn-Stale", strconv.FormatBool(a.isStale != nil && a.isStale()))
+		return kv.ReadOptions{Serializable: true}, nil
+	default:
+		return kv.ReadOptions{}, badRequest("consistency must be linearizable or serializable, not %q", c)
+	}
+}
+
+func checkPrefix(prefix string) error {
+	if len(prefix) > kv.MaxKeyBytes {
+		return fmt.Errorf("%w: prefix is %d bytes, the limit is %d", kv.ErrInvalidKey, len(prefix), kv.MaxKeyBytes)
+	}
+	return nil
+}
+
+// parseTTL accepts a Go duration ("30s", "1h30m") or whole seconds ("30").
+func parseTTL(s string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		const maxSeconds = int64(1<<63-1) / int64(time.Second)
+		if n <= 0 || n > maxSeconds {
+			return 0, badRequest("ttl must be a positive number of seconds or a duration like 30s, not %q", s)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, badRequest("ttl must be a positive duration like 30s, not %q", s)
+	}
+	return d, nil
+}
+
+// parseIfMatch reads If-Match: "<mod revision>" (quotes optional).
+func parseIfMatch(h http.Header) (*int64, error) {
+	raw := h.Get("If-Match")
+	v := strings.TrimSpace(raw)
+	if v == "" {
+		return nil, nil
+	}
+	if v == "*" {
+		return nil, badRequest(`If-Match: * is not supported; give the mod revision, as in If-Match: "42"`)
+	}
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return nil, badRequest(`If-Match must be one mod revision, as in If-Match: "42", not %q`, raw)
+	}
+	return &n, nil
+}
+
+// readValue reads a value body, refusing one over the limit before the
+// service sees it.
+func (a *api) readValue(r *http.Request) ([]byte, error) {
+	if r.ContentLength > a.maxValue {
+		return nil, tooLarge("the value is %d bytes, the limit is %d", r.ContentLength, a.maxValue)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, a.maxValue+1))
+	if err != nil {
+		return nil, badRequest("reading the body: %w", err)
+	}
+	if int64(len(b)) > a.maxValue {
+		return nil, tooLarge("the value is over the limit of %d bytes", a.maxValue)
+	}
+	return b, nil
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	list, err := boolParam(q, "list")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if list {
+		a.list(w, r, q)
+		return
+	}
+	key := r.PathValue("key")
+	if err := kv.ValidateKey(key); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	ro, err := a.readOptions(w.Header(), q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	rec, err := a.svc.Get(r.Context(), key, ro)
+	if err == nil && rec == nil {
+		err = errNoAnswer
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	h := w.Header()
+	setRecordHeaders(h, rec)
+	h.Set("Content-Type", "application/octet-stream")
+	// Values are opaque: a browser must not guess that one is HTML.
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(rec.Value)
+	}
+}
+
+// listResponse is the answer to GET /v1/kv/{prefix}?list=true.
+type listResponse struct {
+	Revision int64   `json:"revision"`
+	Items    []*item `json:"items"`
+	More     bool    `json:"more"`
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request, q url.Values) {
+	prefix := r.PathValue("key")
+	if err := checkPrefix(prefix); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	o := kv.ListOptions{After: q.Get("after")}
+	var err error
+	if o.KeysOnly, err = boolParam(q, "keys_only"); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if v := q.Get("limit"); v != "" {
+		if o.Limit, err = strconv.Atoi(v); err != nil || o.Limit < 0 {
+			a.fail(w, r, badRequest("limit must be a non-negative integer, not %q", v))
+			return
+		}
+	}
+	if o.ReadOptions, err = a.readOptions(w.Header(), q); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := a.svc.List(r.Context(), prefix, o)
+	if err == nil && res == nil {
+		err = errNoAnswer
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := listResponse{Revision: res.Revision, Items: make([]*item, 0, len(res.Items)), More: res.More}
+	for _, rec := range res.Items {
+		if rec != nil {
+			out.Items = append(out.Items, itemOf(rec, !o.KeysOnly))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) put(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if err := kv.ValidateKey(key); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var (
+		o   kv.PutOptions
+		err error
+	)
+	if v := r.URL.Query().Get("ttl"); v != "" {
+		if o.TTL, err = parseTTL(v); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	if o.IfModRevision, err = parseIfMatch(r.Header); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if v := strings.TrimSpace(r.Header.Get("If-None-Match")); v != "" {
+		if v != "*" {
+			a.fail(w, r, badRequest("If-None-Match supports only *, not %q", v))
+			return
+		}
+		o.IfAbsent = true
+	}
+	value, err := a.readValue(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	rec, err := a.svc.Put(r.Context(), key, value, o)
+	if err == nil && rec == nil {
+		err = errNoAnswer
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	rev := strconv.FormatInt(rec.ModRevision, 10)
+	w.Header().Set("ETag", `"`+rev+`"`)
+	w.Header().Set("X-Cairn-Revision", rev)
+	writeJSON(w, http.StatusOK, struct {
+		Revision int64 `json:"revision"`
+	}{rec.ModRevision})
+}
+
+func (a *api) del(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	prefix, err := boolParam(r.URL.Query(), "prefix")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if prefix {
+		err = checkPrefix(key)
+	} else {
+		err = kv.ValidateKey(key)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	o := kv.DeleteOptions{Prefix: prefix}
+	if o.IfModRevision, err = parseIfMatch(r.Header); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if o.IfModRevision != nil {
+		switch {
+		case prefix:
+			a.fail(w, r, badRequest("If-Match needs a single key, not ?prefix=true"))
+			return
+		case *o.IfModRevision == 0:
+			// Revision 0 would match only a missing key, turning the delete
+			// into a silent no-op instead of the 412 a missing key gets.
+			a.fail(w, r, badRequest("If-Match on DELETE needs a mod revision of 1 or more"))
+			return
+		}
+	}
+	n, rev, err := a.svc.Delete(r.Context(), key, o)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Deleted  int64 `json:"deleted"`
+		Revision int64 `json:"revision"`
+	}{n, rev})
+}
+
+func (a *api) patch(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if err := kv.ValidateKey(key); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/merge-patch+json" {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+			fmt.Sprintf("PATCH takes Content-Type: application/merge-patch+json, not %q", ct), nil)
+		return
+	}
+	patch, err := a.readValue(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if !json.Valid(patch) {
+		a.fail(w, r, badRequest("the merge patch is not valid JSON"))
+		return
+	}
+	rec, err := a.svc.Patch(r.Context(), key, patch)
+	if err == nil && rec == nil {
+		err = errNoAnswer
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	h := w.Header()
+	setRecordHeaders(h, rec)
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(rec.Value)
+}

@@ -1,0 +1,560 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnkv/cairn/kv"
+)
+
+// expiry is a fixed expiry time used by the tests: 2030-01-02T03:04:05.123456789Z.
+var expiry = time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
+
+const expiryText = "2030-01-02T03:04:05.123456789Z"
+
+func record(key, value string, create, mod, version int64) *kv.Record {
+	return &kv.Record{Key: key, Value: []byte(value), CreateRevision: create, ModRevision: mod, Version: version}
+}
+
+func TestGetHeadersAndBody(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		rec         *kv.Record
+		wantExpires string
+	}{
+		{"no ttl", record("app/a", "hello", 3, 7, 2), ""},
+		{"ttl", &kv.Record{Key: "app/a", Value: []byte("hello"), CreateRevision: 3, ModRevision: 7, Version: 2, Expires: expiry.UnixNano()}, expiryText},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeService{get: func(_ context.Context, key string, o kv.ReadOptions) (*kv.Record, error) {
+				if key != "app/a" || o.Serializable {
+					t.Errorf("Get(%q, %+v)", key, o)
+				}
+				return tc.rec, nil
+			}}
+			w := mustServe(t, mustHandler(t, f), request{method: "GET", target: "/v1/kv/app/a"})
+			if w.Code != 200 || w.Body.String() != "hello" {
+				t.Fatalf("%d %q", w.Code, w.Body)
+			}
+			want := map[string]string{
+				"Content-Type":            "application/octet-stream",
+				"Content-Length":          "5",
+				"ETag":                    `"7"`,
+				"X-Cairn-Revision":        "7",
+				"X-Cairn-Create-Revision": "3",
+				"X-Cairn-Version":         "2",
+				"X-Cairn-Expires":         tc.wantExpires,
+				"X-Cairn-Consistency":     "linearizable",
+				"X-Cairn-Stale":           "",
+				"X-Content-Type-Options":  "nosniff",
+			}
+			for k, v := range want {
+				if got := w.Header().Get(k); got != v {
+					t.Errorf("%s: %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func TestGetConsistency(t *testing.T) {
+	stale := func(b bool) func() bool { return func() bool { return b } }
+	for _, tc := range []struct {
+		query       string
+		isStale     func() bool
+		status      int
+		wantSerial  bool
+		consistency string
+		staleHeader string
+	}{
+		{"", nil, 200, false, "linearizable", ""},
+		{"?consistency=linearizable", stale(true), 200, false, "linearizable", ""},
+		{"?consistency=serializable", stale(true), 200, true, "serializable", "true"},
+		{"?consistency=serializable", stale(false), 200, true, "serializable", "false"},
+		{"?consistency=serializable", nil, 200, true, "serializable", "false"},
+		{"?consistency=eventual", nil, 400, false, "", ""},
+		{"?consistency=", nil, 200, false, "linearizable", ""},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			f := &fakeService{get: func(_ context.Context, _ string, o kv.ReadOptions) (*kv.Record, error) {
+				if o.Serializable != tc.wantSerial {
+					t.Errorf("Serializable %v", o.Serializable)
+				}
+				return record("k", "v", 1, 1, 1), nil
+			}}
+			h := New(f, Options{IsStale: tc.isStale, Logger: testLogger(t)})
+			w := mustServe(t, h, request{method: "GET", target: "/v1/kv/k" + tc.query})
+			if w.Code != tc.status {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			if tc.status == 400 {
+				mustError(t, w, 400, "bad_request")
+				mustNotCall(t, f)
+				return
+			}
+			if got := w.Header().Get("X-Cairn-Consistency"); got != tc.consistency {
+				t.Errorf("X-Cairn-Consistency %q", got)
+			}
+			if got := w.Header().Get("X-Cairn-Stale"); got != tc.staleHeader {
+				t.Errorf("X-Cairn-Stale %q", got)
+			}
+		})
+	}
+}
+
+// TestKeyPaths checks that the key is the decoded path after /v1/kv/, exactly
+// as sent, including paths that http.ServeMux would redirect elsewhere.
+func TestKeyPaths(t *testing.T) {
+	for _, tc := range []struct{ target, key string }{
+		{"/v1/kv/a", "a"},
+		{"/v1/kv/a/b/c", "a/b/c"},
+		{"/v1/kv/dir/", "dir/"},
+		{"/v1/kv/a%2Fb", "a/b"},
+		{"/v1/kv/with%20space", "with space"},
+		{"/v1/kv/%E2%9C%93", "✓"},
+		{"/v1/kv/a//b", "a//b"},
+		{"/v1/kv/a%2F%2Fb", "a//b"},
+		{"/v1/kv//lead", "/lead"},
+		{"/v1/kv/a/./b", "a/./b"},
+		{"/v1/kv/a/../b", "a/../b"},
+		{"/v1/kv/..", ".."},
+		{"/v1/kv/a/.", "a/."},
+		{"/v1/kv/q?x=1", "q"},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			for _, method := range []string{"GET", "PUT", "DELETE"} {
+				var got string
+				f := &fakeService{
+					get: func(_ context.Context, key string, _ kv.ReadOptions) (*kv.Record, error) {
+						got = key
+						return record(key, "v", 1, 1, 1), nil
+					},
+					put: func(_ context.Context, key string, _ []byte, _ kv.PutOptions) (*kv.Record, error) {
+						got = key
+						return record(key, "v", 1, 1, 1), nil
+					},
+					delete: func(_ context.Context, key string, _ kv.DeleteOptions) (int64, int64, error) {
+						got = key
+						return 1, 2, nil
+					},
+				}
+				w := mustServe(t, mustHandler(t, f), request{method: method, target: tc.target})
+				if w.Code != 200 || got != tc.key {
+					t.Fatalf("%s: status %d, key %q, want %q; %s", method, w.Code, got, tc.key, w.Body)
+				}
+			}
+		})
+	}
+}
+
+func TestBadKeys(t *testing.T) {
+	long := strings.Repeat("k", kv.MaxKeyBytes+1)
+	for _, rq := range []request{
+		{method: "GET", target: "/v1/kv/"},
+		{method: "GET", target: "/v1/kv/a%00b"},
+		{method: "GET", target: "/v1/kv/" + long},
+		{method: "GET", target: "/v1/kv/" + long + "?list=true"},
+		{method: "PUT", target: "/v1/kv/", body: "v"},
+		{method: "PUT", target: "/v1/kv/a%00", body: "v"},
+		{method: "DELETE", target: "/v1/kv/"},
+		{method: "DELETE", target: "/v1/kv/" + long + "?prefix=true"},
+		{method: "PATCH", target: "/v1/kv/", body: "{}", hdr: []string{"Content-Type", "application/merge-patch+json"}},
+		{method: "PATCH", target: "/v1/kv/a%00", body: "{}", hdr: []string{"Content-Type", "application/merge-patch+json"}},
+	} {
+		t.Run(rq.method+" "+rq.target[:min(len(rq.target), 30)], func(t *testing.T) {
+			f := &fakeService{}
+			mustError(t, mustServe(t, mustHandler(t, f), rq), 400, "bad_request")
+			mustNotCall(t, f)
+		})
+	}
+}
+
+func TestHead(t *testing.T) {
+	f := &fakeService{get: func(context.Context, string, kv.ReadOptions) (*kv.Record, error) {
+		return record("k", "hello", 1, 4, 1), nil
+	}}
+	srv := httptest.NewServer(mustHandler(t, f))
+	defer srv.Close()
+	for _, path := range []string{"/v1/kv/k", "/v1/kv/a//k"} {
+		resp, err := srv.Client().Head(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"4"` || resp.ContentLength != 5 {
+			t.Fatalf("HEAD %s: %d %v", path, resp.StatusCode, resp.Header)
+		}
+	}
+}
+
+func TestList(t *testing.T) {
+	items := []*kv.Record{
+		record("app/a", "hello", 2, 5, 3),
+		{Key: "app/b", Value: []byte{0xff, 0x00}, CreateRevision: 4, ModRevision: 4, Version: 1, Expires: expiry.UnixNano()},
+		{Key: "app/c", CreateRevision: 6, ModRevision: 6, Version: 1},
+	}
+	for _, tc := range []struct {
+		name, target string
+		prefix       string
+		opts         kv.ListOptions
+		stale        string
+		want         string
+	}{
+		{
+			name: "values", target: "/v1/kv/app/?list=true", prefix: "app/",
+			want: `{"revision":9,"more":true,"items":[
+				{"key":"app/a","value":"aGVsbG8=","create_revision":2,"mod_revision":5,"version":3},
+				{"key":"app/b","value":"/wA=","create_revision":4,"mod_revision":4,"version":1,"expires":"` + expiryText + `"},
+				{"key":"app/c","value":"","create_revision":6,"mod_revision":6,"version":1}]}`,
+		},
+		{
+			name: "keys only", target: "/v1/kv/app/?list=true&keys_only=true&limit=3&after=app/0&consistency=serializable",
+			prefix: "app/", opts: kv.ListOptions{ReadOptions: kv.ReadOptions{Serializable: true}, After: "app/0", Limit: 3, KeysOnly: true},
+			stale: "true",
+			want: `{"revision":9,"more":true,"items":[
+				{"key":"app/a","create_revision":2,"mod_revision":5,"version":3},
+				{"key":"app/b","create_revision":4,"mod_revision":4,"version":1,"expires":"` + expiryText + `"},
+				{"key":"app/c","create_revision":6,"mod_revision":6,"version":1}]}`,
+		},
+		{
+			name: "everything", target: "/v1/kv/?list=1&limit=0&keys_only=false", prefix: "",
+			want: `{"revision":9,"more":true,"items":[
+				{"key":"app/a","value":"aGVsbG8=","create_revision":2,"mod_revision":5,"version":3},
+				{"key":"app/b","value":"/wA=","create_revision":4,"mod_revision":4,"version":1,"expires":"` + expiryText + `"},
+				{"key":"app/c","value":"","create_revision":6,"mod_revision":6,"version":1}]}`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeService{list: func(_ context.Context, prefix string, o kv.ListOptions) (*kv.ListResult, error) {
+				if prefix != tc.prefix || !reflect.DeepEqual(o, tc.opts) {
+					t.Errorf("List(%q, %+v)", prefix, o)
+				}
+				return &kv.ListResult{Revision: 9, Items: items, More: true}, nil
+			}}
+			h := New(f, Options{IsStale: func() bool { return true }, Logger: testLogger(t)})
+			w := mustServe(t, h, request{method: "GET", target: tc.target})
+			if w.Code != 200 || w.Header().Get("Content-Type") != "application/json" {
+				t.Fatalf("%d %v %s", w.Code, w.Header(), w.Body)
+			}
+			if got := w.Header().Get("X-Cairn-Stale"); got != tc.stale {
+				t.Errorf("X-Cairn-Stale %q", got)
+			}
+			mustEqualJSON(t, w.Body.Bytes(), tc.want)
+		})
+	}
+}
+
+func TestListEmpty(t *testing.T) {
+	f := &fakeService{list: func(context.Context, string, kv.ListOptions) (*kv.ListResult, error) {
+		return &kv.ListResult{Revision: 1}, nil
+	}}
+	w := mustServe(t, mustHandler(t, f), request{method: "GET", target: "/v1/kv/none/?list=true"})
+	if w.Code != 200 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	mustEqualJSON(t, w.Body.Bytes(), `{"revision":1,"items":[],"more":false}`)
+}
+
+func TestListBadParams(t *testing.T) {
+	for _, q := range []string{
+		"list=yes", "list=true&limit=-1", "list=true&limit=x", "list=true&limit=1.5",
+		"list=true&limit=99999999999999999999", "list=true&keys_only=maybe", "list=true&consistency=strong",
+	} {
+		t.Run(q, func(t *testing.T) {
+			f := &fakeService{}
+			mustError(t, mustServe(t, mustHandler(t, f), request{method: "GET", target: "/v1/kv/p/?" + q}), 400, "bad_request")
+			mustNotCall(t, f)
+		})
+	}
+}
+
+func TestPut(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		target string
+		body   string
+		hdr    []string
+		want   kv.PutOptions
+	}{
+		{name: "plain", target: "/v1/kv/k", body: "value"},
+		{name: "empty value", target: "/v1/kv/k", body: ""},
+		{name: "max size", target: "/v1/kv/k", body: strings.Repeat("x", 16)},
+		{name: "ttl duration", target: "/v1/kv/k?ttl=30s", body: "v", want: kv.PutOptions{TTL: 30 * time.Second}},
+		{name: "ttl compound", target: "/v1/kv/k?ttl=1h30m", body: "v", want: kv.PutOptions{TTL: 90 * time.Minute}},
+		{name: "ttl seconds", target: "/v1/kv/k?ttl=45", body: "v", want: kv.PutOptions{TTL: 45 * time.Second}},
+		{name: "ttl fraction", target: "/v1/kv/k?ttl=1.5s", body: "v", want: kv.PutOptions{TTL: 1500 * time.Millisecond}},
+		{name: "if-match quoted", target: "/v1/kv/k", body: "v", hdr: []string{"If-Match", `"42"`}, want: kv.PutOptions{IfModRevision: ptr(int64(42))}},
+		{name: "if-match bare", target: "/v1/kv/k", body: "v", hdr: []string{"If-Match", " 42 "}, want: kv.PutOptions{IfModRevision: ptr(int64(42))}},
+		{name: "if-match zero", target: "/v1/kv/k", body: "v", hdr: []string{"If-Match", `"0"`}, want: kv.PutOptions{IfModRevision: ptr(int64(0))}},
+		{name: "if-none-match", target: "/v1/kv/k", body: "v", hdr: []string{"If-None-Match", "*"}, want: kv.PutOptions{IfAbsent: true}},
+		{
+			name: "all", target: "/v1/kv/k?ttl=2m", body: "v", hdr: []string{"If-Match", `"7"`, "If-None-Match", "*"},
+			want: kv.PutOptions{TTL: 2 * time.Minute, IfModRevision: ptr(int64(7)), IfAbsent: true},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeService{put: func(_ context.Context, key string, value []byte, o kv.PutOptions) (*kv.Record, error) {
+				if key != "k" || string(value) != tc.body || !reflect.DeepEqual(o, tc.want) {
+					t.Errorf("Put(%q, %q, %+v)", key, value, o)
+				}
+				return &kv.Record{Key: key, CreateRevision: 3, ModRevision: 12, Version: 4}, nil
+			}}
+			w := mustServe(t, mustHandler(t, f), request{method: "PUT", target: tc.target, body: tc.body, hdr: tc.hdr})
+			if w.Code != 200 {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			mustEqualJSON(t, w.Body.Bytes(), `{"revision":12}`)
+			if w.Header().Get("ETag") != `"12"` || w.Header().Get("X-Cairn-Revision") != "12" {
+				t.Errorf("headers %v", w.Header())
+			}
+		})
+	}
+}
+
+func TestPutRejected(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		rq     request
+		status int
+		code   string
+	}{
+		{"ttl zero", request{method: "PUT", target: "/v1/kv/k?ttl=0"}, 400, "bad_request"},
+		{"ttl zero duration", request{method: "PUT", target: "/v1/kv/k?ttl=0s"}, 400, "bad_request"},
+		{"ttl negative", request{method: "PUT", target: "/v1/kv/k?ttl=-5s"}, 400, "bad_request"},
+		{"ttl negative seconds", request{method: "PUT", target: "/v1/kv/k?ttl=-5"}, 400, "bad_request"},
+		{"ttl words", request{method: "PUT", target: "/v1/kv/k?ttl=banana"}, 400, "bad_request"},
+		{"ttl overflow", request{method: "PUT", target: "/v1/kv/k?ttl=99999999999999999"}, 400, "bad_request"},
+		{"if-match star", request{method: "PUT", target: "/v1/kv/k", hdr: []string{"If-Match", "*"}}, 400, "bad_request"},
+		{"if-match list", request{method: "PUT", target: "/v1/kv/k", hdr: []string{"If-Match", `"1", "2"`}}, 400, "bad_request"},
+		{"if-match weak", request{method: "PUT", target: "/v1/kv/k", hdr: []string{"If-Match", `W/"1"`}}, 400, "bad_request"},
+		{"if-match negative", request{method: "PUT", target: "/v1/kv/k", hdr: []string{"If-Match", `"-1"`}}, 400, "bad_request"},
+		{"if-match text", request{method: "PUT", target: "/v1/kv/k", hdr: []string{"If-Match", `"abc"`}}, 400, "bad_request"},
+		{"if-none-match etag", request{method: "PUT", target: "/v1/kv/k", hdr: []string{"If-None-Match", `"3"`}}, 400, "bad_request"},
+		{"too large", request{method: "PUT", target: "/v1/kv/k", body: strings.Repeat("x", 17)}, 413, "value_too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeService{}
+			mustError(t, mustServe(t, mustHandler(t, f), tc.rq), tc.status, tc.code)
+			mustNotCall(t, f)
+		})
+	}
+}
+
+// TestPutTooLargeStreamed sends a body without Content-Length, so the limit
+// is enforced while reading.
+func TestPutTooLargeStreamed(t *testing.T) {
+	f := &fakeService{}
+	r := httptest.NewRequest("PUT", "/v1/kv/k", struct{ *strings.Reader }{strings.NewReader(strings.Repeat("x", 1000))})
+	r.ContentLength = -1
+	w := httptest.NewRecorder()
+	mustHandler(t, f).ServeHTTP(w, r)
+	mustError(t, w, 413, "value_too_large")
+	mustNotCall(t, f)
+}
+
+func TestPreconditionFailed(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		current *kv.Record
+		rev     string
+	}{
+		{"exists", record("k", "v", 2, 9, 3), "9"},
+		{"absent", nil, "0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pe := &kv.PreconditionError{Key: "k", Current: tc.current}
+			f := &fakeService{
+				put: func(context.Context, string, []byte, kv.PutOptions) (*kv.Record, error) { return nil, pe },
+				delete: func(context.Context, string, kv.DeleteOptions) (int64, int64, error) {
+					return 0, 0, pe
+				},
+			}
+			for _, method := range []string{"PUT", "DELETE"} {
+				w := mustServe(t, mustHandler(t, f), request{method: method, target: "/v1/kv/k", hdr: []string{"If-Match", `"5"`}})
+				mustError(t, w, 412, "precondition_failed")
+				mustEqualJSON(t, w.Body.Bytes(), `{"error":{"code":"precondition_failed","message":`+jsonString(pe.Error())+`,"revision":`+tc.rev+`}}`)
+				if got := w.Header().Get("X-Cairn-Revision"); got != tc.rev {
+					t.Fatalf("%s: X-Cairn-Revision %q, want %q", method, got, tc.rev)
+				}
+			}
+		})
+	}
+}
+
+func TestDelete(t *testing.T) {
+	for _, tc := range []struct {
+		name, target string
+		hdr          []string
+		key          string
+		want         kv.DeleteOptions
+		deleted, rev int64
+		body         string
+	}{
+		{name: "one", target: "/v1/kv/a/b", key: "a/b", deleted: 1, rev: 8, body: `{"deleted":1,"revision":8}`},
+		{name: "missing", target: "/v1/kv/nope", key: "nope", deleted: 0, rev: 8, body: `{"deleted":0,"revision":8}`},
+		{name: "prefix", target: "/v1/kv/a/?prefix=true", key: "a/", want: kv.DeleteOptions{Prefix: true}, deleted: 3, rev: 11, body: `{"deleted":3,"revision":11}`},
+		{name: "everything", target: "/v1/kv/?prefix=true", key: "", want: kv.DeleteOptions{Prefix: true}, deleted: 5, rev: 11, body: `{"deleted":5,"revision":11}`},
+		{name: "prefix false", target: "/v1/kv/a?prefix=false", key: "a", deleted: 1, rev: 2, body: `{"deleted":1,"revision":2}`},
+		{
+			name: "if-match", target: "/v1/kv/a", hdr: []string{"If-Match", `"6"`}, key: "a",
+			want: kv.DeleteOptions{IfModRevision: ptr(int64(6))}, deleted: 1, rev: 7, body: `{"deleted":1,"revision":7}`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeService{delete: func(_ context.Context, key string, o kv.DeleteOptions) (int64, int64, error) {
+				if key != tc.key || !reflect.DeepEqual(o, tc.want) {
+					t.Errorf("Delete(%q, %+v)", key, o)
+				}
+				return tc.deleted, tc.rev, nil
+			}}
+			w := mustServe(t, mustHandler(t, f), request{method: "DELETE", target: tc.target, hdr: tc.hdr})
+			if w.Code != 200 {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			mustEqualJSON(t, w.Body.Bytes(), tc.body)
+		})
+	}
+}
+
+func TestDeleteRejected(t *testing.T) {
+	for _, rq := range []request{
+		{method: "DELETE", target: "/v1/kv/a/?prefix=true", hdr: []string{"If-Match", `"3"`}},
+		{method: "DELETE", target: "/v1/kv/a", hdr: []string{"If-Match", `"0"`}},
+		{method: "DELETE", target: "/v1/kv/a", hdr: []string{"If-Match", `*`}},
+		{method: "DELETE", target: "/v1/kv/a?prefix=yes"},
+	} {
+		t.Run(rq.target+" "+strings.Join(rq.hdr, " "), func(t *testing.T) {
+			f := &fakeService{}
+			mustError(t, mustServe(t, mustHandler(t, f), rq), 400, "bad_request")
+			mustNotCall(t, f)
+		})
+	}
+}
+
+func TestPatch(t *testing.T) {
+	for _, ct := range []string{"application/merge-patch+json", "application/merge-patch+json; charset=utf-8", "Application/Merge-Patch+JSON"} {
+		t.Run(ct, func(t *testing.T) {
+			f := &fakeService{patch: func(_ context.Context, key string, patch []byte) (*kv.Record, error) {
+				if key != "doc" || string(patch) != `{"b":2}` {
+					t.Errorf("Patch(%q, %q)", key, patch)
+				}
+				return &kv.Record{Key: key, Value: []byte(`{"a":1,"b":2}`), CreateRevision: 2, ModRevision: 5, Version: 2, Expires: expiry.UnixNano()}, nil
+			}}
+			w := mustServe(t, mustHandler(t, f), request{method: "PATCH", target: "/v1/kv/doc", body: `{"b":2}`, hdr: []string{"Content-Type", ct}})
+			if w.Code != 200 || w.Body.String() != `{"a":1,"b":2}` {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+			for k, v := range map[string]string{
+				"Content-Type": "application/json", "ETag": `"5"`, "X-Cairn-Revision": "5",
+				"X-Cairn-Create-Revision": "2", "X-Cairn-Version": "2", "X-Cairn-Expires": expiryText,
+			} {
+				if got := w.Header().Get(k); got != v {
+					t.Errorf("%s: %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func TestPatchRejected(t *testing.T) {
+	mp := []string{"Content-Type", "application/merge-patch+json"}
+	for _, tc := range []struct {
+		name   string
+		rq     request
+		status int
+		code   string
+	}{
+		{"no content type", request{method: "PATCH", target: "/v1/kv/doc", body: "{}"}, 415, "unsupported_media_type"},
+		{"json", request{method: "PATCH", target: "/v1/kv/doc", body: "{}", hdr: []string{"Content-Type", "application/json"}}, 415, "unsupported_media_type"},
+		{"json patch", request{method: "PATCH", target: "/v1/kv/doc", body: "[]", hdr: []string{"Content-Type", "application/json-patch+json"}}, 415, "unsupported_media_type"},
+		{"garbled type", request{method: "PATCH", target: "/v1/kv/doc", body: "{}", hdr: []string{"Content-Type", ";;"}}, 415, "unsupported_media_type"},
+		{"invalid json", request{method: "PATCH", target: "/v1/kv/doc", body: `{"a":`, hdr: mp}, 400, "bad_request"},
+		{"empty", request{method: "PATCH", target: "/v1/kv/doc", body: ``, hdr: mp}, 400, "bad_request"},
+		{"too large", request{method: "PATCH", target: "/v1/kv/doc", body: `{"a":"` + strings.Repeat("x", 20) + `"}`, hdr: mp}, 413, "value_too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeService{}
+			mustError(t, mustServe(t, mustHandler(t, f), tc.rq), tc.status, tc.code)
+			mustNotCall(t, f)
+		})
+	}
+}
+
+func TestPatchNotJSON(t *testing.T) {
+	f := &fakeService{patch: func(context.Context, string, []byte) (*kv.Record, error) {
+		return nil, kv.ErrNotJSON
+	}}
+	w := mustServe(t, mustHandler(t, f), request{method: "PATCH", target: "/v1/kv/doc", body: `{}`,
+		hdr: []string{"Content-Type", "application/merge-patch+json"}})
+	mustError(t, w, http.StatusConflict, "not_json")
+}
+
+// TestRequestContext checks that the service gets the request's context.
+func TestRequestContext(t *testing.T) {
+	type ctxKey struct{}
+	check := func(ctx context.Context) {
+		if ctx.Value(ctxKey{}) != "marker" {
+			t.Error("the service did not get the request's context")
+		}
+	}
+	f := &fakeService{
+		get: func(ctx context.Context, _ string, _ kv.ReadOptions) (*kv.Record, error) {
+			check(ctx)
+			return record("k", "", 1, 1, 1), nil
+		},
+		list: func(ctx context.Context, _ string, _ kv.ListOptions) (*kv.ListResult, error) {
+			check(ctx)
+			return &kv.ListResult{}, nil
+		},
+		put: func(ctx context.Context, _ string, _ []byte, _ kv.PutOptions) (*kv.Record, error) {
+			check(ctx)
+			return record("k", "", 1, 1, 1), nil
+		},
+		delete: func(ctx context.Context, _ string, _ kv.DeleteOptions) (int64, int64, error) {
+			check(ctx)
+			return 0, 1, nil
+		},
+		patch: func(ctx context.Context, _ string, _ []byte) (*kv.Record, error) {
+			check(ctx)
+			return record("k", "{}", 1, 1, 1), nil
+		},
+		txn:                func(ctx context.Context, _ kv.Txn) (*kv.TxnResult, error) { check(ctx); return &kv.TxnResult{}, nil },
+		members:            func(ctx context.Context) ([]kv.Member, error) { check(ctx); return nil, nil },
+		addMember:          func(ctx context.Context, _ kv.MemberSpec) error { check(ctx); return nil },
+		removeMember:       func(ctx context.Context, _ string) error { check(ctx); return nil },
+		promoteMember:      func(ctx context.Context, _ string) error { check(ctx); return nil },
+		transferLeadership: func(ctx context.Context, _ string) error { check(ctx); return nil },
+		status:             func(ctx context.Context) (*kv.Status, error) { check(ctx); return &kv.Status{Leader: "n1"}, nil },
+	}
+	h := mustHandler(t, f)
+	for _, rq := range []request{
+		{method: "GET", target: "/v1/kv/k"},
+		{method: "GET", target: "/v1/kv/k?list=true"},
+		{method: "PUT", target: "/v1/kv/k"},
+		{method: "DELETE", target: "/v1/kv/k"},
+		{method: "PATCH", target: "/v1/kv/k", body: "{}", hdr: []string{"Content-Type", "application/merge-patch+json"}},
+		{method: "POST", target: "/v1/txn", body: "{}"},
+		{method: "GET", target: "/v1/cluster/members"},
+		{method: "POST", target: "/v1/cluster/members", body: `{"name":"n","peer_addr":"a:1"}`},
+		{method: "DELETE", target: "/v1/cluster/members/n"},
+		{method: "POST", target: "/v1/cluster/members/n/promote"},
+		{method: "POST", target: "/v1/cluster/leader/transfer"},
+		{method: "GET", target: "/v1/cluster/status"},
+	} {
+		r := httptest.NewRequest(rq.method, rq.target, strings.NewReader(rq.body))
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, "marker"))
+		for i := 0; i+1 < len(rq.hdr); i += 2 {
+			r.Header.Set(rq.hdr[i], rq.hdr[i+1])
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code/100 != 2 {
+			t.Errorf("%s %s: %d %s", rq.method, rq.target, w.Code, w.Body)
+		}
+	}
+}
