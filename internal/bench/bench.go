@@ -48,6 +48,9 @@ type Config struct {
 	Timeout time.Duration
 	// KeyPrefix is prepended to every key.
 	KeyPrefix string
+	// Sequential walks the key space in order (to load every key once)
+	// instead of picking keys at random.
+	Sequential bool
 }
 
 // Validate checks a Config and fills defaults.
@@ -187,7 +190,7 @@ func Run(ctx context.Context, c Config, progress func(done int64)) (*Result, err
 		runCtx, cancel = context.WithTimeout(runCtx, c.Duration)
 		defer cancel()
 	}
-	var issued, done atomic.Int64
+	var issued, done, seq atomic.Int64
 	type sample struct {
 		read bool
 		d    time.Duration
@@ -230,7 +233,11 @@ func Run(ctx context.Context, c Config, progress func(done int64)) (*Result, err
 				}
 				batch = batch[:0]
 				for j := int64(0); j < n; j++ {
-					k := c.KeyPrefix + keyOf(rng.IntN(c.KeySpace), c.KeySize)
+					n := rng.IntN(c.KeySpace)
+					if c.Sequential {
+						n = int((seq.Add(1) - 1) % int64(c.KeySpace))
+					}
+					k := c.KeyPrefix + keyOf(n, c.KeySize)
 					batch = append(batch, op{read: rng.Float64() < c.ReadRatio, key: k, value: value})
 				}
 				t0 := time.Now()

@@ -90,6 +90,7 @@ func benchCmd(g *globals, env *Env) *cobra.Command {
 	f.Float64Var(&c.Rate, "rate", 0, "total operations per second (0: unlimited)")
 	f.StringVar(&c.Password, "password", "", "AUTH password (resp)")
 	f.StringVar(&c.KeyPrefix, "key-prefix", "bench/", "prefix of every key")
+	f.BoolVar(&c.Sequential, "sequential", false, "write keys in order, each once per pass (to load a data set)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	cmd.PreRun = func(cmd *cobra.Command, _ []string) {
 		if c.Total <= 0 && c.Duration <= 0 {
