@@ -23,9 +23,14 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# Fault-injection sweep with linearizability checking (real processes).
+# Fault injection with linearizability checking, crash durability, and the
+# proof that the checker catches a broken read path (faultinject test builds).
+CHAOS_RUNS ?= 3
 chaos: build
-	$(GO) test -count=1 -timeout 14m -run 'TestChaos' ./test/chaos/ -args -chaos.long
+	$(GO) test -tags faultinject -count=$(CHAOS_RUNS) -timeout 14m \
+		-run 'Linearizable|CheckerCatches|MinorityPartition|LeaderLoss|FullRestart|LaggingFollower|CrashDurability|ThreeProcesses' \
+		./server/ ./test/process/
+	@if [ -d test/chaos ]; then $(GO) test -tags faultinject -count=1 -timeout 14m -run 'TestChaos' ./test/chaos/ -args -chaos.long; fi
 
 # Short native fuzzing of every parser.
 FUZZTIME ?= 20s
