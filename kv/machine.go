@@ -213,13 +213,23 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 type view struct {
 	ab     *applyBatch
 	writes map[string]*Record
+	// before remembers what the batch held for each key the txn read, so
+	// commit can fix the TTL index without reading the key again.
+	before map[string]*Record
 }
 
 func (v *view) get(key string) (*Record, error) {
 	if r, ok := v.writes[key]; ok {
 		return r, nil
 	}
-	return v.ab.get(key)
+	if r, ok := v.before[key]; ok {
+		return r, nil
+	}
+	r, err := v.ab.get(key)
+	if err == nil {
+		v.before[key] = r
+	}
+	return r, err
 }
 
 // live is get with keys whose expiry has passed at the entry's time treated
@@ -279,7 +289,7 @@ func (v *view) keysWithPrefix(prefix string) ([]string, error) {
 // txn evaluates and applies one transaction atomically: on any error nothing
 // of it is kept.
 func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
-	v := &view{ab: ab, writes: map[string]*Record{}}
+	v := &view{ab: ab, writes: map[string]*Record{}, before: map[string]*Record{}}
 	rev := ab.rev
 	ok := true
 	for _, c := range t.Compare {
@@ -308,7 +318,7 @@ func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
 		}
 		res.Results = append(res.Results, r)
 	}
-	ab.commit(v.writes)
+	ab.commit(v.writes, v.before)
 	ab.rev = rev
 	res.Revision = rev
 	return res, nil
@@ -482,9 +492,12 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 }
 
 // commit moves a txn's writes into the batch, keeping the TTL index in step.
-func (ab *applyBatch) commit(writes map[string]*Record) {
+func (ab *applyBatch) commit(writes, before map[string]*Record) {
 	for k, nr := range writes {
-		old, _ := ab.get(k)
+		old, seen := before[k]
+		if !seen {
+			old, _ = ab.get(k)
+		}
 		if old != nil && old.Expires != 0 && (nr == nil || nr.Expires != old.Expires) {
 			ab.b.Delete(ttlKey(old.Expires, k))
 		}
@@ -507,7 +520,7 @@ func (ab *applyBatch) expire(now int64, items []expireItem) {
 		ab.rev++
 		writes[it.Key] = nil
 	}
-	ab.commit(writes)
+	ab.commit(writes, nil)
 }
 
 func compare(r *Record, c Compare) (bool, error) {
