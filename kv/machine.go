@@ -25,13 +25,53 @@ import (
 type Machine struct {
 	db  *store.DB
 	rev atomic.Int64 // last applied revision (for status; reads take it from the db)
+	// recent caches records the machine read or wrote lately, so a write to a
+	// hot key does not pay for a pebble lookup (a memtable seek is a chain of
+	// cache misses). Only the apply goroutine touches it.
+	recent recordCache
 }
+
+// recordCache maps keys to their current record (nil: known absent). When it
+// holds more than its budget of bytes it starts over; a miss only costs a
+// pebble read.
+type recordCache struct {
+	m      map[string]*Record
+	bytes  int
+	budget int
+}
+
+const recordCacheBudget = 64 << 20
+
+func (c *recordCache) get(key string) (*Record, bool) {
+	r, ok := c.m[key]
+	return r, ok
+}
+
+func (c *recordCache) put(key string, r *Record) {
+	if c.m == nil || c.bytes > c.budget {
+		c.m, c.bytes = make(map[string]*Record, 1024), 0
+	}
+	if old, ok := c.m[key]; ok {
+		c.bytes -= cacheSize(key, old)
+	}
+	c.m[key] = r
+	c.bytes += cacheSize(key, r)
+}
+
+func cacheSize(key string, r *Record) int {
+	if r == nil {
+		return len(key) + 64
+	}
+	return len(key) + 96 + len(r.Value)
+}
+
+func (c *recordCache) reset() { c.m, c.bytes = nil, 0 }
 
 var _ raftnode.StateMachine = (*Machine)(nil)
 
 // NewMachine loads the machine's state from db.
 func NewMachine(db *store.DB) (*Machine, error) {
-	m := &Machine{db: db}
+	m := &Machine{db: db, recent: recordCache{budget: recordCacheBudget}}
 	if err := m.Restored(); err != nil {
 		return nil, err
 	}
@@ -40,6 +80,7 @@ func NewMachine(db *store.DB) (*Machine, error) {
 
 // Restored reloads cached state after a snapshot replaced the database.
 func (m *Machine) Restored() error {
+	m.recent.reset()
 	rev, err := readRevision(m.db)
 	if err != nil {
 		return err
@@ -158,6 +199,7 @@ func (m *Machine) Apply(b *store.Batch, entries []raftnode.Entry) [][]byte {
 		} else {
 			b.Set(dataKey(k), encodeRecord(r))
 		}
+		m.recent.put(k, r)
 	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(ab.rev))
@@ -248,14 +290,22 @@ func (ab *applyBatch) get(key string) (*Record, error) {
 	if r, ok := ab.pending[key]; ok {
 		return r, nil
 	}
+	if r, ok := ab.m.recent.get(key); ok {
+		return r, nil
+	}
 	raw, err := ab.m.db.Get(dataKey(key))
 	if errors.Is(err, store.ErrNotFound) {
+		ab.m.recent.put(key, nil)
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return decodeRecord(key, raw)
+	r, err := decodeRecord(key, raw)
+	if err == nil {
+		ab.m.recent.put(key, r)
+	}
+	return r, err
 }
 
 // keysWithPrefix lists the live keys under prefix as this view sees them.

@@ -10,7 +10,7 @@ import (
 	"github.com/cairnkv/cairn/store"
 )
 
-func mustMachine(t *testing.T) (*Machine, *store.DB) {
+func mustMachine(t testing.TB) (*Machine, *store.DB) {
 	t.Helper()
 	db, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
