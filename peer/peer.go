@@ -197,6 +197,12 @@ func (m *Mux) route(conn net.Conn) {
 		return
 	}
 	select {
+	case <-vl.done:
+		_ = conn.Close()
+		return
+	default:
+	}
+	select {
 	case vl.conns <- conn:
 	case <-vl.done:
 		_ = conn.Close()
@@ -220,6 +226,11 @@ func (m *Mux) Close() error {
 	m.mu.Unlock()
 	err := m.ln.Close()
 	m.wg.Wait()
+	// Connections routed but never accepted would otherwise stay open, and a
+	// peer writing to one would wait for its I/O timeout instead of redialing.
+	for _, vl := range m.handlers {
+		vl.drain()
+	}
 	return err
 }
 
@@ -242,7 +253,23 @@ func (v *virtualListener) Accept() (net.Conn, error) {
 
 func (v *virtualListener) closeOnce() { v.once.Do(func() { close(v.done) }) }
 
-func (v *virtualListener) Close() error { v.closeOnce(); return nil }
+// Close stops accepting and closes connections waiting to be accepted.
+func (v *virtualListener) Close() error {
+	v.closeOnce()
+	v.drain()
+	return nil
+}
+
+func (v *virtualListener) drain() {
+	for {
+		select {
+		case c := <-v.conns:
+			_ = c.Close()
+		default:
+			return
+		}
+	}
+}
 
 func (v *virtualListener) Addr() net.Addr { return v.mux.Addr() }
 
