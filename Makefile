@@ -23,10 +23,15 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# Fault injection with linearizability checking, crash durability, and the
-# proof that the checker catches a broken read path (faultinject test builds).
-CHAOS_RUNS ?= 3
+# Fault injection with linearizability checking: every fault kind on its own
+# and mixed against 3- and 5-node clusters (server/nemesis_test.go), crash
+# durability with real processes and kill -9, and the proof that the checker
+# catches a broken read path (faultinject test builds).
+CHAOS_RUNS ?= 2
+NEMESIS_SEEDS ?= 1
 chaos: build
+	$(GO) test -tags faultinject -count=1 -timeout 14m -run 'TestNemesisSweep' ./server/ \
+		-args -nemesis -nemesis.seeds $(NEMESIS_SEEDS)
 	$(GO) test -tags faultinject -count=$(CHAOS_RUNS) -timeout 14m \
 		-run 'Linearizable|CheckerCatches|MinorityPartition|LeaderLoss|FullRestart|LaggingFollower|CrashDurability|ThreeProcesses' \
 		./server/ ./test/process/

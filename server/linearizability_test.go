@@ -92,15 +92,122 @@ func TestLinearizableUnderPartitions(t *testing.T) {
 		t.Skip("fault-injection run")
 	}
 	c := cluster.New(t, 3, cluster.Options{})
-	res, path := checkUnderPartitions(t, c, 8*time.Second)
+	res, path := checkUnderFaults(t, c, []string{"partition-leader", "partition-follower"}, 8*time.Second, 1)
 	if res != porcupine.Ok {
 		t.Fatalf("history is %s; visualization: %s", res, path)
 	}
 }
 
-// checkUnderPartitions runs the workload and the nemesis for d and checks
+// checkUnderPartitions is the run TestCheckerCatchesStaleReads uses.
+func checkUnderPartitions(t *testing.T, c *cluster.Cluster, d time.Duration) (porcupine.CheckResult, string) {
+	return checkUnderFaults(t, c, []string{"partition-leader", "partition-follower"}, d, 1)
+}
+
+// A fault starts when called and returns the function that ends it.
+type fault func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) (heal func())
+
+func randomFollower(c *cluster.Cluster, rng *rand.Rand) int {
+	l := c.Leader()
+	for {
+		i := rng.IntN(len(c.Nodes))
+		if i != l && c.Running(i) != nil {
+			return i
+		}
+	}
+}
+
+// faults are the nemesis's kinds, each on its own; a run may mix several.
+var faults = map[string]fault{
+	"partition-leader": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
+		if l := c.Leader(); l >= 0 {
+			c.Partition(l)
+		}
+		return c.Heal
+	},
+	"partition-follower": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
+		c.Partition(randomFollower(c, rng))
+		return c.Heal
+	},
+	// majority/minority split that leaves the leader on the minority side.
+	"split": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
+		minority := []int{}
+		if l := c.Leader(); l >= 0 {
+			minority = append(minority, l)
+		}
+		for len(minority) < (len(c.Nodes)-1)/2 {
+			if f := randomFollower(c, rng); !containsInt(minority, f) {
+				minority = append(minority, f)
+			}
+		}
+		c.Partition(minority...)
+		return c.Heal
+	},
+	// one-way: the leader cannot reach a follower, which can still reach it.
+	"one-way": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
+		l := c.Leader()
+		if s := c.Running(max(l, 0)); l >= 0 && s != nil {
+			s.Faults().Block(c.Nodes[randomFollower(c, rng)].PeerAddr)
+		}
+		return c.Heal
+	},
+	"latency": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
+		for i := range c.Nodes {
+			if s := c.Running(i); s != nil {
+				for _, n := range c.Nodes {
+					s.Faults().Delay(n.PeerAddr, time.Duration(20+rng.IntN(60))*time.Millisecond)
+				}
+			}
+		}
+		return c.Heal
+	},
+	"restart": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
+		i := rng.IntN(len(c.Nodes))
+		if l := c.Leader(); rng.IntN(2) == 0 && l >= 0 {
+			i = l
+		}
+		c.Stop(i)
+		return func() { c.Start(i) }
+	},
+	"transfer": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
+		if l := c.Leader(); l >= 0 {
+			to := c.Nodes[randomFollower(c, rng)].Name
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			_ = c.Running(l).Service().TransferLeadership(ctx, to)
+			cancel()
+		}
+		return func() {}
+	},
+	// remove a follower, wipe it, and add it back as a new member.
+	"membership": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
+		l := c.Leader()
+		if l < 0 {
+			return func() {}
+		}
+		f := randomFollower(c, rng)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := c.Running(l).Service().RemoveMember(ctx, c.Nodes[f].Name); err != nil {
+			t.Logf("remove %s: %v", c.Nodes[f].Name, err)
+			return func() {}
+		}
+		c.Stop(f)
+		return func() { c.Rejoin(f, l) }
+	},
+}
+
+func containsInt(xs []int, x int) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// checkUnderFaults runs the workload for d while the nemesis injects the
+// given fault kinds in turn (seeded), heals, waits for convergence, and checks
 // the history; on a violation it writes porcupine's visualization and returns its path.
-func checkUnderPartitions(t *testing.T, c *cluster.Cluster, duration time.Duration) (porcupine.CheckResult, string) {
+func checkUnderFaults(t *testing.T, c *cluster.Cluster, kinds []string, duration time.Duration, seed uint64) (porcupine.CheckResult, string) {
 	const clients, keys = 6, 3
 	start := time.Now()
 	var mu sync.Mutex
@@ -111,17 +218,34 @@ func checkUnderPartitions(t *testing.T, c *cluster.Cluster, duration time.Durati
 		wg.Add(1)
 		go func(cl int) {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(cl), 7))
+			rng := rand.New(rand.NewPCG(uint64(cl), seed))
 			lastSeen := map[string]string{}
+			// Serializable reads from one node must never go back in time.
+			sticky := cl % len(c.Nodes)
+			lastRev := map[string]int64{}
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				node := rng.IntN(3)
-				svc := c.Nodes[node].S.Service()
 				key := fmt.Sprintf("lin/%d", rng.IntN(keys))
+				if rng.IntN(10) == 0 {
+					if s := c.Running(sticky); s != nil {
+						if r, err := s.Service().Get(context.Background(), key, kv.ReadOptions{Serializable: true}); err == nil {
+							if r.ModRevision < lastRev[key] {
+								t.Errorf("serializable read of %s on %s went back from revision %d to %d", key, c.Nodes[sticky].Name, lastRev[key], r.ModRevision)
+							}
+							lastRev[key] = r.ModRevision
+						}
+					}
+					continue
+				}
+				s := c.Running(rng.IntN(len(c.Nodes)))
+				if s == nil {
+					continue
+				}
+				svc := s.Service()
 				in := regInput{key: key, value: fmt.Sprintf("c%d-%d", cl, n)}
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				call := time.Since(start).Nanoseconds()
@@ -171,22 +295,21 @@ func checkUnderPartitions(t *testing.T, c *cluster.Cluster, duration time.Durati
 			}
 		}(cl)
 	}
-	// Nemesis: cut off the leader or a follower for a while, then heal.
-	faults := 0
-	for time.Since(start) < duration {
+	rng := rand.New(rand.NewPCG(seed, 99))
+	var injected []string
+	for i := 0; time.Since(start) < duration; i++ {
 		time.Sleep(700 * time.Millisecond)
-		victim := c.Leader()
-		if victim < 0 || faults%2 == 1 {
-			victim = (faults + 1) % 3
-		}
-		c.Partition(victim)
-		faults++
+		kind := kinds[i%len(kinds)]
+		heal := faults[kind](t, c, rng)
+		injected = append(injected, fmt.Sprintf("%s@%.1fs", kind, time.Since(start).Seconds()))
 		time.Sleep(900 * time.Millisecond)
-		c.Heal()
+		heal()
 	}
 	close(stop)
 	wg.Wait()
-	c.WaitConverged(20 * time.Second)
+	c.Heal()
+	c.WaitReady(30 * time.Second)
+	c.WaitConverged(30 * time.Second)
 
 	res, info := porcupine.CheckOperationsVerbose(registerModel, history, 60*time.Second)
 	ok, unknown := 0, 0
@@ -197,7 +320,7 @@ func checkUnderPartitions(t *testing.T, c *cluster.Cluster, duration time.Durati
 			ok++
 		}
 	}
-	t.Logf("%d operations (%d with unknown outcome), %d partitions: %s", len(history), unknown, faults, res)
+	t.Logf("%d operations (%d with unknown outcome); faults %v: %s", len(history), unknown, injected, res)
 	if ok < 100 {
 		t.Fatalf("only %d operations completed: the cluster did not make progress", ok)
 	}

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +28,7 @@ type Cluster struct {
 	t     testing.TB
 	Nodes []*Node
 	opts  Options
+	mu    sync.Mutex // guards Node.S against concurrent Start/Stop and Running
 }
 
 // Node is one member; S is nil while the node is stopped.
@@ -141,8 +144,9 @@ func (c *Cluster) Start(i int) {
 	cfg := nd.cfg
 	cfg.Logger = slog.New(&testHandler{t: c.t, level: c.opts.LogLevel, name: nd.Name})
 	var err error
+	var s *server.Server
 	for try := 0; try < 50; try++ { // the port may linger for a moment after a stop
-		nd.S, err = server.Start(context.Background(), cfg)
+		s, err = server.Start(context.Background(), cfg)
 		if err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
@@ -151,16 +155,44 @@ func (c *Cluster) Start(i int) {
 	if err != nil {
 		c.t.Fatalf("start %s: %v", nd.Name, err)
 	}
+	c.mu.Lock()
+	nd.S = s
+	c.mu.Unlock()
+}
+
+// Running returns node i's server, or nil while it is stopped; safe to call
+// while another goroutine starts and stops nodes.
+func (c *Cluster) Running(i int) *server.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Nodes[i].S
+}
+
+// Rejoin wipes node i's data and starts it again as a new member that joins
+// through node via (after it was removed from the cluster).
+func (c *Cluster) Rejoin(i, via int) {
+	c.t.Helper()
+	c.Stop(i)
+	nd := c.Nodes[i]
+	if err := os.RemoveAll(nd.Dir); err != nil {
+		c.t.Fatal(err)
+	}
+	nd.cfg.InitialCluster = ""
+	nd.cfg.Join = "http://" + c.Nodes[via].ClientAddr
+	c.Start(i)
 }
 
 // Stop closes node i (its data stays on disk).
 func (c *Cluster) Stop(i int) {
 	c.t.Helper()
-	if s := c.Nodes[i].S; s != nil {
+	c.mu.Lock()
+	s := c.Nodes[i].S
+	c.Nodes[i].S = nil
+	c.mu.Unlock()
+	if s != nil {
 		if err := s.Close(); err != nil {
 			c.t.Logf("stop %s: %v", c.Nodes[i].Name, err)
 		}
-		c.Nodes[i].S = nil
 	}
 }
 
@@ -194,8 +226,8 @@ func (c *Cluster) waitNodeReady(i int, d time.Duration) {
 
 // Leader returns the index of the node that leads now, or -1.
 func (c *Cluster) Leader() int {
-	for i, nd := range c.Nodes {
-		if nd.S != nil && nd.S.Node().IsLeader() {
+	for i := range c.Nodes {
+		if s := c.Running(i); s != nil && s.Node().IsLeader() {
 			return i
 		}
 	}
@@ -220,8 +252,8 @@ func (c *Cluster) WaitLeader(d time.Duration, among ...int) int {
 // Follower returns the index of some running node that does not lead.
 func (c *Cluster) Follower() int {
 	l := c.Leader()
-	for i, nd := range c.Nodes {
-		if i != l && nd.S != nil {
+	for i := range c.Nodes {
+		if i != l && c.Running(i) != nil {
 			return i
 		}
 	}
@@ -233,10 +265,10 @@ func (c *Cluster) Svc(i int) *kv.Service { return c.Nodes[i].S.Service() }
 
 // Partition cuts every link between the nodes in group and the others.
 func (c *Cluster) Partition(group ...int) {
-	for i, a := range c.Nodes {
+	for i := range c.Nodes {
 		for j, b := range c.Nodes {
-			if contains(group, i) != contains(group, j) && a.S != nil {
-				a.S.Faults().Block(b.PeerAddr)
+			if s := c.Running(i); contains(group, i) != contains(group, j) && s != nil {
+				s.Faults().Block(b.PeerAddr)
 			}
 		}
 	}
@@ -244,11 +276,9 @@ func (c *Cluster) Partition(group ...int) {
 
 // Heal restores every link.
 func (c *Cluster) Heal() {
-	for _, a := range c.Nodes {
-		for _, b := range c.Nodes {
-			if a.S != nil {
-				a.S.Faults().Unblock(b.PeerAddr)
-			}
+	for i := range c.Nodes {
+		if s := c.Running(i); s != nil {
+			s.Faults().Reset()
 		}
 	}
 }
@@ -263,12 +293,13 @@ func (c *Cluster) WaitConverged(d time.Duration) int64 {
 		var applied []uint64
 		var digests []string
 		var rev int64
-		for _, nd := range c.Nodes {
-			if nd.S == nil {
+		for i := range c.Nodes {
+			s := c.Running(i)
+			if s == nil {
 				continue
 			}
-			applied = append(applied, nd.S.Node().AppliedIndex())
-			r, h, err := nd.S.Service().Digest()
+			applied = append(applied, s.Node().AppliedIndex())
+			r, h, err := s.Service().Digest()
 			if err != nil {
 				c.t.Fatal(err)
 			}
