@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,73 +13,8 @@ import (
 
 	"github.com/cairnkv/cairn/kv"
 	"github.com/cairnkv/cairn/test/cluster"
+	"github.com/cairnkv/cairn/test/lincheck"
 )
-
-// The register model for one key. Values are unique per write, so a read
-// tells which write it saw. An operation whose outcome is unknown (timeout,
-// no leader) returns "never" in the history, so the checker may place it
-// anywhere after its call, or effectively not at all.
-type regInput struct {
-	key      string
-	op       string // get, put, cas
-	value    string
-	expected string // cas: the value that must be there ("" = absent)
-}
-
-type regOutput struct {
-	value   string // get: what was read ("" = absent)
-	ok      bool   // cas: whether it swapped
-	unknown bool
-}
-
-var registerModel = porcupine.Model{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range h {
-			k := op.Input.(regInput).key
-			byKey[k] = append(byKey[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, ops := range byKey {
-			out = append(out, ops)
-		}
-		return out
-	},
-	Init: func() any { return "" },
-	Step: func(state, input, output any) (bool, any) {
-		s, in, out := state.(string), input.(regInput), output.(regOutput)
-		switch in.op {
-		case "get":
-			return out.unknown || out.value == s, s
-		case "put":
-			return true, in.value
-		case "cas":
-			if out.unknown {
-				if s == in.expected {
-					return true, in.value
-				}
-				return true, s
-			}
-			if out.ok {
-				return s == in.expected, in.value
-			}
-			return s != in.expected, s
-		}
-		return false, s
-	},
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(regInput), output.(regOutput)
-		switch {
-		case out.unknown:
-			return fmt.Sprintf("%s(%s %q) -> ?", in.op, in.key, in.value)
-		case in.op == "get":
-			return fmt.Sprintf("get(%s) -> %q", in.key, out.value)
-		case in.op == "cas":
-			return fmt.Sprintf("cas(%s %q->%q) -> %v", in.key, in.expected, in.value, out.ok)
-		}
-		return fmt.Sprintf("put(%s %q)", in.key, in.value)
-	},
-}
 
 // TestLinearizableUnderPartitions drives concurrent clients through every
 // node (writes forwarded by followers, reads through the read index) while
@@ -210,8 +143,7 @@ func containsInt(xs []int, x int) bool {
 func checkUnderFaults(t *testing.T, c *cluster.Cluster, kinds []string, duration time.Duration, seed uint64) (porcupine.CheckResult, string) {
 	const clients, keys = 6, 3
 	start := time.Now()
-	var mu sync.Mutex
-	var history []porcupine.Operation
+	h := lincheck.NewHistory()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for cl := 0; cl < clients; cl++ {
@@ -246,52 +178,49 @@ func checkUnderFaults(t *testing.T, c *cluster.Cluster, kinds []string, duration
 					continue
 				}
 				svc := s.Service()
-				in := regInput{key: key, value: fmt.Sprintf("c%d-%d", cl, n)}
+				in := lincheck.Input{Key: key, Value: fmt.Sprintf("c%d-%d", cl, n)}
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				call := time.Since(start).Nanoseconds()
-				var out regOutput
+				call := h.Now()
+				var out lincheck.Output
 				var err error
 				switch p := rng.IntN(100); {
 				case p < 40:
-					in.op = "get"
+					in.Op = "get"
 					var r *kv.Record
 					r, err = svc.Get(ctx, key, kv.ReadOptions{})
 					if err == nil {
-						out.value = string(r.Value)
+						out.Value = string(r.Value)
 					} else if errors.Is(err, kv.ErrKeyNotFound) {
 						err = nil
 					}
 					if err == nil {
-						lastSeen[key] = out.value
+						lastSeen[key] = out.Value
 					}
 				case p < 80:
-					in.op = "put"
-					_, err = svc.Put(ctx, key, []byte(in.value), kv.PutOptions{})
+					in.Op = "put"
+					_, err = svc.Put(ctx, key, []byte(in.Value), kv.PutOptions{})
 				default:
-					in.op, in.expected = "cas", lastSeen[key]
-					t := kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: key, Value: []byte(in.value)}}}
-					if in.expected == "" {
+					in.Op, in.Expected = "cas", lastSeen[key]
+					t := kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: key, Value: []byte(in.Value)}}}
+					if in.Expected == "" {
 						t.Compare = []kv.Compare{{Key: key, Target: kv.TargetExists, Op: "=", Exists: false}}
 					} else {
-						t.Compare = []kv.Compare{{Key: key, Target: kv.TargetValue, Op: "=", Value: []byte(in.expected)}}
+						t.Compare = []kv.Compare{{Key: key, Target: kv.TargetValue, Op: "=", Value: []byte(in.Expected)}}
 					}
 					var res *kv.TxnResult
 					res, err = svc.Txn(ctx, t)
 					if err == nil {
-						out.ok = res.Succeeded
+						out.OK = res.Succeeded
 					}
 				}
 				cancel()
-				ret := time.Since(start).Nanoseconds()
 				if err != nil {
-					if in.op == "get" {
+					if in.Op == "get" {
 						continue // a failed read has no effect
 					}
-					out.unknown, ret = true, 1<<62
+					out.Unknown = true
 				}
-				mu.Lock()
-				history = append(history, porcupine.Operation{ClientId: cl, Input: in, Call: call, Output: out, Return: ret})
-				mu.Unlock()
+				h.Add(cl, in, call, out)
 			}
 		}(cl)
 	}
@@ -311,25 +240,11 @@ func checkUnderFaults(t *testing.T, c *cluster.Cluster, kinds []string, duration
 	c.WaitReady(30 * time.Second)
 	c.WaitConverged(30 * time.Second)
 
-	res, info := porcupine.CheckOperationsVerbose(registerModel, history, 60*time.Second)
-	ok, unknown := 0, 0
-	for _, op := range history {
-		if op.Output.(regOutput).unknown {
-			unknown++
-		} else {
-			ok++
-		}
-	}
-	t.Logf("%d operations (%d with unknown outcome); faults %v: %s", len(history), unknown, injected, res)
+	res, path := h.Check(60 * time.Second)
+	ok, unknown := h.Counts()
+	t.Logf("%d operations (%d with unknown outcome); faults %v: %s", ok+unknown, unknown, injected, res)
 	if ok < 100 {
 		t.Fatalf("only %d operations completed: the cluster did not make progress", ok)
-	}
-	if res != porcupine.Illegal {
-		return res, ""
-	}
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("cairn-linearizability-%d.html", time.Now().UnixNano()))
-	if err := porcupine.VisualizePath(registerModel, info, path); err != nil {
-		t.Logf("visualization: %v", err)
 	}
 	return res, path
 }

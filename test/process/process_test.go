@@ -19,7 +19,8 @@ import (
 	"time"
 )
 
-var binary string
+// binary is cairn as released; faultBinary is the faultinject test build.
+var binary, faultBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "cairn-process-test")
@@ -34,6 +35,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build cairn: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	faultBinary = filepath.Join(dir, "cairn-faultinject")
+	build = exec.Command("go", "build", "-tags", "faultinject", "-o", faultBinary, "github.com/cairnkv/cairn/cmd/cairn")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build cairn -tags faultinject: %v\n%s", err, out)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -45,6 +53,8 @@ type node struct {
 	dir                string
 	cmd                *exec.Cmd
 	log                *bytes.Buffer
+	bin                string   // default: binary
+	extra              []string // more serve flags
 }
 
 func freePort(t *testing.T) string {
@@ -62,10 +72,15 @@ func (n *node) url() string { return "http://" + n.client }
 func (n *node) start(t *testing.T, spec string) {
 	t.Helper()
 	n.log = &bytes.Buffer{}
-	n.cmd = exec.Command(binary, "serve", "--name", n.name, "--data-dir", n.dir,
+	bin := n.bin
+	if bin == "" {
+		bin = binary
+	}
+	n.cmd = exec.Command(bin, "serve", "--name", n.name, "--data-dir", n.dir,
 		"--listen-client", n.client, "--listen-peer", n.peer, "--listen-resp", n.resp,
 		"--initial-cluster", spec, "--initial-cluster-state", "new",
 		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms")
+	n.cmd.Args = append(n.cmd.Args, n.extra...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
