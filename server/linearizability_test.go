@@ -110,6 +110,37 @@ var faults = map[string]fault{
 		}
 		return func() {}
 	},
+	// remove a follower, wipe it, and add it back as a learner that is
+	// promoted to voter once it has caught up.
+	"learner": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
+		l := c.Leader()
+		if l < 0 {
+			return func() {}
+		}
+		f := randomFollower(c, rng)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := c.Running(l).Service().RemoveMember(ctx, c.Nodes[f].Name); err != nil {
+			t.Logf("remove %s: %v", c.Nodes[f].Name, err)
+			return func() {}
+		}
+		c.Stop(f)
+		return func() {
+			c.RejoinAsLearner(f, l)
+			for try := 0; try < 50; try++ {
+				if s := c.Running(f); s != nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					err := s.Service().PromoteMember(ctx, c.Nodes[f].Name)
+					cancel()
+					if err == nil {
+						return
+					}
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("could not promote %s", c.Nodes[f].Name)
+		}
+	},
 	// remove a follower, wipe it, and add it back as a new member.
 	"membership": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
 		l := c.Leader()

@@ -170,7 +170,12 @@ func (c *Cluster) Running(i int) *server.Server {
 
 // Rejoin wipes node i's data and starts it again as a new member that joins
 // through node via (after it was removed from the cluster).
-func (c *Cluster) Rejoin(i, via int) {
+func (c *Cluster) Rejoin(i, via int) { c.rejoin(i, via, false) }
+
+// RejoinAsLearner is Rejoin as a non-voter.
+func (c *Cluster) RejoinAsLearner(i, via int) { c.rejoin(i, via, true) }
+
+func (c *Cluster) rejoin(i, via int, learner bool) {
 	c.t.Helper()
 	c.Stop(i)
 	nd := c.Nodes[i]
@@ -179,6 +184,7 @@ func (c *Cluster) Rejoin(i, via int) {
 	}
 	nd.cfg.InitialCluster = ""
 	nd.cfg.Join = "http://" + c.Nodes[via].ClientAddr
+	nd.cfg.JoinAsNonVoter = learner
 	c.Start(i)
 }
 
