@@ -35,7 +35,6 @@ chaos: build
 	$(GO) test -tags faultinject -count=$(CHAOS_RUNS) -timeout 14m \
 		-run 'Linearizable|CheckerCatches|MinorityPartition|LeaderLoss|FullRestart|LaggingFollower|CrashDurability|ThreeProcesses' \
 		./server/ ./test/process/
-	@if [ -d test/chaos ]; then $(GO) test -tags faultinject -count=1 -timeout 14m -run 'TestChaos' ./test/chaos/ -args -chaos.long; fi
 
 # Short native fuzzing of every parser.
 FUZZTIME ?= 20s
