@@ -39,6 +39,9 @@ type Node struct {
 	ClientAddr string
 	S          *server.Server
 	cfg        config.Config
+	// Listeners opened when the node was created and handed to its first
+	// start, so no other process can take the ports in between.
+	peerLn, clientLn net.Listener
 }
 
 // Options shape a cluster.
@@ -79,8 +82,8 @@ func (c *Cluster) newNode(i int) *Node {
 	name := fmt.Sprintf("n%d", i+1)
 	dir := filepath.Join(c.t.TempDir(), name)
 	nd := &Node{Name: name, Dir: dir}
-	nd.PeerAddr = freeAddr(c.t)
-	nd.ClientAddr = freeAddr(c.t)
+	nd.peerLn, nd.PeerAddr = listen(c.t, "127.0.0.1:0")
+	nd.clientLn, nd.ClientAddr = listen(c.t, "127.0.0.1:0")
 	cfg := config.Default()
 	cfg.Name = name
 	cfg.DataDir = dir
@@ -95,16 +98,20 @@ func (c *Cluster) newNode(i int) *Node {
 	return nd
 }
 
-// freeAddr reserves a loopback port by listening and closing; the node binds it again.
-func freeAddr(t testing.TB) string {
+// listen opens addr, retrying for a while: after a stop, the port of a
+// restarting node may linger for a moment.
+func listen(t testing.TB, addr string) (net.Listener, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	for try := 0; try < 100; try++ {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln, ln.Addr().String()
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Fatalf("listen %s: %v", addr, err)
+	return nil, ""
 }
 
 // AddNode creates a node that joins the running cluster through node via,
@@ -143,15 +150,13 @@ func (c *Cluster) Start(i int) {
 	}
 	cfg := nd.cfg
 	cfg.Logger = slog.New(&testHandler{t: c.t, level: c.opts.LogLevel, name: nd.Name})
-	var err error
-	var s *server.Server
-	for try := 0; try < 50; try++ { // the port may linger for a moment after a stop
-		s, err = server.Start(context.Background(), cfg)
-		if err == nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	if nd.peerLn == nil { // a restart: the old listeners closed with the server
+		nd.peerLn, _ = listen(c.t, nd.PeerAddr)
+		nd.clientLn, _ = listen(c.t, nd.ClientAddr)
 	}
+	cfg.PeerListener, cfg.ClientListener = nd.peerLn, nd.clientLn
+	nd.peerLn, nd.clientLn = nil, nil // the server owns them now
+	s, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", nd.Name, err)
 	}
