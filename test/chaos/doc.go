@@ -1,3 +1,5 @@
+//go:build chaosharness
+
 // Package chaos is cairn's correctness harness under failure: it starts
 // clusters of real cairn processes (built with -tags faultinject) on loopback,
 // drives them with concurrent HTTP clients, injects faults with a nemesis
@@ -14,6 +16,9 @@
 //
 // Run prints a report: operations by type and outcome, the faults with their
 // times, and the verdict, with the path of porcupine's HTML visualization
-// when the linearizability check fails. The tests in this package are the
-// entry points; docs/TESTING.md says how to run and read them.
+// when the linearizability check fails. With a Docker engine the same
+// harness runs each node in its own container (docker.go), with faults made
+// by docker network disconnect, docker pause and docker kill. The tests in
+// this package are the entry points; docs/TESTING.md says how to run and
+// read them.
 package chaos

@@ -1,0 +1,153 @@
+//go:build chaosharness
+
+package chaos
+
+import (
+	"fmt"
+	"sort"
+)
+
+// checkSerializable checks that serializable reads never go back in time for
+// a client: per client, node incarnation and key, the mod revision of what
+// was found never decreases. A decrease across a restart of the node is
+// returned apart: after kill -9 a node may come back with an older applied
+// state than it served before, which serializable reads do not promise
+// against.
+func checkSerializable(ops []*Op) (n int, violations, acrossRestart []string) {
+	type seen struct {
+		rev         int64
+		incarnation int
+		op          *Op
+	}
+	last := map[string]seen{} // client/node/key
+	var reads []*Op
+	for _, o := range ops {
+		if o.Kind == KindSerialGet && o.Outcome == OK {
+			reads = append(reads, o)
+		}
+	}
+	sort.SliceStable(reads, func(i, j int) bool { return reads[i].Call < reads[j].Call })
+	for _, o := range reads {
+		n++
+		if !o.Found {
+			continue
+		}
+		id := fmt.Sprintf("%d/%s/%s", o.Client, o.Node, o.Key)
+		prev, ok := last[id]
+		if ok && o.Rev < prev.rev {
+			msg := fmt.Sprintf("%s went back from @%d (%s)", o, prev.rev, describeOp(prev.op))
+			if prev.incarnation == o.Incarnation {
+				violations = append(violations, msg)
+			} else {
+				acrossRestart = append(acrossRestart, fmt.Sprintf("%s across a restart of %s (X-Cairn-Stale: %t)", msg, o.Node, o.Stale))
+			}
+		}
+		last[id] = seen{o.Rev, o.Incarnation, o}
+	}
+	return n, violations, acrossRestart
+}
+
+// changed reports whether an acknowledged operation wrote something.
+func changed(o *Op) bool {
+	if o.Outcome != OK {
+		return false
+	}
+	switch o.Kind {
+	case KindPut, KindCAS, KindTxnPut:
+		return true
+	case KindDelete, KindTxnDelete:
+		return o.Deleted > 0
+	}
+	return false
+}
+
+// checkClientRevisions checks that the cluster revision in a client's
+// answers never goes backwards, and moves forward with each of its writes.
+func checkClientRevisions(ops []*Op) []string {
+	byClient := map[int][]*Op{}
+	for _, o := range ops {
+		if o.ClusterRev > 0 && (o.Outcome == OK || o.Outcome == Failed) {
+			byClient[o.Client] = append(byClient[o.Client], o)
+		}
+	}
+	var bad []string
+	for _, list := range byClient {
+		sort.SliceStable(list, func(i, j int) bool { return list[i].Call < list[j].Call })
+		for k := 1; k < len(list); k++ {
+			prev, o := list[k-1], list[k]
+			if o.ClusterRev < prev.ClusterRev || (changed(o) && o.ClusterRev == prev.ClusterRev) {
+				bad = append(bad, fmt.Sprintf("revision went back or stood still: %s at @%d after %s at @%d", o, o.ClusterRev, describeOp(prev), prev.ClusterRev))
+			}
+		}
+	}
+	return bad
+}
+
+// checkLostWrites compares the final state of each key with its last
+// acknowledged write (the one with the highest revision): the key must hold
+// that write, or something written after it by an operation whose outcome
+// the client never learned.
+func checkLostWrites(ops []*Op, keys []string, final map[string]Item) (acked int, lost []string) {
+	type write struct {
+		op  *Op
+		rev int64
+	}
+	lastAck := map[string]write{}
+	unknownValue := map[string]bool{}   // key/value of an Unknown write
+	unknownDelete := map[string]bool{}  // key had an Unknown delete
+	ackedValueRev := map[string]int64{} // key/value -> revision it was acknowledged at
+	for _, o := range ops {
+		if o.Outcome == Unknown {
+			switch o.Kind {
+			case KindPut, KindCAS, KindTxnPut:
+				unknownValue[o.Key+"\x00"+o.Value] = true
+			case KindDelete, KindTxnDelete:
+				unknownDelete[o.Key] = true
+			}
+		}
+		if !changed(o) {
+			continue
+		}
+		acked++
+		rev := o.Rev
+		if o.Kind == KindDelete || o.Kind == KindTxnDelete {
+			rev = o.ClusterRev
+		} else {
+			ackedValueRev[o.Key+"\x00"+o.Value] = rev
+		}
+		if rev > lastAck[o.Key].rev {
+			lastAck[o.Key] = write{o, rev}
+		}
+	}
+	for _, k := range keys {
+		it, present := final[k]
+		w, ok := lastAck[k]
+		fromUnknown := present && unknownValue[k+"\x00"+string(it.Value)]
+		switch {
+		case !ok:
+			if present && !fromUnknown {
+				lost = append(lost, fmt.Sprintf("%s holds %q, which no write wrote", k, it.Value))
+			}
+		case w.op.Kind == KindDelete || w.op.Kind == KindTxnDelete:
+			if present && (it.ModRevision <= w.rev || !fromUnknown) {
+				lost = append(lost, fmt.Sprintf("%s holds %q @%d although %s (@%d) deleted it last", k, it.Value, it.ModRevision, w.op, w.rev))
+			}
+		case !present:
+			if !unknownDelete[k] {
+				lost = append(lost, fmt.Sprintf("%s is gone, but its last acknowledged write %s (@%d) was never deleted", k, w.op, w.rev))
+			}
+		case it.ModRevision < w.rev:
+			lost = append(lost, fmt.Sprintf("%s holds %q @%d, older than its last acknowledged write %s (@%d)", k, it.Value, it.ModRevision, w.op, w.rev))
+		case it.ModRevision == w.rev && string(it.Value) != w.op.Value:
+			lost = append(lost, fmt.Sprintf("%s holds %q @%d, not %q written at that revision by %s", k, it.Value, it.ModRevision, w.op.Value, w.op))
+		case it.ModRevision > w.rev && !fromUnknown:
+			r, was := ackedValueRev[k+"\x00"+string(it.Value)]
+			if was {
+				lost = append(lost, fmt.Sprintf("%s holds %q @%d, a value acknowledged at @%d, after %s (@%d)", k, it.Value, it.ModRevision, r, w.op, w.rev))
+			} else {
+				lost = append(lost, fmt.Sprintf("%s holds %q @%d, which no write wrote", k, it.Value, it.ModRevision))
+			}
+		}
+	}
+	return acked, lost
+}

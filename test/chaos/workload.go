@@ -1,0 +1,464 @@
+//go:build chaosharness
+
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Workload shapes the clients of a run.
+type Workload struct {
+	Clients int
+	Keys    int
+	// Rate is the total operations per second of all clients (0: as fast as
+	// they go).
+	Rate float64
+	// Prefix goes before every key ("chaos/r1/" gives chaos/r1/k0…).
+	Prefix string
+	Seed   uint64
+	// Timeout bounds each request (default 3 s); a write that runs out of it
+	// has an unknown outcome.
+	Timeout time.Duration
+}
+
+// Key is the workload's i-th key.
+func (w Workload) Key(i int) string { return fmt.Sprintf("%sk%d", w.Prefix, i) }
+
+// recorder collects the history of a run.
+type recorder struct {
+	start     time.Time
+	mu        sync.Mutex
+	ops       []*Op
+	anomalies []string // answers that break the API contract on their own
+}
+
+func (r *recorder) now() int64 { return int64(time.Since(r.start)) }
+
+func (r *recorder) add(op *Op) {
+	r.mu.Lock()
+	r.ops = append(r.ops, op)
+	r.mu.Unlock()
+}
+
+func (r *recorder) anomaly(format string, args ...any) {
+	r.mu.Lock()
+	r.anomalies = append(r.anomalies, fmt.Sprintf(format, args...))
+	r.mu.Unlock()
+}
+
+// known is what one client last saw of a key; conditional writes use it.
+type known struct {
+	found bool
+	value string // "" when not known
+	rev   int64
+}
+
+type client struct {
+	id    int
+	c     *Cluster
+	w     Workload
+	rec   *recorder
+	rng   *rand.Rand
+	hc    *http.Client
+	known map[string]known
+	seq   int
+}
+
+// runClients starts w.Clients clients; they stop when ctx is done, and the
+// returned function waits for them.
+func runClients(ctx context.Context, c *Cluster, w Workload, rec *recorder) (wait func()) {
+	if w.Timeout <= 0 {
+		w.Timeout = 3 * time.Second
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < w.Clients; i++ {
+		cl := &client{id: i, c: c, w: w, rec: rec, rng: rand.New(rand.NewPCG(w.Seed, uint64(i)+1)),
+			hc:    &http.Client{Timeout: w.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 2}},
+			known: map[string]known{}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cl.hc.CloseIdleConnections()
+			cl.run(ctx)
+		}()
+	}
+	return wg.Wait
+}
+
+func (cl *client) run(ctx context.Context) {
+	var interval time.Duration
+	if cl.w.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(cl.w.Clients) / cl.w.Rate)
+	}
+	next := time.Now()
+	for ctx.Err() == nil {
+		if interval > 0 {
+			next = next.Add(interval)
+			if d := time.Until(next); d > 0 {
+				sleep(ctx, d)
+			} else if d < -time.Second {
+				next = time.Now()
+			}
+		}
+		targets := cl.c.Targets()
+		if len(targets) == 0 {
+			sleep(ctx, 50*time.Millisecond)
+			continue
+		}
+		node := targets[cl.rng.IntN(len(targets))]
+		key := cl.w.Key(cl.rng.IntN(cl.w.Keys))
+		var op *Op
+		switch p := cl.rng.IntN(100); {
+		case p < 30:
+			op = cl.get(node, key)
+		case p < 40:
+			// Serializable reads stay on one node per client: only there must
+			// they never go back in time.
+			home := cl.id % cl.c.Size()
+			if !cl.c.Nodes[home].Running() {
+				continue
+			}
+			op = cl.serialGet(home, key)
+		case p < 60:
+			op = cl.put(node, key)
+		case p < 72:
+			op = cl.cas(node, key)
+		case p < 80:
+			op = cl.delete(node, key)
+		case p < 92:
+			op = cl.txnPut(node, key)
+		default:
+			if k := cl.known[key]; k.found && k.value != "" {
+				op = cl.txnDelete(node, key, k.value)
+			} else {
+				op = cl.txnPut(node, key)
+			}
+		}
+		if op == nil {
+			continue
+		}
+		cl.learn(op)
+		cl.rec.add(op)
+		switch op.Outcome {
+		case Unknown:
+			// Each unknown write stays open to the end of the history and
+			// widens the checker's search; do not pile them up while the
+			// cluster is unavailable.
+			sleep(ctx, time.Duration(150+cl.rng.IntN(200))*time.Millisecond)
+		case Error:
+			sleep(ctx, time.Duration(20+cl.rng.IntN(50))*time.Millisecond)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// learn remembers what op showed about its key.
+func (cl *client) learn(op *Op) {
+	switch {
+	case op.Outcome == Unknown || op.Outcome == Error:
+		delete(cl.known, op.Key)
+	case op.Kind == KindPut || (op.Kind == KindCAS && op.Outcome == OK):
+		cl.known[op.Key] = known{found: true, value: op.Value, rev: op.Rev}
+	case op.Kind == KindCAS:
+		cl.known[op.Key] = known{found: op.Rev != 0, rev: op.Rev}
+	case op.Kind == KindDelete || (op.Kind == KindTxnDelete && op.Outcome == OK):
+		cl.known[op.Key] = known{}
+	default:
+		cl.known[op.Key] = known{found: op.Found, value: op.Got, rev: op.Rev}
+	}
+}
+
+func (cl *client) nextValue() string {
+	cl.seq++
+	return fmt.Sprintf("c%d-%d", cl.id, cl.seq)
+}
+
+// answer is one HTTP exchange.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+	err    error
+}
+
+// errorCode is the "code" of a JSON error body, and its "revision".
+func (a answer) errorCode() (string, int64) {
+	var e struct {
+		Error struct {
+			Code     string `json:"code"`
+			Revision int64  `json:"revision"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(a.body, &e)
+	return e.Error.Code, e.Error.Revision
+}
+
+// notSent reports whether the request never left: the connection was
+// refused, so the server cannot have acted on it.
+func (a answer) notSent() bool {
+	var oe *net.OpError
+	return errors.As(a.err, &oe) && oe.Op == "dial"
+}
+
+func (cl *client) do(node int, method, path string, body []byte, hdr map[string]string) answer {
+	req, err := http.NewRequest(method, cl.c.Nodes[node].URL()+path, bytes.NewReader(body))
+	if err != nil {
+		return answer{err: err}
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := cl.hc.Do(req)
+	if err != nil {
+		return answer{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, header: resp.Header, body: b, err: err}
+}
+
+func (cl *client) begin(node int, kind Kind, key string) *Op {
+	return &Op{Client: cl.id, Node: cl.c.Nodes[node].Name, Kind: kind, Key: key, Call: cl.rec.now()}
+}
+
+// settle classifies an answer that is not a success: reads that fail are
+// errors (no effect); writes that may have reached the server are unknown.
+func (cl *client) settle(op *Op, a answer) *Op {
+	op.Return = cl.rec.now()
+	switch {
+	case a.err != nil:
+		op.Err = a.err.Error()
+	default:
+		code, _ := a.errorCode()
+		op.Err = fmt.Sprintf("%d %s", a.status, code)
+		if a.status/100 == 4 {
+			// The request itself was wrong: a harness or API bug, not a fault.
+			cl.rec.anomaly("%s: unexpected answer %d %s", op, a.status, bytes.TrimSpace(a.body))
+			op.Outcome = Error
+			return op
+		}
+	}
+	if op.IsWrite() && !a.notSent() {
+		op.Outcome = Unknown
+	} else {
+		op.Outcome = Error
+	}
+	return op
+}
+
+func keyPath(key string) string { return "/v1/kv/" + url.PathEscape(key) }
+
+func (cl *client) get(node int, key string) *Op {
+	op := cl.begin(node, KindGet, key)
+	return cl.read(op, node, keyPath(key))
+}
+
+func (cl *client) serialGet(node int, key string) *Op {
+	op := cl.begin(node, KindSerialGet, key)
+	op.Incarnation = cl.c.Nodes[node].Incarnation()
+	return cl.read(op, node, keyPath(key)+"?consistency=serializable")
+}
+
+func (cl *client) read(op *Op, node int, path string) *Op {
+	a := cl.do(node, http.MethodGet, path, nil, nil)
+	if a.err == nil && a.status == http.StatusNotFound {
+		if code, _ := a.errorCode(); code == "key_not_found" {
+			op.Return = cl.rec.now()
+			return op
+		}
+	}
+	if a.err != nil || a.status != http.StatusOK {
+		return cl.settle(op, a)
+	}
+	op.Return = cl.rec.now()
+	op.Found, op.Got = true, string(a.body)
+	op.Rev, _ = strconv.ParseInt(a.header.Get("X-Cairn-Revision"), 10, 64)
+	op.Ver, _ = strconv.ParseInt(a.header.Get("X-Cairn-Version"), 10, 64)
+	op.Stale = a.header.Get("X-Cairn-Stale") == "true"
+	if op.Rev <= 0 || op.Ver <= 0 {
+		cl.rec.anomaly("%s: no revision or version headers", op)
+	}
+	return op
+}
+
+func (cl *client) put(node int, key string) *Op {
+	op := cl.begin(node, KindPut, key)
+	op.Value = cl.nextValue()
+	return cl.write(op, node, nil)
+}
+
+func (cl *client) cas(node int, key string) *Op {
+	op := cl.begin(node, KindCAS, key)
+	op.Value, op.Match = cl.nextValue(), cl.known[key].rev
+	return cl.write(op, node, map[string]string{"If-Match": fmt.Sprintf(`"%d"`, op.Match)})
+}
+
+func (cl *client) write(op *Op, node int, hdr map[string]string) *Op {
+	a := cl.do(node, http.MethodPut, keyPath(op.Key), []byte(op.Value), hdr)
+	if a.err == nil && a.status == http.StatusPreconditionFailed && op.Kind == KindCAS {
+		op.Return = cl.rec.now()
+		op.Outcome = Failed
+		_, op.Rev = a.errorCode()
+		return op
+	}
+	if a.err != nil || a.status != http.StatusOK {
+		return cl.settle(op, a)
+	}
+	op.Return = cl.rec.now()
+	var out struct {
+		Revision int64 `json:"revision"`
+	}
+	if err := json.Unmarshal(a.body, &out); err != nil || out.Revision <= 0 {
+		cl.rec.anomaly("%s: bad answer %q", op, a.body)
+	}
+	op.Rev, op.ClusterRev = out.Revision, out.Revision
+	return op
+}
+
+func (cl *client) delete(node int, key string) *Op {
+	op := cl.begin(node, KindDelete, key)
+	a := cl.do(node, http.MethodDelete, keyPath(key), nil, nil)
+	if a.err != nil || a.status != http.StatusOK {
+		return cl.settle(op, a)
+	}
+	op.Return = cl.rec.now()
+	var out struct {
+		Deleted  int64 `json:"deleted"`
+		Revision int64 `json:"revision"`
+	}
+	if err := json.Unmarshal(a.body, &out); err != nil {
+		cl.rec.anomaly("%s: bad answer %q", op, a.body)
+	}
+	op.Deleted, op.ClusterRev = out.Deleted, out.Revision
+	return op
+}
+
+type txnCompare struct {
+	Key    string `json:"key"`
+	Target string `json:"target"`
+	Op     string `json:"op"`
+	Value  string `json:"value,omitempty"`
+	Number *int64 `json:"number,omitempty"`
+}
+
+type txnOp struct {
+	Op    string `json:"op"`
+	Key   string `json:"key"`
+	Value string `json:"value,omitempty"`
+}
+
+type txnRequest struct {
+	Compare []txnCompare `json:"compare"`
+	Success []txnOp      `json:"success"`
+	Failure []txnOp      `json:"failure"`
+}
+
+type txnResponse struct {
+	Succeeded bool  `json:"succeeded"`
+	Revision  int64 `json:"revision"`
+	Results   []struct {
+		Op      string `json:"op"`
+		Key     string `json:"key"`
+		Item    *Item  `json:"item"`
+		Deleted int64  `json:"deleted"`
+	} `json:"results"`
+}
+
+func (cl *client) txnPut(node int, key string) *Op {
+	op := cl.begin(node, KindTxnPut, key)
+	op.Value, op.Match = cl.nextValue(), cl.known[key].rev
+	req := txnRequest{
+		Compare: []txnCompare{{Key: key, Target: "mod_revision", Op: "=", Number: &op.Match}},
+		Success: []txnOp{{Op: "put", Key: key, Value: op.Value}, {Op: "get", Key: key}},
+		Failure: []txnOp{{Op: "get", Key: key}},
+	}
+	res, ok := cl.txn(op, node, req)
+	if !ok {
+		return op
+	}
+	last := len(res.Results) - 1
+	if want := map[bool]int{true: 2, false: 1}[res.Succeeded]; len(res.Results) != want {
+		cl.rec.anomaly("%s: %d results, want %d", op, len(res.Results), want)
+		op.Outcome = Unknown
+		return op
+	}
+	if it := res.Results[last].Item; it != nil {
+		op.Found, op.Got, op.Rev, op.Ver = true, string(it.Value), it.ModRevision, it.Version
+	}
+	if res.Succeeded {
+		op.Outcome = OK
+		if put := res.Results[0].Item; put == nil || put.ModRevision != res.Revision || op.Rev != res.Revision {
+			cl.rec.anomaly("%s: put item %+v and get %d disagree with the txn revision %d", op, put, op.Rev, res.Revision)
+		}
+	} else {
+		op.Outcome = Failed
+	}
+	return op
+}
+
+func (cl *client) txnDelete(node int, key, value string) *Op {
+	op := cl.begin(node, KindTxnDelete, key)
+	op.MatchValue = value
+	req := txnRequest{
+		Compare: []txnCompare{{Key: key, Target: "value", Op: "=", Value: value}},
+		Success: []txnOp{{Op: "delete", Key: key}},
+		Failure: []txnOp{{Op: "get", Key: key}},
+	}
+	res, ok := cl.txn(op, node, req)
+	if !ok {
+		return op
+	}
+	if len(res.Results) != 1 {
+		cl.rec.anomaly("%s: %d results, want 1", op, len(res.Results))
+		op.Outcome = Unknown
+		return op
+	}
+	if res.Succeeded {
+		op.Outcome, op.Deleted = OK, res.Results[0].Deleted
+	} else if it := res.Results[0].Item; it != nil {
+		op.Outcome, op.Found, op.Got, op.Rev, op.Ver = Failed, true, string(it.Value), it.ModRevision, it.Version
+	} else {
+		op.Outcome = Failed
+	}
+	return op
+}
+
+// txn posts a transaction; ok is false when op is already settled (an
+// error, or an answer that cannot be read).
+func (cl *client) txn(op *Op, node int, req txnRequest) (*txnResponse, bool) {
+	body, _ := json.Marshal(req)
+	a := cl.do(node, http.MethodPost, "/v1/txn", body, map[string]string{"Content-Type": "application/json"})
+	if a.err != nil || a.status != http.StatusOK {
+		cl.settle(op, a)
+		return nil, false
+	}
+	op.Return = cl.rec.now()
+	var res txnResponse
+	if err := json.Unmarshal(a.body, &res); err != nil {
+		cl.rec.anomaly("%s: bad answer %q", op, a.body)
+		op.Outcome = Unknown
+		return nil, false
+	}
+	op.ClusterRev = res.Revision
+	return &res, true
+}
