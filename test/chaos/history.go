@@ -81,6 +81,9 @@ type Op struct {
 	Incarnation int
 	Stale       bool
 	Err         string
+	// Dropped marks an Unknown operation that the revision counter shows
+	// changed nothing (see accountUnknowns); the check leaves it out.
+	Dropped bool `json:",omitempty"`
 }
 
 // IsWrite reports whether the operation may change the key.

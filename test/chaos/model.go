@@ -243,8 +243,8 @@ type Annotation struct {
 }
 
 // CheckLinearizable checks the linearizable operations of ops (get, put,
-// cas, delete and the txns; serializable reads and Error operations are left
-// out) with porcupine, one partition per key. Unknown operations must already
+// cas, delete and the txns; serializable reads, Error and Dropped operations
+// are left out) with porcupine, one partition per key. Unknown operations must already
 // carry the end of the history as their return time. When the history is not
 // linearizable, it writes porcupine's visualization of the offending keys,
 // with the faults as annotations, to htmlDir. A check that runs out of time
@@ -253,7 +253,7 @@ func CheckLinearizable(ops []*Op, faults []Annotation, timeout time.Duration, ht
 	var hist []porcupine.Operation
 	keys := map[string]bool{}
 	for _, o := range ops {
-		if o.Kind == KindSerialGet || o.Outcome == Error {
+		if o.Kind == KindSerialGet || o.Outcome == Error || o.Dropped {
 			continue
 		}
 		keys[o.Key] = true

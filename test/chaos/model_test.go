@@ -208,3 +208,29 @@ func TestReportFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestAccountUnknowns(t *testing.T) {
+	mk := func() []*Op {
+		return []*Op{
+			{Kind: KindPut, Key: "k", Value: "a", Outcome: OK, Rev: 1},
+			{Kind: KindPut, Key: "k", Value: "b", Outcome: Unknown},          // seen below
+			{Kind: KindPut, Key: "k", Value: "c", Outcome: Unknown},          // never seen
+			{Kind: KindDelete, Key: "k", Outcome: Unknown},                   // never seen
+			{Kind: KindGet, Key: "k", Found: true, Got: "b", Rev: 3, Ver: 2}, // sees b
+		}
+	}
+	// 1 acknowledged + 1 seen + 2 filler = 4 changes: c and the delete did nothing.
+	ops := mk()
+	note := accountUnknowns(ops, 4, 2, 0)
+	if !ops[2].Dropped || !ops[3].Dropped || ops[1].Dropped {
+		t.Fatalf("dropped %v %v %v: %s", ops[1].Dropped, ops[2].Dropped, ops[3].Dropped, note)
+	}
+	// One change more than explained: some unknown write took effect; keep them all.
+	ops = mk()
+	accountUnknowns(ops, 5, 2, 0)
+	for _, o := range ops {
+		if o.Dropped {
+			t.Fatalf("dropped %s although a change is unexplained", o)
+		}
+	}
+}

@@ -95,6 +95,9 @@ type nemesis struct {
 	logf   func(string, ...any)
 	mu     sync.Mutex
 	faults []FaultRecord
+	// Filler writes acknowledged, and with an unknown outcome: the revision
+	// accounting in Run needs them.
+	fillAcked, fillUnknown atomic.Int64
 }
 
 func (nm *nemesis) names(idx []int) string {
@@ -386,11 +389,11 @@ func injectSnapshot(nm *nemesis) (func() (string, error), string, error) {
 }
 
 // fill writes filler keys through live nodes other than away until some
-// live node reports an applied index of at least target.
+// live node reports an applied index of at least target. Requests in flight
+// when it stops run to their end, so that each one's outcome is known.
 func (nm *nemesis) fill(away int, target uint64, limit time.Duration) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
 	var written atomic.Int64
+	var stop atomic.Bool
 	var wg sync.WaitGroup
 	hc := &http.Client{Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
@@ -398,32 +401,42 @@ func (nm *nemesis) fill(away int, target uint64, limit time.Duration) (int, erro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for n := 0; ctx.Err() == nil; n++ {
+			for n := 0; !stop.Load(); n++ {
 				live := slices.DeleteFunc(nm.c.Live(), func(i int) bool { return i == away })
 				if len(live) == 0 {
-					sleep(ctx, 50*time.Millisecond)
+					time.Sleep(50 * time.Millisecond)
 					continue
 				}
 				i := live[(g+n)%len(live)]
 				key := fmt.Sprintf("%sfill/%d-%d", nm.prefix, g, n%50)
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPut, nm.c.Nodes[i].URL()+keyPath(key), strings.NewReader("x"))
+				req, _ := http.NewRequest(http.MethodPut, nm.c.Nodes[i].URL()+keyPath(key), strings.NewReader("x"))
 				resp, err := hc.Do(req)
+				switch {
+				case err != nil:
+					if !(answer{err: err}).notSent() {
+						nm.fillUnknown.Add(1)
+					}
+				case resp.StatusCode == http.StatusOK:
+					written.Add(1)
+					nm.fillAcked.Add(1)
+				case resp.StatusCode/100 == 5:
+					nm.fillUnknown.Add(1)
+				}
 				if err != nil {
-					sleep(ctx, 50*time.Millisecond)
+					time.Sleep(50 * time.Millisecond)
 					continue
 				}
 				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					written.Add(1)
-				} else {
-					sleep(ctx, 50*time.Millisecond)
+				if resp.StatusCode != http.StatusOK {
+					time.Sleep(50 * time.Millisecond)
 				}
 			}
 		}()
 	}
 	defer wg.Wait()
-	defer cancel()
-	for ctx.Err() == nil {
+	defer stop.Store(true)
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
 		for _, i := range nm.c.Live() {
 			if i == away {
 				continue
@@ -432,7 +445,7 @@ func (nm *nemesis) fill(away int, target uint64, limit time.Duration) (int, erro
 				return int(written.Load()), nil
 			}
 		}
-		sleep(ctx, 100*time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	return int(written.Load()), fmt.Errorf("the leader did not reach applied index %d in %s", target, limit)
 }
