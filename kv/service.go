@@ -554,10 +554,24 @@ func (s *Service) AddMember(ctx context.Context, m MemberSpec) error {
 func (s *Service) RemoveMember(ctx context.Context, name string) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if err := mapErr(s.node.RemoveMember(ctx, name)); err != nil {
+	// The metadata goes first. A leader asked to remove itself can propose
+	// nothing once the change has committed: it is out of the configuration
+	// and hears from no leader, so a deletion proposed afterwards failed
+	// (503) for a removal that had taken effect, and a retry got 404.
+	old, _ := s.db.Get(memberKey(name))
+	if _, err := s.propose(ctx, command{Type: cmdMemberDel, Name: name}); err != nil {
 		return err
 	}
-	_, err := s.propose(ctx, command{Type: cmdMemberDel, Name: name})
+	err := mapErr(s.node.RemoveMember(ctx, name))
+	if err != nil && old != nil && !errors.Is(err, ErrMemberNotFound) {
+		// The member may still be in the configuration: put its addresses
+		// back (best effort; a restarted member publishes them again). If
+		// the removal took effect after all, the record is never listed.
+		var m Member
+		if json.Unmarshal(old, &m) == nil {
+			_, _ = s.propose(ctx, command{Type: cmdMemberSet, Member: &m})
+		}
+	}
 	return err
 }
 
