@@ -625,8 +625,9 @@ func (s *Service) Status(ctx context.Context) (*Status, error) {
 // index for the node to count as caught up.
 const readyLag = 1000
 
-// Ready returns nil when this node knows a leader, is in contact with it and
-// has applied the log nearly to the commit index.
+// Ready returns nil when this node knows a leader, is in contact with it,
+// has applied the log nearly to the commit index and, after a restart, at
+// least as far as it had before (see raftnode.Node.CaughtUp).
 func (s *Service) Ready() error {
 	st := s.node.Status()
 	if st.LeaderID == "" {
@@ -635,14 +636,19 @@ func (s *Service) Ready() error {
 	if s.node.IsStale() {
 		return fmt.Errorf("%w: no contact with the leader for %s", ErrNoLeader, st.LastContact)
 	}
+	if !s.node.CaughtUp() {
+		return fmt.Errorf("%w: replaying the log after a restart (applied %d, log %d)", ErrUnavailable, st.AppliedIndex, st.LastIndex)
+	}
 	if st.CommitIndex > st.AppliedIndex+readyLag {
 		return fmt.Errorf("%w: catching up (applied %d of %d)", ErrUnavailable, st.AppliedIndex, st.CommitIndex)
 	}
 	return nil
 }
 
-// IsStale reports whether local (serializable) reads may be out of date.
-func (s *Service) IsStale() bool { return s.node.IsStale() }
+// IsStale reports whether local (serializable) reads may be out of date: no
+// contact with a leader, or a restarted node still replaying its log (its
+// state may be older than what it served before it stopped).
+func (s *Service) IsStale() bool { return s.node.IsStale() || !s.node.CaughtUp() }
 
 // Digest summarizes the replicated state: the revision and a hash of every
 // key, value and metadata byte, read from one consistent snapshot. Replicas

@@ -85,6 +85,10 @@ type Node struct {
 	readyTerm atomic.Uint64
 	termMu    sync.Mutex
 
+	// caughtUp is set once the state has caught up with what this node may
+	// have applied before it last stopped (see awaitReplay).
+	caughtUp atomic.Bool
+
 	readMu      sync.Mutex
 	readWaiters []chan readResult
 	readRunning bool
@@ -167,6 +171,13 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 	n.hadState = hasState
+	// The state database is written unsynced, so after a crash it can be
+	// behind what this node applied (and served) before; everything it
+	// applied is in its durable log, whose last index bounds it.
+	replayTo, err := logs.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
 	if n.raft, err = raft.NewRaft(rc, n.fsm, cached, logs, n.snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
@@ -187,12 +198,78 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.cli = peer.NewRPCClient(cfg.Dialer)
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.rpc.Serve() }()
 	go func() { defer n.wg.Done(); n.watchLeadership() }()
+	go func() { defer n.wg.Done(); n.awaitReplay(replayTo) }()
 	ok = true
 	return n, nil
 }
+
+// awaitReplay sets caughtUp once the applied index reaches target, the last
+// index of the durable log at start: nothing this node applied before it
+// stopped lies beyond it. Entries at the end of that log may never commit
+// (a crashed leader's tail that no one else has), so the node also asks the
+// leader for its commit index, which covers every committed entry, and
+// waits for whichever of the two it reaches first.
+func (n *Node) awaitReplay(target uint64) {
+	if n.fsm.applied.Load() >= target {
+		n.caughtUp.Store(true)
+		return
+	}
+	n.log.Info("replaying the log before serving local reads", "applied", n.fsm.applied.Load(), "log", target)
+	asked := make(chan uint64, 1)
+	asking := false
+	ask := func() {
+		asking = true
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+			defer cancel()
+			go func() {
+				select {
+				case <-n.done: // Close must not wait for the leader's answer
+				case <-ctx.Done():
+				}
+				cancel()
+			}()
+			idx, err := n.readIndex(ctx)
+			if err != nil {
+				idx = target
+			}
+			asked <- idx
+		}()
+	}
+	retry := time.NewTicker(n.cfg.ElectionTimeout)
+	defer retry.Stop()
+	ask()
+	for {
+		ch := n.fsm.appliedChanged()
+		if applied := n.fsm.applied.Load(); applied >= target {
+			n.caughtUp.Store(true)
+			n.log.Info("caught up with the log", "applied", applied)
+			return
+		}
+		select {
+		case <-ch:
+		case idx := <-asked:
+			asking = false
+			target = min(target, idx)
+		case <-retry.C:
+			if !asking {
+				ask()
+			}
+		case <-n.done:
+			return
+		}
+	}
+}
+
+// CaughtUp reports whether this node has applied at least what it had
+// applied before it last stopped. Until then its local state can be older
+// than what it served before a crash, so it is neither ready nor fresh.
+func (n *Node) CaughtUp() bool { return n.caughtUp.Load() }
 
 // catchUpFromSnapshot restores the newest snapshot when the state database is
 // older than it (for example a state directory lost while the log survived).
@@ -351,6 +428,16 @@ func (n *Node) proposeLocal(ctx context.Context, data []byte) ([]byte, error) {
 func (n *Node) ReadIndex(ctx context.Context) error {
 	ctx, cancel := n.withDeadline(ctx)
 	defer cancel()
+	idx, err := n.readIndex(ctx)
+	if err != nil {
+		return err
+	}
+	return n.WaitApplied(ctx, idx)
+}
+
+// readIndex is the leader's commit index once it has confirmed its
+// leadership: every write committed before the call is at or below it.
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	var idx uint64
 	err := n.onLeader(ctx, func() error {
 		var err error
@@ -364,10 +451,7 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 		idx = reply.Index
 		return codeErr(reply.Code, reply.Msg)
 	})
-	if err != nil {
-		return err
-	}
-	return n.WaitApplied(ctx, idx)
+	return idx, err
 }
 
 // WaitApplied blocks until the applied index reaches idx or ctx ends.
