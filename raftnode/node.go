@@ -222,6 +222,7 @@ func (n *Node) awaitReplay(target uint64) {
 	asking := false
 	ask := func() {
 		asking = true
+		fallback := target // target changes in the loop below
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -236,7 +237,7 @@ func (n *Node) awaitReplay(target uint64) {
 			}()
 			idx, err := n.readIndex(ctx)
 			if err != nil {
-				idx = target
+				idx = fallback
 			}
 			asked <- idx
 		}()
