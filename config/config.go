@@ -6,8 +6,38 @@ package config
 import (
 	"log/slog"
 	"net"
+	"strings"
 	"time"
+
+	"github.com/cairnkv/cairn/auth"
 )
+
+// Auth is the config file's auth section: users and ordered ACL rules,
+// evaluated before those managed at run time (see package auth).
+type Auth struct {
+	Users []auth.User `yaml:"users"`
+	Rules []auth.Rule `yaml:"rules"`
+}
+
+// StringList is a list flag written as comma-separated values (a YAML list in
+// the config file). Setting it replaces the list.
+type StringList []string
+
+func (l *StringList) String() string { return strings.Join(*l, ",") }
+
+// Set implements pflag.Value.
+func (l *StringList) Set(v string) error {
+	*l = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// Type implements pflag.Value.
+func (l *StringList) Type() string { return "list" }
 
 // Config is everything a cairn server needs. The yaml names equal the flag names.
 type Config struct {
@@ -34,6 +64,28 @@ type Config struct {
 	PeerCertFile      string `yaml:"peer-cert-file"`
 	PeerKeyFile       string `yaml:"peer-key-file"`
 	PeerTrustedCAFile string `yaml:"peer-trusted-ca-file"`
+
+	// TLS on the client (HTTP) and RESP ports; certificates are reloaded
+	// when the files change.
+	CertFile       string `yaml:"cert-file"`
+	KeyFile        string `yaml:"key-file"`
+	TrustedCAFile  string `yaml:"trusted-ca-file"`
+	ClientCertAuth bool   `yaml:"client-cert-auth"`
+
+	// AllowedHosts lists the client addresses (CIDRs or IPs) whose
+	// connections to the client and RESP ports are kept; empty allows all.
+	AllowedHosts StringList `yaml:"allowed-hosts"`
+	// MaxInflightRequests bounds the requests served at once (HTTP 429,
+	// RESP -BUSY over it); MaxConnections bounds open connections per port.
+	MaxInflightRequests int64 `yaml:"max-inflight-requests"`
+	MaxConnections      int64 `yaml:"max-connections"`
+	// ReadTimeout bounds how long a client may take to send one request;
+	// IdleTimeout closes connections that send nothing for that long.
+	ReadTimeout time.Duration `yaml:"read-timeout"`
+	IdleTimeout time.Duration `yaml:"idle-timeout"`
+
+	// Auth holds users and ACL rules; config file only (no flag).
+	Auth Auth `yaml:"auth" flag:"-"`
 
 	MaxValueBytes int64 `yaml:"max-value-bytes"`
 
@@ -77,6 +129,10 @@ func Default() Config {
 		ListenResp:          "127.0.0.1:7702",
 		InitialClusterState: "new",
 		MaxValueBytes:       DefaultMaxValueBytes,
+		MaxInflightRequests: 10000,
+		MaxConnections:      10000,
+		ReadTimeout:         30 * time.Second,
+		IdleTimeout:         10 * time.Minute,
 		HeartbeatTimeout:    1000 * time.Millisecond,
 		ElectionTimeout:     1000 * time.Millisecond,
 		RequestTimeout:      5 * time.Second,

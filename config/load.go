@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 )
@@ -38,6 +39,15 @@ var flagHelp = map[string]string{
 	"peer-key-file":         "TLS key for the peer port",
 	"peer-trusted-ca-file":  "CA that signs every peer's certificate",
 	"max-value-bytes":       "largest value accepted, in bytes (up to 64 MiB)",
+	"cert-file":             "TLS certificate for the client and RESP ports (reloaded when the file changes)",
+	"key-file":              "TLS key for the client and RESP ports",
+	"trusted-ca-file":       "CA whose client certificates are verified; the CN becomes the identity",
+	"client-cert-auth":      "require a client certificate signed by trusted-ca-file",
+	"allowed-hosts":         "comma-separated CIDRs or IPs allowed to connect to the client and RESP ports (empty: all)",
+	"max-inflight-requests": "requests served at once before HTTP 429 / RESP -BUSY (0: no limit)",
+	"max-connections":       "open connections per client port (0: no limit)",
+	"read-timeout":          "longest time a client may take to send one request",
+	"idle-timeout":          "close client connections idle this long (0: never)",
 	"heartbeat-timeout":     "Raft heartbeat timeout",
 	"election-timeout":      "Raft election timeout",
 	"request-timeout":       "how long a request may wait for a leader and a quorum",
@@ -64,7 +74,7 @@ func RegisterFlags(fs *pflag.FlagSet, c *Config) *Flags {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		name := yamlName(t.Field(i))
-		if name == "" {
+		if name == "" || t.Field(i).Tag.Get("flag") == "-" {
 			continue
 		}
 		help := flagHelp[name]
@@ -79,6 +89,8 @@ func RegisterFlags(fs *pflag.FlagSet, c *Config) *Flags {
 			fs.Uint64Var(p, name, *p, help)
 		case *time.Duration:
 			fs.DurationVar(p, name, *p, help)
+		case pflag.Value:
+			fs.Var(p, name, help)
 		default:
 			panic(fmt.Sprintf("config: no flag type for field %s", t.Field(i).Name))
 		}
@@ -208,6 +220,26 @@ func (c *Config) Validate() error {
 	}
 	if certs == 2 && c.PeerTrustedCAFile == "" {
 		bad("peer-trusted-ca-file is required with a peer certificate")
+	}
+	switch {
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		bad("cert-file and key-file go together")
+	case c.TrustedCAFile != "" && c.CertFile == "":
+		bad("trusted-ca-file needs cert-file and key-file (client certificates are a TLS feature)")
+	case c.ClientCertAuth && c.TrustedCAFile == "":
+		bad("client-cert-auth needs trusted-ca-file")
+	}
+	if _, err := auth.ParseHosts(c.AllowedHosts); err != nil {
+		errs = append(errs, fmt.Errorf("%w: allowed-hosts: %w", ErrInvalid, err))
+	}
+	if c.MaxInflightRequests < 0 || c.MaxConnections < 0 || c.ReadTimeout < 0 || c.IdleTimeout < 0 {
+		bad("max-inflight-requests, max-connections, read-timeout and idle-timeout must not be negative")
+	}
+	if _, err := auth.Compile(c.Auth.Rules); err != nil {
+		errs = append(errs, fmt.Errorf("%w: auth.rules: %w", ErrInvalid, err))
+	}
+	if _, err := auth.NewDirectory(nil, c.Auth.Users); err != nil {
+		errs = append(errs, fmt.Errorf("%w: auth.users: %w", ErrInvalid, err))
 	}
 	if c.MaxValueBytes < 1 || c.MaxValueBytes > MaxMaxValueBytes {
 		bad("max-value-bytes must be within 1..%d, not %d", MaxMaxValueBytes, c.MaxValueBytes)

@@ -64,6 +64,13 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		re *requestError
 		pe *kv.PreconditionError
 	)
+	if status, code, ok := isAuthError(err); ok {
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="cairn", charset="UTF-8"`)
+		}
+		writeError(w, status, code, err.Error(), nil)
+		return
+	}
 	switch {
 	case errors.As(err, &re):
 		writeError(w, re.status, re.code, re.Error(), nil)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -45,6 +46,13 @@ type Options struct {
 	// IsStale reports whether this node has lost contact with a leader, so
 	// that serializable reads can say they may be out of date. It may be nil.
 	IsStale func() bool
+	// Authenticator checks Basic and Bearer credentials; nil refuses any
+	// request that sends an Authorization header.
+	Authenticator Authenticator
+	// Admin serves /v1/auth/users and /v1/auth/rules; nil answers 501.
+	Admin AuthAdmin
+	// Inflight bounds requests served at once (429 over it); nil: no bound.
+	Inflight *auth.Inflight
 }
 
 // DefaultMaxValueBytes is the value limit when Options.MaxValueBytes is 0.
@@ -75,11 +83,15 @@ type api struct {
 	kvAllow string
 	// leaderWait is leaderWait, shortened by tests.
 	leaderWait time.Duration
+	authn      Authenticator
+	admin      AuthAdmin
+	inflight   *auth.Inflight
 }
 
 // New returns the handler for every route of the HTTP API v1.
 func New(svc Service, o Options) http.Handler {
-	a := &api{svc: svc, maxValue: o.MaxValueBytes, isStale: o.IsStale, log: o.Logger, mux: http.NewServeMux(), leaderWait: leaderWait}
+	a := &api{svc: svc, maxValue: o.MaxValueBytes, isStale: o.IsStale, log: o.Logger, mux: http.NewServeMux(), leaderWait: leaderWait,
+		authn: o.Authenticator, admin: o.Admin, inflight: o.Inflight}
 	if a.maxValue <= 0 {
 		a.maxValue = DefaultMaxValueBytes
 	}
@@ -94,6 +106,16 @@ func New(svc Service, o Options) http.Handler {
 	a.handle("/v1/cluster/members/{name}/promote", methods{http.MethodPost: a.promote})
 	a.handle("/v1/cluster/leader/transfer", methods{http.MethodPost: a.transfer})
 	a.handle("/v1/cluster/status", methods{http.MethodGet: a.status})
+	a.handle("/v1/auth/whoami", methods{http.MethodGet: a.whoami})
+	if a.admin != nil {
+		a.handle("/v1/auth/users", methods{http.MethodGet: a.listUsers})
+		a.handle("/v1/auth/users/{name}", methods{http.MethodPut: a.putUser, http.MethodDelete: a.deleteUser})
+		a.handle("/v1/auth/users/{name}/tokens", methods{http.MethodPost: a.addToken})
+		a.handle("/v1/auth/users/{name}/tokens/{id}", methods{http.MethodDelete: a.deleteToken})
+		a.handle("/v1/auth/rules", methods{http.MethodGet: a.getRules, http.MethodPut: a.putRules})
+	} else {
+		a.mux.HandleFunc("/v1/auth/", a.noAdmin)
+	}
 	a.handle("/healthz", methods{http.MethodGet: a.healthz})
 	a.handle("/readyz", methods{http.MethodGet: a.readyz})
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -131,7 +153,26 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed string) {
 // ServeHTTP routes through the mux, except for key paths the mux would
 // "clean" (a//b, a/./b, a/../b): it redirects those to another path, which
 // names another key, so they are dispatched here with the key as sent.
+//
+// Before routing it sheds load over the in-flight bound (health checks
+// excepted) and establishes the caller's identity, which travels in the
+// request context to the kv service, where access is decided.
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p != "/healthz" && p != "/readyz" {
+		if !a.inflight.TryAcquire() {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "too_many_requests", "this node is serving as many requests as it may; retry shortly", nil)
+			return
+		}
+		defer a.inflight.Release()
+	}
+	id, err := a.identify(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="cairn", charset="UTF-8"`)
+		writeError(w, http.StatusUnauthorized, "unauthenticated", "wrong user name, password or token", nil)
+		return
+	}
+	r = r.WithContext(auth.WithIdentity(r.Context(), id))
 	if r.Method != http.MethodConnect {
 		if p := r.URL.EscapedPath(); strings.HasPrefix(p, kvPrefix) && !isCleanPath(p) {
 			method := r.Method

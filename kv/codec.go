@@ -11,12 +11,19 @@ import (
 //	0x02 be64(expires) key   TTL index entry (empty value)
 //	0x03 "rev"               cluster revision (be64)
 //	0x04 name                member metadata (JSON)
+//	0x05 "u" name            user (JSON auth.User)
+//	0x05 "r"                 ACL rules (JSON []auth.Rule)
 const (
 	prefixData   byte = 0x01
 	prefixTTL    byte = 0x02
 	prefixMeta   byte = 0x03
 	prefixMember byte = 0x04
+	prefixAuth   byte = 0x05
 )
+
+var authRulesKey = []byte{prefixAuth, 'r'}
+
+func authUserKey(name string) []byte { return append([]byte{prefixAuth, 'u'}, name...) }
 
 var revKey = []byte{prefixMeta, 'r', 'e', 'v'}
 

@@ -22,6 +22,7 @@ const (
 	cmdCodeExpire
 	cmdCodeMemberSet
 	cmdCodeMemberDel
+	cmdCodeAuth
 )
 
 var opCodes = []OpType{OpGet, OpPut, OpDelete, OpDeletePrefix, OpPatch, OpIncr, OpIncrFloat, OpAppend, OpExpire, OpRename}
@@ -160,6 +161,13 @@ func encodeCommand(c command) ([]byte, error) {
 	case cmdMemberDel:
 		e.byte(cmdCodeMemberDel)
 		e.str(c.Name)
+	case cmdAuth:
+		e.byte(cmdCodeAuth)
+		b, err := json.Marshal(c.Auth)
+		if err != nil {
+			return nil, err
+		}
+		e.bytes(b)
 	default:
 		return nil, fmt.Errorf("%w: command %q", ErrInvalidArgument, c.Type)
 	}
@@ -250,6 +258,15 @@ func decodeCommand(b []byte) (command, error) {
 	case cmdCodeMemberDel:
 		c.Type = cmdMemberDel
 		c.Name = d.str()
+	case cmdCodeAuth:
+		c.Type = cmdAuth
+		raw := d.bytes()
+		if d.err == nil {
+			c.Auth = &authOp{}
+			if err := json.Unmarshal(raw, c.Auth); err != nil {
+				return c, fmt.Errorf("%w: %w", errCorruptCommand, err)
+			}
+		}
 	default:
 		d.fail()
 	}

@@ -29,6 +29,8 @@ type Machine struct {
 	// hot key does not pay for a pebble lookup (a memtable seek is a chain of
 	// cache misses). Only the apply goroutine touches it.
 	recent recordCache
+	// authState is the replicated users and rules (see auth.go).
+	authState atomic.Pointer[AuthState]
 }
 
 // recordCache maps keys to their current record (nil: known absent). When it
@@ -38,17 +40,23 @@ type recordCache struct {
 	m      map[string]*Record
 	bytes  int
 	budget int
+	// complete means m holds every record of the database, so a key it does
+	// not hold is absent and needs no pebble read (a memtable seek for a new
+	// key was the largest cost of applying writes). It holds from an empty
+	// database until the cache first outgrows its budget.
+	complete bool
 }
 
 const recordCacheBudget = 64 << 20
 
 func (c *recordCache) get(key string) (*Record, bool) {
 	r, ok := c.m[key]
-	return r, ok
+	return r, ok || c.complete
 }
 
 func (c *recordCache) put(key string, r *Record) {
 	if c.m == nil || c.bytes > c.budget {
+		c.complete = c.complete && c.m == nil
 		c.m, c.bytes = make(map[string]*Record, 1024), 0
 	}
 	if old, ok := c.m[key]; ok {
@@ -65,7 +73,7 @@ func cacheSize(key string, r *Record) int {
 	return len(key) + 96 + len(r.Value)
 }
 
-func (c *recordCache) reset() { c.m, c.bytes = nil, 0 }
+func (c *recordCache) reset() { c.m, c.bytes, c.complete = nil, 0, false }
 
 var _ raftnode.StateMachine = (*Machine)(nil)
 
@@ -81,12 +89,18 @@ func NewMachine(db *store.DB) (*Machine, error) {
 // Restored reloads cached state after a snapshot replaced the database.
 func (m *Machine) Restored() error {
 	m.recent.reset()
+	_, _, err := m.db.First([]byte{prefixData}, []byte{prefixData + 1})
+	if errors.Is(err, store.ErrNotFound) {
+		m.recent.complete = true // every record the database will hold passes through the cache
+	} else if err != nil {
+		return err
+	}
 	rev, err := readRevision(m.db)
 	if err != nil {
 		return err
 	}
 	m.rev.Store(rev)
-	return nil
+	return m.loadAuth()
 }
 
 type getter interface {
@@ -118,6 +132,7 @@ type command struct {
 	Expire []expireItem `json:"exp,omitempty"`
 	Member *Member      `json:"member,omitempty"`
 	Name   string       `json:"name,omitempty"`
+	Auth   *authOp      `json:"auth,omitempty"`
 }
 
 const (
@@ -126,6 +141,7 @@ const (
 	cmdExpire    = "expire"
 	cmdMemberSet = "member_set"
 	cmdMemberDel = "member_del"
+	cmdAuth      = "auth"
 )
 
 type expireItem struct {
@@ -150,6 +166,7 @@ var resultCodes = map[string]error{
 	"key_not_found":    ErrKeyNotFound,
 	"invalid_argument": ErrInvalidArgument,
 	"invalid_key":      ErrInvalidKey,
+	"not_found":        ErrNotFound,
 }
 
 func errResult(err error) []byte {
@@ -246,6 +263,14 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 		return encodeResult(result{})
 	case cmdMemberDel:
 		ab.b.Delete(memberKey(c.Name))
+		return encodeResult(result{})
+	case cmdAuth:
+		if c.Auth == nil {
+			return errResult(fmt.Errorf("%w: auth command without an operation", ErrInvalidArgument))
+		}
+		if err := ab.m.applyAuth(ab.b, c.Auth); err != nil {
+			return errResult(err)
+		}
 		return encodeResult(result{})
 	}
 	return errResult(fmt.Errorf("%w: unknown command %q", ErrInvalidArgument, c.Type))

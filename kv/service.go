@@ -23,8 +23,10 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/raftnode"
 	"github.com/cairnkv/cairn/store"
@@ -44,6 +46,10 @@ type Config struct {
 	// read index. It is wrong on purpose and only reachable in test builds, to
 	// show that the linearizability checker catches stale reads.
 	UnsafeFollowerReads bool
+	// AuthUsers and AuthRules are the config file's users and ACL rules,
+	// evaluated before the replicated ones (see auth.go).
+	AuthUsers []auth.User
+	AuthRules []auth.Rule
 }
 
 // Service implements the cairn API on one node.
@@ -54,6 +60,8 @@ type Service struct {
 	machine   *Machine
 	node      *raftnode.Node
 	keyspaces *keyspace.Table
+	passwords *auth.PasswordCache
+	authCache atomic.Pointer[authView]
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -76,7 +84,7 @@ func NewService(cfg Config, db *store.DB, m *Machine, node *raftnode.Node) *Serv
 		cfg.MaxValueBytes = 1 << 20
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger.With("subsystem", "kv"), db: db, machine: m, node: node,
-		keyspaces: keyspace.NewTable(), stop: make(chan struct{})}
+		keyspaces: keyspace.NewTable(), passwords: auth.NewPasswordCache(), stop: make(chan struct{})}
 	s.wg.Add(1)
 	go s.expiryLoop()
 	return s
@@ -168,6 +176,9 @@ func (s *Service) Get(ctx context.Context, key string, o ReadOptions) (*Record, 
 	if err := s.route(key); err != nil {
 		return nil, err
 	}
+	if err := s.allow(ctx, auth.Read, key); err != nil {
+		return nil, err
+	}
 	if err := s.barrier(ctx, o); err != nil {
 		return nil, err
 	}
@@ -219,11 +230,16 @@ func (s *Service) List(ctx context.Context, prefix string, o ListOptions) (*List
 	}
 	res := &ListResult{Revision: rev, Items: []*Record{}}
 	now := time.Now()
+	// Only keys the caller may read are listed, wherever the range starts.
+	pol, id := s.authView().policy, auth.FromContext(ctx)
 	var derr error
 	err = snap.Scan(lo, hi, func(k, v []byte) bool {
 		if o.Limit > 0 && len(res.Items) == o.Limit {
 			res.More = true
 			return false
+		}
+		if !pol.Allow(id, auth.Read, string(k[1:])) {
+			return true
 		}
 		r, err := decodeRecord(string(k[1:]), v)
 		if err != nil {
@@ -416,6 +432,9 @@ func (s *Service) TxnBatch(ctx context.Context, txns []Txn) (results []*TxnResul
 	pos := make([]int, 0, len(txns))
 	for i := range txns {
 		if errs[i] = s.validateTxn(&txns[i]); errs[i] == nil {
+			errs[i] = s.authorizeTxn(ctx, &txns[i])
+		}
+		if errs[i] == nil {
 			valid = append(valid, txns[i])
 			pos = append(pos, i)
 		}
@@ -442,6 +461,9 @@ func (s *Service) TxnBatch(ctx context.Context, txns []Txn) (results []*TxnResul
 }
 
 func (s *Service) txn(ctx context.Context, t *Txn) (*TxnResult, error) {
+	if err := s.authorizeTxn(ctx, t); err != nil {
+		return nil, err
+	}
 	res, err := s.propose(ctx, command{Type: cmdTxn, Txn: t})
 	if err != nil {
 		return nil, err
@@ -535,6 +557,9 @@ func (s *Service) Members(ctx context.Context) ([]Member, error) {
 
 // AddMember adds a member to the Raft group and records its advertised addresses.
 func (s *Service) AddMember(ctx context.Context, m MemberSpec) error {
+	if err := s.CheckAdmin(ctx); err != nil {
+		return err
+	}
 	if m.Name == "" || m.PeerAddr == "" {
 		return fmt.Errorf("%w: a member needs a name and a peer address", ErrInvalidArgument)
 	}
@@ -552,6 +577,9 @@ func (s *Service) AddMember(ctx context.Context, m MemberSpec) error {
 
 // RemoveMember removes a member and its metadata.
 func (s *Service) RemoveMember(ctx context.Context, name string) error {
+	if err := s.CheckAdmin(ctx); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	// The metadata goes first. A leader asked to remove itself can propose
@@ -577,6 +605,9 @@ func (s *Service) RemoveMember(ctx context.Context, name string) error {
 
 // PromoteMember makes a non-voter a voter.
 func (s *Service) PromoteMember(ctx context.Context, name string) error {
+	if err := s.CheckAdmin(ctx); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	return mapErr(s.node.PromoteMember(ctx, name))
@@ -584,6 +615,9 @@ func (s *Service) PromoteMember(ctx context.Context, name string) error {
 
 // TransferLeadership moves leadership to the named member (any when empty).
 func (s *Service) TransferLeadership(ctx context.Context, to string) error {
+	if err := s.CheckAdmin(ctx); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	return mapErr(s.node.TransferLeadership(ctx, to))

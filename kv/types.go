@@ -8,7 +8,13 @@ import (
 
 // Errors returned by the service. Front ends map them to status codes.
 var (
-	ErrKeyNotFound        = errors.New("kv: key not found")
+	ErrKeyNotFound = errors.New("kv: key not found")
+	// ErrNotFound is a missing user or token (auth administration).
+	ErrNotFound = errors.New("kv: not found")
+	// ErrUnauthenticated is a wrong user name, password or token.
+	ErrUnauthenticated = errors.New("kv: authentication failed")
+	// ErrPermissionDenied is an identity the ACL rules do not allow the action.
+	ErrPermissionDenied   = errors.New("kv: permission denied")
 	ErrPreconditionFailed = errors.New("kv: precondition failed")
 	ErrInvalidKey         = errors.New("kv: invalid key")
 	ErrValueTooLarge      = errors.New("kv: value too large")

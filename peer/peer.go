@@ -12,12 +12,10 @@ package peer
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
 )
@@ -36,70 +34,6 @@ var (
 	// not trust the other's certificate (or one side does not speak TLS).
 	ErrHandshake = errors.New("peer: TLS handshake failed")
 )
-
-// TLSConfig loads the peer TLS configuration: the node's certificate, used both
-// as server and client certificate, and the CA that every peer must be signed
-// by. Client certificates are required and verified on the server side; the
-// server certificate is verified on the client side.
-func TLSConfig(certFile, keyFile, caFile string) (server, client *tls.Config, err error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("peer: load certificate: %w", err)
-	}
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("peer: read trusted CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, nil, fmt.Errorf("peer: no certificates found in %s", caFile)
-	}
-	server = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-		MinVersion:   tls.VersionTLS12,
-	}
-	client = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		MinVersion:   tls.VersionTLS12,
-		// Peers are addressed by host:port and their certificates may name any
-		// host, so verify the chain against our CA ourselves rather than the name.
-		InsecureSkipVerify: true, //nolint:gosec // chain verified in VerifyPeerCertificate
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			return verifyChain(raw, pool)
-		},
-	}
-	return server, client, nil
-}
-
-func verifyChain(raw [][]byte, roots *x509.CertPool) error {
-	if len(raw) == 0 {
-		return errors.New("peer: no certificate presented")
-	}
-	certs := make([]*x509.Certificate, len(raw))
-	for i, r := range raw {
-		c, err := x509.ParseCertificate(r)
-		if err != nil {
-			return fmt.Errorf("peer: bad certificate: %w", err)
-		}
-		certs[i] = c
-	}
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
-	}
-	_, err := certs[0].Verify(x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: inter,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	})
-	if err != nil {
-		return fmt.Errorf("peer: certificate not trusted: %w", err)
-	}
-	return nil
-}
 
 // Mux accepts peer connections and routes them by their first byte.
 type Mux struct {

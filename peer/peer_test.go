@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -15,6 +16,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cairnkv/cairn/auth"
 )
 
 // testCA makes a CA and one leaf certificate signed by it, written as PEM files.
@@ -67,10 +70,7 @@ func testCA(t *testing.T, dir, name string) (certFile, keyFile, caFile string) {
 func TestMuxRoutesByFirstByteOverMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, ca := testCA(t, dir, "good")
-	srvTLS, cliTLS, err := TLSConfig(cert, key, ca)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srvTLS, cliTLS := peerTLS(t, cert, key, ca)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -107,10 +107,7 @@ func TestMuxRoutesByFirstByteOverMutualTLS(t *testing.T) {
 
 	// A peer whose certificate comes from another CA cannot talk.
 	ocert, okey, oca := testCA(t, dir, "other")
-	_, otherTLS, err := TLSConfig(ocert, okey, oca)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, otherTLS := peerTLS(t, ocert, okey, oca)
 	bad := &Dialer{TLS: otherTLS}
 	if c, err := bad.Dial(ctx, ln.Addr().String(), ProtoRPC); err == nil {
 		// TLS 1.3 reports a rejected client certificate on the first read.
@@ -168,5 +165,101 @@ func TestFaultsCutLinks(t *testing.T) {
 	f.Unblock(ln.Addr().String())
 	if _, err := d.Dial(ctx, ln.Addr().String(), ProtoRaft); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func peerTLS(t *testing.T, cert, key, ca string) (srv, cli *tls.Config) {
+	t.Helper()
+	certs, err := auth.LoadCerts(cert, key, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs.CheckInterval = time.Millisecond
+	srv, cli = auth.PeerTLS(certs)
+	return srv, cli
+}
+
+// Peer certificates and the trusted CA are rotated by replacing the files:
+// the running mux serves the new certificate and trusts the new CA without a
+// restart, and stops trusting the old one.
+func TestPeerCertificateRotation(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := testCA(t, dir, "one")
+	srvTLS, cliTLS := peerTLS(t, cert, key, ca)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMux(ln, srvTLS, nil, nil)
+	rpcLn := m.Listen(ProtoRPC)
+	go m.Serve()
+	defer m.Close()
+	go func() {
+		for {
+			c, err := rpcLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c) }()
+		}
+	}()
+	echo := func(conf *tls.Config) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := (&Dialer{TLS: conf}).Dial(ctx, ln.Addr().String(), ProtoRPC)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		buf := make([]byte, 4)
+		_, err = io.ReadFull(c, buf)
+		return err
+	}
+	if err := echo(cliTLS); err != nil {
+		t.Fatalf("before rotation: %v", err)
+	}
+	// A peer that keeps the old CA's certificate (its own copy of the files).
+	copyFile := func(src, dst string) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(cert, cert+".old")
+	copyFile(key, key+".old")
+	copyFile(ca, ca+".old")
+	_, oldCli := peerTLS(t, cert+".old", key+".old", ca+".old")
+	// Rotate the server's files to a new CA and certificate.
+	ncert, nkey, nca := testCA(t, dir, "two")
+	for src, dst := range map[string]string{ncert: cert, nkey: key, nca: ca} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst+".tmp", b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dst+".tmp", dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	_, newCli := peerTLS(t, ncert, nkey, nca)
+	if err := echo(newCli); err != nil {
+		t.Fatalf("a peer with the new CA's certificate after rotation: %v", err)
+	}
+	if err := echo(oldCli); err == nil {
+		t.Fatal("a peer with the old CA's certificate is still served after the CA was rotated")
+	}
+	// The node's own dialer picked up the new files too.
+	if err := echo(cliTLS); err != nil {
+		t.Fatalf("the rotated node's own dialer: %v", err)
 	}
 }

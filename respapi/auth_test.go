@@ -8,7 +8,7 @@ import (
 
 func TestAuth(t *testing.T) {
 	f := newFake()
-	srv := startServer(t, f, Options{Password: "secret", Users: map[string]string{"alice": "wonder"}})
+	srv := startServer(t, f, Options{Auth: staticAuth{"default": "secret", "alice": "wonder"}})
 	c := dial(t, srv)
 	c.mustDo("-NOAUTH Authentication required.", "GET", "a")
 	c.mustDo("-NOAUTH Authentication required.", "NOSUCHCOMMAND")
@@ -44,7 +44,7 @@ func TestAuth(t *testing.T) {
 // Before AUTH, only small frames are read: the connection is closed at the
 // header, before the server reserves room for the announced size.
 func TestUnauthenticatedFrameLimits(t *testing.T) {
-	srv := startServer(t, newFake(), Options{Password: "secret"})
+	srv := startServer(t, newFake(), Options{Auth: staticAuth{"default": "secret"}})
 	cases := []struct {
 		name, raw, want string
 	}{

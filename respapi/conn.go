@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -31,8 +32,12 @@ type conn struct {
 	name   string
 	lib    string
 	libVer string
+	// authed: the connection may run commands (it authenticated, has a
+	// client certificate, or no authentication is required).
 	authed bool
 	user   string
+	// ctx carries the connection's identity to the service.
+	ctx context.Context
 	// readonly makes this connection's reads serializable (READONLY).
 	readonly bool
 	// fresh means a linearizable read has run in this group since the last
@@ -68,12 +73,21 @@ func newConn(s *Server, nc net.Conn, rw io.ReadWriter) *conn {
 		rd:     newReader(rw),
 		w:      rw,
 		id:     s.nextID.Add(1),
-		authed: !s.authRequired,
+		ctx:    auth.WithIdentity(s.ctx, auth.Anonymous),
 	}
 }
 
+// setIdentity makes id the connection's identity from now on.
+func (c *conn) setIdentity(id auth.Identity) {
+	c.authed, c.user = true, id.Name
+	c.ctx = auth.WithIdentity(c.s.ctx, id)
+}
+
+// mayRun reports whether commands other than AUTH, HELLO and the like may run.
+func (c *conn) mayRun() bool { return c.authed || !c.s.authRequired() }
+
 func (c *conn) limits() limits {
-	if c.authed {
+	if c.mayRun() {
 		return c.s.limAuthed
 	}
 	return c.s.limUnauth
@@ -83,36 +97,77 @@ func (c *conn) limits() limits {
 // or a failed write. Each iteration is one group: the first command blocks
 // on the network, the rest are what is already buffered.
 func (c *conn) serve() error {
-	ctx := c.s.ctx
+	if c.nc != nil && (c.s.opt.ReadTimeout > 0 || c.s.opt.IdleTimeout > 0) {
+		c.rd.deadline = c.setReadDeadline
+	}
 	for {
 		args, err := c.rd.next(c.limits(), true)
 		if err != nil {
-			return c.fail(ctx, err)
+			return c.fail(c.ctx, err)
 		}
-		c.fresh = false
-		c.dispatch(ctx, args)
-		for !c.quit {
-			if len(c.pending) >= maxPendingWrites || c.outBytes >= maxPendingReply {
-				if err := c.writeOut(ctx); err != nil {
-					return err
-				}
+		if !c.s.opt.Inflight.TryAcquire() {
+			if err := c.busy(args); err != nil {
+				return err
 			}
-			args, err := c.rd.next(c.limits(), false)
-			if err != nil {
-				return c.fail(ctx, err)
-			}
-			if args == nil {
-				break
-			}
-			c.dispatch(ctx, args)
+			continue
 		}
-		if err := c.writeOut(ctx); err != nil {
+		err = c.group(args)
+		c.s.opt.Inflight.Release()
+		if err != nil || c.quit {
 			return err
 		}
-		if c.quit {
-			return nil
+	}
+}
+
+// group runs the command that started a group and every command already
+// buffered behind it, then writes the replies.
+func (c *conn) group(args [][]byte) error {
+	c.fresh = false
+	c.dispatch(c.ctx, args)
+	for !c.quit {
+		if len(c.pending) >= maxPendingWrites || c.outBytes >= maxPendingReply {
+			if err := c.writeOut(c.ctx); err != nil {
+				return err
+			}
+		}
+		args, err := c.rd.next(c.limits(), false)
+		if err != nil {
+			return c.fail(c.ctx, err)
+		}
+		if args == nil {
+			break
+		}
+		c.dispatch(c.ctx, args)
+	}
+	return c.writeOut(c.ctx)
+}
+
+// busy answers a group -BUSY without running it: the node is serving as many
+// requests as max-inflight-requests allows.
+func (c *conn) busy(args [][]byte) error {
+	for args != nil {
+		c.reply(replyErr("BUSY cairn is serving as many requests as it may (max-inflight-requests); retry shortly"))
+		var err error
+		if args, err = c.rd.next(c.limits(), false); err != nil {
+			return c.fail(c.ctx, err)
 		}
 	}
+	return c.writeOut(c.ctx)
+}
+
+// setReadDeadline bounds the next read: a client that has started a command
+// must finish it within ReadTimeout; one between commands may stay silent for
+// IdleTimeout.
+func (c *conn) setReadDeadline(midFrame bool) {
+	d := c.s.opt.IdleTimeout
+	if midFrame {
+		d = c.s.opt.ReadTimeout
+	}
+	if d <= 0 {
+		_ = c.nc.SetReadDeadline(time.Time{})
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(d))
 }
 
 // fail answers what the group has produced so far, then a protocol error if
@@ -229,7 +284,7 @@ func (c *conn) list(ctx context.Context, prefix, after string, limit int) (*kv.L
 func (c *conn) dispatch(ctx context.Context, args [][]byte) {
 	name := strings.ToLower(string(args[0]))
 	cmd := commands[name]
-	if !c.authed && (cmd == nil || cmd.flags&flagNoAuth == 0) {
+	if (cmd == nil || cmd.flags&flagNoAuth == 0) && !c.mayRun() {
 		c.reply(replyErr(msgNoAuth))
 		return
 	}
@@ -246,6 +301,13 @@ func (c *conn) dispatch(ctx context.Context, args [][]byte) {
 	if c.multi && cmd.flags&flagMultiCtl == 0 {
 		c.queue(cmd, args)
 		return
+	}
+	if cmd.flags&flagAdmin != 0 {
+		if err := c.s.svc.CheckAdmin(ctx); err != nil {
+			c.multiFailed()
+			c.reply(replyError(err, false))
+			return
+		}
 	}
 	if cmd.run != nil {
 		if cmd.flags&flagNoState == 0 {

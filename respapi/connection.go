@@ -41,22 +41,31 @@ func planPing(_ *conn, a [][]byte) plan {
 
 func planEcho(_ *conn, a [][]byte) plan { return planStatic(replyBulk(a[1])) }
 
-func runAuth(_ context.Context, c *conn, a [][]byte) []byte {
+func runAuth(ctx context.Context, c *conn, a [][]byte) []byte {
 	if len(a) > 3 {
 		return replyErr(msgSyntax)
 	}
-	if !c.s.authRequired {
+	if c.s.opt.Auth == nil {
 		return replyErr("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 	}
 	user, pass := "default", string(a[1])
 	if len(a) == 3 {
 		user, pass = string(a[1]), string(a[2])
 	}
-	if !c.s.checkUser(user, pass) {
+	return c.login(ctx, user, pass)
+}
+
+// login checks credentials and, when they are right, makes the user the
+// connection's identity. Writes queued under the previous identity are sent
+// first, under it.
+func (c *conn) login(ctx context.Context, user, pass string) []byte {
+	id, err := c.s.opt.Auth.Authenticate(user, pass)
+	if err != nil {
 		c.s.log.Info("RESP authentication failed", "remote", c.remote(), "user", user)
 		return replyErr(msgWrongPass)
 	}
-	c.authed, c.user = true, user
+	c.flushWrites(ctx)
+	c.setIdentity(id)
 	return replyOK
 }
 
@@ -107,14 +116,19 @@ func runHello(ctx context.Context, c *conn, a [][]byte) []byte {
 		}
 	}
 	if withAuth {
-		// Without a password the "default" user takes any password, as in Redis.
-		ok := user == "default" && !c.s.authRequired
-		if !ok && (!c.s.authRequired || !c.s.checkUser(user, pass)) {
+		switch {
+		case user == "default" && !c.s.authRequired():
+			// Without required authentication the "default" user takes
+			// any password, as in a Redis without requirepass.
+		case c.s.opt.Auth == nil:
 			return replyErr(msgWrongPass)
+		default:
+			if r := c.login(ctx, user, pass); string(r) != string(replyOK) {
+				return r
+			}
 		}
-		c.authed, c.user = true, user
 	}
-	if !c.authed {
+	if !c.mayRun() {
 		return replyErr("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 	}
 	if withName {

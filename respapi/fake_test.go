@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -36,7 +37,23 @@ type fakeService struct {
 	removed  []string         // RemoveMember calls
 	snapshot int              // Snapshot calls
 	members  []kv.Member
+	adminErr error // CheckAdmin's answer
 }
+
+func (f *fakeService) CheckAdmin(context.Context) error { return f.adminErr }
+
+// staticAuth is an Authenticator over fixed passwords; authentication is
+// required whenever it has users.
+type staticAuth map[string]string
+
+func (a staticAuth) Authenticate(user, password string) (auth.Identity, error) {
+	if p, ok := a[user]; ok && p == password {
+		return auth.Identity{Name: user, Via: "password"}, nil
+	}
+	return auth.Identity{}, kv.ErrUnauthenticated
+}
+
+func (a staticAuth) AuthRequired() bool { return len(a) > 0 }
 
 func newFake() *fakeService {
 	return &fakeService{data: map[string]*kv.Record{}, members: []kv.Member{

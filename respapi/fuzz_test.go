@@ -47,7 +47,7 @@ func FuzzCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, withPassword bool) {
 		o := Options{MaxValueBytes: 1 << 10}
 		if withPassword {
-			o.Password = "pw"
+			o.Auth = staticAuth{"default": "pw"}
 		}
 		out := runConn(t, newFake(), o, in)
 		checkReplies(t, out)

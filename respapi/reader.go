@@ -239,6 +239,9 @@ type reader struct {
 	r, w int // unparsed data is buf[r:w]
 	p    parser
 	err  error // sticky read error
+	// deadline, if set, is called before each read from the connection,
+	// saying whether a frame has been started.
+	deadline func(midFrame bool)
 }
 
 const (
@@ -307,6 +310,9 @@ func (rd *reader) fill(lim limits) {
 		nb := make([]byte, size)
 		copy(nb, rd.buf[:rd.w])
 		rd.buf = nb
+	}
+	if rd.deadline != nil {
+		rd.deadline(rd.w > 0)
 	}
 	n, err := rd.rd.Read(rd.buf[rd.w:])
 	rd.w += n

@@ -20,8 +20,7 @@ package respapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -49,6 +49,16 @@ type Service interface {
 	Snapshot() error
 	// Ready reports whether this node can serve (MACHINE).
 	Ready() error
+	// CheckAdmin says whether the connection's identity may run admin
+	// commands (RAFT, MACHINE).
+	CheckAdmin(ctx context.Context) error
+}
+
+// Authenticator checks AUTH credentials and says whether authentication is
+// required at all (ACL rules are in force); *kv.Service implements it.
+type Authenticator interface {
+	Authenticate(user, password string) (auth.Identity, error)
+	AuthRequired() bool
 }
 
 var _ Service = (*kv.Service)(nil)
@@ -58,12 +68,19 @@ type Options struct {
 	// MaxValueBytes bounds one bulk argument (plus a small slack for keys and
 	// options); the service enforces the exact value limit. Default 1 MiB.
 	MaxValueBytes int64
-	// Password, when set, makes AUTH required (Redis requirepass); it is the
-	// password of the user "default".
-	Password string
-	// Users maps user names to passwords for AUTH username password. Password,
-	// when set, wins over an entry for "default".
-	Users map[string]string
+	// Auth checks AUTH user password (AUTH password is the user "default",
+	// as Redis's requirepass). While it says authentication is required, a
+	// connection without a verified client certificate must AUTH before
+	// anything else, with tight frame limits until then. Nil: no users, and
+	// AUTH is refused as in a Redis without a password.
+	Auth Authenticator
+	// Inflight bounds the command groups served at once across the node;
+	// over it a group is answered -BUSY. Nil: no bound.
+	Inflight *auth.Inflight
+	// ReadTimeout bounds how long a client may take to send the rest of a
+	// command it has started; IdleTimeout closes a connection that sends
+	// nothing for that long. Zero: no bound.
+	ReadTimeout, IdleTimeout time.Duration
 	// Logger receives connection-level logs; nil discards them.
 	Logger *slog.Logger
 	// Version is cairn's version, reported by VERSION, INFO and MACHINE.
@@ -80,11 +97,8 @@ type Server struct {
 	ctx    context.Context // canceled by Close: aborts in-flight service calls
 	cancel context.CancelFunc
 
-	// authRequired is set when a password or users are configured.
-	authRequired bool
-	users        map[string][32]byte // user name -> sha256 of the password
-	limAuthed    limits
-	limUnauth    limits
+	limAuthed limits
+	limUnauth limits
 
 	nextID  atomic.Int64
 	cursors *cursorTable
@@ -120,19 +134,11 @@ func New(svc Service, o Options) *Server {
 		opt:     o,
 		log:     o.Logger.With("subsystem", "resp"),
 		started: time.Now(),
-		users:   map[string][32]byte{},
 		lns:     map[net.Listener]struct{}{},
 		conns:   map[net.Conn]struct{}{},
 		cursors: newCursorTable(scanCursors),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	for u, p := range o.Users {
-		s.users[u] = sha256.Sum256([]byte(p))
-	}
-	if o.Password != "" {
-		s.users["default"] = sha256.Sum256([]byte(o.Password))
-	}
-	s.authRequired = len(s.users) > 0
 	maxBulk := o.MaxValueBytes + bulkSlack
 	maxFrame := 2*maxBulk + (1 << 20)
 	if maxFrame < minFrameBytes {
@@ -213,9 +219,30 @@ func (s *Server) handle(nc net.Conn) {
 		}
 	}()
 	c := newConn(s, nc, nc)
+	if tc, ok := nc.(*tls.Conn); ok {
+		// The handshake is bounded like any read; its client certificate,
+		// verified against trusted-ca-file, names the connection.
+		_ = tc.SetDeadline(time.Now().Add(s.handshakeTimeout()))
+		if err := tc.Handshake(); err != nil {
+			s.log.Debug("RESP TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+			return
+		}
+		_ = tc.SetDeadline(time.Time{})
+		cs := tc.ConnectionState()
+		if cn := auth.PeerIdentity(&cs); cn != "" {
+			c.setIdentity(auth.Identity{Name: cn, Via: "cert"})
+		}
+	}
 	if err := c.serve(); err != nil {
 		s.log.Debug("RESP connection ended", "remote", nc.RemoteAddr().String(), "err", err)
 	}
+}
+
+func (s *Server) handshakeTimeout() time.Duration {
+	if s.opt.ReadTimeout > 0 {
+		return s.opt.ReadTimeout
+	}
+	return 30 * time.Second
 }
 
 // Close stops every listener and connection and waits for the connection
@@ -249,14 +276,8 @@ func (s *Server) connCount() int {
 	return len(s.conns)
 }
 
-// checkUser reports whether password is right for user ("default" for AUTH
-// with a password only). The comparison takes the same time for every
-// candidate of a given user.
-func (s *Server) checkUser(user, password string) bool {
-	want, ok := s.users[user]
-	got := sha256.Sum256([]byte(password))
-	return subtle.ConstantTimeCompare(want[:], got[:]) == 1 && ok
-}
+// authRequired reports whether connections must authenticate now.
+func (s *Server) authRequired() bool { return s.opt.Auth != nil && s.opt.Auth.AuthRequired() }
 
 // cursorTable maps SCAN cursors to the key the scan continues after. Clients
 // parse cursors as unsigned 64-bit numbers, so a continuation key cannot be

@@ -10,6 +10,8 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,11 +20,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/httpapi"
 	"github.com/cairnkv/cairn/kv"
@@ -51,6 +56,9 @@ type Server struct {
 	http    *http.Server
 	respLn  net.Listener
 	resp    *respapi.Server
+
+	// clientCerts is the client and RESP ports' certificate (nil: no TLS).
+	clientCerts *auth.Certs
 
 	ready     chan struct{}
 	errc      chan error
@@ -81,12 +89,24 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	dialer := &peer.Dialer{Faults: s.faults}
 	muxTLS := dialer.TLS
 	if cfg.PeerCertFile != "" {
-		srv, cli, err := peer.TLSConfig(cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerTrustedCAFile)
+		certs, err := auth.LoadCerts(cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerTrustedCAFile)
 		if err != nil {
 			return nil, err
 		}
-		muxTLS, dialer.TLS = srv, cli
+		certs.OnError = s.certReloadFailed("peer")
+		muxTLS, dialer.TLS = auth.PeerTLS(certs)
 	}
+	if cfg.CertFile != "" {
+		if s.clientCerts, err = auth.LoadCerts(cfg.CertFile, cfg.KeyFile, cfg.TrustedCAFile); err != nil {
+			return nil, err
+		}
+		s.clientCerts.OnError = s.certReloadFailed("client")
+	}
+	allowed, err := auth.ParseHosts(cfg.AllowedHosts)
+	if err != nil {
+		return nil, err
+	}
+	inflight := auth.NewInflight(int(cfg.MaxInflightRequests))
 
 	if s.peerLn = cfg.PeerListener; s.peerLn == nil {
 		if s.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
@@ -140,6 +160,8 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		RequestTimeout:      cfg.RequestTimeout,
 		Logger:              s.log,
 		UnsafeFollowerReads: debugUnsafeReads(),
+		AuthUsers:           cfg.Auth.Users,
+		AuthRules:           cfg.Auth.Rules,
 	}, s.stateDB, s.machine, s.node)
 
 	if s.httpLn = cfg.ClientListener; s.httpLn == nil {
@@ -147,14 +169,21 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 			return nil, fmt.Errorf("server: listen client: %w", err)
 		}
 	}
+	s.httpLn = s.guard(s.httpLn, allowed, nil, "http/1.1")
 	s.http = &http.Server{
 		Handler: s.withDebug(httpapi.New(s.svc, httpapi.Options{
 			MaxValueBytes: cfg.MaxValueBytes,
 			Logger:        s.log.With("subsystem", "http"),
 			IsStale:       s.svc.IsStale,
+			Authenticator: s.svc,
+			Admin:         s.svc,
+			Inflight:      inflight,
 		})),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: min(10*time.Second, positive(cfg.ReadTimeout)),
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      positive(cfg.ReadTimeout) + cfg.RequestTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.goServe("client http", func() error {
@@ -169,10 +198,17 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 			return nil, fmt.Errorf("server: listen resp: %w", err)
 		}
 	}
+	s.respLn = s.guard(s.respLn, allowed, func(c net.Conn) {
+		_, _ = c.Write([]byte("-ERR max number of clients reached\r\n"))
+	})
 	s.resp = respapi.New(s.svc, respapi.Options{
 		MaxValueBytes: cfg.MaxValueBytes,
 		Logger:        s.log,
 		Version:       Version,
+		Auth:          s.svc,
+		Inflight:      inflight,
+		ReadTimeout:   cfg.ReadTimeout,
+		IdleTimeout:   cfg.IdleTimeout,
 	})
 	s.goServe("resp", func() error { return s.resp.Serve(s.respLn) })
 
@@ -181,6 +217,38 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	s.log.Info("cairn started", "client", s.ClientURL(), "peer", s.advertisePeer(), "data_dir", cfg.DataDir,
 		"restarted", s.node.HadState())
 	return s, nil
+}
+
+// guard applies allowed_hosts and max-connections to a client listener, then
+// TLS when a certificate is configured. refuse tells a client over the
+// connection limit why it is dropped.
+func (s *Server) guard(ln net.Listener, allowed []netip.Prefix, refuse func(net.Conn), nextProtos ...string) net.Listener {
+	ln = auth.GuardListener(ln, auth.GuardOptions{
+		AllowedHosts: allowed,
+		MaxConns:     int(s.cfg.MaxConnections),
+		Refuse:       refuse,
+		OnReject: func(remote net.Addr, reason string) {
+			s.log.Warn("client connection refused", "remote", remote.String(), "reason", reason)
+		},
+	})
+	if s.clientCerts != nil {
+		ln = tls.NewListener(ln, auth.ServerTLS(s.clientCerts, s.cfg.ClientCertAuth, nextProtos...))
+	}
+	return ln
+}
+
+func (s *Server) certReloadFailed(port string) func(error) {
+	return func(err error) {
+		s.log.Error("certificate reload failed; still using the previous one", "port", port, "err", err)
+	}
+}
+
+// positive is d, or 30 s when d is not set.
+func positive(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 30 * time.Second
+	}
+	return d
 }
 
 // withDebug adds the profiler when enabled and the test-build
@@ -240,10 +308,14 @@ func (s *Server) ClientURL() string {
 	if s.cfg.AdvertiseClient != "" {
 		return s.cfg.AdvertiseClient
 	}
-	if s.httpLn != nil {
-		return "http://" + s.httpLn.Addr().String()
+	scheme := "http://"
+	if s.cfg.CertFile != "" {
+		scheme = "https://"
 	}
-	return "http://" + s.cfg.ListenClient
+	if s.httpLn != nil {
+		return scheme + s.httpLn.Addr().String()
+	}
+	return scheme + s.cfg.ListenClient
 }
 
 // RESPAddr is the Redis-protocol address this node advertises.
@@ -315,7 +387,7 @@ func (s *Server) join(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.joinClient().Do(req)
 	if err != nil {
 		return fmt.Errorf("server: join %s: %w", url, err)
 	}
@@ -326,6 +398,30 @@ func (s *Server) join(ctx context.Context) error {
 	}
 	s.log.Info("joined the cluster", "via", s.cfg.Join)
 	return nil
+}
+
+// joinClient is the HTTP client of a join request. With a client certificate
+// configured it presents it (its CN is this node's identity to the member
+// asked, which needs admin once ACL rules are in force) and trusts
+// trusted-ca-file besides the system roots.
+func (s *Server) joinClient() *http.Client {
+	if s.clientCerts == nil {
+		return http.DefaultClient
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.cfg.TrustedCAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if pem, err := os.ReadFile(s.cfg.TrustedCAFile); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		conf.RootCAs = pool
+	}
+	certs := s.clientCerts
+	conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return certs.Certificate(), nil }
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: conf}, Timeout: s.cfg.RequestTimeout}
 }
 
 // Ready is closed once the node has a leader and has caught up.
