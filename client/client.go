@@ -25,6 +25,10 @@ var (
 	ErrNotFound           = errors.New("client: key not found")
 	ErrPreconditionFailed = errors.New("client: precondition failed")
 	ErrUnavailable        = errors.New("client: cluster unavailable")
+	// ErrUnauthenticated: wrong user name, password or token (401).
+	ErrUnauthenticated = errors.New("client: authentication failed")
+	// ErrPermissionDenied: the ACL rules do not allow it (403).
+	ErrPermissionDenied = errors.New("client: permission denied")
 )
 
 // APIError is an error answered by the server.
@@ -49,6 +53,10 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == http.StatusPreconditionFailed
 	case ErrUnavailable:
 		return e.StatusCode == http.StatusServiceUnavailable
+	case ErrUnauthenticated:
+		return e.StatusCode == http.StatusUnauthorized
+	case ErrPermissionDenied:
+		return e.StatusCode == http.StatusForbidden
 	}
 	return false
 }
@@ -60,10 +68,16 @@ type Config struct {
 	Timeout    time.Duration
 	TLS        *tls.Config
 	HTTPClient *http.Client
+	// User and Password are sent as HTTP Basic credentials; Token, instead,
+	// as a bearer token. Without them a client certificate (TLS) or nothing
+	// identifies the client.
+	User, Password string
+	Token          string
 }
 
 // Client talks to a cairn cluster.
 type Client struct {
+	auth      string // Authorization header, if any
 	endpoints []string
 	hc        *http.Client
 	preferred atomic.Int32
@@ -93,7 +107,16 @@ func New(c Config) (*Client, error) {
 		tr.MaxIdleConnsPerHost = 64
 		hc = &http.Client{Transport: tr, Timeout: c.Timeout}
 	}
-	return &Client{endpoints: eps, hc: hc}, nil
+	cl := &Client{endpoints: eps, hc: hc}
+	switch {
+	case c.Token != "" && c.User != "":
+		return nil, errors.New("client: give a user or a token, not both")
+	case c.Token != "":
+		cl.auth = "Bearer " + c.Token
+	case c.User != "":
+		cl.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(c.User+":"+c.Password))
+	}
+	return cl, nil
 }
 
 // Item is a key with its value and metadata.
@@ -179,6 +202,9 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		}
 		for k, vs := range r.header {
 			req.Header[k] = vs
+		}
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
 		}
 		resp, err := c.hc.Do(req)
 		if err != nil {

@@ -1,6 +1,7 @@
 // Package cli is the cairn command line: `cairn serve` and the client
 // commands. Main maps every outcome to an exit code in one place: 0 ok,
-// 1 error, 2 usage, 3 key not found, 4 precondition failed.
+// 1 error, 2 usage, 3 key not found, 4 precondition failed, 5 not
+// authenticated or not allowed.
 package cli
 
 import (
@@ -28,6 +29,7 @@ const (
 	ExitUsage        = 2
 	ExitNotFound     = 3
 	ExitPrecondition = 4
+	ExitDenied       = 5
 )
 
 // Server is a running node as the serve command sees it.
@@ -66,6 +68,9 @@ type globals struct {
 	cacert    string
 	cert      string
 	key       string
+	user      string
+	password  string
+	token     string
 }
 
 // Main runs the command line and returns the process exit code.
@@ -95,6 +100,8 @@ func exitCode(err error) int {
 		return ExitNotFound
 	case errors.Is(err, client.ErrPreconditionFailed):
 		return ExitPrecondition
+	case errors.Is(err, client.ErrUnauthenticated), errors.Is(err, client.ErrPermissionDenied):
+		return ExitDenied
 	}
 	return ExitError
 }
@@ -131,6 +138,9 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 	pf.StringVar(&g.cacert, "cacert", "", "CA certificate to verify the server with")
 	pf.StringVar(&g.cert, "cert", "", "client certificate (mutual TLS)")
 	pf.StringVar(&g.key, "key", "", "client key (mutual TLS)")
+	pf.StringVar(&g.user, "user", env.Getenv("CAIRN_USER"), "user name, or name:password, for HTTP Basic (env CAIRN_USER)")
+	pf.StringVar(&g.password, "password", env.Getenv("CAIRN_PASSWORD"), "password of --user (env CAIRN_PASSWORD)")
+	pf.StringVar(&g.token, "token", env.Getenv("CAIRN_TOKEN"), "bearer token (env CAIRN_TOKEN)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if g.output != "table" && g.output != "json" {
 			return usagef("--output must be table or json, not %q", g.output)
@@ -140,7 +150,7 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 	root.AddCommand(
 		serveCmd(env),
 		getCmd(g, env), putCmd(g, env), delCmd(g, env), listCmd(g, env), txnCmd(g, env),
-		membersCmd(g, env), leaderCmd(g, env), statusCmd(g, env), benchCmd(g, env),
+		membersCmd(g, env), leaderCmd(g, env), statusCmd(g, env), benchCmd(g, env), authCmd(g, env),
 		&cobra.Command{Use: "version", Short: "print the version", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(env.Stdout, "cairn", env.Version)
 			return nil
@@ -175,7 +185,15 @@ func (g *globals) client() (*client.Client, error) {
 			tlsConf.Certificates = []tls.Certificate{cert}
 		}
 	}
-	c, err := client.New(client.Config{Endpoints: strings.Split(g.endpoints, ","), Timeout: g.timeout, TLS: tlsConf})
+	user, pass := g.user, g.password
+	if u, p, ok := strings.Cut(user, ":"); ok {
+		user, pass = u, p
+	}
+	if user != "" && g.token != "" {
+		return nil, usagef("give --user or --token, not both")
+	}
+	c, err := client.New(client.Config{Endpoints: strings.Split(g.endpoints, ","), Timeout: g.timeout, TLS: tlsConf,
+		User: user, Password: pass, Token: g.token})
 	if err != nil {
 		return nil, usageError{err}
 	}
