@@ -68,12 +68,12 @@ type pendingWrite struct {
 
 func newConn(s *Server, nc net.Conn, rw io.ReadWriter) *conn {
 	return &conn{
-		s:      s,
-		nc:     nc,
-		rd:     newReader(rw),
-		w:      rw,
-		id:     s.nextID.Add(1),
-		ctx:    auth.WithIdentity(s.ctx, auth.Anonymous),
+		s:   s,
+		nc:  nc,
+		rd:  newReader(rw),
+		w:   rw,
+		id:  s.nextID.Add(1),
+		ctx: auth.WithIdentity(s.ctx, auth.Anonymous),
 	}
 }
 
