@@ -20,6 +20,7 @@ type Authenticator interface {
 // AuthAdmin manages users and rules; *kv.Service implements it. Each method
 // checks that the caller may do admin actions.
 type AuthAdmin interface {
+	CheckAdmin(ctx context.Context) error
 	Users(ctx context.Context) ([]kv.UserInfo, error)
 	PutUser(ctx context.Context, name, password string) error
 	DeleteUser(ctx context.Context, name string) error
@@ -67,6 +68,17 @@ func (a *api) identify(r *http.Request) (auth.Identity, error) {
 		return auth.Identity{Name: cn, Via: "cert"}, nil
 	}
 	return auth.Anonymous, nil
+}
+
+// adminOnly serves h to identities that may do admin actions.
+func (a *api) adminOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.admin.CheckAdmin(r.Context()); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (a *api) whoami(w http.ResponseWriter, r *http.Request) {
@@ -168,8 +180,13 @@ func (a *api) putRules(w http.ResponseWriter, r *http.Request) {
 	a.getRules(w, r)
 }
 
-func isAuthError(err error) (status int, code string, ok bool) {
+// isAuthError maps authentication and permission errors. A request refused
+// for an anonymous caller is answered 401 (with WWW-Authenticate), not 403:
+// credentials may well get it through.
+func isAuthError(r *http.Request, err error) (status int, code string, ok bool) {
 	switch {
+	case errors.Is(err, kv.ErrPermissionDenied) && auth.FromContext(r.Context()).Via == "anonymous":
+		return http.StatusUnauthorized, "unauthenticated", true
 	case errors.Is(err, kv.ErrUnauthenticated):
 		return http.StatusUnauthorized, "unauthenticated", true
 	case errors.Is(err, kv.ErrPermissionDenied):

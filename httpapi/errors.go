@@ -64,7 +64,7 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		re *requestError
 		pe *kv.PreconditionError
 	)
-	if status, code, ok := isAuthError(err); ok {
+	if status, code, ok := isAuthError(r, err); ok {
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="cairn", charset="UTF-8"`)
 		}

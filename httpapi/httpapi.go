@@ -53,6 +53,9 @@ type Options struct {
 	Admin AuthAdmin
 	// Inflight bounds requests served at once (429 over it); nil: no bound.
 	Inflight *auth.Inflight
+	// Pprof, if set, is served under /debug/pprof/ to admins (it needs
+	// Admin to check who they are).
+	Pprof http.Handler
 }
 
 // DefaultMaxValueBytes is the value limit when Options.MaxValueBytes is 0.
@@ -115,6 +118,9 @@ func New(svc Service, o Options) http.Handler {
 		a.handle("/v1/auth/rules", methods{http.MethodGet: a.getRules, http.MethodPut: a.putRules})
 	} else {
 		a.mux.HandleFunc("/v1/auth/", a.noAdmin)
+	}
+	if o.Pprof != nil && a.admin != nil {
+		a.mux.Handle("/debug/pprof/", a.adminOnly(o.Pprof))
 	}
 	a.handle("/healthz", methods{http.MethodGet: a.healthz})
 	a.handle("/readyz", methods{http.MethodGet: a.readyz})

@@ -178,6 +178,7 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 			Authenticator: s.svc,
 			Admin:         s.svc,
 			Inflight:      inflight,
+			Pprof:         pprofIf(cfg.EnablePprof),
 		})),
 		ReadHeaderTimeout: min(10*time.Second, positive(cfg.ReadTimeout)),
 		ReadTimeout:       cfg.ReadTimeout,
@@ -251,11 +252,34 @@ func positive(d time.Duration) time.Duration {
 	return d
 }
 
-// withDebug adds the profiler when enabled and the test-build
-// fault-injection endpoints when compiled in.
+// pprofHandler serves Go's profiler; the API mounts it under /debug/pprof/
+// for admins only.
+func pprofHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/debug/pprof/profile":
+			pprof.Profile(w, r)
+		case "/debug/pprof/trace":
+			pprof.Trace(w, r)
+		case "/debug/pprof/symbol":
+			pprof.Symbol(w, r)
+		default:
+			pprof.Index(w, r)
+		}
+	})
+}
+
+func pprofIf(on bool) http.Handler {
+	if !on {
+		return nil
+	}
+	return pprofHandler()
+}
+
+// withDebug adds the test-build fault-injection endpoints when compiled in.
 func (s *Server) withDebug(api http.Handler) http.Handler {
 	dbg := debugHandler(s)
-	if dbg == nil && !s.cfg.EnablePprof {
+	if dbg == nil {
 		return api
 	}
 	// Route by prefix by hand: a ServeMux in front of the API would clean
@@ -263,16 +287,8 @@ func (s *Server) withDebug(api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
-		case dbg != nil && strings.HasPrefix(p, "/debug/faults/"):
+		case strings.HasPrefix(p, "/debug/faults/"):
 			dbg.ServeHTTP(w, r)
-		case s.cfg.EnablePprof && p == "/debug/pprof/profile":
-			pprof.Profile(w, r)
-		case s.cfg.EnablePprof && p == "/debug/pprof/trace":
-			pprof.Trace(w, r)
-		case s.cfg.EnablePprof && p == "/debug/pprof/symbol":
-			pprof.Symbol(w, r)
-		case s.cfg.EnablePprof && strings.HasPrefix(p, "/debug/pprof/"):
-			pprof.Index(w, r)
 		default:
 			api.ServeHTTP(w, r)
 		}

@@ -201,7 +201,7 @@ func TestRuntimeAuthBootstrap(t *testing.T) {
 	if r := do(t, "PUT", u+"/v1/auth/rules", `{"rules":[{"identity":"root","actions":["read","write","admin"]}]}`, "Authorization", root); r.status != 200 {
 		t.Fatalf("first rules: %d %s", r.status, r.body)
 	}
-	if r := do(t, "PUT", u+"/v1/kv/a", "1"); r.status != 403 {
+	if r := do(t, "PUT", u+"/v1/kv/a", "1"); r.status != 401 {
 		t.Fatalf("anonymous write once rules exist: %d %s", r.status, r.body)
 	}
 	if r := do(t, "PUT", u+"/v1/kv/a", "1", "Authorization", root); r.status != 200 {
@@ -211,7 +211,7 @@ func TestRuntimeAuthBootstrap(t *testing.T) {
 	c.Stop(0)
 	c.Start(0)
 	c.WaitReady(30 * time.Second)
-	if r := do(t, "PUT", u+"/v1/kv/a", "2"); r.status != 403 {
+	if r := do(t, "PUT", u+"/v1/kv/a", "2"); r.status != 401 {
 		t.Fatalf("anonymous write after restart: %d %s", r.status, r.body)
 	}
 	if r := do(t, "GET", u+"/v1/kv/a", "", "Authorization", root); r.status != 200 || r.body != "1" {
