@@ -23,6 +23,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -218,7 +219,13 @@ func (s *Server) handle(nc net.Conn) {
 			s.log.Error("panic serving a RESP connection", "remote", nc.RemoteAddr().String(), "panic", r)
 		}
 	}()
-	c := newConn(s, nc, nc)
+	var rw io.ReadWriter = nc
+	var gw *groupWriter
+	if _, bare := nc.(*net.TCPConn); !bare {
+		gw = &groupWriter{Conn: nc}
+		rw = gw
+	}
+	c := newConn(s, nc, rw)
 	if tc, ok := nc.(*tls.Conn); ok {
 		// The handshake is bounded like any read; its client certificate,
 		// verified against trusted-ca-file, names the connection.
@@ -233,9 +240,68 @@ func (s *Server) handle(nc net.Conn) {
 			c.setIdentity(auth.Identity{Name: cn, Via: "cert"})
 		}
 	}
-	if err := c.serve(); err != nil {
+	err := c.serve()
+	if gw != nil {
+		// What the connection answered last, a protocol error included.
+		if ferr := gw.flush(); err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
 		s.log.Debug("RESP connection ended", "remote", nc.RemoteAddr().String(), "err", err)
 	}
+}
+
+// groupWriter sends what a connection writes with one write when the
+// connection next waits for input (or ends). A group's replies come as
+// separate buffers; on a bare *net.TCPConn net.Buffers sends them with one
+// writev, but behind the connection-limit or TLS wrappers it makes one write
+// system call (and TLS record) per reply, which was the largest CPU cost of
+// pipelined writes. Every blocking read flushes first, so a client never
+// waits for a reply that is held here.
+type groupWriter struct {
+	net.Conn
+	buf []byte
+	err error
+}
+
+// groupWriterMax bounds the bytes held back; more is written at once.
+const groupWriterMax = 256 << 10
+
+func (w *groupWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if len(w.buf)+len(p) > groupWriterMax {
+		if err := w.flush(); err != nil {
+			return 0, err
+		}
+		if len(p) > groupWriterMax {
+			return w.Conn.Write(p)
+		}
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+func (w *groupWriter) Read(p []byte) (int, error) {
+	if err := w.flush(); err != nil {
+		return 0, err
+	}
+	return w.Conn.Read(p)
+}
+
+func (w *groupWriter) flush() error {
+	if len(w.buf) == 0 || w.err != nil {
+		return w.err
+	}
+	_, w.err = w.Conn.Write(w.buf)
+	if cap(w.buf) > 64<<10 {
+		w.buf = nil
+	} else {
+		w.buf = w.buf[:0]
+	}
+	return w.err
 }
 
 func (s *Server) handshakeTimeout() time.Duration {
