@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +28,9 @@ import (
 type AuthState struct {
 	Users []auth.User // sorted by name
 	Rules []auth.Rule
+	// Rev is the log index of the last change (0: never changed). Commands
+	// carry the Rev they were checked against.
+	Rev uint64
 }
 
 // authOp is one change to the replicated auth state (a log command).
@@ -68,6 +72,9 @@ func (m *Machine) loadAuth() error {
 	if err != nil {
 		return fmt.Errorf("kv: load users: %w", err)
 	}
+	if raw, err := m.db.Get(authRevKey); err == nil && len(raw) == 8 {
+		st.Rev = binary.BigEndian.Uint64(raw)
+	}
 	raw, err := m.db.Get(authRulesKey)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -83,9 +90,9 @@ func (m *Machine) loadAuth() error {
 }
 
 // applyAuth applies one auth change. It runs on the apply goroutine only.
-func (m *Machine) applyAuth(b *store.Batch, op *authOp) error {
+func (m *Machine) applyAuth(b *store.Batch, op *authOp, index uint64) error {
 	cur := m.authState.Load()
-	next := &AuthState{Users: slices.Clone(cur.Users), Rules: cur.Rules}
+	next := &AuthState{Users: slices.Clone(cur.Users), Rules: cur.Rules, Rev: index}
 	find := func(name string) int {
 		i, ok := slices.BinarySearchFunc(next.Users, name, func(u auth.User, n string) int {
 			switch {
@@ -161,6 +168,9 @@ func (m *Machine) applyAuth(b *store.Batch, op *authOp) error {
 		raw, _ := json.Marshal(changed)
 		b.Set(authUserKey(changed.Name), raw)
 	}
+	var rev [8]byte
+	binary.BigEndian.PutUint64(rev[:], index)
+	b.Set(authRevKey, rev[:])
 	m.authState.Store(next)
 	return nil
 }
@@ -249,9 +259,9 @@ func (s *Service) CheckAdmin(ctx context.Context) error {
 	return fmt.Errorf("%w: %s may not do admin actions", ErrPermissionDenied, who(id))
 }
 
-// authorizeTxn checks every compare and every operation of both branches.
-func (s *Service) authorizeTxn(ctx context.Context, t *Txn) error {
-	v := s.authView()
+// authorizeTxn checks every compare and every operation of both branches
+// against v.
+func (s *Service) authorizeTxn(ctx context.Context, v *authView, t *Txn) error {
 	if v.policy.Open() {
 		return nil
 	}

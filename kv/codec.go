@@ -13,6 +13,7 @@ import (
 //	0x04 name                member metadata (JSON)
 //	0x05 "u" name            user (JSON auth.User)
 //	0x05 "r"                 ACL rules (JSON []auth.Rule)
+//	0x05 "v"                 auth revision: log index of the last auth change (be64)
 const (
 	prefixData   byte = 0x01
 	prefixTTL    byte = 0x02
@@ -21,7 +22,10 @@ const (
 	prefixAuth   byte = 0x05
 )
 
-var authRulesKey = []byte{prefixAuth, 'r'}
+var (
+	authRulesKey = []byte{prefixAuth, 'r'}
+	authRevKey   = []byte{prefixAuth, 'v'}
+)
 
 func authUserKey(name string) []byte { return append([]byte{prefixAuth, 'u'}, name...) }
 

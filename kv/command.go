@@ -136,6 +136,7 @@ func encodeCommand(c command) ([]byte, error) {
 		if err := e.txn(c.Txn); err != nil {
 			return nil, err
 		}
+		e.authRev(c)
 	case cmdBatch:
 		e.byte(cmdCodeBatch)
 		e.uvarint(uint64(len(c.Batch)))
@@ -144,6 +145,7 @@ func encodeCommand(c command) ([]byte, error) {
 				return nil, err
 			}
 		}
+		e.authRev(c)
 	case cmdExpire:
 		e.byte(cmdCodeExpire)
 		e.uvarint(uint64(len(c.Expire)))
@@ -172,6 +174,25 @@ func encodeCommand(c command) ([]byte, error) {
 		return nil, fmt.Errorf("%w: command %q", ErrInvalidArgument, c.Type)
 	}
 	return e.b, nil
+}
+
+// authRev appends, for a command whose access was checked, the revision of
+// the auth state it was checked against (see Machine.Apply).
+func (e *enc) authRev(c command) {
+	if c.AuthChecked {
+		e.byte(1)
+		e.uvarint(c.AuthRev)
+	}
+}
+
+func (d *dec) authRev(c *command) {
+	if d.err == nil && len(d.b) > 0 {
+		if d.byte() != 1 {
+			d.fail()
+			return
+		}
+		c.AuthChecked, c.AuthRev = true, d.uvarint()
+	}
 }
 
 func (e *enc) txn(t *Txn) error {
@@ -231,6 +252,7 @@ func decodeCommand(b []byte) (command, error) {
 	case cmdCodeTxn:
 		c.Type = cmdTxn
 		c.Txn = d.txn()
+		d.authRev(&c)
 	case cmdCodeBatch:
 		c.Type = cmdBatch
 		n := d.count(3)
@@ -240,6 +262,7 @@ func decodeCommand(b []byte) (command, error) {
 				c.Batch = append(c.Batch, *t)
 			}
 		}
+		d.authRev(&c)
 	case cmdCodeExpire:
 		c.Type = cmdExpire
 		n := d.count(2)

@@ -133,6 +133,12 @@ type command struct {
 	Member *Member      `json:"member,omitempty"`
 	Name   string       `json:"name,omitempty"`
 	Auth   *authOp      `json:"auth,omitempty"`
+	// AuthChecked says the proposer checked access against the auth state
+	// of revision AuthRev; the machine refuses the command if the auth state
+	// changed since (ErrAuthChanged), so a write is never applied on the
+	// strength of a permission revoked before it commits.
+	AuthChecked bool   `json:"-"`
+	AuthRev     uint64 `json:"-"`
 }
 
 const (
@@ -167,6 +173,7 @@ var resultCodes = map[string]error{
 	"invalid_argument": ErrInvalidArgument,
 	"invalid_key":      ErrInvalidKey,
 	"not_found":        ErrNotFound,
+	"auth_changed":     ErrAuthChanged,
 }
 
 func errResult(err error) []byte {
@@ -230,6 +237,9 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 	if err != nil {
 		return errResult(fmt.Errorf("%w: undecodable command: %w", ErrInvalidArgument, err))
 	}
+	if c.AuthChecked && c.AuthRev != ab.m.AuthState().Rev {
+		return errResult(fmt.Errorf("%w: checked at auth revision %d, now %d", ErrAuthChanged, c.AuthRev, ab.m.AuthState().Rev))
+	}
 	switch c.Type {
 	case cmdTxn:
 		if c.Txn == nil {
@@ -268,7 +278,7 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 		if c.Auth == nil {
 			return errResult(fmt.Errorf("%w: auth command without an operation", ErrInvalidArgument))
 		}
-		if err := ab.m.applyAuth(ab.b, c.Auth); err != nil {
+		if err := ab.m.applyAuth(ab.b, c.Auth, e.Index); err != nil {
 			return errResult(err)
 		}
 		return encodeResult(result{})

@@ -176,10 +176,12 @@ func (s *Service) Get(ctx context.Context, key string, o ReadOptions) (*Record, 
 	if err := s.route(key); err != nil {
 		return nil, err
 	}
-	if err := s.allow(ctx, auth.Read, key); err != nil {
+	if err := s.barrier(ctx, o); err != nil {
 		return nil, err
 	}
-	if err := s.barrier(ctx, o); err != nil {
+	// After the barrier: a linearizable read sees every change of users and
+	// rules committed before it started.
+	if err := s.allow(ctx, auth.Read, key); err != nil {
 		return nil, err
 	}
 	raw, err := s.db.Get(dataKey(key))
@@ -426,13 +428,26 @@ func (s *Service) validateTxn(t *Txn) error {
 // on its own and has its own result or error; err is for the batch as a whole
 // (no quorum, timeout), in which case none, some or all may have applied.
 func (s *Service) TxnBatch(ctx context.Context, txns []Txn) (results []*TxnResult, errs []error, err error) {
+	for try := 0; ; try++ {
+		results, errs, err = s.txnBatch(ctx, txns)
+		if !errors.Is(err, ErrAuthChanged) || try == authRetries-1 {
+			return results, errs, err
+		}
+		if err := s.barrier(ctx, ReadOptions{}); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+func (s *Service) txnBatch(ctx context.Context, txns []Txn) (results []*TxnResult, errs []error, err error) {
 	errs = make([]error, len(txns))
 	results = make([]*TxnResult, len(txns))
 	valid := make([]Txn, 0, len(txns))
 	pos := make([]int, 0, len(txns))
+	v := s.authView()
 	for i := range txns {
 		if errs[i] = s.validateTxn(&txns[i]); errs[i] == nil {
-			errs[i] = s.authorizeTxn(ctx, &txns[i])
+			errs[i] = s.authorizeTxn(ctx, v, &txns[i])
 		}
 		if errs[i] == nil {
 			valid = append(valid, txns[i])
@@ -442,7 +457,7 @@ func (s *Service) TxnBatch(ctx context.Context, txns []Txn) (results []*TxnResul
 	if len(valid) == 0 {
 		return results, errs, nil
 	}
-	res, err := s.propose(ctx, command{Type: cmdBatch, Batch: valid})
+	res, err := s.propose(ctx, command{Type: cmdBatch, Batch: valid, AuthChecked: true, AuthRev: v.state.Rev})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -460,11 +475,27 @@ func (s *Service) TxnBatch(ctx context.Context, txns []Txn) (results []*TxnResul
 	return results, errs, nil
 }
 
+// authRetries bounds how often a write is checked and proposed again
+// because users or rules changed in between (ErrAuthChanged).
+const authRetries = 5
+
 func (s *Service) txn(ctx context.Context, t *Txn) (*TxnResult, error) {
-	if err := s.authorizeTxn(ctx, t); err != nil {
-		return nil, err
+	var res *result
+	var err error
+	for try := 0; try < authRetries; try++ {
+		v := s.authView()
+		if err := s.authorizeTxn(ctx, v, t); err != nil {
+			return nil, err
+		}
+		res, err = s.propose(ctx, command{Type: cmdTxn, Txn: t, AuthChecked: true, AuthRev: v.state.Rev})
+		if !errors.Is(err, ErrAuthChanged) {
+			break
+		}
+		// This node may not have applied the change yet; wait for it.
+		if err := s.barrier(ctx, ReadOptions{}); err != nil {
+			return nil, err
+		}
 	}
-	res, err := s.propose(ctx, command{Type: cmdTxn, Txn: t})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,9 @@ var (
 	ErrNotFound = errors.New("kv: not found")
 	// ErrUnauthenticated is a wrong user name, password or token.
 	ErrUnauthenticated = errors.New("kv: authentication failed")
+	// ErrAuthChanged: users or rules changed between the access check and
+	// the commit; the command had no effect and is checked again.
+	ErrAuthChanged = errors.New("kv: users or rules changed during the request")
 	// ErrPermissionDenied is an identity the ACL rules do not allow the action.
 	ErrPermissionDenied   = errors.New("kv: permission denied")
 	ErrPreconditionFailed = errors.New("kv: precondition failed")
