@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -330,5 +331,43 @@ func TestAllowedHosts(t *testing.T) {
 		if len(b) > 0 {
 			t.Errorf("%s answered a host outside allowed-hosts: %q", addr, b)
 		}
+	}
+}
+
+// TestSecureJoin: with peer mTLS, client TLS and ACL rules, a new node joins
+// by presenting its certificate to the member it asks (its CN needs admin);
+// a node whose certificate names an identity without admin is refused.
+func TestSecureJoin(t *testing.T) {
+	dir := t.TempDir()
+	pki := cluster.WriteCerts(t, dir, "ca", "n1", "n2", "n3", "n4", "n5")
+	intruderCert, intruderKey := pki.Issue(t, "intruder", time.Now().Add(time.Hour))
+	secure := func(i int, cfg *config.Config) {
+		name := fmt.Sprintf("n%d", i+1)
+		cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerTrustedCAFile = pki.Cert[name], pki.Key[name], pki.CAFile
+		cfg.CertFile, cfg.KeyFile, cfg.TrustedCAFile, cfg.ClientCertAuth = pki.Cert[name], pki.Key[name], pki.CAFile, true
+		cfg.Auth.Rules = []auth.Rule{{Identity: "n[0-9]+", Actions: []string{"read", "write", "admin"}}}
+	}
+	c := cluster.New(t, 3, cluster.Options{Configure: secure})
+	i := c.StartJoiner(0, false, func(cfg *config.Config) { cfg.Join = "https://" + c.Nodes[0].ClientAddr })
+	c.WaitReady(30 * time.Second)
+	bad := c.StartJoiner(0, false, func(cfg *config.Config) {
+		cfg.Join = "https://" + c.Nodes[0].ClientAddr
+		cfg.CertFile, cfg.KeyFile = intruderCert, intruderKey
+	})
+	select {
+	case <-c.Nodes[bad].S.Ready():
+		t.Fatal("a node without admin joined")
+	case <-time.After(3 * time.Second):
+	}
+	ms, err := c.Svc(0).Members(auth.WithIdentity(context.Background(), auth.System))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Name)
+	}
+	if len(ms) != 4 || !strings.Contains(strings.Join(names, ","), c.Nodes[i].Name) {
+		t.Fatalf("members after the joins: %v", names)
 	}
 }
