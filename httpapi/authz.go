@@ -15,7 +15,14 @@ import (
 type Authenticator interface {
 	Authenticate(user, password string) (auth.Identity, error)
 	AuthenticateToken(token string) (auth.Identity, error)
+	// AuthRequired reports whether ACL rules are in force.
+	AuthRequired() bool
 }
+
+// unauthBodyLimit bounds the body of an anonymous request while ACL rules
+// are in force: a client that has not authenticated cannot make the node
+// buffer large values.
+const unauthBodyLimit = 64 << 10
 
 // AuthAdmin manages users and rules; *kv.Service implements it. Each method
 // checks that the caller may do admin actions.

@@ -21,6 +21,8 @@ func (oneUser) Authenticate(user, password string) (auth.Identity, error) {
 	return auth.Identity{}, kv.ErrUnauthenticated
 }
 
+func (oneUser) AuthRequired() bool { return true }
+
 func (oneUser) AuthenticateToken(token string) (auth.Identity, error) {
 	if token == "t" {
 		return auth.Identity{Name: "tok", Via: "token"}, nil

@@ -179,6 +179,9 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(auth.WithIdentity(r.Context(), id))
+	if id.Via == "anonymous" && a.authn != nil && a.authn.AuthRequired() {
+		r.Body = http.MaxBytesReader(w, r.Body, unauthBodyLimit)
+	}
 	if r.Method != http.MethodConnect {
 		if p := r.URL.EscapedPath(); strings.HasPrefix(p, kvPrefix) && !isCleanPath(p) {
 			method := r.Method

@@ -137,6 +137,9 @@ func (a *api) readValue(r *http.Request) ([]byte, error) {
 		return nil, tooLarge("the value is %d bytes, the limit is %d", r.ContentLength, a.maxValue)
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, a.maxValue+1))
+	if mb, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return nil, tooLarge("the body is over the limit of %d bytes for a client that has not authenticated", mb.Limit)
+	}
 	if err != nil {
 		return nil, badRequest("reading the body: %w", err)
 	}

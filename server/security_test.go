@@ -191,6 +191,15 @@ func TestACLMatrixHTTP(t *testing.T) {
 		t.Errorf("reader's list misses keys it may read: %v", keys)
 	}
 
+	// Anonymous clients cannot make the node buffer large bodies.
+	big := strings.Repeat("x", 100<<10)
+	if r := do(t, "PUT", u+"/v1/kv/public/big", big); r.status != 413 {
+		t.Errorf("anonymous 100 KiB PUT: %d %s", r.status, r.body)
+	}
+	if r := do(t, "PUT", u+"/v1/kv/app/big", big, "Authorization", ids["writer"]); r.status != 200 {
+		t.Errorf("writer 100 KiB PUT: %d %s", r.status, r.body)
+	}
+
 	// whoami reports where the identity came from.
 	if r := do(t, "GET", u+"/v1/auth/whoami", "", "Authorization", ids["bot"]); !strings.Contains(r.body, `"identity":"bot"`) || !strings.Contains(r.body, `"via":"token"`) {
 		t.Errorf("whoami: %s", r.body)
