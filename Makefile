@@ -24,17 +24,22 @@ lint:
 	$(GO) vet $(PKGS)
 
 # Fault injection with linearizability checking: every fault kind on its own
-# and mixed against 3- and 5-node clusters (server/nemesis_test.go), crash
-# durability with real processes and kill -9, and the proof that the checker
-# catches a broken read path (faultinject test builds).
+# and mixed against 3- and 5-node clusters, in process (server/nemesis_test.go)
+# and on real processes (test/chaos: kill -9, SIGSTOP, membership, snapshots,
+# and the Docker variant where a Docker engine answers), crash durability,
+# and the proof that the checker catches a broken read path (faultinject
+# test builds). test/process's real-process tests run in `make test`; the
+# chaos harness covers the same faults with more operations and checks.
 CHAOS_RUNS ?= 2
 NEMESIS_SEEDS ?= 1
+CHAOS_SEEDS ?= 1
 chaos: build
 	$(GO) test -tags faultinject -count=1 -timeout 14m -run 'TestNemesisSweep' ./server/ \
 		-args -nemesis -nemesis.seeds $(NEMESIS_SEEDS)
 	$(GO) test -tags faultinject -count=$(CHAOS_RUNS) -timeout 14m \
-		-run 'Linearizable|CheckerCatches|MinorityPartition|LeaderLoss|FullRestart|LaggingFollower|CrashDurability|ThreeProcesses' \
-		./server/ ./test/process/
+		-run 'Linearizable|CheckerCatches|MinorityPartition|LeaderLoss|FullRestart|LaggingFollower' ./server/
+	$(GO) test -count=1 -timeout 14m -v -run 'TestChaos$$' ./test/chaos/ \
+		-args -chaos.long -chaos.seeds $(CHAOS_SEEDS)
 
 # Short native fuzzing of every parser.
 FUZZTIME ?= 20s

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -16,7 +17,13 @@ import (
 // removal that took effect into an error; a retry must then say the member
 // is gone.
 func TestRemoveLeaderThroughItself(t *testing.T) {
-	c := cluster.New(t, 3, cluster.Options{})
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%dnodes", n), func(t *testing.T) { testRemoveLeaderThroughItself(t, n) })
+	}
+}
+
+func testRemoveLeaderThroughItself(t *testing.T, size int) {
+	c := cluster.New(t, size, cluster.Options{})
 	mustPut(t, c.Svc(0), "before", "1")
 	l := c.WaitLeader(5 * time.Second)
 	name := c.Nodes[l].Name
@@ -35,7 +42,7 @@ func TestRemoveLeaderThroughItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 2 {
+	if len(ms) != size-1 {
 		t.Fatalf("members after removing %s: %+v", name, ms)
 	}
 	for _, m := range ms {

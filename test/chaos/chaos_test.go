@@ -1,5 +1,3 @@
-//go:build chaosharness
-
 package chaos
 
 import (
@@ -8,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +14,8 @@ import (
 )
 
 var (
-	flagLong     = flag.Bool("chaos.long", false, "run the long sweep (make chaos): every fault kind against 3 and 5 nodes, two seeds, plus the stale-read and crash tests")
+	flagLong     = flag.Bool("chaos.long", false, "run the long sweep (make chaos): every fault kind against 3 and 5 nodes, plus the stale-read, crash and Docker tests")
+	flagSeeds    = flag.Int("chaos.seeds", 1, "seeds per cluster size in the long sweep")
 	flagDuration = flag.Duration("chaos.duration", 0, "run a custom sweep this long (split into rounds of -chaos.round), with the flags below")
 	flagRound    = flag.Duration("chaos.round", time.Minute, "longest history checked at once in a custom sweep")
 	flagSeed     = flag.Uint64("chaos.seed", 1, "seed of the custom sweep (the workload and the nemesis)")
@@ -29,27 +29,36 @@ var (
 	flagRecheck  = flag.String("chaos.recheck", "", "check a saved history (history-*.json from a run directory) again, with no cluster")
 )
 
-// binary is cairn built with -tags faultinject, once for the package.
-var binary string
+// The cairn binary with fault injection, built once for the package by the
+// first test that needs it, into a directory TestMain removes.
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+// mustBinary builds cairn with -tags faultinject (CGO_ENABLED=0, so the
+// Docker variant can run it in a FROM scratch image) and returns its path.
+func mustBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "cairn-chaos-bin"); binErr == nil {
+			binPath, binErr = BuildBinary(binDir)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	code := func() int {
-		if testing.Short() || *flagRecheck != "" {
-			return m.Run() // every process test skips itself
-		}
-		dir, err := os.MkdirTemp("", "cairn-chaos-bin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if binary, err = BuildBinary(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}()
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
 }
 
@@ -76,7 +85,7 @@ func runDir(t *testing.T) string {
 // the test ends, however it ends.
 func mustCluster(t *testing.T, dir string, n, spares int, env ...string) *Cluster {
 	t.Helper()
-	c, err := NewCluster(Options{Binary: binary, Nodes: n, Spares: spares, Dir: dir, Env: env, Logf: t.Logf})
+	c, err := NewCluster(Options{Binary: mustBinary(t), Nodes: n, Spares: spares, Dir: dir, Env: env, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +113,10 @@ func workload(prefix string, seed uint64) Workload {
 	return Workload{Clients: *flagClients, Keys: *flagKeys, Rate: *flagRate, Prefix: prefix, Seed: seed}
 }
 
-// TestChaosShort is the configuration inside `go test ./...`: three rounds
-// of about 15 s on one 3-node cluster, two fault kinds each.
+// TestChaosShort is the configuration inside `go test ./...`: three short
+// rounds (about 20 s of faults in all) on one 3-node cluster, two fault kinds
+// each, among them kill -9 and SIGSTOP. The long sweep (TestChaos) covers
+// every kind on 3 and 5 nodes.
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -116,21 +127,22 @@ func TestChaosShort(t *testing.T) {
 	dir := runDir(t)
 	c := mustCluster(t, dir, 3, 0)
 	rounds := [][]string{
-		{FaultIsolateLeader, FaultKill},
-		{FaultPartitionMinority, FaultPause},
+		{FaultKill, FaultIsolateLeader},
+		{FaultPause, FaultPartitionMinority},
 		{FaultOneWay, FaultTransfer},
 	}
 	for r, kinds := range rounds {
 		mustRun(t, c, dir, Config{Name: fmt.Sprintf("short round %d: %s", r+1, strings.Join(kinds, "+")),
 			Workload: workload(fmt.Sprintf("chaos/short%d/", r+1), uint64(r+1)),
-			Faults:   kinds, Duration: 14 * time.Second})
+			Faults:   kinds, Hold: 1500 * time.Millisecond})
 	}
 }
 
 // TestChaos is the long sweep (-chaos.long, as make chaos runs it): every
-// fault kind once, then mixed steps, against 3 and 5 nodes with two seeds;
-// then the proof that the checker catches stale reads, and crash durability.
-// With -chaos.duration it is instead a custom sweep shaped by the flags.
+// fault kind once, then mixed steps, against 3 and 5 nodes (-chaos.seeds
+// seeds each); then the proof that the checker catches stale reads, crash
+// durability, and the Docker variant. With -chaos.duration it is instead a
+// custom sweep shaped by the flags.
 func TestChaos(t *testing.T) {
 	switch {
 	case testing.Short():
@@ -138,8 +150,12 @@ func TestChaos(t *testing.T) {
 	case *flagDuration > 0:
 		customSweep(t)
 	case *flagLong:
-		for _, n := range []int{3, 5} {
-			for _, seed := range []uint64{1, 2} {
+		for s := 1; s <= *flagSeeds; s++ {
+			for _, n := range []int{3, 5} {
+				seed := uint64(2*s - 1)
+				if n == 5 {
+					seed++
+				}
 				t.Run(fmt.Sprintf("%dnodes/seed%d", n, seed), func(t *testing.T) {
 					dir := runDir(t)
 					c := mustCluster(t, dir, n, 1)
@@ -151,6 +167,7 @@ func TestChaos(t *testing.T) {
 		}
 		t.Run("checker-catches-stale-reads", testCheckerCatchesStaleReads)
 		t.Run("crash-durability", testCrashDurability)
+		t.Run("docker", testChaosDocker)
 	default:
 		t.Skip("run with -chaos.long (make chaos) or -chaos.duration D; see docs/TESTING.md")
 	}

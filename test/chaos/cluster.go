@@ -1,5 +1,3 @@
-//go:build chaosharness
-
 package chaos
 
 import (
@@ -67,6 +65,16 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	notes []string // API answers worth reporting that are not failures
+	exits []string // nodes that stopped without the harness stopping them
+}
+
+// takeExits returns and forgets the unexpected exits seen so far.
+func (c *Cluster) takeExits() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.exits
+	c.exits = nil
+	return e
 }
 
 func (c *Cluster) note(format string, args ...any) string {
@@ -353,6 +361,24 @@ func (c *Cluster) Start(i int) error {
 	n.proc, n.paused = p, false
 	n.mu.Unlock()
 	c.opts.Logf("chaos: started %s", n.Name)
+	go func() {
+		// A node that stops while the harness still counts it as running
+		// crashed (a panic, a fatal error): that fails the run.
+		<-p.exited()
+		n.mu.Lock()
+		mine := n.proc == p
+		if mine {
+			n.proc, n.paused = nil, false
+		}
+		n.mu.Unlock()
+		if mine {
+			msg := fmt.Sprintf("%s (incarnation %d) exited on its own at %s; log %s", n.Name, inc, time.Now().Format("15:04:05.000"), n.LogPath)
+			c.mu.Lock()
+			c.exits = append(c.exits, msg)
+			c.mu.Unlock()
+			c.opts.Logf("chaos: %s", msg)
+		}
+	}()
 	if off {
 		return nil // cut off from the harness too; faults apply when it is back
 	}

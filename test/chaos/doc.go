@@ -1,5 +1,3 @@
-//go:build chaosharness
-
 // Package chaos is cairn's correctness harness under failure: it starts
 // clusters of real cairn processes (built with -tags faultinject) on loopback,
 // drives them with concurrent HTTP clients, injects faults with a nemesis

@@ -1,5 +1,3 @@
-//go:build chaosharness
-
 package chaos
 
 import (
@@ -12,23 +10,30 @@ var flagDocker = flag.Bool("chaos.docker", false, "run the container variant (al
 // TestChaosDocker is the container variant: each node in its own container
 // of a FROM scratch image on a private network, faults made with docker
 // network disconnect, docker pause and docker kill. It runs with
-// -chaos.docker or -chaos.long, where a Docker engine answers.
+// -chaos.docker (and as part of -chaos.long), where a Docker engine answers.
 func TestChaosDocker(t *testing.T) {
 	switch {
 	case testing.Short():
 		t.Skip("starts containers")
-	case !*flagDocker && !*flagLong:
-		t.Skip("run with -chaos.docker or -chaos.long")
-	case !DockerAvailable():
-		t.Skip("no Docker engine answers `docker info`")
+	case *flagLong:
+		t.Skip("TestChaos runs it")
+	case !*flagDocker:
+		t.Skip("run with -chaos.docker or -chaos.long (make chaos)")
+	}
+	testChaosDocker(t)
+}
+
+func testChaosDocker(t *testing.T) {
+	if !DockerAvailable() {
+		t.Skip("no Docker engine answers `docker info`: the container variant needs one (it pulls nothing; the image is FROM scratch)")
 	}
 	dir := runDir(t)
-	d, err := NewDocker(binary, dir, t.Logf)
+	d, err := NewDocker(mustBinary(t), dir, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close) // after the cluster's cleanup has removed the containers
-	c, err := NewCluster(Options{Binary: binary, Nodes: 3, Dir: dir, Logf: t.Logf, Docker: d})
+	c, err := NewCluster(Options{Nodes: 3, Dir: dir, Logf: t.Logf, Docker: d})
 	if err != nil {
 		t.Fatal(err)
 	}

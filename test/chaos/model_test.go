@@ -1,5 +1,3 @@
-//go:build chaosharness
-
 package chaos
 
 import (
@@ -147,9 +145,16 @@ func TestCheckSerializable(t *testing.T) {
 	if n != 3 || len(bad) != 1 || len(across) != 0 {
 		t.Fatalf("n=%d bad=%v across=%v", n, bad, across)
 	}
-	_, bad, across = checkSerializable([]*Op{sget(1, "n1", 1, 5), sget(3, "n1", 2, 4), sget(4, "n2", 1, 1)})
+	// Across a restart, a step back is allowed only in an answer marked stale.
+	staleRead := sget(3, "n1", 2, 4)
+	staleRead.Stale = true
+	_, bad, across = checkSerializable([]*Op{sget(1, "n1", 1, 5), staleRead, sget(4, "n2", 1, 1)})
 	if len(bad) != 0 || len(across) != 1 {
 		t.Fatalf("bad=%v across=%v", bad, across)
+	}
+	_, bad, across = checkSerializable([]*Op{sget(1, "n1", 1, 5), sget(3, "n1", 2, 4)})
+	if len(bad) != 1 || len(across) != 0 {
+		t.Fatalf("fresh answer back in time across a restart: bad=%v across=%v", bad, across)
 	}
 }
 

@@ -1,5 +1,3 @@
-//go:build chaosharness
-
 package chaos
 
 import (
@@ -522,7 +520,7 @@ func (nm *nemesis) step(ctx context.Context, kinds []string, hold time.Duration)
 
 // run injects faults until ctx is done or, with duration 0, until every
 // kind had its turn (then mixed steps follow when asked for).
-func (nm *nemesis) run(ctx context.Context, kinds []string, duration time.Duration, mixed int) {
+func (nm *nemesis) run(ctx context.Context, kinds []string, duration time.Duration, mixed int, hold time.Duration) {
 	order := slices.Clone(kinds)
 	nm.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	var mix []string
@@ -553,6 +551,6 @@ func (nm *nemesis) run(ctx context.Context, kinds []string, duration time.Durati
 			}
 			step = []string{a, b}
 		}
-		nm.step(ctx, step, time.Duration(2000+nm.rng.IntN(2000))*time.Millisecond)
+		nm.step(ctx, step, hold+time.Duration(nm.rng.Int64N(int64(hold))))
 	}
 }

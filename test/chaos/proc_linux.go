@@ -1,4 +1,4 @@
-//go:build chaosharness && linux
+//go:build linux
 
 package chaos
 

@@ -1,4 +1,4 @@
-//go:build chaosharness && unix && !linux
+//go:build unix && !linux
 
 package chaos
 

@@ -1,5 +1,3 @@
-//go:build chaosharness
-
 package chaos
 
 import (
@@ -34,6 +32,9 @@ type Config struct {
 	// composable faults at once after the pass; in a run with a Duration,
 	// any value above 0 makes a third of the steps mixed.
 	Mixed int
+	// Hold is the shortest time a fault lasts; the nemesis holds each step
+	// between Hold and twice as long (default 2 s).
+	Hold time.Duration
 	// CheckTimeout bounds porcupine (default 2 minutes).
 	CheckTimeout time.Duration
 	// OutDir receives the HTML visualization when the check fails.
@@ -111,6 +112,9 @@ func Run(c *Cluster, cfg Config) *Result {
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = 2 * time.Minute
 	}
+	if cfg.Hold <= 0 {
+		cfg.Hold = 2 * time.Second
+	}
 	if cfg.OutDir == "" {
 		cfg.OutDir = os.TempDir()
 	}
@@ -136,7 +140,7 @@ func Run(c *Cluster, cfg Config) *Result {
 	if len(cfg.Faults) == 0 {
 		sleep(ctx, cfg.Duration)
 	} else {
-		nm.run(ctx, cfg.Faults, cfg.Duration, cfg.Mixed)
+		nm.run(ctx, cfg.Faults, cfg.Duration, cfg.Mixed, cfg.Hold)
 	}
 	if err := nm.restore(); err != nil {
 		res.fail("restoring the cluster after the faults: %v", err)
@@ -206,12 +210,12 @@ func Run(c *Cluster, cfg Config) *Result {
 	case porcupine.Unknown:
 		res.fail("linearizability check did not finish within %s (fewer keys or a lower rate make histories easier)", cfg.CheckTimeout)
 	}
-	var viol, across []string
-	res.SerialReads, viol, across = checkSerializable(res.Ops)
+	var viol, staleBack []string
+	res.SerialReads, viol, staleBack = checkSerializable(res.Ops)
 	for _, v := range viol {
 		res.fail("serializable read %s", v)
 	}
-	for _, v := range across {
+	for _, v := range staleBack {
 		res.Notes = append(res.Notes, "serializable read "+v)
 	}
 	for _, v := range checkClientRevisions(res.Ops) {
@@ -227,6 +231,9 @@ func Run(c *Cluster, cfg Config) *Result {
 		res.Acked, _ = checkLostWrites(res.Ops, nil, nil)
 	}
 	res.Notes = append(res.Notes, c.takeNotes()...)
+	for _, e := range c.takeExits() {
+		res.fail("node crashed: %s", e)
+	}
 	for _, a := range rec.anomalies {
 		res.fail("API contract: %s", a)
 	}

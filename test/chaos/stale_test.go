@@ -1,5 +1,3 @@
-//go:build chaosharness
-
 package chaos
 
 import (
@@ -14,23 +12,15 @@ import (
 	"github.com/anishathalye/porcupine"
 )
 
-// TestCheckerCatchesStaleReads proves the checker can fail. Every node runs
-// with CAIRN_DEBUG_UNSAFE_READS=1 (a faultinject-only switch that makes a
-// node that is not the leader serve linearizable reads from its own state,
-// without the read barrier); a follower is cut off, writes go on through the
-// majority and reads go to the stale follower. The history must be found
-// not linearizable, and the visualization written. Then a whole harness run
-// (workload, nemesis, checks) on the same cluster must fail as well.
-func TestCheckerCatchesStaleReads(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real processes")
-	}
-	if *flagLong {
-		t.Skip("TestChaos runs it")
-	}
-	testCheckerCatchesStaleReads(t)
-}
-
+// testCheckerCatchesStaleReads proves the checker can fail (part of the
+// long sweep: go test -run 'TestChaos$/checker' ./test/chaos -args
+// -chaos.long). Every node runs with CAIRN_DEBUG_UNSAFE_READS=1 (a
+// faultinject-only switch that makes a node that is not the leader serve
+// linearizable reads from its own state, without the read barrier); a
+// follower is cut off, writes go on through the majority and reads go to
+// the stale follower. The history must be found not linearizable, and the
+// visualization written. Then a whole harness run (workload, nemesis,
+// checks) on the same cluster must fail as well.
 func testCheckerCatchesStaleReads(t *testing.T) {
 	dir := runDir(t)
 	c := mustCluster(t, dir, 3, 0, "CAIRN_DEBUG_UNSAFE_READS=1")

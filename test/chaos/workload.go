@@ -1,5 +1,3 @@
-//go:build chaosharness
-
 package chaos
 
 import (
