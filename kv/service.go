@@ -613,15 +613,40 @@ func (s *Service) RemoveMember(ctx context.Context, name string) error {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	// The metadata goes first. A leader asked to remove itself can propose
-	// nothing once the change has committed: it is out of the configuration
-	// and hears from no leader, so a deletion proposed afterwards failed
-	// (503) for a removal that had taken effect, and a retry got 404.
+	// A leader that removed itself shuts Raft down as soon as the change
+	// commits (ShutdownOnRemove), and under load the answer to the change
+	// can be lost in that shutdown: Raft shut down with a configuration that
+	// no longer holds this node means the removal committed.
+	removedSelf := func() bool {
+		if name != s.cfg.Name || s.node.Status().State != "shutdown" {
+			return false
+		}
+		servers, err := s.node.Servers()
+		if err != nil {
+			return false
+		}
+		for _, sv := range servers {
+			if sv.ID == name {
+				return false
+			}
+		}
+		return true
+	}
+	if removedSelf() {
+		return fmt.Errorf("%w: %s removed itself", ErrMemberNotFound, name) // a retry
+	}
+	// The metadata goes first: once the change has committed, a leader that
+	// removed itself can propose nothing (it is out of the configuration and
+	// hears from no leader), so a deletion proposed afterwards failed (503)
+	// for a removal that had taken effect, and a retry got 404.
 	old, _ := s.db.Get(memberKey(name))
 	if _, err := s.propose(ctx, command{Type: cmdMemberDel, Name: name}); err != nil {
 		return err
 	}
 	err := mapErr(s.node.RemoveMember(ctx, name))
+	if err != nil && removedSelf() {
+		return nil
+	}
 	if err != nil && old != nil && !errors.Is(err, ErrMemberNotFound) {
 		// The member may still be in the configuration: put its addresses
 		// back (best effort; a restarted member publishes them again). If
