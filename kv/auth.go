@@ -240,10 +240,25 @@ func who(id auth.Identity) string {
 	return fmt.Sprintf("%q", id.Name)
 }
 
+// caller returns the identity in ctx, refusing one whose user has been
+// deleted since it authenticated (a RESP connection stays authenticated
+// across commands; deleting the user ends what it may do).
+func (v *authView) caller(ctx context.Context) (auth.Identity, error) {
+	id := auth.FromContext(ctx)
+	if (id.Via == "password" || id.Via == "token") && !v.dir.Has(id.Name) {
+		return id, fmt.Errorf("%w: user %q no longer exists", ErrUnauthenticated, id.Name)
+	}
+	return id, nil
+}
+
 // allow checks one action on one key for the caller.
 func (s *Service) allow(ctx context.Context, a auth.Action, key string) error {
-	id := auth.FromContext(ctx)
-	if s.authView().policy.Allow(id, a, key) {
+	v := s.authView()
+	id, err := v.caller(ctx)
+	if err != nil {
+		return err
+	}
+	if v.policy.Allow(id, a, key) {
 		return nil
 	}
 	return fmt.Errorf("%w: %s may not %s %q", ErrPermissionDenied, who(id), a, key)
@@ -252,8 +267,12 @@ func (s *Service) allow(ctx context.Context, a auth.Action, key string) error {
 // CheckAdmin returns ErrPermissionDenied unless the caller may do admin
 // actions.
 func (s *Service) CheckAdmin(ctx context.Context) error {
-	id := auth.FromContext(ctx)
-	if s.authView().policy.AllowAdmin(id) {
+	v := s.authView()
+	id, err := v.caller(ctx)
+	if err != nil {
+		return err
+	}
+	if v.policy.AllowAdmin(id) {
 		return nil
 	}
 	return fmt.Errorf("%w: %s may not do admin actions", ErrPermissionDenied, who(id))
@@ -265,7 +284,10 @@ func (s *Service) authorizeTxn(ctx context.Context, v *authView, t *Txn) error {
 	if v.policy.Open() {
 		return nil
 	}
-	id := auth.FromContext(ctx)
+	id, err := v.caller(ctx)
+	if err != nil {
+		return err
+	}
 	deny := func(a auth.Action, what string) error {
 		return fmt.Errorf("%w: %s may not %s %s", ErrPermissionDenied, who(id), a, what)
 	}

@@ -233,7 +233,12 @@ func (s *Service) List(ctx context.Context, prefix string, o ListOptions) (*List
 	res := &ListResult{Revision: rev, Items: []*Record{}}
 	now := time.Now()
 	// Only keys the caller may read are listed, wherever the range starts.
-	pol, id := s.authView().policy, auth.FromContext(ctx)
+	av := s.authView()
+	pol := av.policy
+	id, err := av.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var derr error
 	err = snap.Scan(lo, hi, func(k, v []byte) bool {
 		if o.Limit > 0 && len(res.Items) == o.Limit {

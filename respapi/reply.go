@@ -113,6 +113,8 @@ func replyError(err error, write bool) []byte {
 		return replyErr(msgNoSuchKey)
 	case errors.Is(err, kv.ErrPermissionDenied):
 		return replyErr("NOPERM " + trimKV(err))
+	case errors.Is(err, kv.ErrUnauthenticated):
+		return replyErr("NOAUTH " + trimKV(err))
 	case errors.Is(err, kv.ErrNoLeader):
 		return replyErr("TRYAGAIN no leader: " + trimKV(err))
 	case errors.Is(err, kv.ErrUnavailable):

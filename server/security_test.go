@@ -335,4 +335,20 @@ func TestACLMatrixRESP(t *testing.T) {
 	if n, err := r.DBSize(ctx).Result(); err != nil || n != int64(len(keys)) {
 		t.Errorf("DBSIZE = %d, %v; KEYS showed %d", n, err, len(keys))
 	}
+
+	// Deleting a user ends what its open connections may do.
+	if err := c.Svc(0).DeleteUser(auth.WithIdentity(ctx, auth.System), "reader"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := r.Get(ctx, "app/a").Err()
+		if err != nil && strings.HasPrefix(err.Error(), "NOAUTH") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET on a deleted user's connection: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
