@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sync"
 	"time"
 )
@@ -163,15 +164,32 @@ func ServerTLS(c *Certs, requireClientCert bool, nextProtos ...string) *tls.Conf
 // host:port, and their certificates may name any host, so the name is not
 // checked). Both sides use the newest certificate and CA on disk, so peer
 // certificates rotate without restarts.
-func PeerTLS(c *Certs) (server, client *tls.Config) {
+//
+// allowedCN, when not nil, must match the whole CN of the other side's
+// certificate (etcd's --peer-cert-allowed-cn): with a CA that also signs
+// client certificates, only node certificates can talk Raft.
+func PeerTLS(c *Certs, allowedCN *regexp.Regexp) (server, client *tls.Config) {
+	checkCN := func(cs tls.ConnectionState) error {
+		if allowedCN == nil {
+			return nil
+		}
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("auth: no peer certificate")
+		}
+		if cn := cs.PeerCertificates[0].Subject.CommonName; !allowedCN.MatchString(cn) {
+			return fmt.Errorf("auth: peer certificate CN %q is not allowed (peer-cert-allowed-cn)", cn)
+		}
+		return nil
+	}
 	server = &tls.Config{MinVersion: tls.VersionTLS12}
 	server.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		cert, pool := c.current()
 		return &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{*cert},
-			ClientAuth:   tls.RequireAndVerifyClientCert,
-			ClientCAs:    pool,
+			MinVersion:       tls.VersionTLS12,
+			Certificates:     []tls.Certificate{*cert},
+			ClientAuth:       tls.RequireAndVerifyClientCert,
+			ClientCAs:        pool,
+			VerifyConnection: checkCN,
 		}, nil
 	}
 	client = &tls.Config{
@@ -185,6 +203,7 @@ func PeerTLS(c *Certs) (server, client *tls.Config) {
 			_, pool := c.current()
 			return VerifyChain(raw, pool)
 		},
+		VerifyConnection: checkCN,
 	}
 	return server, client
 }

@@ -64,6 +64,9 @@ type Config struct {
 	PeerCertFile      string `yaml:"peer-cert-file"`
 	PeerKeyFile       string `yaml:"peer-key-file"`
 	PeerTrustedCAFile string `yaml:"peer-trusted-ca-file"`
+	// PeerCertAllowedCN is a regex the CN of every peer's certificate must
+	// match (whole); empty allows any certificate from the peer CA.
+	PeerCertAllowedCN string `yaml:"peer-cert-allowed-cn"`
 
 	// TLS on the client (HTTP) and RESP ports; certificates are reloaded
 	// when the files change.

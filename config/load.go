@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ var flagHelp = map[string]string{
 	"peer-cert-file":        "TLS certificate for the peer port (enables mutual TLS)",
 	"peer-key-file":         "TLS key for the peer port",
 	"peer-trusted-ca-file":  "CA that signs every peer's certificate",
+	"peer-cert-allowed-cn":  "regex the CN of every peer certificate must match (empty: any from the peer CA)",
 	"max-value-bytes":       "largest value accepted, in bytes (up to 64 MiB)",
 	"cert-file":             "TLS certificate for the client and RESP ports (reloaded when the file changes)",
 	"key-file":              "TLS key for the client and RESP ports",
@@ -220,6 +222,14 @@ func (c *Config) Validate() error {
 	}
 	if certs == 2 && c.PeerTrustedCAFile == "" {
 		bad("peer-trusted-ca-file is required with a peer certificate")
+	}
+	if c.PeerCertAllowedCN != "" {
+		if certs == 0 {
+			bad("peer-cert-allowed-cn needs peer-cert-file and peer-key-file")
+		}
+		if _, err := regexp.Compile(c.PeerCertAllowedCN); err != nil {
+			bad("peer-cert-allowed-cn: %v", err)
+		}
 	}
 	switch {
 	case (c.CertFile == "") != (c.KeyFile == ""):

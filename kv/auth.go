@@ -302,7 +302,7 @@ func (s *Service) authorizeTxn(ctx context.Context, v *authView, t *Txn) error {
 			switch op.Type {
 			case OpGet:
 				a = auth.Read
-			case OpPut, OpDelete, OpAppend, OpExpire:
+			case OpPut, OpDelete, OpDeletePrefix, OpAppend, OpExpire:
 				a = auth.Write
 			default: // patch, incr, rename: they return or move the value
 				a = auth.Read | auth.Write

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -175,7 +176,7 @@ func peerTLS(t *testing.T, cert, key, ca string) (srv, cli *tls.Config) {
 		t.Fatal(err)
 	}
 	certs.CheckInterval = time.Millisecond
-	srv, cli = auth.PeerTLS(certs)
+	srv, cli = auth.PeerTLS(certs, nil)
 	return srv, cli
 }
 
@@ -261,5 +262,47 @@ func TestPeerCertificateRotation(t *testing.T) {
 	// The node's own dialer picked up the new files too.
 	if err := echo(cliTLS); err != nil {
 		t.Fatalf("the rotated node's own dialer: %v", err)
+	}
+}
+
+// With an allowed-CN pattern, a certificate from the peer CA whose CN does
+// not match cannot talk to the peer port (nor be talked to).
+func TestPeerAllowedCN(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := testCA(t, dir, "good")
+	certs, err := auth.LoadCerts(cert, key, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, _ := auth.PeerTLS(certs, regexp.MustCompile("^(?:node-[0-9]+)$"))
+	_, cliTLS := auth.PeerTLS(certs, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMux(ln, srvTLS, nil, nil)
+	rpcLn := m.Listen(ProtoRPC)
+	go m.Serve()
+	defer m.Close()
+	go func() {
+		for {
+			c, err := rpcLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c) }()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := (&Dialer{TLS: cliTLS}).Dial(ctx, ln.Addr().String(), ProtoRPC)
+	if err == nil {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write([]byte("ping"))
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(c, buf); err == nil {
+			t.Fatal("a peer certificate with a CN outside peer-cert-allowed-cn was served")
+		}
+		c.Close()
 	}
 }

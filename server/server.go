@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -94,7 +95,11 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 			return nil, err
 		}
 		certs.OnError = s.certReloadFailed("peer")
-		muxTLS, dialer.TLS = auth.PeerTLS(certs)
+		var allowedCN *regexp.Regexp
+		if cfg.PeerCertAllowedCN != "" {
+			allowedCN = regexp.MustCompile("^(?:" + cfg.PeerCertAllowedCN + ")$") // checked by Validate
+		}
+		muxTLS, dialer.TLS = auth.PeerTLS(certs, allowedCN)
 	}
 	if cfg.CertFile != "" {
 		if s.clientCerts, err = auth.LoadCerts(cfg.CertFile, cfg.KeyFile, cfg.TrustedCAFile); err != nil {
