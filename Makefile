@@ -4,7 +4,7 @@ BIN       := bin/cairn
 PKGS      := ./...
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test race lint chaos fuzz bench proto clean
+.PHONY: build run test race lint chaos security fuzz bench proto clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cairn
@@ -40,6 +40,12 @@ chaos: build
 		-run 'Linearizable|CheckerCatches|MinorityPartition|LeaderLoss|FullRestart|LaggingFollower' ./server/
 	$(GO) test -count=1 -timeout 14m -v -run 'TestChaos$$' ./test/chaos/ \
 		-args -chaos.long -chaos.seeds $(CHAOS_SEEDS)
+
+# The worked example of docs/SECURITY.md, run for real: openssl certificates,
+# 3 nodes with peer mTLS and client-cert-auth, ACLs over HTTP and RESP,
+# rotation without restart. Needs openssl, curl and redis-cli.
+security: build
+	bash scripts/security-example
 
 # Short native fuzzing of every parser.
 FUZZTIME ?= 20s
