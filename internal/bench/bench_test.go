@@ -146,3 +146,43 @@ func TestValidate(t *testing.T) {
 		t.Fatal("keyOf")
 	}
 }
+
+// TestRESPReconnects: a server that drops every connection after ten
+// commands costs one error per drop, not every operation after the first.
+func TestRESPReconnects(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for served := 0; served < 10; served++ {
+					for i := 0; i < 7; i++ { // *3, $3, SET, $k, key, $v, value
+						if _, err := r.ReadString('\n'); err != nil {
+							return
+						}
+					}
+					if _, err := c.Write([]byte("+OK\r\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	res, err := Run(context.Background(), Config{Protocol: "resp", Endpoints: []string{ln.Addr().String()}, Clients: 1, Total: 200,
+		KeySize: 8, ValSize: 32, KeySpace: 1000}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.All.Ops+res.All.Errors != 200 || res.All.Errors > 25 {
+		t.Fatalf("ops %d errors %d", res.All.Ops, res.All.Errors)
+	}
+}

@@ -13,35 +13,59 @@ import (
 // respDriver speaks just enough RESP2 to send GET/SET (pipelined) and read
 // the replies; it works against cairn and against Redis alike.
 type respDriver struct {
-	conn     net.Conn
-	r        *bufio.Reader
-	w        *bufio.Writer
-	timeout  time.Duration
-	readonly bool
+	cfg     Config
+	addr    string
+	conn    net.Conn
+	r       *bufio.Reader
+	w       *bufio.Writer
+	timeout time.Duration
+	// broken means the stream failed (the server closed it, a timeout):
+	// the next operation dials again instead of failing at once, so a
+	// dropped connection costs a few errors, not millions.
+	broken bool
 }
 
 func newRESPDriver(ctx context.Context, c Config, i int) (driver, error) {
-	addr := c.Endpoints[i%len(c.Endpoints)]
+	d := &respDriver{cfg: c, addr: c.Endpoints[i%len(c.Endpoints)], timeout: c.Timeout}
+	if err := d.connect(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *respDriver) connect(ctx context.Context) error {
 	var nd net.Dialer
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := nd.DialContext(dctx, "tcp", addr)
+	conn, err := nd.DialContext(dctx, "tcp", d.addr)
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+		return fmt.Errorf("bench: %w", err)
 	}
-	d := &respDriver{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), w: bufio.NewWriterSize(conn, 64<<10), timeout: c.Timeout}
-	if c.Password != "" {
-		if err := d.command("AUTH", c.Password); err != nil {
+	d.conn, d.broken = conn, false
+	d.r, d.w = bufio.NewReaderSize(conn, 64<<10), bufio.NewWriterSize(conn, 64<<10)
+	if d.cfg.Password != "" {
+		if err := d.command("AUTH", d.cfg.Password); err != nil {
 			conn.Close()
-			return nil, err
+			d.broken = true
+			return err
 		}
 	}
-	if c.Consistency == "serializable" {
+	if d.cfg.Consistency == "serializable" {
 		// cairn serves stale reads on connections that ask for them, as Redis
 		// Cluster replicas do; Redis itself answers an error we ignore.
 		_ = d.command("READONLY")
 	}
-	return d, nil
+	return nil
+}
+
+// fail marks the stream broken and fails every operation from i on.
+func (d *respDriver) fail(errs []error, i int, err error) []error {
+	d.conn.Close()
+	d.broken = true
+	for j := i; j < len(errs); j++ {
+		errs[j] = err
+	}
+	return errs
 }
 
 func (d *respDriver) command(args ...string) error {
@@ -68,6 +92,19 @@ func writeArray(w *bufio.Writer, args ...string) {
 
 func (d *respDriver) do(ctx context.Context, ops []op) []error {
 	errs := make([]error, len(ops))
+	if d.broken {
+		if err := d.connect(ctx); err != nil {
+			// Do not spin on a server that is down.
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			for i := range errs {
+				errs[i] = err
+			}
+			return errs
+		}
+	}
 	_ = d.conn.SetDeadline(time.Now().Add(d.timeout))
 	for _, o := range ops {
 		if o.read {
@@ -89,20 +126,14 @@ func (d *respDriver) do(ctx context.Context, ops []op) []error {
 		d.w.WriteString("\r\n")
 	}
 	if err := d.w.Flush(); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
+		return d.fail(errs, 0, err)
 	}
 	for i := range ops {
 		if err := readReply(d.r); err != nil {
 			errs[i] = err
 			var re replyError
 			if !errors.As(err, &re) { // the stream is broken: fail the rest
-				for j := i + 1; j < len(ops); j++ {
-					errs[j] = err
-				}
-				return errs
+				return d.fail(errs, i, err)
 			}
 		}
 	}
