@@ -89,6 +89,9 @@ type Node struct {
 	// have applied before it last stopped (see awaitReplay).
 	caughtUp atomic.Bool
 
+	// gate groups proposals into rounds (see propose.go).
+	gate proposeGate
+
 	readMu      sync.Mutex
 	readWaiters []chan readResult
 	readRunning bool
@@ -403,23 +406,6 @@ func (n *Node) Propose(ctx context.Context, data []byte) ([]byte, error) {
 		return codeErr(reply.Code, reply.Msg)
 	})
 	return out, err
-}
-
-func (n *Node) proposeLocal(ctx context.Context, data []byte) ([]byte, error) {
-	f := n.raft.Apply(frame(kindCommand, time.Now(), data), n.timeout(ctx))
-	if err := mapRaftErr(f.Error()); err != nil {
-		return nil, err
-	}
-	switch v := f.Response().(type) {
-	case []byte:
-		return v, nil
-	case error:
-		return nil, v
-	case nil:
-		return nil, nil
-	default:
-		return nil, fmt.Errorf("raftnode: unexpected FSM response %T", v)
-	}
 }
 
 // ReadIndex waits until this node's state reflects every write committed
