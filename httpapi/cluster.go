@@ -46,11 +46,24 @@ func (a *api) addMember(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) removeMember(w http.ResponseWriter, r *http.Request) {
-	if err := a.svc.RemoveMember(r.Context(), r.PathValue("name")); err != nil {
+	name := r.PathValue("name")
+	if err := a.svc.RemoveMember(r.Context(), name); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.writeMembers(w, r, http.StatusOK)
+	ms, err := a.svc.Members(r.Context())
+	if err != nil {
+		// The removal took effect, but this node cannot list the members
+		// now: it may be the member just removed (Raft stops a leader that
+		// removes itself). Say the removal worked rather than 503.
+		writeJSON(w, http.StatusOK, map[string]any{"removed": name, "members": nil,
+			"message": "removed; this node cannot list the members now (" + err.Error() + ")"})
+		return
+	}
+	if ms == nil {
+		ms = []kv.Member{}
+	}
+	writeJSON(w, http.StatusOK, membersResponse{ms})
 }
 
 func (a *api) promote(w http.ResponseWriter, r *http.Request) {

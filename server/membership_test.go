@@ -89,3 +89,24 @@ func TestRemoveLeaderThroughFollower(t *testing.T) {
 	}
 	mustPut(t, c.Svc(f), "after", "2")
 }
+
+// Over HTTP, removing the leader through itself answers 200: the removal
+// took effect even though the removed node cannot list the members after it.
+func TestRemoveLeaderThroughItselfHTTP(t *testing.T) {
+	c := cluster.New(t, 3, cluster.Options{})
+	l := c.WaitLeader(5 * time.Second)
+	r := do(t, "DELETE", "http://"+c.Nodes[l].ClientAddr+"/v1/cluster/members/"+c.Nodes[l].Name, "")
+	if r.status != 200 {
+		t.Fatalf("DELETE of the leader on the leader: %d %s", r.status, r.body)
+	}
+	c.Stop(l)
+	for i := range c.Nodes {
+		if i != l {
+			nl := c.WaitLeader(10*time.Second, i)
+			if ms, err := c.Svc(nl).Members(ctx(t)); err != nil || len(ms) != 2 {
+				t.Fatalf("members after the removal: %v %v", ms, err)
+			}
+			return
+		}
+	}
+}
