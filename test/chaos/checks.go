@@ -99,11 +99,15 @@ func checkLostWrites(ops []*Op, keys []string, final map[string]Item) (acked int
 	unknownDelete := map[string]bool{}  // key had an Unknown delete
 	ackedValueRev := map[string]int64{} // key/value -> revision it was acknowledged at
 	for _, o := range ops {
-		if o.Outcome == Unknown {
+		// RESP writes answer no revision, so they cannot be placed against
+		// the acknowledged writes here: like unknown writes, they only
+		// explain what the key may hold (the linearizability check orders
+		// them).
+		if o.Outcome == Unknown || o.Kind == KindRespSet || o.Kind == KindRespDel {
 			switch o.Kind {
-			case KindPut, KindCAS, KindTxnPut:
+			case KindPut, KindCAS, KindTxnPut, KindRespSet:
 				unknownValue[o.Key+"\x00"+o.Value] = true
-			case KindDelete, KindTxnDelete:
+			case KindDelete, KindTxnDelete, KindRespDel:
 				unknownDelete[o.Key] = true
 			}
 		}

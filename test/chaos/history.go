@@ -18,10 +18,15 @@ const (
 	KindDelete    Kind = "delete"     // DELETE
 	KindTxnPut    Kind = "txn-put"    // txn: if mod_revision = Match then put Value, get; else get
 	KindTxnDelete Kind = "txn-delete" // txn: if value = MatchValue then delete; else get
+	// The same register through the Redis protocol, which answers no
+	// revisions: GET (linearizable), SET, DEL.
+	KindRespGet Kind = "resp-get"
+	KindRespSet Kind = "resp-set"
+	KindRespDel Kind = "resp-del"
 )
 
 // Kinds lists the operations in report order.
-var Kinds = []Kind{KindGet, KindSerialGet, KindPut, KindCAS, KindDelete, KindTxnPut, KindTxnDelete}
+var Kinds = []Kind{KindGet, KindSerialGet, KindPut, KindCAS, KindDelete, KindTxnPut, KindTxnDelete, KindRespGet, KindRespSet, KindRespDel}
 
 // Outcome is what a client knows about an operation once it returned.
 type Outcome int
@@ -87,7 +92,7 @@ type Op struct {
 // IsWrite reports whether the operation may change the key.
 func (o *Op) IsWrite() bool {
 	switch o.Kind {
-	case KindPut, KindCAS, KindDelete, KindTxnPut, KindTxnDelete:
+	case KindPut, KindCAS, KindDelete, KindTxnPut, KindTxnDelete, KindRespSet, KindRespDel:
 		return true
 	}
 	return false

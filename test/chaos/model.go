@@ -54,15 +54,18 @@ func (s regState) written(value string, rev int64) regState {
 func (s regState) newer(rev int64) bool { return !s.exists || s.rev == 0 || rev > s.rev }
 
 // sees checks an observation of the key and returns the state with what it
-// learned (the revision and version of a write whose answer was lost).
+// learned (the revision and version of a write whose answer was lost). A
+// rev of 0 is an observation without revisions (the Redis protocol).
 func (s regState) sees(found bool, value string, rev, ver int64) (bool, regState) {
 	if !found {
 		return !s.exists, s
 	}
-	if !s.exists || s.value != value || (s.rev != 0 && s.rev != rev) || (s.ver != 0 && ver != 0 && s.ver != ver) {
+	if !s.exists || s.value != value || (rev != 0 && s.rev != 0 && s.rev != rev) || (s.ver != 0 && ver != 0 && s.ver != ver) {
 		return false, s
 	}
-	s.rev = rev
+	if rev != 0 {
+		s.rev = rev
+	}
 	if ver != 0 {
 		s.ver = ver
 	}
@@ -155,6 +158,24 @@ func step(s regState, op *Op) []regState {
 			return one(!s.exists, s)
 		default:
 			return one(s.exists && op.Deleted == 1 && s.newer(op.ClusterRev), regState{})
+		}
+
+	case KindRespGet:
+		return one(s.sees(op.Found, op.Got, 0, 0))
+
+	case KindRespSet:
+		// Acknowledged or not, the value is there after it with an unknown
+		// revision (SET answers +OK, no revision).
+		return []regState{s.written(op.Value, 0)}
+
+	case KindRespDel:
+		switch {
+		case op.Outcome == Unknown:
+			return []regState{{}}
+		case op.Deleted == 0:
+			return one(!s.exists, s)
+		default:
+			return one(s.exists && op.Deleted == 1, regState{})
 		}
 
 	case KindTxnDelete:

@@ -123,6 +123,20 @@ func TestModel(t *testing.T) {
 		{"txn delete succeeds on the wrong value", h(
 			at(0, 1, put("a", 1)), at(2, 3, Op{Kind: KindTxnDelete, MatchValue: "x", Deleted: 1, ClusterRev: 2}),
 		), porcupine.Illegal},
+		{"RESP set then HTTP and RESP reads", h(
+			at(0, 1, put("a", 1)), at(2, 3, Op{Kind: KindRespSet, Value: "b"}),
+			at(4, 5, get("b", 2, 2)), at(6, 7, Op{Kind: KindRespGet, Found: true, Got: "b"}),
+		), porcupine.Ok},
+		{"RESP read of an overwritten value", h(
+			at(0, 1, Op{Kind: KindRespSet, Value: "a"}), at(2, 3, put("b", 2)),
+			at(4, 5, Op{Kind: KindRespGet, Found: true, Got: "a"}),
+		), porcupine.Illegal},
+		{"RESP del of an absent key that deleted one", h(
+			at(0, 1, Op{Kind: KindRespDel, Deleted: 1}),
+		), porcupine.Illegal},
+		{"RESP del then HTTP read sees the key", h(
+			at(0, 1, put("a", 1)), at(2, 3, Op{Kind: KindRespDel, Deleted: 1}), at(4, 5, get("a", 1, 1)),
+		), porcupine.Illegal},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Workload shapes the clients of a run.
@@ -72,6 +74,7 @@ type client struct {
 	hc    *http.Client
 	known map[string]known
 	seq   int
+	resp  map[int]*redis.Client // per node, made on first use
 }
 
 // runClients starts w.Clients clients; they stop when ctx is done, and the
@@ -89,6 +92,11 @@ func runClients(ctx context.Context, c *Cluster, w Workload, rec *recorder) (wai
 		go func() {
 			defer wg.Done()
 			defer cl.hc.CloseIdleConnections()
+			defer func() {
+				for _, rc := range cl.resp {
+					rc.Close()
+				}
+			}()
 			cl.run(ctx)
 		}()
 	}
@@ -119,6 +127,8 @@ func (cl *client) run(ctx context.Context) {
 		key := cl.w.Key(cl.rng.IntN(cl.w.Keys))
 		var op *Op
 		switch p := cl.rng.IntN(100); {
+		case p < 15:
+			op = cl.respOp(node, key)
 		case p < 30:
 			op = cl.get(node, key)
 		case p < 40:
@@ -179,7 +189,9 @@ func (cl *client) learn(op *Op) {
 		cl.known[op.Key] = known{found: true, value: op.Value, rev: op.Rev}
 	case op.Kind == KindCAS:
 		cl.known[op.Key] = known{found: op.Rev != 0, rev: op.Rev}
-	case op.Kind == KindDelete || (op.Kind == KindTxnDelete && op.Outcome == OK):
+	case op.Kind == KindRespGet || op.Kind == KindRespSet:
+		cl.known[op.Key] = known{found: op.Found || op.Kind == KindRespSet, value: op.Got + op.Value}
+	case op.Kind == KindDelete || op.Kind == KindRespDel || (op.Kind == KindTxnDelete && op.Outcome == OK):
 		cl.known[op.Key] = known{}
 	default:
 		cl.known[op.Key] = known{found: op.Found, value: op.Got, rev: op.Rev}
@@ -460,3 +472,58 @@ func (cl *client) txn(op *Op, node int, req txnRequest) (*txnResponse, bool) {
 	op.ClusterRev = res.Revision
 	return &res, true
 }
+
+// respOp is a GET, SET or DEL through the node's Redis-protocol port. A
+// write that fails after its connection was made has an unknown outcome; a
+// read that fails, or a write whose dial was refused, is an error.
+func (cl *client) respOp(node int, key string) *Op {
+	rc := cl.resp[node]
+	if rc == nil {
+		if cl.resp == nil {
+			cl.resp = map[int]*redis.Client{}
+		}
+		rc = redis.NewClient(&redis.Options{Addr: cl.c.Nodes[node].RESPAddr, Protocol: 2, MaxRetries: -1, PoolSize: 1,
+			DialTimeout: time.Second, ReadTimeout: cl.w.Timeout, WriteTimeout: cl.w.Timeout, DisableIdentity: true})
+		cl.resp[node] = rc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cl.w.Timeout)
+	defer cancel()
+	var op *Op
+	var err error
+	switch p := cl.rng.IntN(10); {
+	case p < 4:
+		op = cl.begin(node, KindRespGet, key)
+		var v string
+		v, err = rc.Get(ctx, key).Result()
+		if err == nil {
+			op.Found, op.Got = true, v
+		} else if errors.Is(err, redis.Nil) {
+			err = nil
+		}
+	case p < 8:
+		op = cl.begin(node, KindRespSet, key)
+		op.Value = cl.nextValue()
+		err = rc.Set(ctx, key, op.Value, 0).Err()
+	default:
+		op = cl.begin(node, KindRespDel, key)
+		op.Deleted, err = rc.Del(ctx, key).Result()
+	}
+	op.Return = cl.rec.now()
+	if err != nil {
+		op.Err = err.Error()
+		op.Outcome = Error
+		if op.IsWrite() && !(answer{err: err}).notSent() {
+			op.Outcome = Unknown
+		}
+		op.Found, op.Got, op.Deleted = false, "", 0
+	}
+	return op
+}
+
+// quietRedis drops go-redis's own log lines (refused dials while a node is
+// down are expected here and are counted in the report).
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+func init() { redis.SetLogger(quietRedis{}) }
