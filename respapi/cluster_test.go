@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/respapi"
 	"github.com/cairnkv/cairn/test/cluster"
 )
@@ -26,7 +27,12 @@ type respCluster struct {
 
 func newRESPCluster(t *testing.T) *respCluster {
 	t.Helper()
-	rc := &respCluster{c: cluster.New(t, 3, cluster.Options{})}
+	return newRESPClusterWith(t, cluster.Options{})
+}
+
+func newRESPClusterWith(t *testing.T, o cluster.Options) *respCluster {
+	t.Helper()
+	rc := &respCluster{c: cluster.New(t, 3, o)}
 	for i := range rc.c.Nodes {
 		rc.startRESP(t, i)
 	}
@@ -281,7 +287,12 @@ func TestRedisToolsAgainstCluster(t *testing.T) {
 	if err1 != nil || err2 != nil {
 		t.Skip("redis-cli or redis-benchmark not installed (Debian package redis-tools)")
 	}
-	rc := newRESPCluster(t)
+	// This test is about the tools, not failover: election timeouts long
+	// enough that a busy machine (the race detector, parallel packages) does
+	// not lose the leader under redis-benchmark's load.
+	rc := newRESPClusterWith(t, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout = 2*time.Second, 2*time.Second
+	}})
 	leader := rc.c.WaitLeader(10 * time.Second)
 	host, port, _ := net.SplitHostPort(rc.addrs[(leader+1)%3])
 	run := func(stdin string, name string, args ...string) string {
