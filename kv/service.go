@@ -22,6 +22,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,7 +142,10 @@ func mapErr(err error) error {
 	case errors.Is(err, raftnode.ErrPeerUntrusted):
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	case errors.Is(err, raftnode.ErrTimeout), errors.Is(err, raftnode.ErrLeadershipLost),
-		errors.Is(err, raftnode.ErrShutdown), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, raftnode.ErrShutdown), errors.Is(err, context.DeadlineExceeded),
+		// hashicorp/raft reports a leadership transfer that ran out of time
+		// with an unexported error: the cluster was busy, try again.
+		strings.Contains(err.Error(), "leadership transfer timeout"):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
