@@ -107,13 +107,14 @@ func TestRemoveLeaderThroughItselfHTTP(t *testing.T) {
 		t.Fatalf("DELETE of the leader on the leader: %d %s", r.status, r.body)
 	}
 	c.Stop(l)
+	var rest []int
 	for i := range c.Nodes {
 		if i != l {
-			nl := c.WaitLeader(10*time.Second, i)
-			if ms, err := c.Svc(nl).Members(ctx(t)); err != nil || len(ms) != 2 {
-				t.Fatalf("members after the removal: %v %v", ms, err)
-			}
-			return
+			rest = append(rest, i)
 		}
+	}
+	nl := c.WaitLeader(15*time.Second, rest...)
+	if ms, err := c.Svc(nl).Members(ctx(t)); err != nil || len(ms) != 2 {
+		t.Fatalf("members after the removal: %v %v", ms, err)
 	}
 }
