@@ -99,6 +99,12 @@ type Node struct {
 	closeOnce sync.Once
 	done      chan struct{}
 	wg        sync.WaitGroup
+
+	// down closes when Raft has shut down, on its own (a leader that
+	// removed itself) or in Close; waits on Raft futures end there (see
+	// await).
+	down     chan struct{}
+	downOnce sync.Once
 }
 
 type readResult struct {
@@ -114,7 +120,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "raft"), done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "raft"), done: make(chan struct{}), down: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -201,7 +207,21 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.cli = peer.NewRPCClient(cfg.Dialer)
-	n.wg.Add(3)
+	shutdowns := make(chan raft.Observation, 1)
+	n.raft.RegisterObserver(raft.NewObserver(shutdowns, false, func(o *raft.Observation) bool {
+		s, ok := o.Data.(raft.RaftState)
+		return ok && s == raft.Shutdown
+	}))
+	n.wg.Add(4)
+	go func() {
+		defer n.wg.Done()
+		select {
+		case <-shutdowns:
+			n.log.Info("raft shut down (removed from the cluster?); pending requests fail")
+			n.markDown()
+		case <-n.done:
+		}
+	}()
 	go func() { defer n.wg.Done(); n.rpc.Serve() }()
 	go func() { defer n.wg.Done(); n.watchLeadership() }()
 	go func() { defer n.wg.Done(); n.awaitReplay(replayTo) }()
@@ -334,7 +354,7 @@ func (n *Node) ensureTermReady(ctx context.Context) error {
 		return nil
 	}
 	f := n.raft.Apply(frame(kindTermStart, time.Now(), nil), n.timeout(ctx))
-	if err := mapRaftErr(f.Error()); err != nil {
+	if err := n.await(f); err != nil {
 		return err
 	}
 	if n.raft.CurrentTerm() == term {
@@ -506,7 +526,7 @@ func (n *Node) confirmLeadership() (uint64, error) {
 		return 0, err
 	}
 	idx := n.raft.CommitIndex()
-	if err := mapRaftErr(n.raft.VerifyLeader().Error()); err != nil {
+	if err := n.await(n.raft.VerifyLeader()); err != nil {
 		return 0, err
 	}
 	return idx, nil
@@ -677,7 +697,7 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 			return fmt.Errorf("%w: there is no other voter to hand leadership to", ErrUnknownMember)
 		}
 		if a.ID == "" {
-			return mapRaftErr(n.raft.LeadershipTransfer().Error())
+			return n.await(n.raft.LeadershipTransfer())
 		}
 		if cur == nil {
 			return fmt.Errorf("%w: %s", ErrUnknownMember, a.ID)
@@ -685,7 +705,7 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 		if a.ID == n.cfg.ID {
 			return nil // already the leader
 		}
-		return mapRaftErr(n.raft.LeadershipTransferToServer(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr)).Error())
+		return n.await(n.raft.LeadershipTransferToServer(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr)))
 	}
 	return fmt.Errorf("raftnode: unknown membership op %q", a.Op)
 }
@@ -791,16 +811,52 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		if n.IsLeader() {
 			if len(n.voters()) > 1 {
-				_ = n.raft.LeadershipTransfer().Error()
+				_ = n.await(n.raft.LeadershipTransfer())
 			}
 		}
 		close(n.done)
+		n.markDown() // forwarded requests still waiting answer ErrShutdown
 		n.rpc.Close()
 		err = n.raft.Shutdown().Error()
 		n.wg.Wait()
 		n.closeResources()
 	})
 	return err
+}
+
+// markDown records that Raft has shut down or the node is closing.
+func (n *Node) markDown() { n.downOnce.Do(func() { close(n.down) }) }
+
+// shutdownGrace is how long a wait on Raft still expects an answer after
+// Raft went down: futures Raft answered just before shutting down (the
+// removal that made a leader shut itself down, for one) have their result
+// ready and only need their goroutine to run.
+const shutdownGrace = 250 * time.Millisecond
+
+// await waits for f like f.Error(), mapped to this package's errors, but
+// gives up with ErrShutdown once Raft has shut down or the node is closing.
+// hashicorp/raft never answers a future still queued in one of its buffered
+// channels (apply, verify, leadership transfer) when it shuts down
+// (hashicorp/raft#498), and a leader that removes itself shuts down on its
+// own; without this, a forwarded request waiting there held Close, which
+// waits for RPC handlers, forever. Futures sent on unbuffered channels
+// (membership changes, snapshots) are always answered and need no await.
+func (n *Node) await(f raft.Future) error {
+	ch := make(chan error, 1)
+	go func() { ch <- f.Error() }()
+	select {
+	case err := <-ch:
+		return mapRaftErr(err)
+	case <-n.down:
+	}
+	t := time.NewTimer(shutdownGrace)
+	defer t.Stop()
+	select {
+	case err := <-ch:
+		return mapRaftErr(err)
+	case <-t.C:
+		return fmt.Errorf("%w: %w", ErrShutdown, raft.ErrRaftShutdown)
+	}
 }
 
 func (n *Node) voters() []Server {

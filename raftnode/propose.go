@@ -32,15 +32,13 @@ type proposeGate struct {
 // proposal is one command waiting for, or travelling in, a round.
 type proposal struct {
 	data     []byte
-	deadline time.Time             // bounds the wait to enter Raft's apply queue
-	fut      chan raft.ApplyFuture // receives the future when the round starts
-	round    *proposeRound
+	deadline time.Time          // bounds the wait to enter Raft's apply queue
+	result   chan proposeResult // receives Raft's answer
 }
 
-// proposeRound is a group of proposals handed to Raft back to back.
-type proposeRound struct {
-	mu        sync.Mutex
-	remaining int
+type proposeResult struct {
+	resp any
+	err  error
 }
 
 // proposeLocal replicates data from the leader and returns the state
@@ -49,7 +47,7 @@ func (n *Node) proposeLocal(ctx context.Context, data []byte) ([]byte, error) {
 	p := &proposal{
 		data:     frame(kindCommand, time.Now(), data),
 		deadline: time.Now().Add(n.timeout(ctx)),
-		fut:      make(chan raft.ApplyFuture, 1),
+		result:   make(chan proposeResult, 1),
 	}
 	g := &n.gate
 	g.mu.Lock()
@@ -63,19 +61,25 @@ func (n *Node) proposeLocal(ctx context.Context, data []byte) ([]byte, error) {
 	if round != nil {
 		n.startRound(round)
 	}
-	// Rounds end when Raft answers their futures, which it always does
-	// (commit, lost leadership or shutdown), so this wait is bounded.
-	f := <-p.fut
-	err := mapRaftErr(f.Error())
-	var resp any
-	if err == nil {
-		resp = f.Response()
+	// Raft answers every future it took (commit, lost leadership), except
+	// those still in its apply queue when it shuts down: a leader that
+	// removed itself must not leave its callers waiting.
+	var r proposeResult
+	select {
+	case r = <-p.result:
+	case <-n.down:
+		t := time.NewTimer(shutdownGrace)
+		defer t.Stop()
+		select {
+		case r = <-p.result:
+		case <-t.C:
+			return nil, fmt.Errorf("%w: %w", ErrShutdown, raft.ErrRaftShutdown)
+		}
 	}
-	n.finish(p.round)
-	if err != nil {
-		return nil, err
+	if r.err != nil {
+		return nil, r.err
 	}
-	switch v := resp.(type) {
+	switch v := r.resp.(type) {
 	case []byte:
 		return v, nil
 	case error:
@@ -88,28 +92,31 @@ func (n *Node) proposeLocal(ctx context.Context, data []byte) ([]byte, error) {
 }
 
 // startRound hands a round's proposals to Raft back to back, so its leader
-// loop finds them together in its apply queue.
+// loop finds them together in its apply queue, and collects their answers
+// in one goroutine (they commit in order).
 func (n *Node) startRound(ps []*proposal) {
-	r := &proposeRound{remaining: len(ps)}
-	for _, p := range ps {
-		p.round = r
+	futs := make([]raft.ApplyFuture, len(ps))
+	for i, p := range ps {
 		timeout := time.Until(p.deadline)
 		if timeout <= 0 {
 			timeout = time.Millisecond
 		}
-		p.fut <- n.raft.Apply(p.data, timeout)
+		futs[i] = n.raft.Apply(p.data, timeout)
 	}
+	go n.collect(ps, futs)
 }
 
-// finish records that one proposal of r was answered; the last one ends the
-// round and starts the next with whatever queued up meanwhile.
-func (n *Node) finish(r *proposeRound) {
-	r.mu.Lock()
-	r.remaining--
-	last := r.remaining == 0
-	r.mu.Unlock()
-	if !last {
-		return
+// collect answers each proposal of a round, then ends the round and starts
+// the next with whatever queued up meanwhile. After Raft shuts down it may
+// wait forever on a future Raft dropped; the proposers do not (see
+// proposeLocal).
+func (n *Node) collect(ps []*proposal, futs []raft.ApplyFuture) {
+	for i, f := range futs {
+		var r proposeResult
+		if r.err = mapRaftErr(f.Error()); r.err == nil {
+			r.resp = f.Response()
+		}
+		ps[i].result <- r
 	}
 	g := &n.gate
 	g.mu.Lock()

@@ -63,13 +63,6 @@ func testRemoveLeaderThroughItself(t *testing.T, size int) {
 // TestRemoveLeaderThroughFollower removes the leader through a follower: the
 // follower forwards the change to the leader, which steps down.
 func TestRemoveLeaderThroughFollower(t *testing.T) {
-	if raceEnabled {
-		// Known bug (issue 3 note): under the race detector this test once
-		// hung for 20 minutes in a node's Close after the leader removed
-		// itself with forwarded proposals in flight. Skipped there until
-		// that is fixed; it runs in make test.
-		t.Skip("known hang in Close after a leader removes itself, under -race; see the issue 3 note")
-	}
 	c := cluster.New(t, 3, cluster.Options{})
 	l := c.WaitLeader(5 * time.Second)
 	f := c.Follower()
