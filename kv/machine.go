@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -25,44 +26,94 @@ import (
 type Machine struct {
 	db  *store.DB
 	rev atomic.Int64 // last applied revision (for status; reads take it from the db)
-	// recent caches records the machine read or wrote lately, so a write to a
-	// hot key does not pay for a pebble lookup (a memtable seek is a chain of
-	// cache misses). Only the apply goroutine touches it.
+	// recent caches the committed records the machine read or wrote lately,
+	// for its own lookups (a memtable seek is a chain of cache misses: it
+	// was the largest cost of applying a write) and for the service's reads.
+	// Only the apply goroutine changes it; writes of a batch are published
+	// after the batch is committed and before the applied index moves (see
+	// Committed), so a read that waited for an index sees them.
 	recent recordCache
+	// staged holds the current batch's writes until Committed.
+	staged map[string]*Record
 	// authState is the replicated users and rules (see auth.go).
 	authState atomic.Pointer[AuthState]
 }
 
-// recordCache maps keys to their current record (nil: known absent). When it
-// holds more than its budget of bytes it starts over; a miss only costs a
-// pebble read.
+// recordCache maps keys to their current committed record (nil: known
+// absent). Readers on any goroutine look keys up; the apply goroutine alone
+// adds to it. When it holds more than its budget of bytes it starts over
+// with a new generation; a miss only costs a pebble read. Records are never
+// changed once cached (the machine makes a new record for every write).
 type recordCache struct {
-	m      map[string]*Record
-	bytes  int
+	gen    atomic.Pointer[cacheGen]
+	bytes  int // apply goroutine only
 	budget int
-	// complete means m holds every record of the database, so a key it does
-	// not hold is absent and needs no pebble read (a memtable seek for a new
-	// key was the largest cost of applying writes). It holds from an empty
-	// database until the cache first outgrows its budget.
+}
+
+// cacheGen is one generation of the cache.
+type cacheGen struct {
+	shards [cacheShards]cacheShard
+	// complete means the generation holds every record of the database, so
+	// a key it does not hold is absent and needs no pebble read. It holds
+	// from an empty database until the cache first outgrows its budget.
 	complete bool
 }
 
-const recordCacheBudget = 64 << 20
-
-func (c *recordCache) get(key string) (*Record, bool) {
-	r, ok := c.m[key]
-	return r, ok || c.complete
+type cacheShard struct {
+	mu sync.RWMutex
+	m  map[string]*Record
 }
 
-func (c *recordCache) put(key string, r *Record) {
-	if c.m == nil || c.bytes > c.budget {
-		c.complete = c.complete && c.m == nil
-		c.m, c.bytes = make(map[string]*Record, 1024), 0
+const (
+	recordCacheBudget = 64 << 20
+	cacheShards       = 32
+)
+
+func newCacheGen(complete bool) *cacheGen {
+	g := &cacheGen{complete: complete}
+	for i := range g.shards {
+		g.shards[i].m = map[string]*Record{}
 	}
-	if old, ok := c.m[key]; ok {
+	return g
+}
+
+func (g *cacheGen) shard(key string) *cacheShard {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return &g.shards[h%cacheShards]
+}
+
+// get returns key's committed record (nil when absent) and whether the
+// cache knows it.
+func (c *recordCache) get(key string) (*Record, bool) {
+	g := c.gen.Load()
+	if g == nil {
+		return nil, false
+	}
+	sh := g.shard(key)
+	sh.mu.RLock()
+	r, ok := sh.m[key]
+	sh.mu.RUnlock()
+	return r, ok || g.complete
+}
+
+// put records key's committed record; apply goroutine only.
+func (c *recordCache) put(key string, r *Record) {
+	g := c.gen.Load()
+	if g == nil || c.bytes > c.budget {
+		g = newCacheGen(g != nil && g.complete && c.bytes == 0)
+		c.gen.Store(g)
+		c.bytes = 0
+	}
+	sh := g.shard(key)
+	sh.mu.Lock()
+	if old, ok := sh.m[key]; ok {
 		c.bytes -= cacheSize(key, old)
 	}
-	c.m[key] = r
+	sh.m[key] = r
+	sh.mu.Unlock()
 	c.bytes += cacheSize(key, r)
 }
 
@@ -73,7 +124,11 @@ func cacheSize(key string, r *Record) int {
 	return len(key) + 96 + len(r.Value)
 }
 
-func (c *recordCache) reset() { c.m, c.bytes, c.complete = nil, 0, false }
+// reset starts an empty generation, complete when the database holds no records.
+func (c *recordCache) reset(complete bool) {
+	c.gen.Store(newCacheGen(complete))
+	c.bytes = 0
+}
 
 var _ raftnode.StateMachine = (*Machine)(nil)
 
@@ -88,13 +143,14 @@ func NewMachine(db *store.DB) (*Machine, error) {
 
 // Restored reloads cached state after a snapshot replaced the database.
 func (m *Machine) Restored() error {
-	m.recent.reset()
+	m.staged = nil
 	_, _, err := m.db.First([]byte{prefixData}, []byte{prefixData + 1})
-	if errors.Is(err, store.ErrNotFound) {
-		m.recent.complete = true // every record the database will hold passes through the cache
-	} else if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		m.recent.reset(false)
 		return err
 	}
+	// From an empty database every record passes through the cache.
+	m.recent.reset(errors.Is(err, store.ErrNotFound))
 	rev, err := readRevision(m.db)
 	if err != nil {
 		return err
@@ -212,6 +268,9 @@ type applyBatch struct {
 
 // Apply implements raftnode.StateMachine.
 func (m *Machine) Apply(b *store.Batch, entries []raftnode.Entry) [][]byte {
+	// The previous batch is committed by now (the caller commits each batch
+	// before applying the next), whether or not Committed was called.
+	m.Committed()
 	ab := &applyBatch{m: m, b: b, rev: m.rev.Load(), pending: map[string]*Record{}}
 	out := make([][]byte, len(entries))
 	for i, e := range entries {
@@ -223,14 +282,27 @@ func (m *Machine) Apply(b *store.Batch, entries []raftnode.Entry) [][]byte {
 		} else {
 			b.Set(dataKey(k), encodeRecord(r))
 		}
-		m.recent.put(k, r)
 	}
+	m.staged = ab.pending
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(ab.rev))
 	b.Set(revKey, v[:])
 	m.rev.Store(ab.rev)
 	return out
 }
+
+// Committed implements raftnode.Committer: the batch Apply wrote is in the
+// database, so its records may be served from the cache.
+func (m *Machine) Committed() {
+	for k, r := range m.staged {
+		m.recent.put(k, r)
+	}
+	m.staged = nil
+}
+
+// Cached returns key's committed record from the cache: (nil, true) means
+// known absent, (_, false) that the caller must read the database.
+func (m *Machine) Cached(key string) (*Record, bool) { return m.recent.get(key) }
 
 func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 	c, err := decodeCommand(e.Data)

@@ -3,6 +3,7 @@ package kv
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -301,4 +302,83 @@ func TestExpiredKeysAreAbsentToCommands(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("%d stale TTL index entries", n)
 	}
+}
+
+// The record cache serves reads on other goroutines: a batch's writes appear
+// there only once Committed says the batch is in the database, a restarted
+// machine (non-empty database) sends misses to the database, and a cache
+// that outgrows its budget forgets instead of answering "absent".
+func TestRecordCacheVisibility(t *testing.T) {
+	m, db := mustMachine(t)
+	put := func(k, v string) Txn { return Txn{Success: []Op{{Type: OpPut, Key: k, Value: []byte(v)}}} }
+	data, _ := encodeCommand(command{Type: cmdTxn, Txn: &Txn{Success: []Op{{Type: OpPut, Key: "a", Value: []byte("1")}}}})
+	b := db.NewBatch()
+	m.Apply(b, []raftnode.Entry{{Index: 1, Time: 1, Data: data}})
+	if r, ok := m.Cached("a"); !ok || r != nil {
+		t.Fatalf("before commit: %v %v, want known absent (empty database)", r, ok)
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	m.Committed()
+	if r, ok := m.Cached("a"); !ok || r == nil || string(r.Value) != "1" {
+		t.Fatalf("after commit: %v %v", r, ok)
+	}
+
+	// A machine over a database that already holds records does not claim
+	// to know absent keys.
+	m2, err := NewMachine(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m2.Cached("a"); ok {
+		t.Fatal("a fresh machine over existing data claims to know a key")
+	}
+	if _, ok := m2.Cached("never"); ok {
+		t.Fatal("a fresh machine over existing data claims a key is absent")
+	}
+
+	// Overflow: the budget is tiny, so the cache starts over and stops
+	// answering for keys it no longer holds.
+	m.recent.budget = 200
+	applyTxns(t, m, db, 1, put("b", "2"), put("c", "3"), put("d", "4"))
+	m.Committed()
+	if _, ok := m.Cached("zzz"); ok {
+		t.Fatal("after overflow the cache still claims unknown keys are absent")
+	}
+}
+
+// Readers race with the apply goroutine (run with -race).
+func TestRecordCacheConcurrentReads(t *testing.T) {
+	m, db := mustMachine(t)
+	m.recent.budget = 4 << 10 // overflow often
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for i := 0; i < 50; i++ {
+				if r, ok := m.Cached(fmt.Sprintf("k%d", i)); ok && r != nil && r.Key != fmt.Sprintf("k%d", i) {
+					t.Errorf("cached record for k%d has key %q", i, r.Key)
+					return
+				}
+			}
+		}
+	}()
+	for round := 0; round < 200; round++ {
+		var txns []Txn
+		for i := 0; i < 10; i++ {
+			k := fmt.Sprintf("k%d", (round*10+i)%50)
+			txns = append(txns, Txn{Success: []Op{{Type: OpPut, Key: k, Value: []byte("v")}}})
+		}
+		applyTxns(t, m, db, 1, txns...)
+		m.Committed()
+	}
+	close(stop)
+	<-done
 }

@@ -188,21 +188,30 @@ func (s *Service) Get(ctx context.Context, key string, o ReadOptions) (*Record, 
 	if err := s.allow(ctx, auth.Read, key); err != nil {
 		return nil, err
 	}
-	raw, err := s.db.Get(dataKey(key))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, key)
-	}
+	r, err := s.record(key)
 	if err != nil {
 		return nil, err
 	}
-	r, err := decodeRecord(key, raw)
-	if err != nil {
-		return nil, err
-	}
-	if expired(r, time.Now()) {
+	if r == nil || expired(r, time.Now()) {
 		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, key)
 	}
 	return r, nil
+}
+
+// record returns key's committed record, nil when absent: from the
+// machine's cache when it knows the key, else from the database.
+func (s *Service) record(key string) (*Record, error) {
+	if r, ok := s.machine.Cached(key); ok {
+		return r, nil
+	}
+	raw, err := s.db.Get(dataKey(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecord(key, raw)
 }
 
 // expired reports a key whose TTL has passed but that the leader's expiry

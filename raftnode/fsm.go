@@ -35,6 +35,14 @@ type StateMachine interface {
 	Restored() error
 }
 
+// Committer is a StateMachine that wants to know when the batch its Apply
+// wrote has been committed to the database: Committed runs on the apply
+// goroutine after the commit and before the applied index moves, so a read
+// that waits for that index sees whatever Committed publishes.
+type Committer interface {
+	Committed()
+}
+
 var appliedKey = []byte{0x00, 'a', 'p', 'p', 'l', 'i', 'e', 'd'}
 
 // fsm adapts a StateMachine to raft.BatchingFSM on a pebble state database.
@@ -118,6 +126,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if err := b.Commit(false); err != nil {
 		// The state machine cannot continue from a state it failed to write.
 		panic(fmt.Sprintf("raftnode: commit applied batch: %v", err))
+	}
+	if c, ok := f.sm.(Committer); ok && len(entries) > 0 {
+		c.Committed()
 	}
 	f.setApplied(last)
 	return out
