@@ -270,8 +270,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := f.db.Sync(); err != nil {
 		return err
 	}
+	// The machine reloads what it derives from the state (its caches, the
+	// revision, users and rules) before the applied index moves: a read
+	// that waited for an index must not find the state from before.
+	if err := f.sm.Restored(); err != nil {
+		return err
+	}
 	f.setApplied(applied)
-	return f.sm.Restored()
+	return nil
 }
 
 // Log entry kinds, the first byte of every command entry.
