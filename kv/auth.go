@@ -10,7 +10,7 @@ import (
 	"sort"
 
 	"github.com/cairnkv/cairn/auth"
-	"github.com/cairnkv/cairn/store"
+	"github.com/cairnkv/cairn/internal/store"
 )
 
 // Access control lives here, in one place, for every front end: each public

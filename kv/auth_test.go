@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/cairnkv/cairn/auth"
-	"github.com/cairnkv/cairn/raftnode"
+	"github.com/cairnkv/cairn/internal/raftnode"
 )
 
 func applyCommands(t *testing.T, m *Machine, first uint64, cs ...command) []error {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/cairnkv/cairn/raftnode"
+	"github.com/cairnkv/cairn/internal/raftnode"
 )
 
 func BenchmarkEncodeCommand(b *testing.B) {

@@ -15,8 +15,8 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
-	"github.com/cairnkv/cairn/raftnode"
-	"github.com/cairnkv/cairn/store"
+	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/internal/store"
 )
 
 // Machine is the strong engine's deterministic state machine: it applies

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnkv/cairn/raftnode"
-	"github.com/cairnkv/cairn/store"
+	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/internal/store"
 )
 
 func mustMachine(t testing.TB) (*Machine, *store.DB) {

@@ -29,8 +29,8 @@ import (
 
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/keyspace"
-	"github.com/cairnkv/cairn/raftnode"
-	"github.com/cairnkv/cairn/store"
+	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/internal/store"
 )
 
 // Config configures a Service.

@@ -30,12 +30,12 @@ import (
 
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/config"
-	"github.com/cairnkv/cairn/httpapi"
+	"github.com/cairnkv/cairn/internal/httpapi"
 	"github.com/cairnkv/cairn/kv"
-	"github.com/cairnkv/cairn/peer"
-	"github.com/cairnkv/cairn/raftnode"
-	"github.com/cairnkv/cairn/respapi"
-	"github.com/cairnkv/cairn/store"
+	"github.com/cairnkv/cairn/internal/peer"
+	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/internal/respapi"
+	"github.com/cairnkv/cairn/internal/store"
 )
 
 // Version is cairn's version, reported by `cairn version`, INFO and VERSION.

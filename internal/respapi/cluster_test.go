@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cairnkv/cairn/config"
-	"github.com/cairnkv/cairn/respapi"
+	"github.com/cairnkv/cairn/internal/respapi"
 	"github.com/cairnkv/cairn/test/cluster"
 )
 

@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cairnkv/cairn/peer"
-	"github.com/cairnkv/cairn/store"
+	"github.com/cairnkv/cairn/internal/peer"
+	"github.com/cairnkv/cairn/internal/store"
 	"github.com/hashicorp/raft"
 )
 

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cairnkv/cairn/store"
+	"github.com/cairnkv/cairn/internal/store"
 	"github.com/hashicorp/raft"
 )
 

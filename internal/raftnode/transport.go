@@ -5,7 +5,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/cairnkv/cairn/peer"
+	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/hashicorp/raft"
 )
 
