@@ -28,9 +28,9 @@ import (
 	"time"
 
 	"github.com/cairnkv/cairn/auth"
-	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/internal/raftnode"
 	"github.com/cairnkv/cairn/internal/store"
+	"github.com/cairnkv/cairn/keyspace"
 )
 
 // Config configures a Service.

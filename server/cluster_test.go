@@ -190,16 +190,16 @@ func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
 	f := (l + 1) % 3
 	mustPut(t, c.Svc(l), "first", "1")
 	c.WaitConverged(10 * time.Second)
-	behind := c.Nodes[f].S.Node().AppliedIndex()
+	behind := c.Raft(f).AppliedIndex()
 	c.Stop(f)
 	for i := 0; i < 400; i++ {
 		mustPut(t, c.Svc(l), fmt.Sprintf("k%03d", i), "v")
 	}
 	// Wait until the leader compacted its log past where the follower stopped.
 	deadline := time.Now().Add(15 * time.Second)
-	for c.Nodes[l].S.Node().LogFirstIndex() <= behind+1 {
+	for c.Raft(l).LogFirstIndex() <= behind+1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("leader log not compacted (first index %d, follower at %d)", c.Nodes[l].S.Node().LogFirstIndex(), behind)
+			t.Fatalf("leader log not compacted (first index %d, follower at %d)", c.Raft(l).LogFirstIndex(), behind)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -269,7 +269,7 @@ func TestTTLExpiresEverywhereAtOnePoint(t *testing.T) {
 	want := r.ModRevision + 2
 	for i := range c.Nodes {
 		for {
-			rev, _, err := c.Svc(i).Digest()
+			rev, _, err := c.Hooks(i).Digest()
 			if err != nil {
 				t.Fatal(err)
 			}

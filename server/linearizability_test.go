@@ -78,16 +78,16 @@ var faults = map[string]fault{
 	// one-way: the leader cannot reach a follower, which can still reach it.
 	"one-way": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
 		l := c.Leader()
-		if s := c.Running(max(l, 0)); l >= 0 && s != nil {
-			s.Faults().Block(c.Nodes[randomFollower(c, rng)].PeerAddr)
+		if f := c.Faults(max(l, 0)); l >= 0 && f != nil {
+			f.Block(c.Nodes[randomFollower(c, rng)].PeerAddr)
 		}
 		return c.Heal
 	},
 	"latency": func(t *testing.T, c *cluster.Cluster, rng *rand.Rand) func() {
 		for i := range c.Nodes {
-			if s := c.Running(i); s != nil {
+			if f := c.Faults(i); f != nil {
 				for _, n := range c.Nodes {
-					s.Faults().Delay(n.PeerAddr, time.Duration(20+rng.IntN(60))*time.Millisecond)
+					f.Delay(n.PeerAddr, time.Duration(20+rng.IntN(60))*time.Millisecond)
 				}
 			}
 		}

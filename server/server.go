@@ -31,11 +31,12 @@ import (
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/internal/httpapi"
-	"github.com/cairnkv/cairn/kv"
 	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/cairnkv/cairn/internal/raftnode"
 	"github.com/cairnkv/cairn/internal/respapi"
 	"github.com/cairnkv/cairn/internal/store"
+	"github.com/cairnkv/cairn/internal/testhook"
+	"github.com/cairnkv/cairn/kv"
 )
 
 // Version is cairn's version, reported by `cairn version`, INFO and VERSION.
@@ -79,7 +80,14 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), faults: &peer.Faults{},
+	hooks := testhook.From(ctx)
+	if hooks == nil {
+		hooks = &testhook.Hooks{}
+	}
+	if hooks.Faults == nil {
+		hooks.Faults = &peer.Faults{}
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), faults: hooks.Faults,
 		ready: make(chan struct{}), errc: make(chan error, 4), stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -157,6 +165,7 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	hooks.Raft = s.node
 	s.goServe("peer mux", s.mux.Serve)
 
 	s.svc = kv.NewService(kv.Config{
@@ -168,6 +177,7 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		AuthUsers:           cfg.Auth.Users,
 		AuthRules:           cfg.Auth.Rules,
 	}, s.stateDB, s.machine, s.node)
+	hooks.Digest = s.svc.Digest
 
 	if s.httpLn = cfg.ClientListener; s.httpLn == nil {
 		if s.httpLn, err = net.Listen("tcp", cfg.ListenClient); err != nil {
@@ -453,12 +463,6 @@ func (s *Server) Err() <-chan error { return s.errc }
 
 // Service is the node's kv service (for embedding programs and tests).
 func (s *Server) Service() *kv.Service { return s.svc }
-
-// Node is the node's Raft member.
-func (s *Server) Node() *raftnode.Node { return s.node }
-
-// Faults cuts this node's outgoing peer links (tests).
-func (s *Server) Faults() *peer.Faults { return s.faults }
 
 // PeerAddr is the advertised peer address.
 func (s *Server) PeerAddr() string { return s.advertisePeer() }

@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/cairnkv/cairn/config"
+	"github.com/cairnkv/cairn/internal/peer"
+	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/internal/testhook"
 	"github.com/cairnkv/cairn/kv"
 	"github.com/cairnkv/cairn/server"
 )
@@ -39,6 +42,8 @@ type Node struct {
 	ClientAddr string
 	S          *server.Server
 	cfg        config.Config
+	// hooks reach into the running server (nil while stopped).
+	hooks *testhook.Hooks
 	// Listeners opened when the node was created and handed to its first
 	// start, so no other process can take the ports in between.
 	peerLn, clientLn net.Listener
@@ -156,12 +161,13 @@ func (c *Cluster) Start(i int) {
 	}
 	cfg.PeerListener, cfg.ClientListener = nd.peerLn, nd.clientLn
 	nd.peerLn, nd.clientLn = nil, nil // the server owns them now
-	s, err := server.Start(context.Background(), cfg)
+	hooks := &testhook.Hooks{Faults: &peer.Faults{}}
+	s, err := server.Start(testhook.With(context.Background(), hooks), cfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", nd.Name, err)
 	}
 	c.mu.Lock()
-	nd.S = s
+	nd.S, nd.hooks = s, hooks
 	c.mu.Unlock()
 }
 
@@ -171,6 +177,31 @@ func (c *Cluster) Running(i int) *server.Server {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.Nodes[i].S
+}
+
+// Hooks returns node i's test hooks (its peer-link faults, Raft member and
+// state digest), or nil while it is stopped.
+func (c *Cluster) Hooks(i int) *testhook.Hooks {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Nodes[i].hooks
+}
+
+// Raft returns node i's Raft member, or nil while it is stopped.
+func (c *Cluster) Raft(i int) *raftnode.Node {
+	if h := c.Hooks(i); h != nil {
+		return h.Raft
+	}
+	return nil
+}
+
+// Faults returns the switch on node i's outgoing peer links, or nil while it
+// is stopped.
+func (c *Cluster) Faults(i int) *peer.Faults {
+	if h := c.Hooks(i); h != nil {
+		return h.Faults
+	}
+	return nil
 }
 
 // Rejoin wipes node i's data and starts it again as a new member that joins
@@ -198,7 +229,7 @@ func (c *Cluster) Stop(i int) {
 	c.t.Helper()
 	c.mu.Lock()
 	s := c.Nodes[i].S
-	c.Nodes[i].S = nil
+	c.Nodes[i].S, c.Nodes[i].hooks = nil, nil
 	c.mu.Unlock()
 	if s != nil {
 		if err := s.Close(); err != nil {
@@ -238,7 +269,7 @@ func (c *Cluster) waitNodeReady(i int, d time.Duration) {
 // Leader returns the index of the node that leads now, or -1.
 func (c *Cluster) Leader() int {
 	for i := range c.Nodes {
-		if s := c.Running(i); s != nil && s.Node().IsLeader() {
+		if r := c.Raft(i); r != nil && r.IsLeader() {
 			return i
 		}
 	}
@@ -278,8 +309,8 @@ func (c *Cluster) Svc(i int) *kv.Service { return c.Nodes[i].S.Service() }
 func (c *Cluster) Partition(group ...int) {
 	for i := range c.Nodes {
 		for j, b := range c.Nodes {
-			if s := c.Running(i); contains(group, i) != contains(group, j) && s != nil {
-				s.Faults().Block(b.PeerAddr)
+			if f := c.Faults(i); contains(group, i) != contains(group, j) && f != nil {
+				f.Block(b.PeerAddr)
 			}
 		}
 	}
@@ -288,8 +319,8 @@ func (c *Cluster) Partition(group ...int) {
 // Heal restores every link.
 func (c *Cluster) Heal() {
 	for i := range c.Nodes {
-		if s := c.Running(i); s != nil {
-			s.Faults().Reset()
+		if f := c.Faults(i); f != nil {
+			f.Reset()
 		}
 	}
 }
@@ -305,12 +336,12 @@ func (c *Cluster) WaitConverged(d time.Duration) int64 {
 		var digests []string
 		var rev int64
 		for i := range c.Nodes {
-			s := c.Running(i)
-			if s == nil {
+			hk := c.Hooks(i)
+			if hk == nil {
 				continue
 			}
-			applied = append(applied, s.Node().AppliedIndex())
-			r, h, err := s.Service().Digest()
+			applied = append(applied, hk.Raft.AppliedIndex())
+			r, h, err := hk.Digest()
 			if err != nil {
 				c.t.Fatal(err)
 			}

@@ -1,0 +1,38 @@
+// Package testhook lets this module's tests reach into a node that
+// server.Start assembles: the switch that cuts and slows its peer links, and
+// its Raft member and strong engine. A test puts a Hooks in the context it
+// passes to server.Start; Start fills in the parts it builds. The package is
+// internal, so none of this is part of the release API: a program that
+// embeds cairn cannot import it.
+package testhook
+
+import (
+	"context"
+
+	"github.com/cairnkv/cairn/internal/peer"
+	"github.com/cairnkv/cairn/internal/raftnode"
+)
+
+// Hooks are one node's test handles. A Hooks serves one start of a node.
+type Hooks struct {
+	// Faults, set by the test, cuts and slows this node's outgoing peer
+	// links (nil: server.Start makes one the test cannot reach).
+	Faults *peer.Faults
+	// Raft is the node's Raft member, set by server.Start.
+	Raft *raftnode.Node
+	// Digest summarizes the node's replicated state (revision and a hash of
+	// every record), set by server.Start: replicas that applied the same log
+	// prefix have equal digests.
+	Digest func() (revision int64, hash uint64, err error)
+}
+
+type ctxKey struct{}
+
+// With returns ctx carrying h.
+func With(ctx context.Context, h *Hooks) context.Context { return context.WithValue(ctx, ctxKey{}, h) }
+
+// From returns the hooks in ctx, or nil.
+func From(ctx context.Context) *Hooks {
+	h, _ := ctx.Value(ctxKey{}).(*Hooks)
+	return h
+}
