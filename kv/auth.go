@@ -2,15 +2,11 @@ package kv
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
 
 	"github.com/cairnkv/cairn/auth"
-	"github.com/cairnkv/cairn/internal/store"
 )
 
 // Access control lives here, in one place, for every front end: each public
@@ -22,7 +18,7 @@ import (
 //
 // Users and rules have two layers: the node's config file (Config.AuthUsers,
 // Config.AuthRules) and the replicated layer, changed through the Raft log by
-// the admin methods below and kept by the Machine (AuthState).
+// the admin methods below and kept by the engine behind Control (AuthState).
 
 // AuthState is the replicated layer of users and ACL rules.
 type AuthState struct {
@@ -33,8 +29,9 @@ type AuthState struct {
 	Rev uint64
 }
 
-// authOp is one change to the replicated auth state (a log command).
-type authOp struct {
+// AuthChange is one change to the replicated auth state; the engine that
+// keeps the control plane applies it (see Control.ChangeAuth).
+type AuthChange struct {
 	Op           string      `json:"op"`
 	User         string      `json:"user,omitempty"`
 	PasswordHash string      `json:"password_hash,omitempty"`
@@ -43,137 +40,14 @@ type authOp struct {
 	Rules        []auth.Rule `json:"rules,omitempty"`
 }
 
+// AuthChange operations.
 const (
-	authUserPut  = "user_put" // create a user or set its password
-	authUserDel  = "user_del"
-	authTokenAdd = "token_add"
-	authTokenDel = "token_del"
-	authRulesSet = "rules_set"
+	AuthUserPut  = "user_put" // create a user or set its password
+	AuthUserDel  = "user_del"
+	AuthTokenAdd = "token_add"
+	AuthTokenDel = "token_del"
+	AuthRulesSet = "rules_set"
 )
-
-// AuthState returns the replicated users and rules as applied on this node.
-func (m *Machine) AuthState() *AuthState { return m.authState.Load() }
-
-func (m *Machine) loadAuth() error {
-	st := &AuthState{}
-	lo := authUserKey("")
-	var derr error
-	err := m.db.Scan(lo, store.PrefixEnd(lo), func(_, v []byte) bool {
-		var u auth.User
-		if derr = json.Unmarshal(v, &u); derr != nil {
-			return false
-		}
-		st.Users = append(st.Users, u)
-		return true
-	})
-	if err == nil {
-		err = derr
-	}
-	if err != nil {
-		return fmt.Errorf("kv: load users: %w", err)
-	}
-	if raw, err := m.db.Get(authRevKey); err == nil && len(raw) == 8 {
-		st.Rev = binary.BigEndian.Uint64(raw)
-	}
-	raw, err := m.db.Get(authRulesKey)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return err
-	default:
-		if err := json.Unmarshal(raw, &st.Rules); err != nil {
-			return fmt.Errorf("kv: load rules: %w", err)
-		}
-	}
-	m.authState.Store(st)
-	return nil
-}
-
-// applyAuth applies one auth change. It runs on the apply goroutine only.
-func (m *Machine) applyAuth(b *store.Batch, op *authOp, index uint64) error {
-	cur := m.authState.Load()
-	next := &AuthState{Users: slices.Clone(cur.Users), Rules: cur.Rules, Rev: index}
-	find := func(name string) int {
-		i, ok := slices.BinarySearchFunc(next.Users, name, func(u auth.User, n string) int {
-			switch {
-			case u.Name < n:
-				return -1
-			case u.Name > n:
-				return 1
-			}
-			return 0
-		})
-		if !ok {
-			return -1
-		}
-		return i
-	}
-	var changed *auth.User
-	switch op.Op {
-	case authUserPut:
-		u := auth.User{Name: op.User, PasswordHash: op.PasswordHash}
-		if i := find(op.User); i >= 0 {
-			u.Tokens = next.Users[i].Tokens
-			next.Users[i] = u
-		} else {
-			next.Users = append(next.Users, u)
-			sort.Slice(next.Users, func(i, j int) bool { return next.Users[i].Name < next.Users[j].Name })
-		}
-		if err := u.Validate(); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-		}
-		changed = &u
-	case authUserDel:
-		i := find(op.User)
-		if i < 0 {
-			return fmt.Errorf("%w: user %q", ErrNotFound, op.User)
-		}
-		next.Users = slices.Delete(next.Users, i, i+1)
-		b.Delete(authUserKey(op.User))
-	case authTokenAdd, authTokenDel:
-		i := find(op.User)
-		if i < 0 {
-			return fmt.Errorf("%w: user %q", ErrNotFound, op.User)
-		}
-		u := next.Users[i]
-		u.Tokens = slices.Clone(u.Tokens)
-		if op.Op == authTokenAdd {
-			if op.Token == nil {
-				return fmt.Errorf("%w: token_add without a token", ErrInvalidArgument)
-			}
-			u.Tokens = append(u.Tokens, *op.Token)
-		} else {
-			j := slices.IndexFunc(u.Tokens, func(t auth.Token) bool { return t.ID == op.TokenID })
-			if j < 0 {
-				return fmt.Errorf("%w: token %q of user %q", ErrNotFound, op.TokenID, op.User)
-			}
-			u.Tokens = slices.Delete(u.Tokens, j, j+1)
-		}
-		if err := u.Validate(); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-		}
-		next.Users[i] = u
-		changed = &u
-	case authRulesSet:
-		if _, err := auth.Compile(op.Rules); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-		}
-		next.Rules = op.Rules
-		raw, _ := json.Marshal(op.Rules)
-		b.Set(authRulesKey, raw)
-	default:
-		return fmt.Errorf("%w: unknown auth operation %q", ErrInvalidArgument, op.Op)
-	}
-	if changed != nil {
-		raw, _ := json.Marshal(changed)
-		b.Set(authUserKey(changed.Name), raw)
-	}
-	var rev [8]byte
-	binary.BigEndian.PutUint64(rev[:], index)
-	b.Set(authRevKey, rev[:])
-	m.authState.Store(next)
-	return nil
-}
 
 // authView is the effective policy and user directory: the config layer
 // followed by the replicated layer, compiled once per change.
@@ -184,7 +58,7 @@ type authView struct {
 }
 
 func (s *Service) authView() *authView {
-	st := s.machine.AuthState()
+	st := s.ctl.AuthState()
 	if v := s.authCache.Load(); v != nil && v.state == st {
 		return v
 	}
@@ -342,7 +216,7 @@ func (s *Service) Users(ctx context.Context) ([]UserInfo, error) {
 	if err := s.CheckAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.barrier(ctx, ReadOptions{}); err != nil {
+	if err := s.ctl.Barrier(ctx); err != nil {
 		return nil, err
 	}
 	info := func(u auth.User, src string) UserInfo {
@@ -356,7 +230,7 @@ func (s *Service) Users(ctx context.Context) ([]UserInfo, error) {
 	for _, u := range s.cfg.AuthUsers {
 		out = append(out, info(u, "config"))
 	}
-	for _, u := range s.machine.AuthState().Users {
+	for _, u := range s.ctl.AuthState().Users {
 		if !s.isConfigUser(u.Name) {
 			out = append(out, info(u, "cluster"))
 		}
@@ -369,7 +243,7 @@ func (s *Service) isConfigUser(name string) bool {
 	return slices.ContainsFunc(s.cfg.AuthUsers, func(u auth.User) bool { return u.Name == name })
 }
 
-func (s *Service) proposeAuth(ctx context.Context, op *authOp) error {
+func (s *Service) proposeAuth(ctx context.Context, op *AuthChange) error {
 	if err := s.CheckAdmin(ctx); err != nil {
 		return err
 	}
@@ -381,8 +255,7 @@ func (s *Service) proposeAuth(ctx context.Context, op *authOp) error {
 			return fmt.Errorf("%w: user %q is defined in the config file; change it there", ErrInvalidArgument, op.User)
 		}
 	}
-	_, err := s.propose(ctx, command{Type: cmdAuth, Auth: op})
-	return err
+	return s.ctl.ChangeAuth(ctx, *op)
 }
 
 // PutUser creates a user or sets its password (admin). The password is
@@ -395,12 +268,12 @@ func (s *Service) PutUser(ctx context.Context, name, password string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
-	return s.proposeAuth(ctx, &authOp{Op: authUserPut, User: name, PasswordHash: hash})
+	return s.proposeAuth(ctx, &AuthChange{Op: AuthUserPut, User: name, PasswordHash: hash})
 }
 
 // DeleteUser removes a user and its tokens (admin).
 func (s *Service) DeleteUser(ctx context.Context, name string) error {
-	return s.proposeAuth(ctx, &authOp{Op: authUserDel, User: name})
+	return s.proposeAuth(ctx, &AuthChange{Op: AuthUserDel, User: name})
 }
 
 // AddToken issues a bearer token for a user (admin). The token is returned
@@ -410,7 +283,7 @@ func (s *Service) AddToken(ctx context.Context, user string) (token, id string, 
 	if err != nil {
 		return "", "", err
 	}
-	if err := s.proposeAuth(ctx, &authOp{Op: authTokenAdd, User: user, Token: &t}); err != nil {
+	if err := s.proposeAuth(ctx, &AuthChange{Op: AuthTokenAdd, User: user, Token: &t}); err != nil {
 		return "", "", err
 	}
 	return token, t.ID, nil
@@ -418,7 +291,7 @@ func (s *Service) AddToken(ctx context.Context, user string) (token, id string, 
 
 // DeleteToken revokes a bearer token (admin).
 func (s *Service) DeleteToken(ctx context.Context, user, id string) error {
-	return s.proposeAuth(ctx, &authOp{Op: authTokenDel, User: user, TokenID: id})
+	return s.proposeAuth(ctx, &AuthChange{Op: AuthTokenDel, User: user, TokenID: id})
 }
 
 // Rules returns the config file's rules and the replicated rules (admin);
@@ -427,11 +300,11 @@ func (s *Service) Rules(ctx context.Context) (config, cluster []auth.Rule, err e
 	if err := s.CheckAdmin(ctx); err != nil {
 		return nil, nil, err
 	}
-	if err := s.barrier(ctx, ReadOptions{}); err != nil {
+	if err := s.ctl.Barrier(ctx); err != nil {
 		return nil, nil, err
 	}
 	config = append([]auth.Rule{}, s.cfg.AuthRules...)
-	cluster = append([]auth.Rule{}, s.machine.AuthState().Rules...)
+	cluster = append([]auth.Rule{}, s.ctl.AuthState().Rules...)
 	return config, cluster, nil
 }
 
@@ -452,5 +325,5 @@ func (s *Service) SetRules(ctx context.Context, rules []auth.Rule) error {
 	if id := auth.FromContext(ctx); !p.AllowAdmin(id) {
 		return fmt.Errorf("%w: these rules would take admin away from %s, who is changing them; add a rule that keeps it", ErrInvalidArgument, who(id))
 	}
-	return s.proposeAuth(ctx, &authOp{Op: authRulesSet, Rules: rules})
+	return s.proposeAuth(ctx, &AuthChange{Op: AuthRulesSet, Rules: rules})
 }

@@ -1,52 +1,92 @@
-// Package kv is the service every front end calls: get, put, delete, list,
-// transactions and JSON merge-patch with revisions, TTLs and compare-and-swap,
-// plus cluster administration. It checks input, routes each key by its
-// keyspace policy, and turns requests into commands for the strong engine
-// (a Raft group whose state machine is Machine).
+// Package kv is the front door every front end calls: get, put, delete,
+// list, transactions and JSON merge-patch with revisions, TTLs and
+// compare-and-swap, plus cluster and auth administration. It owns the types
+// of the API, its errors and their protocol-neutral codes (CodeOf), input
+// validation and the ACL checks; it holds no data of its own.
 //
-// Writes are proposed through Raft and acknowledged once committed by a
-// quorum. Reads are linearizable unless ReadOptions.Serializable is set: the
-// node obtains a read index from the leader (a leadership confirmation shared
-// by every read waiting at the time) and waits until it has applied that far,
-// then reads its local pebble state.
+// Service routes each key by its keyspace policy (the longest matching
+// prefix) to the Engine that serves that mode, and the control plane
+// (membership, users and rules, policies) to Control. The strong engine
+// (internal/strong, a Raft group) provides both today; the eventual engine
+// plugs in beside it as a second Engine.
+//
+//	front ends ──▶ Service ──▶ keyspace policy ──▶ Engine (strong | eventual)
+//	                  └──────▶ Control (replicated control plane)
 package kv
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"math"
-	"sort"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/cairnkv/cairn/auth"
-	"github.com/cairnkv/cairn/internal/raftnode"
-	"github.com/cairnkv/cairn/internal/store"
 	"github.com/cairnkv/cairn/keyspace"
 )
 
+// Engine stores and serves the keys of the keyspaces of one mode. The
+// service has validated every key and value and checked access before it
+// calls an engine; an engine keeps its own bytes and never sees a front end.
+type Engine interface {
+	// Get returns key's record, or nil when the key is absent or expired,
+	// at the consistency o asks for.
+	Get(ctx context.Context, key string, o ReadOptions) (*Record, error)
+	// List returns the live records under prefix in key order, after
+	// o.After, at most o.Limit of them (0: no limit), skipping every key
+	// visible refuses; visible is called after the engine has reached the
+	// read point o asks for.
+	List(ctx context.Context, prefix string, o ListOptions, visible func(key string) bool) (*ListResult, error)
+	// Apply runs each transaction atomically, in order, and returns a
+	// result or an error for each. authRev is the revision of the users and
+	// rules (AuthState.Rev) the caller checked access against: a
+	// transaction applied after they changed fails with ErrAuthChanged and
+	// has no effect. err is for the call as a whole (no quorum, timeout):
+	// then none, some or all of the transactions may have applied.
+	Apply(ctx context.Context, txns []Txn, authRev uint64) (results []*TxnResult, errs []error, err error)
+	// Ready returns nil when the engine can serve requests.
+	Ready() error
+}
+
+// Control is the replicated control plane every node agrees on: cluster
+// membership, the replicated users and ACL rules, and keyspace policies.
+// The strong engine provides it.
+type Control interface {
+	// Barrier returns once this node's copy of the control plane includes
+	// every change committed before the call.
+	Barrier(ctx context.Context) error
+	// AuthState is the replicated users and rules as applied on this node.
+	AuthState() *AuthState
+	// ChangeAuth replicates one change of users or rules.
+	ChangeAuth(ctx context.Context, c AuthChange) error
+	// Keyspaces is the table of policies as applied on this node.
+	Keyspaces() *keyspace.Table
+
+	Members(ctx context.Context) ([]Member, error)
+	AddMember(ctx context.Context, m MemberSpec) error
+	RemoveMember(ctx context.Context, name string) error
+	PromoteMember(ctx context.Context, name string) error
+	TransferLeadership(ctx context.Context, to string) error
+	// PublishMember records a member's advertised addresses unless they
+	// are already recorded.
+	PublishMember(ctx context.Context, m Member) error
+	// Status is this node's view of the cluster.
+	Status(ctx context.Context) (*Status, error)
+	// Snapshot takes a snapshot of the replicated state now.
+	Snapshot() error
+	// IsStale reports whether this node's local state may be out of date.
+	IsStale() bool
+}
+
 // Config configures a Service.
 type Config struct {
-	// Name is this node's member name.
-	Name          string
+	// MaxValueBytes is the largest value accepted (a keyspace policy may
+	// lower it for its keys).
 	MaxValueBytes int64
-	// RequestTimeout bounds each request that has no deadline of its own.
-	RequestTimeout time.Duration
-	// ExpiryInterval is how often the leader looks for expired keys.
-	ExpiryInterval time.Duration
-	Logger         *slog.Logger
-	// UnsafeFollowerReads serves linearizable reads on followers without the
-	// read index. It is wrong on purpose and only reachable in test builds, to
-	// show that the linearizability checker catches stale reads.
-	UnsafeFollowerReads bool
+	Logger        *slog.Logger
 	// AuthUsers and AuthRules are the config file's users and ACL rules,
 	// evaluated before the replicated ones (see auth.go).
 	AuthUsers []auth.User
@@ -57,69 +97,66 @@ type Config struct {
 type Service struct {
 	cfg       Config
 	log       *slog.Logger
-	db        *store.DB
-	machine   *Machine
-	node      *raftnode.Node
-	keyspaces *keyspace.Table
+	engines   map[keyspace.Mode]Engine
+	ctl       Control
 	passwords *auth.PasswordCache
 	authCache atomic.Pointer[authView]
-
-	stop chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
 }
 
-// NewService returns a service over a started node and its machine, and starts
-// the TTL expiry loop (active only while this node leads).
-func NewService(cfg Config, db *store.DB, m *Machine, node *raftnode.Node) *Service {
+// NewService returns the service over the engines that serve each keyspace
+// mode and the control plane.
+func NewService(cfg Config, engines map[keyspace.Mode]Engine, ctl Control) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 5 * time.Second
-	}
-	if cfg.ExpiryInterval <= 0 {
-		cfg.ExpiryInterval = 200 * time.Millisecond
 	}
 	if cfg.MaxValueBytes <= 0 {
 		cfg.MaxValueBytes = 1 << 20
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger.With("subsystem", "kv"), db: db, machine: m, node: node,
-		keyspaces: keyspace.NewTable(), passwords: auth.NewPasswordCache(), stop: make(chan struct{})}
-	s.wg.Add(1)
-	go s.expiryLoop()
-	return s
-}
-
-// Close stops background work.
-func (s *Service) Close() {
-	s.once.Do(func() { close(s.stop) })
-	s.wg.Wait()
+	return &Service{cfg: cfg, log: cfg.Logger.With("subsystem", "kv"), engines: engines, ctl: ctl,
+		passwords: auth.NewPasswordCache()}
 }
 
 // Keyspaces returns the policy table.
-func (s *Service) Keyspaces() *keyspace.Table { return s.keyspaces }
+func (s *Service) Keyspaces() *keyspace.Table { return s.ctl.Keyspaces() }
 
-// ctx bounds a request by the configured request timeout (and the caller's deadline).
-func (s *Service) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
+// route checks the key and returns the engine of its keyspace.
+func (s *Service) route(key string) (Engine, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	return s.engineFor(key)
 }
 
-// route checks the key and returns an error unless its keyspace is served by
-// the strong engine (the only engine so far).
-func (s *Service) route(key string) error {
-	if err := ValidateKey(key); err != nil {
-		return err
+func (s *Service) engineFor(key string) (Engine, error) {
+	p := s.ctl.Keyspaces().Lookup(key)
+	e := s.engines[p.Mode]
+	if e == nil {
+		return nil, fmt.Errorf("%w: %q is in keyspace %q (%s)", ErrUnsupportedMode, key, p.Prefix, p.Mode)
 	}
-	if p := s.keyspaces.Lookup(key); p.Mode != keyspace.Strong {
-		return fmt.Errorf("%w: %q is in keyspace %q (%s)", ErrUnsupportedMode, key, p.Prefix, p.Mode)
+	return e, nil
+}
+
+// prefixEngine returns the engine of a whole prefix, which must lie in
+// keyspaces of one mode.
+func (s *Service) prefixEngine(prefix string) (Engine, error) {
+	if len(prefix) > MaxKeyBytes {
+		return nil, fmt.Errorf("%w: prefix longer than %d bytes", ErrInvalidKey, MaxKeyBytes)
 	}
-	return nil
+	e, err := s.engineFor(prefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range s.ctl.Keyspaces().Policies() {
+		if len(p.Prefix) > len(prefix) && p.Prefix[:len(prefix)] == prefix && s.engines[p.Mode] != e {
+			return nil, fmt.Errorf("%w: prefix %q spans keyspace %q (%s)", ErrUnsupportedMode, prefix, p.Prefix, p.Mode)
+		}
+	}
+	return e, nil
 }
 
 func (s *Service) checkValue(key string, v []byte) error {
 	limit := s.cfg.MaxValueBytes
-	if p := s.keyspaces.Lookup(key); p.MaxValueBytes > 0 && p.MaxValueBytes < limit {
+	if p := s.ctl.Keyspaces().Lookup(key); p.MaxValueBytes > 0 && p.MaxValueBytes < limit {
 		limit = p.MaxValueBytes
 	}
 	if int64(len(v)) > limit {
@@ -128,164 +165,66 @@ func (s *Service) checkValue(key string, v []byte) error {
 	return nil
 }
 
-// mapErr translates engine errors into the service's sentinels.
-func mapErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, raftnode.ErrNoLeader), errors.Is(err, raftnode.ErrNotLeader):
-		return fmt.Errorf("%w: %w", ErrNoLeader, err)
-	case errors.Is(err, raftnode.ErrUnknownMember):
-		return fmt.Errorf("%w: %w", ErrMemberNotFound, err)
-	case errors.Is(err, raftnode.ErrMemberExists):
-		return fmt.Errorf("%w: %w", ErrMemberExists, err)
-	case errors.Is(err, raftnode.ErrPeerUntrusted):
-		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-	case errors.Is(err, raftnode.ErrTimeout), errors.Is(err, raftnode.ErrLeadershipLost),
-		errors.Is(err, raftnode.ErrShutdown), errors.Is(err, context.DeadlineExceeded),
-		// hashicorp/raft reports a leadership transfer that ran out of time
-		// with an unexported error: the cluster was busy, try again.
-		strings.Contains(err.Error(), "leadership transfer timeout"):
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
-}
-
-// propose replicates c and decodes the machine's result.
-func (s *Service) propose(ctx context.Context, c command) (*result, error) {
-	data, err := encodeCommand(c)
-	if err != nil {
-		return nil, fmt.Errorf("kv: encode command: %w", err)
-	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	out, err := s.node.Propose(ctx, data)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return decodeResult(out)
-}
-
-func (s *Service) barrier(ctx context.Context, o ReadOptions) error {
-	if o.Serializable || (s.cfg.UnsafeFollowerReads && !s.node.IsLeader()) {
-		return nil
-	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	return mapErr(s.node.ReadIndex(ctx))
-}
-
 // Get returns the record at key, or ErrKeyNotFound.
 func (s *Service) Get(ctx context.Context, key string, o ReadOptions) (*Record, error) {
-	if err := s.route(key); err != nil {
+	e, err := s.route(key)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.barrier(ctx, o); err != nil {
+	r, err := e.Get(ctx, key, o)
+	if err != nil {
 		return nil, err
 	}
-	// After the barrier: a linearizable read sees every change of users and
-	// rules committed before it started.
+	// After the read point: a linearizable read is checked against every
+	// change of users and rules committed before it started.
 	if err := s.allow(ctx, auth.Read, key); err != nil {
 		return nil, err
 	}
-	r, err := s.record(key)
-	if err != nil {
-		return nil, err
-	}
-	if r == nil || expired(r, time.Now()) {
+	if r == nil {
 		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, key)
 	}
 	return r, nil
 }
 
-// record returns key's committed record, nil when absent: from the
-// machine's cache when it knows the key, else from the database.
-func (s *Service) record(key string) (*Record, error) {
-	if r, ok := s.machine.Cached(key); ok {
-		return r, nil
-	}
-	raw, err := s.db.Get(dataKey(key))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return decodeRecord(key, raw)
-}
-
-// expired reports a key whose TTL has passed but that the leader's expiry
-// sweep has not removed yet (at most a few hundred milliseconds); reads do not
-// show it, as Redis does not.
-func expired(r *Record, now time.Time) bool {
-	return r.Expires != 0 && r.Expires <= now.UnixNano()
-}
-
-// List returns the keys under prefix in order, one page at a time.
+// List returns the keys under prefix in order, one page at a time. Only keys
+// the caller may read are listed, wherever the range starts.
 func (s *Service) List(ctx context.Context, prefix string, o ListOptions) (*ListResult, error) {
-	if len(prefix) > MaxKeyBytes {
-		return nil, fmt.Errorf("%w: prefix longer than %d bytes", ErrInvalidKey, MaxKeyBytes)
-	}
 	if o.Limit < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrInvalidArgument)
 	}
-	if err := s.barrier(ctx, o.ReadOptions); err != nil {
-		return nil, err
-	}
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	rev, err := readRevision(snap)
+	e, err := s.prefixEngine(prefix)
 	if err != nil {
 		return nil, err
 	}
-	lo := dataKey(prefix)
-	hi := store.PrefixEnd(lo)
-	if o.After != "" && o.After >= prefix {
-		lo = append(dataKey(o.After), 0)
+	// The rules are taken once the engine has reached its read point, at
+	// the first key it offers.
+	var (
+		v  *authView
+		id auth.Identity
+	)
+	visible := func(key string) bool {
+		if v == nil {
+			v = s.authView()
+			id = auth.FromContext(ctx)
+		}
+		return v.policy.Allow(id, auth.Read, key)
 	}
-	res := &ListResult{Revision: rev, Items: []*Record{}}
-	now := time.Now()
-	// Only keys the caller may read are listed, wherever the range starts.
-	av := s.authView()
-	pol := av.policy
-	id, err := av.caller(ctx)
+	res, err := e.List(ctx, prefix, o, visible)
 	if err != nil {
 		return nil, err
 	}
-	var derr error
-	err = snap.Scan(lo, hi, func(k, v []byte) bool {
-		if o.Limit > 0 && len(res.Items) == o.Limit {
-			res.More = true
-			return false
-		}
-		if !pol.Allow(id, auth.Read, string(k[1:])) {
-			return true
-		}
-		r, err := decodeRecord(string(k[1:]), v)
-		if err != nil {
-			derr = err
-			return false
-		}
-		if expired(r, now) {
-			return true
-		}
-		if o.KeysOnly {
-			r.Value = nil
-		} else {
-			r.Value = append([]byte(nil), r.Value...)
-		}
-		res.Items = append(res.Items, r)
-		return true
-	})
-	if err == nil {
-		err = derr
+	if v == nil {
+		v = s.authView()
 	}
-	return res, err
+	if _, err := v.caller(ctx); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // Put writes value at key.
 func (s *Service) Put(ctx context.Context, key string, value []byte, o PutOptions) (*Record, error) {
-	if err := s.route(key); err != nil {
+	if _, err := s.route(key); err != nil {
 		return nil, err
 	}
 	if err := s.checkValue(key, value); err != nil {
@@ -295,7 +234,7 @@ func (s *Service) Put(ctx context.Context, key string, value []byte, o PutOption
 		return nil, fmt.Errorf("%w: negative TTL", ErrInvalidArgument)
 	}
 	if o.TTL == 0 {
-		o.TTL = s.keyspaces.Lookup(key).DefaultTTL
+		o.TTL = s.ctl.Keyspaces().Lookup(key).DefaultTTL
 	}
 	t := Txn{Success: []Op{{Type: OpPut, Key: key, Value: value, TTL: o.TTL}}}
 	if o.IfModRevision != nil {
@@ -323,13 +262,13 @@ func (s *Service) Put(ctx context.Context, key string, value []byte, o PutOption
 // keys were removed and the revision after the delete.
 func (s *Service) Delete(ctx context.Context, key string, o DeleteOptions) (deleted, revision int64, err error) {
 	if o.Prefix {
-		if len(key) > MaxKeyBytes {
-			return 0, 0, fmt.Errorf("%w: prefix longer than %d bytes", ErrInvalidKey, MaxKeyBytes)
+		if _, err := s.prefixEngine(key); err != nil {
+			return 0, 0, err
 		}
 		if o.IfModRevision != nil {
 			return 0, 0, fmt.Errorf("%w: a revision condition needs a single key", ErrInvalidArgument)
 		}
-	} else if err := s.route(key); err != nil {
+	} else if _, err := s.route(key); err != nil {
 		return 0, 0, err
 	}
 	op := OpDelete
@@ -354,7 +293,7 @@ func (s *Service) Delete(ctx context.Context, key string, o DeleteOptions) (dele
 // Patch applies an RFC 7396 JSON merge patch to the document at key, creating
 // it from {} when absent, atomically, and returns the merged record.
 func (s *Service) Patch(ctx context.Context, key string, patch []byte) (*Record, error) {
-	if err := s.route(key); err != nil {
+	if _, err := s.route(key); err != nil {
 		return nil, err
 	}
 	if !json.Valid(patch) {
@@ -372,76 +311,101 @@ func (s *Service) Patch(ctx context.Context, key string, patch []byte) (*Record,
 
 // Txn runs a transaction atomically.
 func (s *Service) Txn(ctx context.Context, t Txn) (*TxnResult, error) {
-	if err := s.validateTxn(&t); err != nil {
+	if _, err := s.validateTxn(&t); err != nil {
 		return nil, err
 	}
 	return s.txn(ctx, &t)
 }
 
-func (s *Service) validateTxn(t *Txn) error {
-	for _, c := range t.Compare {
-		if err := s.route(c.Key); err != nil {
+// validateTxn checks every compare and op of t and returns the one engine
+// that serves all of its keys.
+func (s *Service) validateTxn(t *Txn) (Engine, error) {
+	var eng Engine
+	same := func(e Engine, key string) error {
+		if eng == nil {
+			eng = e
+		} else if e != eng {
+			return fmt.Errorf("%w: %q is in a keyspace of another mode than the rest of the transaction", ErrUnsupportedMode, key)
+		}
+		return nil
+	}
+	use := func(key string) error {
+		e, err := s.route(key)
+		if err != nil {
 			return err
+		}
+		return same(e, key)
+	}
+	for _, c := range t.Compare {
+		if err := use(c.Key); err != nil {
+			return nil, err
 		}
 		switch c.Target {
 		case TargetValue, TargetVersion, TargetCreateRevision, TargetModRevision:
 			switch c.Op {
 			case "=", "!=", "<", ">":
 			default:
-				return fmt.Errorf("%w: compare op %q", ErrInvalidArgument, c.Op)
+				return nil, fmt.Errorf("%w: compare op %q", ErrInvalidArgument, c.Op)
 			}
 		case TargetExists:
 			if c.Op != "=" && c.Op != "!=" {
-				return fmt.Errorf("%w: compare op %q on exists (use = or !=)", ErrInvalidArgument, c.Op)
+				return nil, fmt.Errorf("%w: compare op %q on exists (use = or !=)", ErrInvalidArgument, c.Op)
 			}
 		default:
-			return fmt.Errorf("%w: compare target %q", ErrInvalidArgument, c.Target)
+			return nil, fmt.Errorf("%w: compare target %q", ErrInvalidArgument, c.Target)
 		}
 	}
 	for _, ops := range [][]Op{t.Success, t.Failure} {
 		for _, op := range ops {
 			switch op.Type {
 			case OpDeletePrefix:
-				if len(op.Key) > MaxKeyBytes {
-					return fmt.Errorf("%w: prefix longer than %d bytes", ErrInvalidKey, MaxKeyBytes)
+				e, err := s.prefixEngine(op.Key)
+				if err != nil {
+					return nil, err
+				}
+				if err := same(e, op.Key); err != nil {
+					return nil, err
 				}
 				continue
 			case OpGet, OpDelete, OpExpire:
 			case OpPut, OpAppend:
 				if err := s.checkValue(op.Key, op.Value); err != nil {
-					return err
+					return nil, err
 				}
 			case OpIncr:
 				if _, err := strconv.ParseInt(string(op.Value), 10, 64); err != nil {
-					return fmt.Errorf("%w: increment %q", ErrNotInteger, op.Value)
+					return nil, fmt.Errorf("%w: increment %q", ErrNotInteger, op.Value)
 				}
 			case OpIncrFloat:
 				if f, err := strconv.ParseFloat(string(op.Value), 64); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-					return fmt.Errorf("%w: increment %q", ErrNotFloat, op.Value)
+					return nil, fmt.Errorf("%w: increment %q", ErrNotFloat, op.Value)
 				}
 			case OpRename:
-				if err := s.route(string(op.Value)); err != nil {
-					return err
+				if err := use(string(op.Value)); err != nil {
+					return nil, err
 				}
 			case OpPatch:
 				if !json.Valid(op.Value) {
-					return fmt.Errorf("%w: patch for %q is not valid JSON", ErrInvalidArgument, op.Key)
+					return nil, fmt.Errorf("%w: patch for %q is not valid JSON", ErrInvalidArgument, op.Key)
 				}
 			default:
-				return fmt.Errorf("%w: op %q", ErrInvalidArgument, op.Type)
+				return nil, fmt.Errorf("%w: op %q", ErrInvalidArgument, op.Type)
 			}
 			if op.TTL < 0 {
-				return fmt.Errorf("%w: negative TTL", ErrInvalidArgument)
+				return nil, fmt.Errorf("%w: negative TTL", ErrInvalidArgument)
 			}
-			if err := s.route(op.Key); err != nil {
-				return err
+			if err := use(op.Key); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return nil
+	if eng == nil { // an empty transaction
+		return s.engineFor("")
+	}
+	return eng, nil
 }
 
-// TxnBatch runs several independent transactions in one Raft proposal, in
+// TxnBatch runs several independent transactions in one engine call, in
 // order (front ends use it for pipelined writes). Each transaction is atomic
 // on its own and has its own result or error; err is for the batch as a whole
 // (no quorum, timeout), in which case none, some or all may have applied.
@@ -451,7 +415,7 @@ func (s *Service) TxnBatch(ctx context.Context, txns []Txn) (results []*TxnResul
 		if !errors.Is(err, ErrAuthChanged) || try == authRetries-1 {
 			return results, errs, err
 		}
-		if err := s.barrier(ctx, ReadOptions{}); err != nil {
+		if err := s.ctl.Barrier(ctx); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -460,151 +424,90 @@ func (s *Service) TxnBatch(ctx context.Context, txns []Txn) (results []*TxnResul
 func (s *Service) txnBatch(ctx context.Context, txns []Txn) (results []*TxnResult, errs []error, err error) {
 	errs = make([]error, len(txns))
 	results = make([]*TxnResult, len(txns))
-	valid := make([]Txn, 0, len(txns))
-	pos := make([]int, 0, len(txns))
 	v := s.authView()
-	for i := range txns {
-		if errs[i] = s.validateTxn(&txns[i]); errs[i] == nil {
-			errs[i] = s.authorizeTxn(ctx, v, &txns[i])
+	// Consecutive transactions of one engine go in one call; a batch that
+	// changes engine is split, in order.
+	var (
+		eng   Engine
+		valid []Txn
+		pos   []int
+	)
+	flush := func() error {
+		if len(valid) == 0 {
+			return nil
 		}
-		if errs[i] == nil {
-			valid = append(valid, txns[i])
-			pos = append(pos, i)
-		}
-	}
-	if len(valid) == 0 {
-		return results, errs, nil
-	}
-	res, err := s.propose(ctx, command{Type: cmdBatch, Batch: valid, AuthChecked: true, AuthRev: v.state.Rev})
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(res.Batch) != len(valid) {
-		return nil, nil, errors.New("kv: batch result has the wrong length")
-	}
-	for j, p := range pos {
-		r, err := decodeResult(res.Batch[j])
+		res, rerrs, err := eng.Apply(ctx, valid, v.state.Rev)
 		if err != nil {
-			errs[p] = err
+			return err
+		}
+		for j, p := range pos {
+			results[p], errs[p] = res[j], rerrs[j]
+			if errors.Is(rerrs[j], ErrAuthChanged) {
+				return rerrs[j]
+			}
+		}
+		valid, pos = valid[:0], pos[:0]
+		return nil
+	}
+	for i := range txns {
+		e, err := s.validateTxn(&txns[i])
+		if err == nil {
+			err = s.authorizeTxn(ctx, v, &txns[i])
+		}
+		if err != nil {
+			errs[i] = err
 			continue
 		}
-		results[p] = r.Txn
+		if e != eng {
+			if err := flush(); err != nil {
+				return nil, nil, err
+			}
+			eng = e
+		}
+		valid = append(valid, txns[i])
+		pos = append(pos, i)
+	}
+	if err := flush(); err != nil {
+		return nil, nil, err
 	}
 	return results, errs, nil
 }
 
-// authRetries bounds how often a write is checked and proposed again
+// authRetries bounds how often a write is checked and applied again
 // because users or rules changed in between (ErrAuthChanged).
 const authRetries = 5
 
 func (s *Service) txn(ctx context.Context, t *Txn) (*TxnResult, error) {
-	var res *result
-	var err error
-	for try := 0; try < authRetries; try++ {
+	e, err := s.validateTxn(t)
+	if err != nil {
+		return nil, err
+	}
+	for try := 0; ; try++ {
 		v := s.authView()
 		if err := s.authorizeTxn(ctx, v, t); err != nil {
 			return nil, err
 		}
-		res, err = s.propose(ctx, command{Type: cmdTxn, Txn: t, AuthChecked: true, AuthRev: v.state.Rev})
-		if !errors.Is(err, ErrAuthChanged) {
-			break
+		res, errs, err := e.Apply(ctx, []Txn{*t}, v.state.Rev)
+		if err == nil {
+			err = errs[0]
+		}
+		if !errors.Is(err, ErrAuthChanged) || try == authRetries-1 {
+			if err != nil {
+				return nil, err
+			}
+			return res[0], nil
 		}
 		// This node may not have applied the change yet; wait for it.
-		if err := s.barrier(ctx, ReadOptions{}); err != nil {
+		if err := s.ctl.Barrier(ctx); err != nil {
 			return nil, err
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	if res.Txn == nil {
-		return nil, errors.New("kv: empty txn result")
-	}
-	return res.Txn, nil
-}
-
-// expiryLoop proposes the deletion of expired keys while this node leads.
-func (s *Service) expiryLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.ExpiryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-		}
-		if !s.node.IsLeader() {
-			continue
-		}
-		items := s.expired(time.Now(), 1000)
-		if len(items) == 0 {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-		if _, err := s.propose(ctx, command{Type: cmdExpire, Expire: items}); err != nil {
-			s.log.Debug("expiry proposal failed", "err", err)
-		}
-		cancel()
-	}
-}
-
-// expired lists keys whose TTL has passed at now, with the revision seen.
-func (s *Service) expired(now time.Time, limit int) []expireItem {
-	lo := []byte{prefixTTL}
-	hi := ttlKey(now.UnixNano()+1, "")
-	var items []expireItem
-	_ = s.db.Scan(lo, hi, func(k, _ []byte) bool {
-		key := string(k[9:])
-		exp := int64(binary.BigEndian.Uint64(k[1:]))
-		raw, err := s.db.Get(dataKey(key))
-		if err != nil {
-			return true
-		}
-		r, err := decodeRecord(key, raw)
-		if err != nil || r.Expires != exp {
-			return true
-		}
-		items = append(items, expireItem{Key: key, ModRevision: r.ModRevision})
-		return len(items) < limit
-	})
-	return items
 }
 
 // Members lists every member with the addresses it advertises.
-func (s *Service) Members(ctx context.Context) ([]Member, error) {
-	// Membership is read like data: after a read barrier, this node's copy of
-	// the configuration includes every change committed before the call.
-	if err := s.barrier(ctx, ReadOptions{}); err != nil {
-		return nil, err
-	}
-	servers, err := s.node.Servers()
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	meta := map[string]Member{}
-	err = s.db.Scan([]byte{prefixMember}, []byte{prefixMember + 1}, func(_, v []byte) bool {
-		var m Member
-		if json.Unmarshal(v, &m) == nil {
-			meta[m.Name] = m
-		}
-		return true
-	})
-	if err != nil {
-		return nil, err
-	}
-	leader := s.node.Status().LeaderID
-	out := make([]Member, 0, len(servers))
-	for _, sv := range servers {
-		m := meta[sv.ID]
-		m.Name, m.PeerAddr, m.Voter, m.Leader = sv.ID, sv.Addr, sv.Voter, sv.ID == leader
-		out = append(out, m)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
+func (s *Service) Members(ctx context.Context) ([]Member, error) { return s.ctl.Members(ctx) }
 
-// AddMember adds a member to the Raft group and records its advertised addresses.
+// AddMember adds a member and records its advertised addresses (admin).
 func (s *Service) AddMember(ctx context.Context, m MemberSpec) error {
 	if err := s.CheckAdmin(ctx); err != nil {
 		return err
@@ -612,170 +515,52 @@ func (s *Service) AddMember(ctx context.Context, m MemberSpec) error {
 	if m.Name == "" || m.PeerAddr == "" {
 		return fmt.Errorf("%w: a member needs a name and a peer address", ErrInvalidArgument)
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	if err := mapErr(s.node.AddMember(ctx, m.Name, m.PeerAddr, !m.NonVoter)); err != nil {
-		return err
-	}
-	if m.ClientURL == "" && m.RESPAddr == "" {
-		return nil
-	}
-	_, err := s.propose(ctx, command{Type: cmdMemberSet, Member: &Member{Name: m.Name, PeerAddr: m.PeerAddr, ClientURL: m.ClientURL, RESPAddr: m.RESPAddr}})
-	return err
+	return s.ctl.AddMember(ctx, m)
 }
 
-// RemoveMember removes a member and its metadata.
+// RemoveMember removes a member and its metadata (admin).
 func (s *Service) RemoveMember(ctx context.Context, name string) error {
 	if err := s.CheckAdmin(ctx); err != nil {
 		return err
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	// A leader that removed itself shuts Raft down as soon as the change
-	// commits (ShutdownOnRemove), and under load the answer to the change
-	// can be lost in that shutdown: Raft shut down with a configuration that
-	// no longer holds this node means the removal committed.
-	removedSelf := func() bool {
-		if name != s.cfg.Name || s.node.Status().State != "shutdown" {
-			return false
-		}
-		servers, err := s.node.Servers()
-		if err != nil {
-			return false
-		}
-		for _, sv := range servers {
-			if sv.ID == name {
-				return false
-			}
-		}
-		return true
-	}
-	if removedSelf() {
-		return fmt.Errorf("%w: %s removed itself", ErrMemberNotFound, name) // a retry
-	}
-	// The metadata goes first: once the change has committed, a leader that
-	// removed itself can propose nothing (it is out of the configuration and
-	// hears from no leader), so a deletion proposed afterwards failed (503)
-	// for a removal that had taken effect, and a retry got 404.
-	old, _ := s.db.Get(memberKey(name))
-	if _, err := s.propose(ctx, command{Type: cmdMemberDel, Name: name}); err != nil {
-		return err
-	}
-	err := mapErr(s.node.RemoveMember(ctx, name))
-	if err != nil && removedSelf() {
-		return nil
-	}
-	if err != nil && old != nil && !errors.Is(err, ErrMemberNotFound) {
-		// The member may still be in the configuration: put its addresses
-		// back (best effort; a restarted member publishes them again). If
-		// the removal took effect after all, the record is never listed.
-		var m Member
-		if json.Unmarshal(old, &m) == nil {
-			_, _ = s.propose(ctx, command{Type: cmdMemberSet, Member: &m})
-		}
-	}
-	return err
+	return s.ctl.RemoveMember(ctx, name)
 }
 
-// PromoteMember makes a non-voter a voter.
+// PromoteMember makes a non-voter a voter (admin).
 func (s *Service) PromoteMember(ctx context.Context, name string) error {
 	if err := s.CheckAdmin(ctx); err != nil {
 		return err
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	return mapErr(s.node.PromoteMember(ctx, name))
+	return s.ctl.PromoteMember(ctx, name)
 }
 
-// TransferLeadership moves leadership to the named member (any when empty).
+// TransferLeadership moves leadership to the named member, any when empty (admin).
 func (s *Service) TransferLeadership(ctx context.Context, to string) error {
 	if err := s.CheckAdmin(ctx); err != nil {
 		return err
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	return mapErr(s.node.TransferLeadership(ctx, to))
+	return s.ctl.TransferLeadership(ctx, to)
 }
 
 // PublishSelf records this node's advertised addresses in the replicated
 // state unless they are already there.
-func (s *Service) PublishSelf(ctx context.Context, m Member) error {
-	if raw, err := s.db.Get(memberKey(m.Name)); err == nil {
-		var cur Member
-		if json.Unmarshal(raw, &cur) == nil && cur == m {
-			return nil
-		}
-	}
-	_, err := s.propose(ctx, command{Type: cmdMemberSet, Member: &m})
-	return err
-}
+func (s *Service) PublishSelf(ctx context.Context, m Member) error { return s.ctl.PublishMember(ctx, m) }
 
 // Status reports this node's view of the cluster.
-func (s *Service) Status(ctx context.Context) (*Status, error) {
-	st := s.node.Status()
-	servers, _ := s.node.Servers()
-	return &Status{
-		Name:          s.cfg.Name,
-		State:         st.State,
-		Leader:        st.LeaderID,
-		LeaderAddr:    st.LeaderAddr,
-		Term:          st.Term,
-		CommitIndex:   st.CommitIndex,
-		AppliedIndex:  st.AppliedIndex,
-		LastIndex:     st.LastIndex,
-		Revision:      s.machine.Revision(),
-		Members:       len(servers),
-		LastContactMs: st.LastContact.Milliseconds(),
-	}, nil
-}
+func (s *Service) Status(ctx context.Context) (*Status, error) { return s.ctl.Status(ctx) }
 
-// readyLag is how far (in entries) the applied index may trail the commit
-// index for the node to count as caught up.
-const readyLag = 1000
-
-// Ready returns nil when this node knows a leader, is in contact with it,
-// has applied the log nearly to the commit index and, after a restart, at
-// least as far as it had before (see raftnode.Node.CaughtUp).
+// Ready returns nil when every engine can serve.
 func (s *Service) Ready() error {
-	st := s.node.Status()
-	if st.LeaderID == "" {
-		return ErrNoLeader
-	}
-	if s.node.IsStale() {
-		return fmt.Errorf("%w: no contact with the leader for %s", ErrNoLeader, st.LastContact)
-	}
-	if !s.node.CaughtUp() {
-		return fmt.Errorf("%w: replaying the log after a restart (applied %d, log %d)", ErrUnavailable, st.AppliedIndex, st.LastIndex)
-	}
-	if st.CommitIndex > st.AppliedIndex+readyLag {
-		return fmt.Errorf("%w: catching up (applied %d of %d)", ErrUnavailable, st.AppliedIndex, st.CommitIndex)
+	for _, e := range s.engines {
+		if err := e.Ready(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// IsStale reports whether local (serializable) reads may be out of date: no
-// contact with a leader, or a restarted node still replaying its log (its
-// state may be older than what it served before it stopped).
-func (s *Service) IsStale() bool { return s.node.IsStale() || !s.node.CaughtUp() }
+// IsStale reports whether local (serializable) reads may be out of date.
+func (s *Service) IsStale() bool { return s.ctl.IsStale() }
 
-// Digest summarizes the replicated state: the revision and a hash of every
-// key, value and metadata byte, read from one consistent snapshot. Replicas
-// that applied the same log prefix have equal digests.
-func (s *Service) Digest() (revision int64, hash uint64, err error) {
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	if revision, err = readRevision(snap); err != nil {
-		return 0, 0, err
-	}
-	h := fnv.New64a()
-	err = snap.Scan([]byte{prefixData}, []byte{prefixMember}, func(k, v []byte) bool {
-		h.Write(k)
-		h.Write([]byte{0})
-		h.Write(v)
-		return true
-	})
-	return revision, h.Sum64(), err
-}
-
-// Snapshot takes a Raft snapshot on this node now and compacts its log.
-func (s *Service) Snapshot() error { return mapErr(s.node.Snapshot()) }
+// Snapshot takes a snapshot of the replicated state on this node now.
+func (s *Service) Snapshot() error { return s.ctl.Snapshot() }

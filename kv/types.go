@@ -1,47 +1,14 @@
 package kv
 
 import (
-	"errors"
 	"fmt"
 	"time"
-)
-
-// Errors returned by the service. Front ends map them to status codes.
-var (
-	ErrKeyNotFound = errors.New("kv: key not found")
-	// ErrNotFound is a missing user or token (auth administration).
-	ErrNotFound = errors.New("kv: not found")
-	// ErrUnauthenticated is a wrong user name, password or token.
-	ErrUnauthenticated = errors.New("kv: authentication failed")
-	// ErrAuthChanged: users or rules changed between the access check and
-	// the commit; the command had no effect and is checked again.
-	ErrAuthChanged = errors.New("kv: users or rules changed during the request")
-	// ErrPermissionDenied is an identity the ACL rules do not allow the action.
-	ErrPermissionDenied   = errors.New("kv: permission denied")
-	ErrPreconditionFailed = errors.New("kv: precondition failed")
-	ErrInvalidKey         = errors.New("kv: invalid key")
-	ErrValueTooLarge      = errors.New("kv: value too large")
-	ErrInvalidArgument    = errors.New("kv: invalid argument")
-	ErrNotJSON            = errors.New("kv: value is not a JSON document")
-	ErrUnsupportedMode    = errors.New("kv: keyspace mode not supported")
-	// ErrNoLeader means the cluster has no leader this node can reach (no quorum).
-	ErrNoLeader = errors.New("kv: no leader")
-	// ErrUnavailable means the request could not be served in time; a write that
-	// returns it may or may not have been applied.
-	ErrUnavailable    = errors.New("kv: unavailable")
-	ErrMemberNotFound = errors.New("kv: member not found")
-	ErrMemberExists   = errors.New("kv: member already exists")
-	// ErrNotInteger: an increment met a value (or delta) that is not a 64-bit integer, or overflowed.
-	ErrNotInteger = errors.New("kv: value is not an integer or out of range")
-	// ErrNotFloat: a float increment met a value that is not a number, or produced NaN/Inf.
-	ErrNotFloat = errors.New("kv: value is not a valid float")
 )
 
 // MaxKeyBytes is the longest key cairn accepts.
 const MaxKeyBytes = 4096
 
-// Record is one key's value and metadata. The eventual-mode fields (HLC, Origin)
-// are carried by every record so both engines share one format.
+// Record is one key's value and metadata as the service returns it.
 type Record struct {
 	Key            string
 	Value          []byte
@@ -50,12 +17,6 @@ type Record struct {
 	Version        int64
 	// Expires is the unix time in nanoseconds at which the key expires; 0 means never.
 	Expires int64
-	// HLC is the hybrid logical clock timestamp of the write (eventual keyspaces).
-	HLC uint64
-	// Origin is the node that accepted the write (eventual keyspaces).
-	Origin string
-	// Tombstone marks a deleted record kept for convergence (eventual keyspaces).
-	Tombstone bool
 }
 
 // ExpiresAt returns the expiry as a time, or the zero time when the key has no TTL.
@@ -197,22 +158,6 @@ type ListResult struct {
 	Items    []*Record
 	More     bool
 }
-
-// PreconditionError reports a failed condition and the key's current state.
-type PreconditionError struct {
-	Key     string
-	Current *Record // nil when the key does not exist
-}
-
-func (e *PreconditionError) Error() string {
-	if e.Current == nil {
-		return fmt.Sprintf("kv: precondition failed on %q: key does not exist", e.Key)
-	}
-	return fmt.Sprintf("kv: precondition failed on %q: mod revision is %d", e.Key, e.Current.ModRevision)
-}
-
-// Unwrap lets errors.Is(err, ErrPreconditionFailed) match.
-func (e *PreconditionError) Unwrap() error { return ErrPreconditionFailed }
 
 // ValidateKey checks the data-model rules for keys.
 func ValidateKey(key string) error {

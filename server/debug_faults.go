@@ -16,10 +16,10 @@ import (
 func debugHandler(s *Server) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /debug/faults/block", func(w http.ResponseWriter, r *http.Request) {
-		s.faults.Block(r.URL.Query().Get("addr"))
+		s.hooks.Faults.Block(r.URL.Query().Get("addr"))
 	})
 	mux.HandleFunc("POST /debug/faults/unblock", func(w http.ResponseWriter, r *http.Request) {
-		s.faults.Unblock(r.URL.Query().Get("addr"))
+		s.hooks.Faults.Unblock(r.URL.Query().Get("addr"))
 	})
 	mux.HandleFunc("POST /debug/faults/delay", func(w http.ResponseWriter, r *http.Request) {
 		d, err := time.ParseDuration(r.URL.Query().Get("d"))
@@ -27,10 +27,10 @@ func debugHandler(s *Server) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		s.faults.Delay(r.URL.Query().Get("addr"), d)
+		s.hooks.Faults.Delay(r.URL.Query().Get("addr"), d)
 	})
 	mux.HandleFunc("POST /debug/faults/reset", func(w http.ResponseWriter, r *http.Request) {
-		s.faults.Reset()
+		s.hooks.Faults.Reset()
 	})
 	return mux
 }

@@ -22,7 +22,6 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -34,8 +33,9 @@ import (
 	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/cairnkv/cairn/internal/raftnode"
 	"github.com/cairnkv/cairn/internal/respapi"
-	"github.com/cairnkv/cairn/internal/store"
+	"github.com/cairnkv/cairn/internal/strong"
 	"github.com/cairnkv/cairn/internal/testhook"
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -44,30 +44,36 @@ var Version = "0.1.0-dev"
 
 // Server is one running cairn node.
 type Server struct {
-	cfg config.Config
-	log *slog.Logger
+	cfg   config.Config
+	log   *slog.Logger
+	hooks *testhook.Hooks
 
-	faults  *peer.Faults
-	peerLn  net.Listener
-	mux     *peer.Mux
-	stateDB *store.DB
-	machine *kv.Machine
-	node    *raftnode.Node
-	svc     *kv.Service
-	httpLn  net.Listener
-	http    *http.Server
-	respLn  net.Listener
-	resp    *respapi.Server
+	// Built by the components, in the order Start lists them.
+	peerTLS, dialTLS *tls.Config
+	clientCerts      *auth.Certs // the client and RESP ports' certificate (nil: no TLS)
+	allowed          []netip.Prefix
+	inflight         *auth.Inflight
+	peerLn           net.Listener
+	mux              *peer.Mux
+	dialer           *peer.Dialer
+	strong           *strong.Engine
+	svc              *kv.Service
+	httpLn, respLn   net.Listener
 
-	// clientCerts is the client and RESP ports' certificate (nil: no TLS).
-	clientCerts *auth.Certs
+	// stops holds each started component's stop, run in reverse by Close.
+	stops []stop
 
 	ready     chan struct{}
 	errc      chan error
-	stop      chan struct{}
+	done      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+}
+
+type stop struct {
+	name string
+	fn   func() error
 }
 
 // Start opens the data directory, joins or forms the cluster and starts serving.
@@ -80,119 +86,155 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	hooks := testhook.From(ctx)
-	if hooks == nil {
-		hooks = &testhook.Hooks{}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), hooks: testhook.From(ctx),
+		ready: make(chan struct{}), errc: make(chan error, 4), done: make(chan struct{})}
+	if s.hooks == nil {
+		s.hooks = &testhook.Hooks{}
 	}
-	if hooks.Faults == nil {
-		hooks.Faults = &peer.Faults{}
-	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), faults: hooks.Faults,
-		ready: make(chan struct{}), errc: make(chan error, 4), stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
+	// A node is these components, started in this order and stopped in
+	// the reverse one (see Close).
+	components := []struct {
+		name  string
+		start func() error
+	}{
+		{"security", s.startSecurity},    // certificates, allowed hosts, in-flight limit
+		{"peer port", s.startPeer},       // the peer listener and its protocol mux
+		{"strong engine", s.startStrong}, // state database, Raft member, TTL expiry
+		{"service", s.startService},      // kv.Service over the engines
+		{"http api", s.startHTTP},        // the client port
+		{"resp api", s.startRESP},        // the Redis-protocol port
+	}
+	for _, c := range components {
+		if err := c.start(); err != nil {
+			return nil, err
+		}
+	}
+	s.wg.Add(1)
+	go s.becomeReady()
+	s.log.Info("cairn started", "client", s.ClientURL(), "peer", s.advertisePeer(), "data_dir", cfg.DataDir,
+		"restarted", s.strong.HadState())
+	return s, nil
+}
 
-	dialer := &peer.Dialer{Faults: s.faults}
-	muxTLS := dialer.TLS
+// onStop registers what stops a started component.
+func (s *Server) onStop(name string, fn func() error) { s.stops = append(s.stops, stop{name, fn}) }
+
+func (s *Server) startSecurity() (err error) {
+	cfg := s.cfg
 	if cfg.PeerCertFile != "" {
 		certs, err := auth.LoadCerts(cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerTrustedCAFile)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		certs.OnError = s.certReloadFailed("peer")
 		var allowedCN *regexp.Regexp
 		if cfg.PeerCertAllowedCN != "" {
 			allowedCN = regexp.MustCompile("^(?:" + cfg.PeerCertAllowedCN + ")$") // checked by Validate
 		}
-		muxTLS, dialer.TLS = auth.PeerTLS(certs, allowedCN)
+		s.peerTLS, s.dialTLS = auth.PeerTLS(certs, allowedCN)
 	}
 	if cfg.CertFile != "" {
 		if s.clientCerts, err = auth.LoadCerts(cfg.CertFile, cfg.KeyFile, cfg.TrustedCAFile); err != nil {
-			return nil, err
+			return err
 		}
 		s.clientCerts.OnError = s.certReloadFailed("client")
 	}
-	allowed, err := auth.ParseHosts(cfg.AllowedHosts)
-	if err != nil {
-		return nil, err
+	if s.allowed, err = auth.ParseHosts(cfg.AllowedHosts); err != nil {
+		return err
 	}
-	inflight := auth.NewInflight(int(cfg.MaxInflightRequests))
+	s.inflight = auth.NewInflight(int(cfg.MaxInflightRequests))
+	return nil
+}
 
-	if s.peerLn = cfg.PeerListener; s.peerLn == nil {
-		if s.peerLn, err = net.Listen("tcp", cfg.ListenPeer); err != nil {
-			return nil, fmt.Errorf("server: listen peer: %w", err)
+// startPeer opens the peer port. Its mux starts serving once the engines
+// have registered their protocols (see startStrong).
+func (s *Server) startPeer() (err error) {
+	if s.hooks.Faults == nil {
+		s.hooks.Faults = &peer.Faults{}
+	}
+	if s.peerLn = s.cfg.PeerListener; s.peerLn == nil {
+		if s.peerLn, err = net.Listen("tcp", s.cfg.ListenPeer); err != nil {
+			return fmt.Errorf("server: listen peer: %w", err)
 		}
 	}
-	s.mux = peer.NewMux(s.peerLn, muxTLS, s.faults, s.log.With("subsystem", "peer"))
+	s.dialer = &peer.Dialer{TLS: s.dialTLS, Faults: s.hooks.Faults}
+	s.mux = peer.NewMux(s.peerLn, s.peerTLS, s.hooks.Faults, s.log.With("subsystem", "peer"))
+	s.onStop("peer port", s.mux.Close)
+	return nil
+}
 
-	if s.stateDB, err = store.Open(filepath.Join(cfg.DataDir, "state"), store.Options{Logger: s.log}); err != nil {
-		return nil, err
-	}
-	if s.machine, err = kv.NewMachine(s.stateDB); err != nil {
-		return nil, err
-	}
-
+func (s *Server) startStrong() (err error) {
+	cfg := s.cfg
 	var boot []raftnode.Peer
 	if cfg.Join == "" && cfg.InitialClusterState == "new" {
 		members, err := cfg.InitialMembers()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, m := range members {
 			boot = append(boot, raftnode.Peer{ID: m.Name, Addr: m.Addr})
 		}
 	}
-	s.node, err = raftnode.Start(raftnode.Config{
-		ID:               cfg.Name,
-		Dir:              cfg.DataDir,
-		AdvertiseAddr:    s.advertisePeer(),
-		Mux:              s.mux,
-		Dialer:           dialer,
-		StateDB:          s.stateDB,
-		StateMachine:     s.machine,
-		Bootstrap:        boot,
-		HeartbeatTimeout: cfg.HeartbeatTimeout,
-		ElectionTimeout:  cfg.ElectionTimeout,
-		RequestTimeout:   cfg.RequestTimeout,
-		SnapshotEntries:  cfg.SnapshotEntries,
-		SnapshotInterval: cfg.SnapshotInterval,
-		TrailingLogs:     cfg.TrailingLogs,
-		Logger:           s.log,
+	s.strong, err = strong.Open(strong.Config{
+		Name: cfg.Name,
+		Dir:  cfg.DataDir,
+		Raft: raftnode.Config{
+			ID:               cfg.Name,
+			Dir:              cfg.DataDir,
+			AdvertiseAddr:    s.advertisePeer(),
+			Mux:              s.mux,
+			Dialer:           s.dialer,
+			Bootstrap:        boot,
+			HeartbeatTimeout: cfg.HeartbeatTimeout,
+			ElectionTimeout:  cfg.ElectionTimeout,
+			SnapshotEntries:  cfg.SnapshotEntries,
+			SnapshotInterval: cfg.SnapshotInterval,
+			TrailingLogs:     cfg.TrailingLogs,
+		},
+		RequestTimeout:      cfg.RequestTimeout,
+		UnsafeFollowerReads: debugUnsafeReads(),
+		Logger:              s.log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	hooks.Raft = s.node
+	s.onStop("strong engine", s.strong.Close)
+	s.hooks.Raft, s.hooks.Digest = s.strong.Raft(), s.strong.Digest
 	s.goServe("peer mux", s.mux.Serve)
+	return nil
+}
 
+func (s *Server) startService() error {
 	s.svc = kv.NewService(kv.Config{
-		Name:                cfg.Name,
-		MaxValueBytes:       cfg.MaxValueBytes,
-		RequestTimeout:      cfg.RequestTimeout,
-		Logger:              s.log,
-		UnsafeFollowerReads: debugUnsafeReads(),
-		AuthUsers:           cfg.Auth.Users,
-		AuthRules:           cfg.Auth.Rules,
-	}, s.stateDB, s.machine, s.node)
-	hooks.Digest = s.svc.Digest
+		MaxValueBytes: s.cfg.MaxValueBytes,
+		Logger:        s.log,
+		AuthUsers:     s.cfg.Auth.Users,
+		AuthRules:     s.cfg.Auth.Rules,
+	}, map[keyspace.Mode]kv.Engine{keyspace.Strong: s.strong}, s.strong)
+	return nil
+}
 
+func (s *Server) startHTTP() (err error) {
+	cfg := s.cfg
 	if s.httpLn = cfg.ClientListener; s.httpLn == nil {
 		if s.httpLn, err = net.Listen("tcp", cfg.ListenClient); err != nil {
-			return nil, fmt.Errorf("server: listen client: %w", err)
+			return fmt.Errorf("server: listen client: %w", err)
 		}
 	}
-	s.httpLn = s.guard(s.httpLn, allowed, nil, "http/1.1")
-	s.http = &http.Server{
+	s.httpLn = s.guard(s.httpLn, nil, "http/1.1")
+	srv := &http.Server{
 		Handler: s.withDebug(httpapi.New(s.svc, httpapi.Options{
 			MaxValueBytes: cfg.MaxValueBytes,
 			Logger:        s.log.With("subsystem", "http"),
 			IsStale:       s.svc.IsStale,
 			Authenticator: s.svc,
 			Admin:         s.svc,
-			Inflight:      inflight,
+			Inflight:      s.inflight,
 			Pprof:         pprofIf(cfg.EnablePprof),
 		})),
 		ReadHeaderTimeout: min(10*time.Second, positive(cfg.ReadTimeout)),
@@ -202,45 +244,53 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.onStop("http api", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			s.log.Warn("http api: requests still open at shutdown", "err", err)
+		}
+		return nil
+	})
 	s.goServe("client http", func() error {
-		if err := s.http.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
 	})
+	return nil
+}
 
+func (s *Server) startRESP() (err error) {
+	cfg := s.cfg
 	if s.respLn = cfg.RESPListener; s.respLn == nil {
 		if s.respLn, err = net.Listen("tcp", cfg.ListenResp); err != nil {
-			return nil, fmt.Errorf("server: listen resp: %w", err)
+			return fmt.Errorf("server: listen resp: %w", err)
 		}
 	}
-	s.respLn = s.guard(s.respLn, allowed, func(c net.Conn) {
+	s.respLn = s.guard(s.respLn, func(c net.Conn) {
 		_, _ = c.Write([]byte("-ERR max number of clients reached\r\n"))
 	})
-	s.resp = respapi.New(s.svc, respapi.Options{
+	srv := respapi.New(s.svc, respapi.Options{
 		MaxValueBytes: cfg.MaxValueBytes,
 		Logger:        s.log,
 		Version:       Version,
 		Auth:          s.svc,
-		Inflight:      inflight,
+		Inflight:      s.inflight,
 		ReadTimeout:   cfg.ReadTimeout,
 		IdleTimeout:   cfg.IdleTimeout,
 	})
-	s.goServe("resp", func() error { return s.resp.Serve(s.respLn) })
-
-	s.wg.Add(1)
-	go s.becomeReady()
-	s.log.Info("cairn started", "client", s.ClientURL(), "peer", s.advertisePeer(), "data_dir", cfg.DataDir,
-		"restarted", s.node.HadState())
-	return s, nil
+	s.onStop("resp api", srv.Close)
+	s.goServe("resp", func() error { return srv.Serve(s.respLn) })
+	return nil
 }
 
 // guard applies allowed_hosts and max-connections to a client listener, then
 // TLS when a certificate is configured. refuse tells a client over the
 // connection limit why it is dropped.
-func (s *Server) guard(ln net.Listener, allowed []netip.Prefix, refuse func(net.Conn), nextProtos ...string) net.Listener {
+func (s *Server) guard(ln net.Listener, refuse func(net.Conn), nextProtos ...string) net.Listener {
 	ln = auth.GuardListener(ln, auth.GuardOptions{
-		AllowedHosts: allowed,
+		AllowedHosts: s.allowed,
 		MaxConns:     int(s.cfg.MaxConnections),
 		Refuse:       refuse,
 		OnReject: func(remote net.Addr, reason string) {
@@ -364,7 +414,7 @@ func (s *Server) RESPAddr() string {
 // addresses, and closes ready once the node has caught up.
 func (s *Server) becomeReady() {
 	defer s.wg.Done()
-	if s.cfg.Join != "" && !s.node.HadState() {
+	if s.cfg.Join != "" && !s.strong.HadState() {
 		s.retry("join", func(ctx context.Context) error { return s.join(ctx) })
 	}
 	for {
@@ -372,7 +422,7 @@ func (s *Server) becomeReady() {
 			break
 		}
 		select {
-		case <-s.stop:
+		case <-s.done:
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -380,7 +430,7 @@ func (s *Server) becomeReady() {
 	self := kv.Member{Name: s.cfg.Name, PeerAddr: s.advertisePeer(), ClientURL: s.ClientURL(), RESPAddr: s.RESPAddr()}
 	s.retry("publish member addresses", func(ctx context.Context) error { return s.svc.PublishSelf(ctx, self) })
 	select {
-	case <-s.stop:
+	case <-s.done:
 	default:
 		close(s.ready)
 		s.log.Info("ready")
@@ -398,7 +448,7 @@ func (s *Server) retry(what string, fn func(ctx context.Context) error) {
 		}
 		s.log.Warn(what+" failed; retrying", "err", err, "in", delay)
 		select {
-		case <-s.stop:
+		case <-s.done:
 			return
 		case <-time.After(delay):
 		}
@@ -470,43 +520,25 @@ func (s *Server) PeerAddr() string { return s.advertisePeer() }
 // Name is the member name.
 func (s *Server) Name() string { return s.cfg.Name }
 
-// Close shuts the node down in reverse order of start: client listeners first
-// (no new requests), then the kv service's background work, then Raft (which
-// hands leadership away first), then the peer mux, then the store.
+// Close shuts the node down in reverse order of start: the client
+// listeners first (no new requests), then the service, then the strong
+// engine (its expiry loop, then Raft, which hands leadership away while the
+// peer port still carries it, then the state database), then the peer port.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		close(s.stop)
-		if s.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = s.http.Shutdown(ctx)
-			cancel()
-		} else if s.httpLn != nil {
-			_ = s.httpLn.Close()
-		}
-		if s.resp != nil {
-			_ = s.resp.Close()
-		} else if s.respLn != nil {
-			_ = s.respLn.Close()
-		}
-		if s.svc != nil {
-			s.svc.Close()
-		}
-		if s.node != nil {
-			if err := s.node.Close(); err != nil {
-				s.closeErr = err
+		close(s.done)
+		for i := len(s.stops) - 1; i >= 0; i-- {
+			if err := s.stops[i].fn(); err != nil && s.closeErr == nil && !errors.Is(err, net.ErrClosed) {
+				s.closeErr = fmt.Errorf("server: stop %s: %w", s.stops[i].name, err)
 			}
 		}
-		if s.mux != nil {
-			_ = s.mux.Close()
-		} else if s.peerLn != nil {
-			_ = s.peerLn.Close()
+		// Listeners a component opened but did not get to serve.
+		for _, ln := range []net.Listener{s.respLn, s.httpLn, s.peerLn} {
+			if ln != nil {
+				_ = ln.Close()
+			}
 		}
 		s.wg.Wait()
-		if s.stateDB != nil {
-			if err := s.stateDB.Close(); err != nil && s.closeErr == nil {
-				s.closeErr = err
-			}
-		}
 		s.log.Info("stopped")
 	})
 	return s.closeErr

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"strings"
 
@@ -185,21 +184,4 @@ func (a *api) putRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.getRules(w, r)
-}
-
-// isAuthError maps authentication and permission errors. A request refused
-// for an anonymous caller is answered 401 (with WWW-Authenticate), not 403:
-// credentials may well get it through.
-func isAuthError(r *http.Request, err error) (status int, code string, ok bool) {
-	switch {
-	case errors.Is(err, kv.ErrPermissionDenied) && auth.FromContext(r.Context()).Via == "anonymous":
-		return http.StatusUnauthorized, "unauthenticated", true
-	case errors.Is(err, kv.ErrUnauthenticated):
-		return http.StatusUnauthorized, "unauthenticated", true
-	case errors.Is(err, kv.ErrPermissionDenied):
-		return http.StatusForbidden, "permission_denied", true
-	case errors.Is(err, kv.ErrNotFound):
-		return http.StatusNotFound, "not_found", true
-	}
-	return 0, "", false
 }

@@ -1,13 +1,13 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -57,6 +57,37 @@ func writeError(w http.ResponseWriter, status int, code, msg string, revision *i
 	writeJSON(w, status, errorBody{errorDetail{Code: code, Message: msg, Revision: revision}})
 }
 
+// httpErrors maps each service error code to the HTTP status and the code
+// of the JSON error body: the one place the HTTP API decides how an error
+// looks on the wire (docs/API.md lists them).
+var httpErrors = map[kv.Code]struct {
+	status int
+	code   string
+}{
+	kv.CodeKeyNotFound:        {http.StatusNotFound, "key_not_found"},
+	kv.CodeNotFound:           {http.StatusNotFound, "not_found"},
+	kv.CodeMemberNotFound:     {http.StatusNotFound, "member_not_found"},
+	kv.CodeUnauthenticated:    {http.StatusUnauthorized, "unauthenticated"},
+	kv.CodePermissionDenied:   {http.StatusForbidden, "permission_denied"},
+	kv.CodePreconditionFailed: {http.StatusPreconditionFailed, "precondition_failed"},
+	kv.CodeMemberExists:       {http.StatusConflict, "member_exists"},
+	kv.CodeNotJSON:            {http.StatusConflict, "not_json"},
+	kv.CodeValueTooLarge:      {http.StatusRequestEntityTooLarge, "value_too_large"},
+	kv.CodeInvalidKey:         {http.StatusBadRequest, "bad_request"},
+	kv.CodeInvalidArgument:    {http.StatusBadRequest, "bad_request"},
+	kv.CodeNotInteger:         {http.StatusBadRequest, "bad_request"},
+	kv.CodeNotFloat:           {http.StatusBadRequest, "bad_request"},
+	kv.CodeUnsupportedMode:    {http.StatusBadRequest, "bad_request"},
+	kv.CodeNoLeader:           {http.StatusServiceUnavailable, "no_leader"},
+	// Unavailable covers deadlines and cancellation too: canceled usually
+	// means the client left and reads nothing; when it does not (the
+	// service shutting down), retrying is the right advice.
+	kv.CodeUnavailable: {http.StatusServiceUnavailable, "unavailable"},
+	// Users or rules kept changing under a write: it had no effect; retry.
+	kv.CodeAuthChanged: {http.StatusServiceUnavailable, "unavailable"},
+	kv.CodeInternal:    {http.StatusInternalServerError, "internal"},
+}
+
 // fail answers with the status and code that err maps to. Anything the
 // contract does not name is a 500, and is logged.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -64,48 +95,32 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		re *requestError
 		pe *kv.PreconditionError
 	)
-	if status, code, ok := isAuthError(r, err); ok {
-		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="cairn", charset="UTF-8"`)
-		}
-		writeError(w, status, code, err.Error(), nil)
+	if errors.As(err, &re) {
+		writeError(w, re.status, re.code, re.Error(), nil)
 		return
 	}
+	code := kv.CodeOf(err)
+	e, ok := httpErrors[code]
+	if !ok {
+		e = httpErrors[kv.CodeInternal]
+	}
 	switch {
-	case errors.As(err, &re):
-		writeError(w, re.status, re.code, re.Error(), nil)
+	case code == kv.CodePermissionDenied && auth.FromContext(r.Context()).Via == "anonymous":
+		// An anonymous caller the rules refuse is asked to authenticate.
+		e.status, e.code = http.StatusUnauthorized, "unauthenticated"
 	case errors.As(err, &pe):
 		var rev int64
 		if pe.Current != nil {
 			rev = pe.Current.ModRevision
 		}
 		w.Header().Set("X-Cairn-Revision", strconv.FormatInt(rev, 10))
-		writeError(w, http.StatusPreconditionFailed, "precondition_failed", err.Error(), &rev)
-	case errors.Is(err, kv.ErrPreconditionFailed):
-		// A precondition error without the current record: the revision is unknown.
-		writeError(w, http.StatusPreconditionFailed, "precondition_failed", err.Error(), nil)
-	case errors.Is(err, kv.ErrKeyNotFound):
-		writeError(w, http.StatusNotFound, "key_not_found", err.Error(), nil)
-	case errors.Is(err, kv.ErrMemberNotFound):
-		writeError(w, http.StatusNotFound, "member_not_found", err.Error(), nil)
-	case errors.Is(err, kv.ErrMemberExists):
-		writeError(w, http.StatusConflict, "member_exists", err.Error(), nil)
-	case errors.Is(err, kv.ErrNotJSON):
-		writeError(w, http.StatusConflict, "not_json", err.Error(), nil)
-	case errors.Is(err, kv.ErrValueTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, "value_too_large", err.Error(), nil)
-	case errors.Is(err, kv.ErrInvalidKey), errors.Is(err, kv.ErrInvalidArgument),
-		errors.Is(err, kv.ErrNotInteger), errors.Is(err, kv.ErrNotFloat), errors.Is(err, kv.ErrUnsupportedMode):
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error(), nil)
-	case errors.Is(err, kv.ErrNoLeader):
-		writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error(), nil)
-	case errors.Is(err, kv.ErrUnavailable), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, context.Canceled):
-		// Canceled usually means the client left and reads nothing; when it
-		// does not (the service shutting down), retrying is the right advice.
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error(), nil)
-	default:
+		writeError(w, e.status, e.code, err.Error(), &rev)
+		return
+	case e.status == http.StatusInternalServerError:
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", err.Error(), nil)
 	}
+	if e.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="cairn", charset="UTF-8"`)
+	}
+	writeError(w, e.status, e.code, err.Error(), nil)
 }

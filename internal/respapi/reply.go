@@ -100,30 +100,35 @@ func replyUnknown(args [][]byte) []byte {
 	return replyErr("ERR unknown command '" + string(name) + "', with args beginning with: " + b.String())
 }
 
-// replyError maps a service error to a Redis error reply. write says whether
-// the failed call was a write: a write that timed out may have been applied,
-// so it must not be answered with TRYAGAIN (which clients retry blindly).
+// replyError maps a service error to a Redis error reply, by its code: the
+// one place the RESP API decides how an error looks on the wire. write says
+// whether the failed call was a write: a write that timed out may have been
+// applied, so it must not be answered with TRYAGAIN (which clients retry
+// blindly).
 func replyError(err error, write bool) []byte {
-	switch {
-	case errors.Is(err, kv.ErrNotInteger):
+	if errors.Is(err, context.Canceled) {
+		return replyErr("ERR server is shutting down")
+	}
+	switch kv.CodeOf(err) {
+	case kv.CodeNotInteger:
 		return replyErr(msgNotInteger)
-	case errors.Is(err, kv.ErrNotFloat):
+	case kv.CodeNotFloat:
 		return replyErr(msgNotFloat)
-	case errors.Is(err, kv.ErrKeyNotFound):
+	case kv.CodeKeyNotFound:
 		return replyErr(msgNoSuchKey)
-	case errors.Is(err, kv.ErrPermissionDenied):
+	case kv.CodePermissionDenied:
 		return replyErr("NOPERM " + trimKV(err))
-	case errors.Is(err, kv.ErrUnauthenticated):
+	case kv.CodeUnauthenticated:
 		return replyErr("NOAUTH " + trimKV(err))
-	case errors.Is(err, kv.ErrNoLeader):
+	case kv.CodeNoLeader:
 		return replyErr("TRYAGAIN no leader: " + trimKV(err))
-	case errors.Is(err, kv.ErrUnavailable):
+	case kv.CodeAuthChanged: // refused before it applied: safe to retry
+		return replyErr("TRYAGAIN " + trimKV(err))
+	case kv.CodeUnavailable:
 		if write {
 			return replyErr("ERR unavailable, the write may or may not have been applied: " + trimKV(err))
 		}
 		return replyErr("TRYAGAIN " + trimKV(err))
-	case errors.Is(err, context.Canceled):
-		return replyErr("ERR server is shutting down")
 	}
 	return replyErr("ERR " + trimKV(err))
 }

@@ -1,4 +1,4 @@
-package kv
+package strong
 
 import (
 	"encoding/binary"
@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cairnkv/cairn/keyspace"
+	"github.com/cairnkv/cairn/kv"
 )
 
 // Commands and results travel through the Raft log and internal RPC in a
@@ -14,7 +17,69 @@ import (
 // every length against what is left, so a corrupt entry is an error, never a
 // panic or a huge allocation.
 
-var errCorruptCommand = errors.New("kv: corrupt command")
+// command is one log entry of the strong engine. Data commands (txn, batch,
+// expire) change records; control commands (member, auth, keyspace) change
+// the replicated control plane every node agrees on.
+type command struct {
+	Type     string
+	Txn      *kv.Txn
+	Batch    []kv.Txn
+	Expire   []expireItem
+	Member   *kv.Member
+	Name     string // member_del: the member; keyspace_del: the prefix
+	Auth     *kv.AuthChange
+	Keyspace *keyspace.Policy
+	// AuthChecked says the proposer checked access against the auth state
+	// of revision AuthRev; the machine refuses the command if the auth state
+	// changed since (ErrAuthChanged), so a write is never applied on the
+	// strength of a permission revoked before it commits.
+	AuthChecked bool
+	AuthRev     uint64
+}
+
+const (
+	cmdTxn         = "txn"
+	cmdBatch       = "batch"
+	cmdExpire      = "expire"
+	cmdMemberSet   = "member_set"
+	cmdMemberDel   = "member_del"
+	cmdAuth        = "auth"
+	cmdKeyspaceSet = "keyspace_set"
+	cmdKeyspaceDel = "keyspace_del"
+)
+
+// expireItem is a key the leader saw expired, with the revision it saw.
+type expireItem struct {
+	Key         string
+	ModRevision int64
+}
+
+// result is the machine's answer to one command.
+type result struct {
+	Txn *kv.TxnResult
+	// Batch holds one encoded result per txn of a batch command.
+	Batch [][]byte
+	// Code and Msg carry an error: its kv.Code and its text.
+	Code kv.Code
+	Msg  string
+}
+
+func errResult(err error) []byte {
+	return encodeResult(result{Code: kv.CodeOf(err), Msg: err.Error()})
+}
+
+func decodeResult(b []byte) (*result, error) {
+	r, err := decodeResultBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("strong: bad result from the state machine: %w", err)
+	}
+	if r.Code != kv.CodeOK {
+		return nil, kv.ErrorWithCode(r.Code, r.Msg)
+	}
+	return &r, nil
+}
+
+var errCorruptCommand = errors.New("strong: corrupt command")
 
 const (
 	cmdCodeTxn byte = iota + 1
@@ -23,11 +88,13 @@ const (
 	cmdCodeMemberSet
 	cmdCodeMemberDel
 	cmdCodeAuth
+	cmdCodeKeyspaceSet
+	cmdCodeKeyspaceDel
 )
 
-var opCodes = []OpType{OpGet, OpPut, OpDelete, OpDeletePrefix, OpPatch, OpIncr, OpIncrFloat, OpAppend, OpExpire, OpRename}
+var opCodes = []kv.OpType{kv.OpGet, kv.OpPut, kv.OpDelete, kv.OpDeletePrefix, kv.OpPatch, kv.OpIncr, kv.OpIncrFloat, kv.OpAppend, kv.OpExpire, kv.OpRename}
 
-var targetCodes = []CompareTarget{TargetValue, TargetVersion, TargetCreateRevision, TargetModRevision, TargetExists}
+var targetCodes = []kv.CompareTarget{kv.TargetValue, kv.TargetVersion, kv.TargetCreateRevision, kv.TargetModRevision, kv.TargetExists}
 
 var cmpOpCodes = []string{"=", "!=", "<", ">"}
 
@@ -37,7 +104,7 @@ func indexOf[T comparable](xs []T, x T) (byte, error) {
 			return byte(i), nil
 		}
 	}
-	return 0, fmt.Errorf("%w: %v", ErrInvalidArgument, x)
+	return 0, fmt.Errorf("%w: %v", kv.ErrInvalidArgument, x)
 }
 
 type enc struct{ b []byte }
@@ -170,8 +237,18 @@ func encodeCommand(c command) ([]byte, error) {
 			return nil, err
 		}
 		e.bytes(b)
+	case cmdKeyspaceSet:
+		e.byte(cmdCodeKeyspaceSet)
+		b, err := json.Marshal(c.Keyspace)
+		if err != nil {
+			return nil, err
+		}
+		e.bytes(b)
+	case cmdKeyspaceDel:
+		e.byte(cmdCodeKeyspaceDel)
+		e.str(c.Name)
 	default:
-		return nil, fmt.Errorf("%w: command %q", ErrInvalidArgument, c.Type)
+		return nil, fmt.Errorf("%w: command %q", kv.ErrInvalidArgument, c.Type)
 	}
 	return e.b, nil
 }
@@ -195,9 +272,9 @@ func (d *dec) authRev(c *command) {
 	}
 }
 
-func (e *enc) txn(t *Txn) error {
+func (e *enc) txn(t *kv.Txn) error {
 	if t == nil {
-		return fmt.Errorf("%w: nil txn", ErrInvalidArgument)
+		return fmt.Errorf("%w: nil txn", kv.ErrInvalidArgument)
 	}
 	e.uvarint(uint64(len(t.Compare)))
 	for _, c := range t.Compare {
@@ -220,7 +297,7 @@ func (e *enc) txn(t *Txn) error {
 		e.varint(c.Number)
 		e.bool(c.Exists)
 	}
-	for _, ops := range [][]Op{t.Success, t.Failure} {
+	for _, ops := range [][]kv.Op{t.Success, t.Failure} {
 		e.uvarint(uint64(len(ops)))
 		for _, op := range ops {
 			code, err := indexOf(opCodes, op.Type)
@@ -256,7 +333,7 @@ func decodeCommand(b []byte) (command, error) {
 	case cmdCodeBatch:
 		c.Type = cmdBatch
 		n := d.count(3)
-		c.Batch = make([]Txn, 0, n)
+		c.Batch = make([]kv.Txn, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
 			if t := d.txn(); t != nil {
 				c.Batch = append(c.Batch, *t)
@@ -273,7 +350,7 @@ func decodeCommand(b []byte) (command, error) {
 		c.Type = cmdMemberSet
 		raw := d.bytes()
 		if d.err == nil {
-			c.Member = &Member{}
+			c.Member = &kv.Member{}
 			if err := json.Unmarshal(raw, c.Member); err != nil {
 				return c, fmt.Errorf("%w: %w", errCorruptCommand, err)
 			}
@@ -285,11 +362,23 @@ func decodeCommand(b []byte) (command, error) {
 		c.Type = cmdAuth
 		raw := d.bytes()
 		if d.err == nil {
-			c.Auth = &authOp{}
+			c.Auth = &kv.AuthChange{}
 			if err := json.Unmarshal(raw, c.Auth); err != nil {
 				return c, fmt.Errorf("%w: %w", errCorruptCommand, err)
 			}
 		}
+	case cmdCodeKeyspaceSet:
+		c.Type = cmdKeyspaceSet
+		raw := d.bytes()
+		if d.err == nil {
+			c.Keyspace = &keyspace.Policy{}
+			if err := json.Unmarshal(raw, c.Keyspace); err != nil {
+				return c, fmt.Errorf("%w: %w", errCorruptCommand, err)
+			}
+		}
+	case cmdCodeKeyspaceDel:
+		c.Type = cmdKeyspaceDel
+		c.Name = d.str()
 	default:
 		d.fail()
 	}
@@ -299,11 +388,11 @@ func decodeCommand(b []byte) (command, error) {
 	return c, d.err
 }
 
-func (d *dec) txn() *Txn {
-	t := &Txn{}
+func (d *dec) txn() *kv.Txn {
+	t := &kv.Txn{}
 	n := d.count(6)
 	for i := 0; i < n && d.err == nil; i++ {
-		var c Compare
+		var c kv.Compare
 		c.Key = d.str()
 		tc, oc := d.byte(), d.byte()
 		if int(tc) >= len(targetCodes) || int(oc) >= len(cmpOpCodes) {
@@ -316,7 +405,7 @@ func (d *dec) txn() *Txn {
 		c.Exists = d.bool()
 		t.Compare = append(t.Compare, c)
 	}
-	for _, branch := range []*[]Op{&t.Success, &t.Failure} {
+	for _, branch := range []*[]kv.Op{&t.Success, &t.Failure} {
 		n := d.count(6)
 		for i := 0; i < n && d.err == nil; i++ {
 			code := d.byte()
@@ -324,7 +413,7 @@ func (d *dec) txn() *Txn {
 				d.fail()
 				return nil
 			}
-			op := Op{Type: opCodes[code], Key: d.str(), Value: d.bytes()}
+			op := kv.Op{Type: opCodes[code], Key: d.str(), Value: d.bytes()}
 			op.TTL = time.Duration(d.varint())
 			op.ExpiresAt = d.varint()
 			flags := d.byte()
@@ -343,9 +432,9 @@ func (d *dec) txn() *Txn {
 
 func encodeResult(r result) []byte {
 	e := &enc{b: make([]byte, 0, 32)}
-	if r.Code != "" {
+	if r.Code != kv.CodeOK {
 		e.byte(1)
-		e.str(r.Code)
+		e.str(string(r.Code))
 		e.str(r.Msg)
 		return e.b
 	}
@@ -373,7 +462,7 @@ func encodeResult(r result) []byte {
 	return e.b
 }
 
-func (e *enc) record(r *Record) {
+func (e *enc) record(r *kv.Record) {
 	if r == nil {
 		e.byte(0)
 		return
@@ -383,7 +472,7 @@ func (e *enc) record(r *Record) {
 	e.bytes(encodeRecord(r))
 }
 
-func (d *dec) record() *Record {
+func (d *dec) record() *kv.Record {
 	if d.byte() == 0 {
 		return nil
 	}
@@ -404,20 +493,20 @@ func decodeResultBytes(b []byte) (result, error) {
 	d := &dec{b: b}
 	var r result
 	if d.byte() == 1 {
-		r.Code, r.Msg = d.str(), d.str()
+		r.Code, r.Msg = kv.Code(d.str()), d.str()
 		return r, d.err
 	}
 	if d.byte() == 1 {
-		t := &TxnResult{Succeeded: d.bool(), Revision: d.varint()}
+		t := &kv.TxnResult{Succeeded: d.bool(), Revision: d.varint()}
 		n := d.count(4)
-		t.Results = make([]OpResult, 0, n)
+		t.Results = make([]kv.OpResult, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
 			code := d.byte()
 			if int(code) >= len(opCodes) {
 				d.fail()
 				break
 			}
-			or := OpResult{Type: opCodes[code], Key: d.str(), Deleted: d.varint()}
+			or := kv.OpResult{Type: opCodes[code], Key: d.str(), Deleted: d.varint()}
 			or.Record = d.record()
 			or.Prev = d.record()
 			t.Results = append(t.Results, or)

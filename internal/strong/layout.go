@@ -1,8 +1,10 @@
-package kv
+package strong
 
 import (
 	"encoding/binary"
 	"errors"
+
+	"github.com/cairnkv/cairn/kv"
 )
 
 // State database layout (every key starts with a byte >= 0x01; 0x00 belongs to raftnode):
@@ -14,12 +16,16 @@ import (
 //	0x05 "u" name            user (JSON auth.User)
 //	0x05 "r"                 ACL rules (JSON []auth.Rule)
 //	0x05 "v"                 auth revision: log index of the last auth change (be64)
+//	0x06 prefix              keyspace policy (JSON keyspace.Policy)
+//
+// Records (0x01, 0x02, 0x03) are the data; 0x04 to 0x06 are the control plane.
 const (
-	prefixData   byte = 0x01
-	prefixTTL    byte = 0x02
-	prefixMeta   byte = 0x03
-	prefixMember byte = 0x04
-	prefixAuth   byte = 0x05
+	prefixData     byte = 0x01
+	prefixTTL      byte = 0x02
+	prefixMeta     byte = 0x03
+	prefixMember   byte = 0x04
+	prefixAuth     byte = 0x05
+	prefixKeyspace byte = 0x06
 )
 
 var (
@@ -31,7 +37,7 @@ func authUserKey(name string) []byte { return append([]byte{prefixAuth, 'u'}, na
 
 var revKey = []byte{prefixMeta, 'r', 'e', 'v'}
 
-var errCorruptRecord = errors.New("kv: corrupt record")
+var errCorruptRecord = errors.New("strong: corrupt record")
 
 func dataKey(key string) []byte {
 	k := make([]byte, 1+len(key))
@@ -50,35 +56,31 @@ func ttlKey(expires int64, key string) []byte {
 
 func memberKey(name string) []byte { return append([]byte{prefixMember}, name...) }
 
+func keyspaceKey(prefix string) []byte { return append([]byte{prefixKeyspace}, prefix...) }
+
 // Record layout: format byte | create uvarint | mod uvarint | version uvarint |
 // expires varint | hlc uvarint | flags byte | len(origin) uvarint | origin | value.
+// The hlc, flags and origin fields are always zero here: they were reserved
+// for eventual keyspaces, whose engine keeps its own records; format 1 keeps
+// them so databases written before stay readable.
 const recordFormat = 1
 
-const flagTombstone = 1
-
-func encodeRecord(r *Record) []byte {
-	buf := make([]byte, 0, 32+len(r.Origin)+len(r.Value))
+func encodeRecord(r *kv.Record) []byte {
+	buf := make([]byte, 0, 32+len(r.Value))
 	buf = append(buf, recordFormat)
 	buf = binary.AppendUvarint(buf, uint64(r.CreateRevision))
 	buf = binary.AppendUvarint(buf, uint64(r.ModRevision))
 	buf = binary.AppendUvarint(buf, uint64(r.Version))
 	buf = binary.AppendVarint(buf, r.Expires)
-	buf = binary.AppendUvarint(buf, r.HLC)
-	var flags byte
-	if r.Tombstone {
-		flags |= flagTombstone
-	}
-	buf = append(buf, flags)
-	buf = binary.AppendUvarint(buf, uint64(len(r.Origin)))
-	buf = append(buf, r.Origin...)
+	buf = append(buf, 0, 0, 0) // hlc, flags, len(origin)
 	return append(buf, r.Value...)
 }
 
-func decodeRecord(key string, b []byte) (*Record, error) {
+func decodeRecord(key string, b []byte) (*kv.Record, error) {
 	if len(b) < 1 || b[0] != recordFormat {
 		return nil, errCorruptRecord
 	}
-	r := &Record{Key: key}
+	r := &kv.Record{Key: key}
 	p := 1
 	u := func() uint64 {
 		if p < 0 {
@@ -104,18 +106,16 @@ func decodeRecord(key string, b []byte) (*Record, error) {
 	}
 	p += n
 	r.Expires = exp
-	r.HLC = u()
+	u() // hlc
 	if p < 0 || p >= len(b) {
 		return nil, errCorruptRecord
 	}
-	r.Tombstone = b[p]&flagTombstone != 0
-	p++
+	p++ // flags
 	ol := u()
 	if p < 0 || uint64(len(b)-p) < ol {
 		return nil, errCorruptRecord
 	}
-	r.Origin = string(b[p : p+int(ol)])
-	p += int(ol)
+	p += int(ol) // origin
 	r.Value = b[p:]
 	return r, nil
 }

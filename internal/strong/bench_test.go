@@ -1,14 +1,15 @@
-package kv
+package strong
 
 import (
 	"fmt"
 	"testing"
 
 	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/kv"
 )
 
 func BenchmarkEncodeCommand(b *testing.B) {
-	t := Txn{Success: []Op{{Type: OpPut, Key: "bench/00001234", Value: make([]byte, 256)}}}
+	t := kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "bench/00001234", Value: make([]byte, 256)}}}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, err := encodeCommand(command{Type: cmdTxn, Txn: &t}); err != nil {
@@ -18,7 +19,7 @@ func BenchmarkEncodeCommand(b *testing.B) {
 }
 
 func BenchmarkDecodeCommand(b *testing.B) {
-	t := Txn{Success: []Op{{Type: OpPut, Key: "bench/00001234", Value: make([]byte, 256)}}}
+	t := kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "bench/00001234", Value: make([]byte, 256)}}}
 	data, _ := encodeCommand(command{Type: cmdTxn, Txn: &t})
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -38,7 +39,7 @@ func BenchmarkMachineApply(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i += len(entries) {
 		for j := range entries {
-			t := Txn{Success: []Op{{Type: OpPut, Key: fmt.Sprintf("k%06d", (i+j)*7919%100000), Value: val}}}
+			t := kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: fmt.Sprintf("k%06d", (i+j)*7919%100000), Value: val}}}
 			data, _ := encodeCommand(command{Type: cmdTxn, Txn: &t})
 			entries[j] = raftnode.Entry{Index: uint64(i + j + 1), Data: data}
 		}
@@ -51,7 +52,7 @@ func BenchmarkMachineApply(b *testing.B) {
 }
 
 func BenchmarkRecordCodec(b *testing.B) {
-	r := &Record{Key: "k", Value: make([]byte, 256), CreateRevision: 1 << 20, ModRevision: 1 << 21, Version: 7}
+	r := &kv.Record{Key: "k", Value: make([]byte, 256), CreateRevision: 1 << 20, ModRevision: 1 << 21, Version: 7}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, err := decodeRecord("k", encodeRecord(r)); err != nil {

@@ -1,4 +1,4 @@
-package kv
+package strong
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/kv"
 )
 
 func applyCommands(t *testing.T, m *Machine, first uint64, cs ...command) []error {
@@ -43,15 +44,15 @@ func TestWritesCheckedAgainstStaleAuthAreRefused(t *testing.T) {
 		t.Fatalf("fresh auth revision %d", m.AuthState().Rev)
 	}
 	txn := func(rev uint64) command {
-		return command{Type: cmdTxn, Txn: &Txn{Success: []Op{put("k", "v")}}, AuthChecked: true, AuthRev: rev}
+		return command{Type: cmdTxn, Txn: &kv.Txn{Success: []kv.Op{put("k", "v")}}, AuthChecked: true, AuthRev: rev}
 	}
-	rules := command{Type: cmdAuth, Auth: &authOp{Op: authRulesSet, Rules: []auth.Rule{{Identity: "a", Actions: []string{"read"}}}}}
+	rules := command{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthRulesSet, Rules: []auth.Rule{{Identity: "a", Actions: []string{"read"}}}}}
 	errs := applyCommands(t, m, 10, txn(0), rules, txn(0), txn(11),
-		command{Type: cmdBatch, Batch: []Txn{{Success: []Op{put("b", "1")}}}, AuthChecked: true, AuthRev: 0})
+		command{Type: cmdBatch, Batch: []kv.Txn{{Success: []kv.Op{put("b", "1")}}}, AuthChecked: true, AuthRev: 0})
 	if errs[0] != nil || errs[1] != nil || errs[3] != nil {
 		t.Fatalf("errors %v", errs)
 	}
-	if !errors.Is(errs[2], ErrAuthChanged) || !errors.Is(errs[4], ErrAuthChanged) {
+	if !errors.Is(errs[2], kv.ErrAuthChanged) || !errors.Is(errs[4], kv.ErrAuthChanged) {
 		t.Fatalf("stale checks: %v, %v", errs[2], errs[4])
 	}
 	if rev := m.AuthState().Rev; rev != 11 {
@@ -74,21 +75,21 @@ func TestAuthOps(t *testing.T) {
 	h, _ := auth.HashPassword("pw")
 	_, tok, _ := auth.NewToken()
 	errs := applyCommands(t, m, 1,
-		command{Type: cmdAuth, Auth: &authOp{Op: authUserPut, User: "bob", PasswordHash: h}},
-		command{Type: cmdAuth, Auth: &authOp{Op: authTokenAdd, User: "bob", Token: &tok}},
-		command{Type: cmdAuth, Auth: &authOp{Op: authTokenAdd, User: "nobody", Token: &tok}},
-		command{Type: cmdAuth, Auth: &authOp{Op: authUserPut, User: "bob", PasswordHash: h}}, // keeps tokens
-		command{Type: cmdAuth, Auth: &authOp{Op: authUserPut, User: "bad", PasswordHash: "not-bcrypt"}},
-		command{Type: cmdAuth, Auth: &authOp{Op: authRulesSet, Rules: []auth.Rule{{Identity: "("}}}},
-		command{Type: cmdAuth, Auth: &authOp{Op: authTokenDel, User: "bob", TokenID: "nope"}},
+		command{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthUserPut, User: "bob", PasswordHash: h}},
+		command{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthTokenAdd, User: "bob", Token: &tok}},
+		command{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthTokenAdd, User: "nobody", Token: &tok}},
+		command{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthUserPut, User: "bob", PasswordHash: h}}, // keeps tokens
+		command{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthUserPut, User: "bad", PasswordHash: "not-bcrypt"}},
+		command{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthRulesSet, Rules: []auth.Rule{{Identity: "("}}}},
+		command{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthTokenDel, User: "bob", TokenID: "nope"}},
 	)
 	if errs[0] != nil || errs[1] != nil || errs[3] != nil {
 		t.Fatalf("errors %v", errs)
 	}
-	if !errors.Is(errs[2], ErrNotFound) || !errors.Is(errs[6], ErrNotFound) {
+	if !errors.Is(errs[2], kv.ErrNotFound) || !errors.Is(errs[6], kv.ErrNotFound) {
 		t.Errorf("missing user/token: %v %v", errs[2], errs[6])
 	}
-	if !errors.Is(errs[4], ErrInvalidArgument) || !errors.Is(errs[5], ErrInvalidArgument) {
+	if !errors.Is(errs[4], kv.ErrInvalidArgument) || !errors.Is(errs[5], kv.ErrInvalidArgument) {
 		t.Errorf("invalid user/rules: %v %v", errs[4], errs[5])
 	}
 	st := m.AuthState()
@@ -101,7 +102,7 @@ func TestAuthOps(t *testing.T) {
 	if st2 := m.AuthState(); len(st2.Users) != 1 || len(st2.Users[0].Tokens) != 1 {
 		t.Fatalf("reloaded %+v", st2)
 	}
-	errs = applyCommands(t, m, 20, command{Type: cmdAuth, Auth: &authOp{Op: authUserDel, User: "bob"}})
+	errs = applyCommands(t, m, 20, command{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthUserDel, User: "bob"}})
 	if errs[0] != nil || len(m.AuthState().Users) != 0 {
 		t.Fatalf("delete: %v %+v", errs, m.AuthState())
 	}

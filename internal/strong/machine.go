@@ -1,4 +1,4 @@
-package kv
+package strong
 
 import (
 	"bytes"
@@ -10,13 +10,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"github.com/cairnkv/cairn/internal/raftnode"
 	"github.com/cairnkv/cairn/internal/store"
+	"github.com/cairnkv/cairn/keyspace"
+	"github.com/cairnkv/cairn/kv"
 )
 
 // Machine is the strong engine's deterministic state machine: it applies
@@ -34,107 +35,18 @@ type Machine struct {
 	// Committed), so a read that waited for an index sees them.
 	recent recordCache
 	// staged holds the current batch's writes until Committed.
-	staged map[string]*Record
+	staged map[string]*kv.Record
 	// authState is the replicated users and rules (see auth.go).
-	authState atomic.Pointer[AuthState]
-}
-
-// recordCache maps keys to their current committed record (nil: known
-// absent). Readers on any goroutine look keys up; the apply goroutine alone
-// adds to it. When it holds more than its budget of bytes it starts over
-// with a new generation; a miss only costs a pebble read. Records are never
-// changed once cached (the machine makes a new record for every write).
-type recordCache struct {
-	gen    atomic.Pointer[cacheGen]
-	bytes  int // apply goroutine only
-	budget int
-}
-
-// cacheGen is one generation of the cache.
-type cacheGen struct {
-	shards [cacheShards]cacheShard
-	// complete means the generation holds every record of the database, so
-	// a key it does not hold is absent and needs no pebble read. It holds
-	// from an empty database until the cache first outgrows its budget.
-	complete bool
-}
-
-type cacheShard struct {
-	mu sync.RWMutex
-	m  map[string]*Record
-}
-
-const (
-	recordCacheBudget = 64 << 20
-	cacheShards       = 32
-)
-
-func newCacheGen(complete bool) *cacheGen {
-	g := &cacheGen{complete: complete}
-	for i := range g.shards {
-		g.shards[i].m = map[string]*Record{}
-	}
-	return g
-}
-
-func (g *cacheGen) shard(key string) *cacheShard {
-	h := uint32(2166136261) // FNV-1a
-	for i := 0; i < len(key); i++ {
-		h = (h ^ uint32(key[i])) * 16777619
-	}
-	return &g.shards[h%cacheShards]
-}
-
-// get returns key's committed record (nil when absent) and whether the
-// cache knows it.
-func (c *recordCache) get(key string) (*Record, bool) {
-	g := c.gen.Load()
-	if g == nil {
-		return nil, false
-	}
-	sh := g.shard(key)
-	sh.mu.RLock()
-	r, ok := sh.m[key]
-	sh.mu.RUnlock()
-	return r, ok || g.complete
-}
-
-// put records key's committed record; apply goroutine only.
-func (c *recordCache) put(key string, r *Record) {
-	g := c.gen.Load()
-	if g == nil || c.bytes > c.budget {
-		g = newCacheGen(g != nil && g.complete && c.bytes == 0)
-		c.gen.Store(g)
-		c.bytes = 0
-	}
-	sh := g.shard(key)
-	sh.mu.Lock()
-	if old, ok := sh.m[key]; ok {
-		c.bytes -= cacheSize(key, old)
-	}
-	sh.m[key] = r
-	sh.mu.Unlock()
-	c.bytes += cacheSize(key, r)
-}
-
-func cacheSize(key string, r *Record) int {
-	if r == nil {
-		return len(key) + 64
-	}
-	return len(key) + 96 + len(r.Value)
-}
-
-// reset starts an empty generation, complete when the database holds no records.
-func (c *recordCache) reset(complete bool) {
-	c.gen.Store(newCacheGen(complete))
-	c.bytes = 0
+	authState atomic.Pointer[kv.AuthState]
+	// keyspaces is the replicated keyspace policies (see keyspaces.go).
+	keyspaces *keyspace.Table
 }
 
 var _ raftnode.StateMachine = (*Machine)(nil)
 
 // NewMachine loads the machine's state from db.
 func NewMachine(db *store.DB) (*Machine, error) {
-	m := &Machine{db: db, recent: recordCache{budget: recordCacheBudget}}
+	m := &Machine{db: db, recent: recordCache{budget: recordCacheBudget}, keyspaces: keyspace.NewTable()}
 	if err := m.Restored(); err != nil {
 		return nil, err
 	}
@@ -156,7 +68,10 @@ func (m *Machine) Restored() error {
 		return err
 	}
 	m.rev.Store(rev)
-	return m.loadAuth()
+	if err := m.loadAuth(); err != nil {
+		return err
+	}
+	return m.loadKeyspaces()
 }
 
 type getter interface {
@@ -180,90 +95,13 @@ func readRevision(g getter) (int64, error) {
 // Revision is the last applied cluster revision.
 func (m *Machine) Revision() int64 { return m.rev.Load() }
 
-// command is one log entry of the strong engine.
-type command struct {
-	Type   string       `json:"t"`
-	Txn    *Txn         `json:"txn,omitempty"`
-	Batch  []Txn        `json:"batch,omitempty"`
-	Expire []expireItem `json:"exp,omitempty"`
-	Member *Member      `json:"member,omitempty"`
-	Name   string       `json:"name,omitempty"`
-	Auth   *authOp      `json:"auth,omitempty"`
-	// AuthChecked says the proposer checked access against the auth state
-	// of revision AuthRev; the machine refuses the command if the auth state
-	// changed since (ErrAuthChanged), so a write is never applied on the
-	// strength of a permission revoked before it commits.
-	AuthChecked bool   `json:"-"`
-	AuthRev     uint64 `json:"-"`
-}
-
-const (
-	cmdTxn       = "txn"
-	cmdBatch     = "batch"
-	cmdExpire    = "expire"
-	cmdMemberSet = "member_set"
-	cmdMemberDel = "member_del"
-	cmdAuth      = "auth"
-)
-
-type expireItem struct {
-	Key         string `json:"k"`
-	ModRevision int64  `json:"r"`
-}
-
-// result is the machine's answer to one command.
-type result struct {
-	Txn *TxnResult `json:"txn,omitempty"`
-	// Batch holds one encoded result per txn of a batch command.
-	Batch [][]byte `json:"batch,omitempty"`
-	Code  string   `json:"code,omitempty"`
-	Msg   string   `json:"msg,omitempty"`
-}
-
-// Error codes carried in results.
-var resultCodes = map[string]error{
-	"not_json":         ErrNotJSON,
-	"not_integer":      ErrNotInteger,
-	"not_float":        ErrNotFloat,
-	"key_not_found":    ErrKeyNotFound,
-	"invalid_argument": ErrInvalidArgument,
-	"invalid_key":      ErrInvalidKey,
-	"not_found":        ErrNotFound,
-	"auth_changed":     ErrAuthChanged,
-}
-
-func errResult(err error) []byte {
-	code := "invalid_argument"
-	for c, e := range resultCodes {
-		if errors.Is(err, e) {
-			code = c
-		}
-	}
-	return encodeResult(result{Code: code, Msg: err.Error()})
-}
-
-func decodeResult(b []byte) (*result, error) {
-	r, err := decodeResultBytes(b)
-	if err != nil {
-		return nil, fmt.Errorf("kv: bad result from the state machine: %w", err)
-	}
-	if r.Code != "" {
-		base, ok := resultCodes[r.Code]
-		if !ok {
-			base = ErrInvalidArgument
-		}
-		return nil, fmt.Errorf("%w: %s", base, strings.TrimPrefix(r.Msg, base.Error()+": "))
-	}
-	return &r, nil
-}
-
 // applyBatch is the state of one Apply call: writes are staged in pending so
 // later commands of the batch read them, then written to the batch at the end.
 type applyBatch struct {
 	m       *Machine
 	b       *store.Batch
 	rev     int64
-	pending map[string]*Record // nil value: deleted
+	pending map[string]*kv.Record // nil value: deleted
 }
 
 // Apply implements raftnode.StateMachine.
@@ -271,7 +109,7 @@ func (m *Machine) Apply(b *store.Batch, entries []raftnode.Entry) [][]byte {
 	// The previous batch is committed by now (the caller commits each batch
 	// before applying the next), whether or not Committed was called.
 	m.Committed()
-	ab := &applyBatch{m: m, b: b, rev: m.rev.Load(), pending: map[string]*Record{}}
+	ab := &applyBatch{m: m, b: b, rev: m.rev.Load(), pending: map[string]*kv.Record{}}
 	out := make([][]byte, len(entries))
 	for i, e := range entries {
 		out[i] = ab.apply(e)
@@ -302,20 +140,20 @@ func (m *Machine) Committed() {
 
 // Cached returns key's committed record from the cache: (nil, true) means
 // known absent, (_, false) that the caller must read the database.
-func (m *Machine) Cached(key string) (*Record, bool) { return m.recent.get(key) }
+func (m *Machine) Cached(key string) (*kv.Record, bool) { return m.recent.get(key) }
 
 func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 	c, err := decodeCommand(e.Data)
 	if err != nil {
-		return errResult(fmt.Errorf("%w: undecodable command: %w", ErrInvalidArgument, err))
+		return errResult(fmt.Errorf("%w: undecodable command: %w", kv.ErrInvalidArgument, err))
 	}
 	if c.AuthChecked && c.AuthRev != ab.m.AuthState().Rev {
-		return errResult(fmt.Errorf("%w: checked at auth revision %d, now %d", ErrAuthChanged, c.AuthRev, ab.m.AuthState().Rev))
+		return errResult(fmt.Errorf("%w: checked at auth revision %d, now %d", kv.ErrAuthChanged, c.AuthRev, ab.m.AuthState().Rev))
 	}
 	switch c.Type {
 	case cmdTxn:
 		if c.Txn == nil {
-			return errResult(fmt.Errorf("%w: txn command without txn", ErrInvalidArgument))
+			return errResult(fmt.Errorf("%w: txn command without txn", kv.ErrInvalidArgument))
 		}
 		res, err := ab.txn(e.Time, c.Txn)
 		if err != nil {
@@ -338,7 +176,7 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 		return encodeResult(result{})
 	case cmdMemberSet:
 		if c.Member == nil || c.Member.Name == "" {
-			return errResult(fmt.Errorf("%w: member without a name", ErrInvalidArgument))
+			return errResult(fmt.Errorf("%w: member without a name", kv.ErrInvalidArgument))
 		}
 		b, _ := json.Marshal(c.Member)
 		ab.b.Set(memberKey(c.Member.Name), b)
@@ -348,26 +186,39 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 		return encodeResult(result{})
 	case cmdAuth:
 		if c.Auth == nil {
-			return errResult(fmt.Errorf("%w: auth command without an operation", ErrInvalidArgument))
+			return errResult(fmt.Errorf("%w: auth command without an operation", kv.ErrInvalidArgument))
 		}
 		if err := ab.m.applyAuth(ab.b, c.Auth, e.Index); err != nil {
 			return errResult(err)
 		}
 		return encodeResult(result{})
+	case cmdKeyspaceSet:
+		if c.Keyspace == nil {
+			return errResult(fmt.Errorf("%w: keyspace command without a policy", kv.ErrInvalidArgument))
+		}
+		if err := ab.m.applyKeyspace(ab.b, c.Keyspace.Prefix, c.Keyspace); err != nil {
+			return errResult(err)
+		}
+		return encodeResult(result{})
+	case cmdKeyspaceDel:
+		if err := ab.m.applyKeyspace(ab.b, c.Name, nil); err != nil {
+			return errResult(err)
+		}
+		return encodeResult(result{})
 	}
-	return errResult(fmt.Errorf("%w: unknown command %q", ErrInvalidArgument, c.Type))
+	return errResult(fmt.Errorf("%w: unknown command %q", kv.ErrInvalidArgument, c.Type))
 }
 
 // view reads through a txn's own writes, then the batch's, then the database.
 type view struct {
 	ab     *applyBatch
-	writes map[string]*Record
+	writes map[string]*kv.Record
 	// before remembers what the batch held for each key the txn read, so
 	// commit can fix the TTL index without reading the key again.
-	before map[string]*Record
+	before map[string]*kv.Record
 }
 
-func (v *view) get(key string) (*Record, error) {
+func (v *view) get(key string) (*kv.Record, error) {
 	if r, ok := v.writes[key]; ok {
 		return r, nil
 	}
@@ -385,7 +236,7 @@ func (v *view) get(key string) (*Record, error) {
 // as absent: the expiry sweep may not have removed them yet, but commands must
 // not see them (INCR on an expired counter starts from 0). The time is the
 // leader's, carried in the entry, so every replica decides the same.
-func (v *view) live(key string, now int64) (*Record, error) {
+func (v *view) live(key string, now int64) (*kv.Record, error) {
 	r, err := v.get(key)
 	if r != nil && r.Expires != 0 && r.Expires <= now {
 		return nil, err
@@ -393,7 +244,7 @@ func (v *view) live(key string, now int64) (*Record, error) {
 	return r, err
 }
 
-func (ab *applyBatch) get(key string) (*Record, error) {
+func (ab *applyBatch) get(key string) (*kv.Record, error) {
 	if r, ok := ab.pending[key]; ok {
 		return r, nil
 	}
@@ -426,7 +277,7 @@ func (v *view) keysWithPrefix(prefix string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, layer := range []map[string]*Record{v.ab.pending, v.writes} {
+	for _, layer := range []map[string]*kv.Record{v.ab.pending, v.writes} {
 		for k, r := range layer {
 			if strings.HasPrefix(k, prefix) {
 				set[k] = r != nil
@@ -445,8 +296,8 @@ func (v *view) keysWithPrefix(prefix string) ([]string, error) {
 
 // txn evaluates and applies one transaction atomically: on any error nothing
 // of it is kept.
-func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
-	v := &view{ab: ab, writes: map[string]*Record{}, before: map[string]*Record{}}
+func (ab *applyBatch) txn(now int64, t *kv.Txn) (*kv.TxnResult, error) {
+	v := &view{ab: ab, writes: map[string]*kv.Record{}, before: map[string]*kv.Record{}}
 	rev := ab.rev
 	ok := true
 	for _, c := range t.Compare {
@@ -467,7 +318,7 @@ func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
 	if !ok {
 		ops = t.Failure
 	}
-	res := &TxnResult{Succeeded: ok, Results: make([]OpResult, 0, len(ops))}
+	res := &kv.TxnResult{Succeeded: ok, Results: make([]kv.OpResult, 0, len(ops))}
 	for _, op := range ops {
 		r, err := v.applyOp(now, &rev, op)
 		if err != nil {
@@ -482,8 +333,8 @@ func (ab *applyBatch) txn(now int64, t *Txn) (*TxnResult, error) {
 }
 
 // applyOp applies one op inside a txn's view, bumping *rev for each write.
-func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
-	r := OpResult{Type: op.Type, Key: op.Key}
+func (v *view) applyOp(now int64, rev *int64, op kv.Op) (kv.OpResult, error) {
+	r := kv.OpResult{Type: op.Type, Key: op.Key}
 	cur, err := v.live(op.Key, now)
 	if err != nil {
 		return r, err
@@ -492,7 +343,7 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 		r.Prev = cur
 	}
 	// write stores value at op.Key as a new version with the given expiry.
-	write := func(value []byte, expires int64) *Record {
+	write := func(value []byte, expires int64) *kv.Record {
 		if expires != 0 && expires <= now {
 			// Already expired (Redis SET PXAT in the past): the key is gone.
 			if cur != nil {
@@ -502,7 +353,7 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 			return nil
 		}
 		*rev++
-		nr := &Record{Key: op.Key, Value: value, CreateRevision: *rev, ModRevision: *rev, Version: 1, Expires: expires}
+		nr := &kv.Record{Key: op.Key, Value: value, CreateRevision: *rev, ModRevision: *rev, Version: 1, Expires: expires}
 		if cur != nil {
 			nr.CreateRevision = cur.CreateRevision
 			nr.Version = cur.Version + 1
@@ -515,9 +366,9 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 		keptExpiry = cur.Expires
 	}
 	switch op.Type {
-	case OpGet:
+	case kv.OpGet:
 		r.Record = cur
-	case OpPut:
+	case kv.OpPut:
 		exp := int64(0)
 		switch {
 		case op.ExpiresAt != 0:
@@ -533,51 +384,51 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 			meta.Value = nil
 			r.Record = &meta
 		}
-	case OpPatch:
+	case kv.OpPatch:
 		base := []byte("{}")
 		if cur != nil {
 			base = cur.Value
 			if !json.Valid(base) {
-				return r, fmt.Errorf("%w: %q", ErrNotJSON, op.Key)
+				return r, fmt.Errorf("%w: %q", kv.ErrNotJSON, op.Key)
 			}
 		}
 		merged, err := jsonpatch.MergePatch(base, op.Value)
 		if err != nil {
-			return r, fmt.Errorf("%w: merge patch: %w", ErrInvalidArgument, err)
+			return r, fmt.Errorf("%w: merge patch: %w", kv.ErrInvalidArgument, err)
 		}
 		r.Record = write(merged, keptExpiry)
-	case OpIncr:
+	case kv.OpIncr:
 		delta, err := strconv.ParseInt(string(op.Value), 10, 64)
 		if err != nil {
-			return r, fmt.Errorf("%w: delta %q", ErrNotInteger, op.Value)
+			return r, fmt.Errorf("%w: delta %q", kv.ErrNotInteger, op.Value)
 		}
 		var n int64
 		if cur != nil {
 			if n, err = strconv.ParseInt(string(cur.Value), 10, 64); err != nil {
-				return r, fmt.Errorf("%w: %q", ErrNotInteger, op.Key)
+				return r, fmt.Errorf("%w: %q", kv.ErrNotInteger, op.Key)
 			}
 		}
 		if (delta > 0 && n > math.MaxInt64-delta) || (delta < 0 && n < math.MinInt64-delta) {
-			return r, fmt.Errorf("%w: increment would overflow", ErrNotInteger)
+			return r, fmt.Errorf("%w: increment would overflow", kv.ErrNotInteger)
 		}
 		r.Record = write(strconv.AppendInt(nil, n+delta, 10), keptExpiry)
-	case OpIncrFloat:
+	case kv.OpIncrFloat:
 		delta, err := strconv.ParseFloat(string(op.Value), 64)
 		if err != nil || math.IsNaN(delta) || math.IsInf(delta, 0) {
-			return r, fmt.Errorf("%w: delta %q", ErrNotFloat, op.Value)
+			return r, fmt.Errorf("%w: delta %q", kv.ErrNotFloat, op.Value)
 		}
 		var f float64
 		if cur != nil {
 			if f, err = strconv.ParseFloat(string(cur.Value), 64); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-				return r, fmt.Errorf("%w: %q", ErrNotFloat, op.Key)
+				return r, fmt.Errorf("%w: %q", kv.ErrNotFloat, op.Key)
 			}
 		}
 		sum := f + delta
 		if math.IsNaN(sum) || math.IsInf(sum, 0) {
-			return r, fmt.Errorf("%w: increment would produce NaN or Infinity", ErrNotFloat)
+			return r, fmt.Errorf("%w: increment would produce NaN or Infinity", kv.ErrNotFloat)
 		}
 		r.Record = write(strconv.AppendFloat(nil, sum, 'f', -1, 64), keptExpiry)
-	case OpAppend:
+	case kv.OpAppend:
 		var value []byte
 		if cur != nil {
 			value = append(append(value, cur.Value...), op.Value...)
@@ -585,7 +436,7 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 			value = append(value, op.Value...)
 		}
 		r.Record = write(value, keptExpiry)
-	case OpExpire:
+	case kv.OpExpire:
 		if cur == nil {
 			return r, nil
 		}
@@ -603,10 +454,10 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 		if r.Record == nil {
 			r.Deleted = 1
 		}
-	case OpRename:
+	case kv.OpRename:
 		dst := string(op.Value)
 		if cur == nil {
-			return r, fmt.Errorf("%w: %q", ErrKeyNotFound, op.Key)
+			return r, fmt.Errorf("%w: %q", kv.ErrKeyNotFound, op.Key)
 		}
 		if dst == op.Key {
 			r.Record = cur
@@ -618,19 +469,19 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 		if err != nil {
 			return r, err
 		}
-		nr := &Record{Key: dst, Value: cur.Value, CreateRevision: *rev, ModRevision: *rev, Version: 1, Expires: cur.Expires}
+		nr := &kv.Record{Key: dst, Value: cur.Value, CreateRevision: *rev, ModRevision: *rev, Version: 1, Expires: cur.Expires}
 		if old != nil {
 			nr.CreateRevision, nr.Version = old.CreateRevision, old.Version+1
 		}
 		v.writes[dst] = nr
 		r.Record = nr
-	case OpDelete:
+	case kv.OpDelete:
 		if cur != nil {
 			*rev++
 			v.writes[op.Key] = nil
 			r.Deleted = 1
 		}
-	case OpDeletePrefix:
+	case kv.OpDeletePrefix:
 		keys, err := v.keysWithPrefix(op.Key)
 		if err != nil {
 			return r, err
@@ -643,13 +494,13 @@ func (v *view) applyOp(now int64, rev *int64, op Op) (OpResult, error) {
 		}
 		r.Deleted = int64(len(keys))
 	default:
-		return r, fmt.Errorf("%w: unknown op %q", ErrInvalidArgument, op.Type)
+		return r, fmt.Errorf("%w: unknown op %q", kv.ErrInvalidArgument, op.Type)
 	}
 	return r, nil
 }
 
 // commit moves a txn's writes into the batch, keeping the TTL index in step.
-func (ab *applyBatch) commit(writes, before map[string]*Record) {
+func (ab *applyBatch) commit(writes, before map[string]*kv.Record) {
 	for k, nr := range writes {
 		old, seen := before[k]
 		if !seen {
@@ -668,7 +519,7 @@ func (ab *applyBatch) commit(writes, before map[string]*Record) {
 // expire deletes keys whose expiry has passed at the entry's time and that
 // were not rewritten since the leader saw them.
 func (ab *applyBatch) expire(now int64, items []expireItem) {
-	writes := map[string]*Record{}
+	writes := map[string]*kv.Record{}
 	for _, it := range items {
 		r, err := ab.get(it.Key)
 		if err != nil || r == nil || r.ModRevision != it.ModRevision || r.Expires == 0 || r.Expires > now {
@@ -680,8 +531,8 @@ func (ab *applyBatch) expire(now int64, items []expireItem) {
 	ab.commit(writes, nil)
 }
 
-func compare(r *Record, c Compare) (bool, error) {
-	if c.Target == TargetExists {
+func compare(r *kv.Record, c kv.Compare) (bool, error) {
+	if c.Target == kv.TargetExists {
 		want := c.Exists
 		switch c.Op {
 		case "=", "":
@@ -689,23 +540,23 @@ func compare(r *Record, c Compare) (bool, error) {
 		case "!=":
 			return (r != nil) != want, nil
 		}
-		return false, fmt.Errorf("%w: compare op %q on exists", ErrInvalidArgument, c.Op)
+		return false, fmt.Errorf("%w: compare op %q on exists", kv.ErrInvalidArgument, c.Op)
 	}
 	var cmp int
 	switch c.Target {
-	case TargetValue:
+	case kv.TargetValue:
 		if r == nil {
 			// A missing key has no value: only "!=" holds.
 			return c.Op == "!=", nil
 		}
 		cmp = bytes.Compare(r.Value, c.Value)
-	case TargetVersion, TargetCreateRevision, TargetModRevision:
+	case kv.TargetVersion, kv.TargetCreateRevision, kv.TargetModRevision:
 		var have int64
 		if r != nil {
 			switch c.Target {
-			case TargetVersion:
+			case kv.TargetVersion:
 				have = r.Version
-			case TargetCreateRevision:
+			case kv.TargetCreateRevision:
 				have = r.CreateRevision
 			default:
 				have = r.ModRevision
@@ -718,7 +569,7 @@ func compare(r *Record, c Compare) (bool, error) {
 			cmp = 1
 		}
 	default:
-		return false, fmt.Errorf("%w: compare target %q", ErrInvalidArgument, c.Target)
+		return false, fmt.Errorf("%w: compare target %q", kv.ErrInvalidArgument, c.Target)
 	}
 	switch c.Op {
 	case "=", "":
@@ -730,5 +581,5 @@ func compare(r *Record, c Compare) (bool, error) {
 	case ">":
 		return cmp > 0, nil
 	}
-	return false, fmt.Errorf("%w: compare op %q", ErrInvalidArgument, c.Op)
+	return false, fmt.Errorf("%w: compare op %q", kv.ErrInvalidArgument, c.Op)
 }

@@ -1,16 +1,18 @@
-package kv
+package strong
 
 import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/cairnkv/cairn/kv"
 )
 
-func sampleTxn() Txn {
-	return Txn{
-		Compare: []Compare{{Key: "a", Target: TargetModRevision, Op: "=", Number: 7}, {Key: "b", Target: TargetExists, Op: "!=", Exists: true}, {Key: "c", Target: TargetValue, Op: "<", Value: []byte("v")}},
-		Success: []Op{{Type: OpPut, Key: "a", Value: []byte("x"), TTL: time.Second, KeepTTL: true, ReturnPrev: true}, {Type: OpRename, Key: "a", Value: []byte("z")}},
-		Failure: []Op{{Type: OpGet, Key: "a"}, {Type: OpPut, Key: "p", ExpiresAt: 12345}},
+func sampleTxn() kv.Txn {
+	return kv.Txn{
+		Compare: []kv.Compare{{Key: "a", Target: kv.TargetModRevision, Op: "=", Number: 7}, {Key: "b", Target: kv.TargetExists, Op: "!=", Exists: true}, {Key: "c", Target: kv.TargetValue, Op: "<", Value: []byte("v")}},
+		Success: []kv.Op{{Type: kv.OpPut, Key: "a", Value: []byte("x"), TTL: time.Second, KeepTTL: true, ReturnPrev: true}, {Type: kv.OpRename, Key: "a", Value: []byte("z")}},
+		Failure: []kv.Op{{Type: kv.OpGet, Key: "a"}, {Type: kv.OpPut, Key: "p", ExpiresAt: 12345}},
 	}
 }
 
@@ -18,9 +20,9 @@ func TestCommandRoundTrip(t *testing.T) {
 	tx := sampleTxn()
 	cases := []command{
 		{Type: cmdTxn, Txn: &tx},
-		{Type: cmdBatch, Batch: []Txn{tx, {Success: []Op{{Type: OpDelete, Key: "q"}}}}},
+		{Type: cmdBatch, Batch: []kv.Txn{tx, {Success: []kv.Op{{Type: kv.OpDelete, Key: "q"}}}}},
 		{Type: cmdExpire, Expire: []expireItem{{Key: "k", ModRevision: 3}, {Key: "j", ModRevision: 9}}},
-		{Type: cmdMemberSet, Member: &Member{Name: "n1", PeerAddr: "127.0.0.1:1", ClientURL: "http://x"}},
+		{Type: cmdMemberSet, Member: &kv.Member{Name: "n1", PeerAddr: "127.0.0.1:1", ClientURL: "http://x"}},
 		{Type: cmdMemberDel, Name: "n2"},
 	}
 	for _, c := range cases {
@@ -42,20 +44,20 @@ func TestCommandRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if _, err := encodeCommand(command{Type: cmdTxn, Txn: &Txn{Success: []Op{{Type: "bogus"}}}}); err == nil {
+	if _, err := encodeCommand(command{Type: cmdTxn, Txn: &kv.Txn{Success: []kv.Op{{Type: "bogus"}}}}); err == nil {
 		t.Fatal("unknown op encoded")
 	}
 }
 
 // normalize maps empty slices to nil so DeepEqual compares content.
 func normalize(c command) command {
-	fix := func(t *Txn) {
+	fix := func(t *kv.Txn) {
 		for i := range t.Compare {
 			if len(t.Compare[i].Value) == 0 {
 				t.Compare[i].Value = nil
 			}
 		}
-		for _, ops := range [][]Op{t.Success, t.Failure} {
+		for _, ops := range [][]kv.Op{t.Success, t.Failure} {
 			for i := range ops {
 				if len(ops[i].Value) == 0 {
 					ops[i].Value = nil
@@ -75,10 +77,10 @@ func normalize(c command) command {
 }
 
 func TestResultRoundTrip(t *testing.T) {
-	r := result{Txn: &TxnResult{Succeeded: true, Revision: 42, Results: []OpResult{
-		{Type: OpPut, Key: "a", Record: &Record{Key: "a", ModRevision: 42, CreateRevision: 1, Version: 3}},
-		{Type: OpDelete, Key: "b", Deleted: 1, Prev: &Record{Key: "b", Value: []byte("old")}},
-		{Type: OpGet, Key: "c"},
+	r := result{Txn: &kv.TxnResult{Succeeded: true, Revision: 42, Results: []kv.OpResult{
+		{Type: kv.OpPut, Key: "a", Record: &kv.Record{Key: "a", ModRevision: 42, CreateRevision: 1, Version: 3}},
+		{Type: kv.OpDelete, Key: "b", Deleted: 1, Prev: &kv.Record{Key: "b", Value: []byte("old")}},
+		{Type: kv.OpGet, Key: "c"},
 	}}}
 	got, err := decodeResultBytes(encodeResult(r))
 	if err != nil {
@@ -96,7 +98,7 @@ func TestResultRoundTrip(t *testing.T) {
 
 func FuzzDecodeCommand(f *testing.F) {
 	tx := sampleTxn()
-	for _, c := range []command{{Type: cmdTxn, Txn: &tx}, {Type: cmdBatch, Batch: []Txn{tx}}, {Type: cmdExpire, Expire: []expireItem{{Key: "k"}}}} {
+	for _, c := range []command{{Type: cmdTxn, Txn: &tx}, {Type: cmdBatch, Batch: []kv.Txn{tx}}, {Type: cmdExpire, Expire: []expireItem{{Key: "k"}}}} {
 		b, _ := encodeCommand(c)
 		f.Add(b)
 	}
@@ -113,7 +115,7 @@ func FuzzDecodeCommand(f *testing.F) {
 }
 
 func FuzzDecodeResult(f *testing.F) {
-	f.Add(encodeResult(result{Txn: &TxnResult{Results: []OpResult{{Type: OpGet, Record: &Record{Value: []byte("v")}}}}}))
+	f.Add(encodeResult(result{Txn: &kv.TxnResult{Results: []kv.OpResult{{Type: kv.OpGet, Record: &kv.Record{Value: []byte("v")}}}}}))
 	f.Add(encodeResult(result{Code: "x", Msg: "y"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeResultBytes(b)

@@ -1,4 +1,4 @@
-package kv
+package strong
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/cairnkv/cairn/internal/raftnode"
 	"github.com/cairnkv/cairn/internal/store"
+	"github.com/cairnkv/cairn/kv"
 )
 
 func mustMachine(t testing.TB) (*Machine, *store.DB) {
@@ -26,7 +27,7 @@ func mustMachine(t testing.TB) (*Machine, *store.DB) {
 }
 
 // applyTxns applies each txn as one entry of a single batch, as raft would.
-func applyTxns(t *testing.T, m *Machine, db *store.DB, now int64, txns ...Txn) []*TxnResult {
+func applyTxns(t *testing.T, m *Machine, db *store.DB, now int64, txns ...kv.Txn) []*kv.TxnResult {
 	t.Helper()
 	entries := make([]raftnode.Entry, len(txns))
 	for i := range txns {
@@ -41,7 +42,7 @@ func applyTxns(t *testing.T, m *Machine, db *store.DB, now int64, txns ...Txn) [
 	if err := b.Commit(false); err != nil {
 		t.Fatal(err)
 	}
-	res := make([]*TxnResult, len(out))
+	res := make([]*kv.TxnResult, len(out))
 	for i, o := range out {
 		r, err := decodeResult(o)
 		if err != nil {
@@ -53,7 +54,7 @@ func applyTxns(t *testing.T, m *Machine, db *store.DB, now int64, txns ...Txn) [
 	return res
 }
 
-func mustGet(t *testing.T, db *store.DB, key string) *Record {
+func mustGet(t *testing.T, db *store.DB, key string) *kv.Record {
 	t.Helper()
 	raw, err := db.Get(dataKey(key))
 	if errors.Is(err, store.ErrNotFound) {
@@ -69,11 +70,11 @@ func mustGet(t *testing.T, db *store.DB, key string) *Record {
 	return r
 }
 
-func put(k, v string) Op { return Op{Type: OpPut, Key: k, Value: []byte(v)} }
+func put(k, v string) kv.Op { return kv.Op{Type: kv.OpPut, Key: k, Value: []byte(v)} }
 
 func TestRevisionsAndVersions(t *testing.T) {
 	m, db := mustMachine(t)
-	res := applyTxns(t, m, db, 1, Txn{Success: []Op{put("a", "1")}}, Txn{Success: []Op{put("a", "2"), put("b", "x")}})
+	res := applyTxns(t, m, db, 1, kv.Txn{Success: []kv.Op{put("a", "1")}}, kv.Txn{Success: []kv.Op{put("a", "2"), put("b", "x")}})
 	if res[0].Revision != 1 || res[1].Revision != 3 {
 		t.Fatalf("revisions %d %d, want 1 3", res[0].Revision, res[1].Revision)
 	}
@@ -85,7 +86,7 @@ func TestRevisionsAndVersions(t *testing.T) {
 		t.Fatalf("machine revision %d", m.Revision())
 	}
 	// Deleting a missing key changes nothing.
-	res = applyTxns(t, m, db, 1, Txn{Success: []Op{{Type: OpDelete, Key: "nope"}}})
+	res = applyTxns(t, m, db, 1, kv.Txn{Success: []kv.Op{{Type: kv.OpDelete, Key: "nope"}}})
 	if res[0].Revision != 3 || res[0].Results[0].Deleted != 0 {
 		t.Fatalf("delete of missing key: %+v", res[0])
 	}
@@ -93,26 +94,26 @@ func TestRevisionsAndVersions(t *testing.T) {
 
 func TestTxnCompareBranches(t *testing.T) {
 	m, db := mustMachine(t)
-	applyTxns(t, m, db, 1, Txn{Success: []Op{put("k", "v1")}})
+	applyTxns(t, m, db, 1, kv.Txn{Success: []kv.Op{put("k", "v1")}})
 	cases := []struct {
 		name string
-		cmp  Compare
+		cmp  kv.Compare
 		want bool
 	}{
-		{"value equal", Compare{Key: "k", Target: TargetValue, Op: "=", Value: []byte("v1")}, true},
-		{"value differs", Compare{Key: "k", Target: TargetValue, Op: "=", Value: []byte("v2")}, false},
-		{"value less", Compare{Key: "k", Target: TargetValue, Op: "<", Value: []byte("v2")}, true},
-		{"mod revision", Compare{Key: "k", Target: TargetModRevision, Op: "=", Number: 1}, true},
-		{"version greater", Compare{Key: "k", Target: TargetVersion, Op: ">", Number: 1}, false},
-		{"create revision", Compare{Key: "k", Target: TargetCreateRevision, Op: "!=", Number: 0}, true},
-		{"exists", Compare{Key: "k", Target: TargetExists, Op: "=", Exists: true}, true},
-		{"missing exists", Compare{Key: "zz", Target: TargetExists, Op: "=", Exists: false}, true},
-		{"missing version is 0", Compare{Key: "zz", Target: TargetVersion, Op: "=", Number: 0}, true},
-		{"missing value never equal", Compare{Key: "zz", Target: TargetValue, Op: "=", Value: nil}, false},
+		{"value equal", kv.Compare{Key: "k", Target: kv.TargetValue, Op: "=", Value: []byte("v1")}, true},
+		{"value differs", kv.Compare{Key: "k", Target: kv.TargetValue, Op: "=", Value: []byte("v2")}, false},
+		{"value less", kv.Compare{Key: "k", Target: kv.TargetValue, Op: "<", Value: []byte("v2")}, true},
+		{"mod revision", kv.Compare{Key: "k", Target: kv.TargetModRevision, Op: "=", Number: 1}, true},
+		{"version greater", kv.Compare{Key: "k", Target: kv.TargetVersion, Op: ">", Number: 1}, false},
+		{"create revision", kv.Compare{Key: "k", Target: kv.TargetCreateRevision, Op: "!=", Number: 0}, true},
+		{"exists", kv.Compare{Key: "k", Target: kv.TargetExists, Op: "=", Exists: true}, true},
+		{"missing exists", kv.Compare{Key: "zz", Target: kv.TargetExists, Op: "=", Exists: false}, true},
+		{"missing version is 0", kv.Compare{Key: "zz", Target: kv.TargetVersion, Op: "=", Number: 0}, true},
+		{"missing value never equal", kv.Compare{Key: "zz", Target: kv.TargetValue, Op: "=", Value: nil}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := applyTxns(t, m, db, 1, Txn{Compare: []Compare{tc.cmp}, Success: []Op{{Type: OpGet, Key: "k"}}, Failure: []Op{{Type: OpGet, Key: "zz"}}})
+			res := applyTxns(t, m, db, 1, kv.Txn{Compare: []kv.Compare{tc.cmp}, Success: []kv.Op{{Type: kv.OpGet, Key: "k"}}, Failure: []kv.Op{{Type: kv.OpGet, Key: "zz"}}})
 			if res[0].Succeeded != tc.want {
 				t.Fatalf("succeeded = %v, want %v", res[0].Succeeded, tc.want)
 			}
@@ -122,12 +123,12 @@ func TestTxnCompareBranches(t *testing.T) {
 
 func TestTxnAtomicOnError(t *testing.T) {
 	m, db := mustMachine(t)
-	applyTxns(t, m, db, 1, Txn{Success: []Op{put("doc", "not json")}})
+	applyTxns(t, m, db, 1, kv.Txn{Success: []kv.Op{put("doc", "not json")}})
 	before := m.Revision()
 	// The put of x comes first, but the patch fails: nothing of the txn stays.
 	res := applyTxns(t, m, db, 1,
-		Txn{Success: []Op{put("x", "1"), {Type: OpPatch, Key: "doc", Value: []byte(`{"a":1}`)}}},
-		Txn{Success: []Op{put("y", "1")}})
+		kv.Txn{Success: []kv.Op{put("x", "1"), {Type: kv.OpPatch, Key: "doc", Value: []byte(`{"a":1}`)}}},
+		kv.Txn{Success: []kv.Op{put("y", "1")}})
 	if res[0] != nil {
 		t.Fatalf("failing txn returned a result: %+v", res[0])
 	}
@@ -141,8 +142,8 @@ func TestTxnAtomicOnError(t *testing.T) {
 
 func TestPatchCreatesAndMerges(t *testing.T) {
 	m, db := mustMachine(t)
-	applyTxns(t, m, db, 1, Txn{Success: []Op{{Type: OpPatch, Key: "d", Value: []byte(`{"a":1,"b":{"c":2}}`)}}})
-	applyTxns(t, m, db, 1, Txn{Success: []Op{{Type: OpPatch, Key: "d", Value: []byte(`{"b":{"c":null,"e":3}}`)}}})
+	applyTxns(t, m, db, 1, kv.Txn{Success: []kv.Op{{Type: kv.OpPatch, Key: "d", Value: []byte(`{"a":1,"b":{"c":2}}`)}}})
+	applyTxns(t, m, db, 1, kv.Txn{Success: []kv.Op{{Type: kv.OpPatch, Key: "d", Value: []byte(`{"b":{"c":null,"e":3}}`)}}})
 	got := mustGet(t, db, "d")
 	var doc map[string]any
 	if err := json.Unmarshal(got.Value, &doc); err != nil {
@@ -156,11 +157,11 @@ func TestPatchCreatesAndMerges(t *testing.T) {
 
 func TestDeletePrefixSeesBatchWrites(t *testing.T) {
 	m, db := mustMachine(t)
-	applyTxns(t, m, db, 1, Txn{Success: []Op{put("p/1", "a"), put("p/2", "b"), put("q/1", "c")}})
+	applyTxns(t, m, db, 1, kv.Txn{Success: []kv.Op{put("p/1", "a"), put("p/2", "b"), put("q/1", "c")}})
 	res := applyTxns(t, m, db, 1,
-		Txn{Success: []Op{put("p/3", "new")}},
-		Txn{Success: []Op{{Type: OpDelete, Key: "p/1"}}},
-		Txn{Success: []Op{{Type: OpDeletePrefix, Key: "p/"}}})
+		kv.Txn{Success: []kv.Op{put("p/3", "new")}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpDelete, Key: "p/1"}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpDeletePrefix, Key: "p/"}}})
 	if n := res[2].Results[0].Deleted; n != 2 {
 		t.Fatalf("delete_prefix deleted %d, want 2 (p/2 and p/3)", n)
 	}
@@ -177,7 +178,7 @@ func TestDeletePrefixSeesBatchWrites(t *testing.T) {
 func TestExpiryIsDecidedByEntryTime(t *testing.T) {
 	m, db := mustMachine(t)
 	t0 := time.Unix(1000, 0).UnixNano()
-	applyTxns(t, m, db, t0, Txn{Success: []Op{{Type: OpPut, Key: "t", Value: []byte("v"), TTL: time.Second}}})
+	applyTxns(t, m, db, t0, kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "t", Value: []byte("v"), TTL: time.Second}}})
 	r := mustGet(t, db, "t")
 	if r.Expires != t0+int64(time.Second) {
 		t.Fatalf("expires %d", r.Expires)
@@ -211,19 +212,25 @@ func TestExpiryIsDecidedByEntryTime(t *testing.T) {
 }
 
 func TestRecordCodecRoundTrip(t *testing.T) {
-	in := &Record{Key: "k", Value: []byte("hello"), CreateRevision: 3, ModRevision: 9, Version: 4, Expires: -5, HLC: 77, Origin: "n1", Tombstone: true}
+	in := &kv.Record{Key: "k", Value: []byte("hello"), CreateRevision: 3, ModRevision: 9, Version: 4, Expires: -5}
 	out, err := decodeRecord("k", encodeRecord(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(out.Value) != "hello" || out.CreateRevision != 3 || out.ModRevision != 9 || out.Version != 4 ||
-		out.Expires != -5 || out.HLC != 77 || out.Origin != "n1" || !out.Tombstone {
+	if string(out.Value) != "hello" || out.CreateRevision != 3 || out.ModRevision != 9 || out.Version != 4 || out.Expires != -5 {
 		t.Fatalf("round trip: %+v", out)
+	}
+	// A record written with the reserved fields set (hlc 77, tombstone
+	// flag, origin "n1") still decodes to the same record.
+	old := []byte{recordFormat, 3, 9, 4, 9 /* varint -5 */, 77, 1, 2, 'n', '1', 'h', 'i'}
+	out, err = decodeRecord("k", old)
+	if err != nil || string(out.Value) != "hi" || out.CreateRevision != 3 || out.ModRevision != 9 || out.Version != 4 || out.Expires != -5 {
+		t.Fatalf("record with reserved fields: %+v %v", out, err)
 	}
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add(encodeRecord(&Record{Value: []byte("v"), Origin: "o"}))
+	f.Add(encodeRecord(&kv.Record{Value: []byte("v"), Expires: 7}))
 	f.Add([]byte{1, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord("k", b)
@@ -237,15 +244,15 @@ func TestRedisStyleOps(t *testing.T) {
 	m, db := mustMachine(t)
 	now := time.Unix(2000, 0).UnixNano()
 	res := applyTxns(t, m, db, now,
-		Txn{Success: []Op{{Type: OpIncr, Key: "n", Value: []byte("5")}}},
-		Txn{Success: []Op{{Type: OpIncr, Key: "n", Value: []byte("-7")}}},
-		Txn{Success: []Op{{Type: OpIncrFloat, Key: "f", Value: []byte("1.5")}}},
-		Txn{Success: []Op{{Type: OpAppend, Key: "s", Value: []byte("ab")}, {Type: OpAppend, Key: "s", Value: []byte("cd")}}},
-		Txn{Success: []Op{{Type: OpIncr, Key: "s", Value: []byte("1")}}},
-		Txn{Success: []Op{{Type: OpPut, Key: "t", Value: []byte("v"), TTL: time.Minute}}},
-		Txn{Success: []Op{{Type: OpIncr, Key: "t2", Value: []byte("1")}, {Type: OpExpire, Key: "t2", TTL: time.Second}}},
-		Txn{Success: []Op{{Type: OpRename, Key: "t", Value: []byte("t3")}}},
-		Txn{Success: []Op{{Type: OpPut, Key: "gs", Value: []byte("new"), ReturnPrev: true}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpIncr, Key: "n", Value: []byte("5")}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpIncr, Key: "n", Value: []byte("-7")}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpIncrFloat, Key: "f", Value: []byte("1.5")}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpAppend, Key: "s", Value: []byte("ab")}, {Type: kv.OpAppend, Key: "s", Value: []byte("cd")}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpIncr, Key: "s", Value: []byte("1")}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "t", Value: []byte("v"), TTL: time.Minute}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpIncr, Key: "t2", Value: []byte("1")}, {Type: kv.OpExpire, Key: "t2", TTL: time.Second}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpRename, Key: "t", Value: []byte("t3")}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "gs", Value: []byte("new"), ReturnPrev: true}}},
 	)
 	if got := string(mustGet(t, db, "n").Value); got != "-2" {
 		t.Fatalf("incr: %s", got)
@@ -269,11 +276,11 @@ func TestRedisStyleOps(t *testing.T) {
 		t.Fatal("prev of a new key")
 	}
 	res = applyTxns(t, m, db, now,
-		Txn{Success: []Op{{Type: OpExpire, Key: "t3"}}},                   // persist
-		Txn{Success: []Op{{Type: OpExpire, Key: "n", TTL: -time.Second}}}, // negative deletes
-		Txn{Success: []Op{{Type: OpPut, Key: "past", Value: []byte("x"), ExpiresAt: now - 1}}},
-		Txn{Success: []Op{{Type: OpRename, Key: "missing", Value: []byte("x")}}},
-		Txn{Success: []Op{{Type: OpIncr, Key: "big", Value: []byte("9223372036854775807")}, {Type: OpIncr, Key: "big", Value: []byte("1")}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpExpire, Key: "t3"}}},                   // persist
+		kv.Txn{Success: []kv.Op{{Type: kv.OpExpire, Key: "n", TTL: -time.Second}}}, // negative deletes
+		kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "past", Value: []byte("x"), ExpiresAt: now - 1}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpRename, Key: "missing", Value: []byte("x")}}},
+		kv.Txn{Success: []kv.Op{{Type: kv.OpIncr, Key: "big", Value: []byte("9223372036854775807")}, {Type: kv.OpIncr, Key: "big", Value: []byte("1")}}},
 	)
 	if mustGet(t, db, "t3").Expires != 0 || mustGet(t, db, "n") != nil || mustGet(t, db, "past") != nil {
 		t.Fatal("persist, negative expire or past expiry wrong")
@@ -286,10 +293,10 @@ func TestRedisStyleOps(t *testing.T) {
 func TestExpiredKeysAreAbsentToCommands(t *testing.T) {
 	m, db := mustMachine(t)
 	t0 := time.Unix(3000, 0).UnixNano()
-	applyTxns(t, m, db, t0, Txn{Success: []Op{{Type: OpPut, Key: "c", Value: []byte("41"), TTL: time.Second}}})
+	applyTxns(t, m, db, t0, kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "c", Value: []byte("41"), TTL: time.Second}}})
 	// The sweep has not run, but at t0+2s the counter has expired: INCR starts over.
 	res := applyTxns(t, m, db, t0+int64(2*time.Second),
-		Txn{Compare: []Compare{{Key: "c", Target: TargetExists, Op: "=", Exists: false}}, Success: []Op{{Type: OpIncr, Key: "c", Value: []byte("1")}}})
+		kv.Txn{Compare: []kv.Compare{{Key: "c", Target: kv.TargetExists, Op: "=", Exists: false}}, Success: []kv.Op{{Type: kv.OpIncr, Key: "c", Value: []byte("1")}}})
 	if !res[0].Succeeded {
 		t.Fatal("an expired key counted as existing")
 	}
@@ -310,8 +317,8 @@ func TestExpiredKeysAreAbsentToCommands(t *testing.T) {
 // that outgrows its budget forgets instead of answering "absent".
 func TestRecordCacheVisibility(t *testing.T) {
 	m, db := mustMachine(t)
-	put := func(k, v string) Txn { return Txn{Success: []Op{{Type: OpPut, Key: k, Value: []byte(v)}}} }
-	data, _ := encodeCommand(command{Type: cmdTxn, Txn: &Txn{Success: []Op{{Type: OpPut, Key: "a", Value: []byte("1")}}}})
+	put := func(k, v string) kv.Txn { return kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: k, Value: []byte(v)}}} }
+	data, _ := encodeCommand(command{Type: cmdTxn, Txn: &kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "a", Value: []byte("1")}}}})
 	b := db.NewBatch()
 	m.Apply(b, []raftnode.Entry{{Index: 1, Time: 1, Data: data}})
 	if r, ok := m.Cached("a"); !ok || r != nil {
@@ -371,10 +378,10 @@ func TestRecordCacheConcurrentReads(t *testing.T) {
 		}
 	}()
 	for round := 0; round < 200; round++ {
-		var txns []Txn
+		var txns []kv.Txn
 		for i := 0; i < 10; i++ {
 			k := fmt.Sprintf("k%d", (round*10+i)%50)
-			txns = append(txns, Txn{Success: []Op{{Type: OpPut, Key: k, Value: []byte("v")}}})
+			txns = append(txns, kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: k, Value: []byte("v")}}})
 		}
 		applyTxns(t, m, db, 1, txns...)
 		m.Committed()

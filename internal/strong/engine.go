@@ -1,0 +1,373 @@
+package strong
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/internal/store"
+	"github.com/cairnkv/cairn/keyspace"
+	"github.com/cairnkv/cairn/kv"
+)
+
+// Config configures the strong engine.
+type Config struct {
+	// Name is this node's member name.
+	Name string
+	// Dir is the data directory: the state database is Dir/state; Raft
+	// keeps its log and snapshots beside it (Raft.Dir).
+	Dir string
+	// Raft configures the Raft member; the engine fills in its state
+	// database and state machine.
+	Raft raftnode.Config
+	// RequestTimeout bounds each request that has no deadline of its own.
+	RequestTimeout time.Duration
+	// ExpiryInterval is how often the leader looks for expired keys.
+	ExpiryInterval time.Duration
+	// UnsafeFollowerReads serves linearizable reads on followers without the
+	// read index. It is wrong on purpose and only reachable in test builds, to
+	// show that the linearizability checker catches stale reads.
+	UnsafeFollowerReads bool
+	Logger              *slog.Logger
+}
+
+// Engine is the strong engine on one node: a Raft member whose state
+// machine keeps records, the control plane and the TTL index in the state
+// database. It implements kv.Engine and kv.Control.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *store.DB
+	machine *Machine
+	node    *raftnode.Node
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+var (
+	_ kv.Engine  = (*Engine)(nil)
+	_ kv.Control = (*Engine)(nil)
+)
+
+// Open opens the state database, starts the Raft member (it rejoins with
+// the state on disk, or bootstraps as cfg.Raft says) and the TTL expiry
+// loop, which is active only while this node leads.
+func Open(cfg Config) (_ *Engine, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.ExpiryInterval <= 0 {
+		cfg.ExpiryInterval = 200 * time.Millisecond
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger.With("subsystem", "strong"), stop: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			_ = e.Close()
+		}
+	}()
+	if e.db, err = store.Open(filepath.Join(cfg.Dir, "state"), store.Options{Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
+	if e.machine, err = NewMachine(e.db); err != nil {
+		return nil, err
+	}
+	rc := cfg.Raft
+	rc.StateDB, rc.StateMachine = e.db, e.machine
+	if rc.RequestTimeout <= 0 {
+		rc.RequestTimeout = cfg.RequestTimeout
+	}
+	if rc.Logger == nil {
+		rc.Logger = cfg.Logger
+	}
+	if e.node, err = raftnode.Start(rc); err != nil {
+		return nil, err
+	}
+	e.wg.Add(1)
+	go e.expiryLoop()
+	return e, nil
+}
+
+// Close stops the expiry loop, then Raft (which hands leadership away
+// first), then closes the state database.
+func (e *Engine) Close() error {
+	var err error
+	e.once.Do(func() {
+		close(e.stop)
+		e.wg.Wait()
+		if e.node != nil {
+			err = e.node.Close()
+		}
+		if e.db != nil {
+			if cerr := e.db.Close(); err == nil {
+				err = cerr
+			}
+		}
+	})
+	return err
+}
+
+// Raft is the engine's Raft member.
+func (e *Engine) Raft() *raftnode.Node { return e.node }
+
+// HadState reports whether the node restarted over state it had on disk.
+func (e *Engine) HadState() bool { return e.node.HadState() }
+
+// ctx bounds a request by the configured request timeout (and the caller's deadline).
+func (e *Engine) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.cfg.RequestTimeout)
+}
+
+// propose replicates c and decodes the machine's result.
+func (e *Engine) propose(ctx context.Context, c command) (*result, error) {
+	out, err := e.replicate(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return decodeResult(out)
+}
+
+// replicate commits c through Raft and returns the machine's encoded result.
+func (e *Engine) replicate(ctx context.Context, c command) ([]byte, error) {
+	data, err := encodeCommand(c)
+	if err != nil {
+		return nil, fmt.Errorf("strong: encode command: %w", err)
+	}
+	ctx, cancel := e.ctx(ctx)
+	defer cancel()
+	out, err := e.node.Propose(ctx, data)
+	return out, mapErr(err)
+}
+
+// barrier waits, for a linearizable read, until this node has applied every
+// entry committed before the call (the read index).
+func (e *Engine) barrier(ctx context.Context, o kv.ReadOptions) error {
+	if o.Serializable || (e.cfg.UnsafeFollowerReads && !e.node.IsLeader()) {
+		return nil
+	}
+	ctx, cancel := e.ctx(ctx)
+	defer cancel()
+	return mapErr(e.node.ReadIndex(ctx))
+}
+
+// Barrier implements kv.Control.
+func (e *Engine) Barrier(ctx context.Context) error { return e.barrier(ctx, kv.ReadOptions{}) }
+
+// Get implements kv.Engine.
+func (e *Engine) Get(ctx context.Context, key string, o kv.ReadOptions) (*kv.Record, error) {
+	if err := e.barrier(ctx, o); err != nil {
+		return nil, err
+	}
+	r, err := e.record(key)
+	if err != nil || r == nil || expired(r, time.Now()) {
+		return nil, err
+	}
+	return r, nil
+}
+
+// record returns key's committed record, nil when absent: from the
+// machine's cache when it knows the key, else from the database.
+func (e *Engine) record(key string) (*kv.Record, error) {
+	if r, ok := e.machine.Cached(key); ok {
+		return r, nil
+	}
+	raw, err := e.db.Get(dataKey(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecord(key, raw)
+}
+
+// expired reports a key whose TTL has passed but that the leader's expiry
+// sweep has not removed yet (at most a few hundred milliseconds); reads do not
+// show it, as Redis does not.
+func expired(r *kv.Record, now time.Time) bool {
+	return r.Expires != 0 && r.Expires <= now.UnixNano()
+}
+
+// List implements kv.Engine: one page of the records under prefix, read
+// from one consistent snapshot of the state database.
+func (e *Engine) List(ctx context.Context, prefix string, o kv.ListOptions, visible func(key string) bool) (*kv.ListResult, error) {
+	if err := e.barrier(ctx, o.ReadOptions); err != nil {
+		return nil, err
+	}
+	snap := e.db.NewSnapshot()
+	defer snap.Close()
+	rev, err := readRevision(snap)
+	if err != nil {
+		return nil, err
+	}
+	lo := dataKey(prefix)
+	hi := store.PrefixEnd(lo)
+	if o.After != "" && o.After >= prefix {
+		lo = append(dataKey(o.After), 0)
+	}
+	res := &kv.ListResult{Revision: rev, Items: []*kv.Record{}}
+	now := time.Now()
+	var derr error
+	err = snap.Scan(lo, hi, func(k, v []byte) bool {
+		if o.Limit > 0 && len(res.Items) == o.Limit {
+			res.More = true
+			return false
+		}
+		if !visible(string(k[1:])) {
+			return true
+		}
+		r, err := decodeRecord(string(k[1:]), v)
+		if err != nil {
+			derr = err
+			return false
+		}
+		if expired(r, now) {
+			return true
+		}
+		if o.KeysOnly {
+			r.Value = nil
+		} else {
+			r.Value = append([]byte(nil), r.Value...)
+		}
+		res.Items = append(res.Items, r)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return res, err
+}
+
+// Apply implements kv.Engine: the transactions become one log entry (a txn
+// command for one, a batch command for more), committed and applied
+// together.
+func (e *Engine) Apply(ctx context.Context, txns []kv.Txn, authRev uint64) ([]*kv.TxnResult, []error, error) {
+	results := make([]*kv.TxnResult, len(txns))
+	errs := make([]error, len(txns))
+	if len(txns) == 1 {
+		out, err := e.replicate(ctx, command{Type: cmdTxn, Txn: &txns[0], AuthChecked: true, AuthRev: authRev})
+		if err != nil {
+			return nil, nil, err
+		}
+		res, err := decodeResult(out)
+		switch {
+		case errors.Is(err, kv.ErrAuthChanged): // the command as a whole was refused
+			return nil, nil, err
+		case err != nil:
+			errs[0] = err // the transaction's own error (not an integer, not JSON, …)
+		case res.Txn == nil:
+			return nil, nil, errors.New("strong: empty txn result")
+		default:
+			results[0] = res.Txn
+		}
+		return results, errs, nil
+	}
+	res, err := e.propose(ctx, command{Type: cmdBatch, Batch: txns, AuthChecked: true, AuthRev: authRev})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(res.Batch) != len(txns) {
+		return nil, nil, errors.New("strong: batch result has the wrong length")
+	}
+	for i, b := range res.Batch {
+		r, err := decodeResult(b)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		results[i] = r.Txn
+	}
+	return results, errs, nil
+}
+
+// readyLag is how far (in entries) the applied index may trail the commit
+// index for the node to count as caught up.
+const readyLag = 1000
+
+// Ready returns nil when this node knows a leader, is in contact with it,
+// has applied the log nearly to the commit index and, after a restart, at
+// least as far as it had before (see raftnode.Node.CaughtUp).
+func (e *Engine) Ready() error {
+	st := e.node.Status()
+	if st.LeaderID == "" {
+		return kv.ErrNoLeader
+	}
+	if e.node.IsStale() {
+		return fmt.Errorf("%w: no contact with the leader for %s", kv.ErrNoLeader, st.LastContact)
+	}
+	if !e.node.CaughtUp() {
+		return fmt.Errorf("%w: replaying the log after a restart (applied %d, log %d)", kv.ErrUnavailable, st.AppliedIndex, st.LastIndex)
+	}
+	if st.CommitIndex > st.AppliedIndex+readyLag {
+		return fmt.Errorf("%w: catching up (applied %d of %d)", kv.ErrUnavailable, st.AppliedIndex, st.CommitIndex)
+	}
+	return nil
+}
+
+// IsStale reports whether local (serializable) reads may be out of date: no
+// contact with a leader, or a restarted node still replaying its log (its
+// state may be older than what it served before it stopped).
+func (e *Engine) IsStale() bool { return e.node.IsStale() || !e.node.CaughtUp() }
+
+// AuthState implements kv.Control.
+func (e *Engine) AuthState() *kv.AuthState { return e.machine.AuthState() }
+
+// ChangeAuth implements kv.Control.
+func (e *Engine) ChangeAuth(ctx context.Context, c kv.AuthChange) error {
+	_, err := e.propose(ctx, command{Type: cmdAuth, Auth: &c})
+	return err
+}
+
+// Keyspaces implements kv.Control.
+func (e *Engine) Keyspaces() *keyspace.Table { return e.machine.Keyspaces() }
+
+// Status implements kv.Control.
+func (e *Engine) Status(context.Context) (*kv.Status, error) {
+	st := e.node.Status()
+	servers, _ := e.node.Servers()
+	return &kv.Status{
+		Name:          e.cfg.Name,
+		State:         st.State,
+		Leader:        st.LeaderID,
+		LeaderAddr:    st.LeaderAddr,
+		Term:          st.Term,
+		CommitIndex:   st.CommitIndex,
+		AppliedIndex:  st.AppliedIndex,
+		LastIndex:     st.LastIndex,
+		Revision:      e.machine.Revision(),
+		Members:       len(servers),
+		LastContactMs: st.LastContact.Milliseconds(),
+	}, nil
+}
+
+// Snapshot takes a Raft snapshot on this node now and compacts its log.
+func (e *Engine) Snapshot() error { return mapErr(e.node.Snapshot()) }
+
+// Digest summarizes the replicated records: the revision and a hash of every
+// key, value and metadata byte, read from one consistent snapshot. Replicas
+// that applied the same log prefix have equal digests.
+func (e *Engine) Digest() (revision int64, hash uint64, err error) {
+	snap := e.db.NewSnapshot()
+	defer snap.Close()
+	if revision, err = readRevision(snap); err != nil {
+		return 0, 0, err
+	}
+	h := fnv.New64a()
+	err = snap.Scan([]byte{prefixData}, []byte{prefixMember}, func(k, v []byte) bool {
+		h.Write(k)
+		h.Write([]byte{0})
+		h.Write(v)
+		return true
+	})
+	return revision, h.Sum64(), err
+}
