@@ -19,9 +19,16 @@ test:
 race:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
+# gofmt, go vet, staticcheck and errorlint (pinned as tools in go.mod, so
+# `go tool` fetches them from the module proxy on a fresh machine), and the
+# import rules (internal/layering: front ends never reach the engines,
+# raftnode, store or peer).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+	$(GO) tool go-errorlint $(PKGS)
+	$(GO) test -count=1 ./internal/layering/
 
 # Fault injection with linearizability checking: every fault kind on its own
 # and mixed against 3- and 5-node clusters, in process (server/nemesis_test.go)

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -133,7 +134,7 @@ func TestUsersAndTokens(t *testing.T) {
 		}
 	}
 	for _, c := range [][2]string{{"alice", "wrong"}, {"alice", ""}, {"nobody", "s3cret"}, {"bot", ""}} {
-		if _, err := d.Password(c[0], c[1]); err != ErrBadCredentials {
+		if _, err := d.Password(c[0], c[1]); !errors.Is(err, ErrBadCredentials) {
 			t.Errorf("Password(%q, %q) = %v", c[0], c[1], err)
 		}
 	}

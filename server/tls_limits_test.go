@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -261,7 +262,7 @@ func TestLimits(t *testing.T) {
 	if _, err := io.ReadAll(slow); err != nil && !isClosed(err) {
 		t.Errorf("slow body: %v", err)
 	}
-	if err := rc.Get(ctx, "x").Err(); err != redis.Nil {
+	if err := rc.Get(ctx, "x").Err(); !errors.Is(err, redis.Nil) {
 		t.Errorf("RESP GET after the slow client was cut off: %v", err)
 	}
 

@@ -320,6 +320,3 @@ func (rd *reader) fill(lim limits) {
 		rd.err = err
 	}
 }
-
-// buffered reports whether unparsed bytes are waiting in the buffer.
-func (rd *reader) buffered() bool { return rd.w > rd.r }
