@@ -12,10 +12,12 @@
 // with WATCH turned into mod-revision compares.
 //
 // Reply encoding uses github.com/tidwall/redcon. Request parsing is our own
-// (reader.go): redcon's reader grows its buffer to whatever bulk length a
-// client announces and cannot apply tighter limits before authentication,
-// which this front end must do (frame sizes are checked before anything is
-// allocated).
+// (reader.go): redcon's Reader (v1.6) has no bound on the number of arguments
+// or the size of a frame — it doubles its buffer for as long as a client keeps
+// sending an unfinished command, and parses the frame again from its start on
+// every read — and it has no hook for the tighter limits a connection must
+// have before it authenticates. reader.go checks every announced count and
+// length against the connection's limits before it buffers or allocates.
 package respapi
 
 import (
