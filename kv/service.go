@@ -224,7 +224,8 @@ func (s *Service) List(ctx context.Context, prefix string, o ListOptions) (*List
 
 // Put writes value at key.
 func (s *Service) Put(ctx context.Context, key string, value []byte, o PutOptions) (*Record, error) {
-	if _, err := s.route(key); err != nil {
+	e, err := s.route(key)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.checkValue(key, value); err != nil {
@@ -246,7 +247,7 @@ func (s *Service) Put(ctx context.Context, key string, value []byte, o PutOption
 	if len(t.Compare) > 0 {
 		t.Failure = []Op{{Type: OpGet, Key: key}}
 	}
-	res, err := s.txn(ctx, &t)
+	res, err := s.txn(ctx, e, &t)
 	if err != nil {
 		return nil, err
 	}
@@ -261,14 +262,15 @@ func (s *Service) Put(ctx context.Context, key string, value []byte, o PutOption
 // Delete removes key, or every key under it with o.Prefix. It returns how many
 // keys were removed and the revision after the delete.
 func (s *Service) Delete(ctx context.Context, key string, o DeleteOptions) (deleted, revision int64, err error) {
+	var e Engine
 	if o.Prefix {
-		if _, err := s.prefixEngine(key); err != nil {
+		if e, err = s.prefixEngine(key); err != nil {
 			return 0, 0, err
 		}
 		if o.IfModRevision != nil {
 			return 0, 0, fmt.Errorf("%w: a revision condition needs a single key", ErrInvalidArgument)
 		}
-	} else if _, err := s.route(key); err != nil {
+	} else if e, err = s.route(key); err != nil {
 		return 0, 0, err
 	}
 	op := OpDelete
@@ -280,7 +282,7 @@ func (s *Service) Delete(ctx context.Context, key string, o DeleteOptions) (dele
 		t.Compare = []Compare{{Key: key, Target: TargetModRevision, Op: "=", Number: *o.IfModRevision}}
 		t.Failure = []Op{{Type: OpGet, Key: key}}
 	}
-	res, err := s.txn(ctx, &t)
+	res, err := s.txn(ctx, e, &t)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -293,7 +295,8 @@ func (s *Service) Delete(ctx context.Context, key string, o DeleteOptions) (dele
 // Patch applies an RFC 7396 JSON merge patch to the document at key, creating
 // it from {} when absent, atomically, and returns the merged record.
 func (s *Service) Patch(ctx context.Context, key string, patch []byte) (*Record, error) {
-	if _, err := s.route(key); err != nil {
+	e, err := s.route(key)
+	if err != nil {
 		return nil, err
 	}
 	if !json.Valid(patch) {
@@ -302,7 +305,7 @@ func (s *Service) Patch(ctx context.Context, key string, patch []byte) (*Record,
 	if err := s.checkValue(key, patch); err != nil {
 		return nil, err
 	}
-	res, err := s.txn(ctx, &Txn{Success: []Op{{Type: OpPatch, Key: key, Value: patch}}})
+	res, err := s.txn(ctx, e, &Txn{Success: []Op{{Type: OpPatch, Key: key, Value: patch}}})
 	if err != nil {
 		return nil, err
 	}
@@ -311,10 +314,11 @@ func (s *Service) Patch(ctx context.Context, key string, patch []byte) (*Record,
 
 // Txn runs a transaction atomically.
 func (s *Service) Txn(ctx context.Context, t Txn) (*TxnResult, error) {
-	if _, err := s.validateTxn(&t); err != nil {
+	e, err := s.validateTxn(&t)
+	if err != nil {
 		return nil, err
 	}
-	return s.txn(ctx, &t)
+	return s.txn(ctx, e, &t)
 }
 
 // validateTxn checks every compare and op of t and returns the one engine
@@ -477,11 +481,9 @@ func (s *Service) txnBatch(ctx context.Context, txns []Txn) (results []*TxnResul
 // because users or rules changed in between (ErrAuthChanged).
 const authRetries = 5
 
-func (s *Service) txn(ctx context.Context, t *Txn) (*TxnResult, error) {
-	e, err := s.validateTxn(t)
-	if err != nil {
-		return nil, err
-	}
+// txn checks access to t and applies it on e, the engine of its keys (the
+// caller has validated it).
+func (s *Service) txn(ctx context.Context, e Engine, t *Txn) (*TxnResult, error) {
 	for try := 0; ; try++ {
 		v := s.authView()
 		if err := s.authorizeTxn(ctx, v, t); err != nil {
