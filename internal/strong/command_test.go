@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -24,6 +25,9 @@ func TestCommandRoundTrip(t *testing.T) {
 		{Type: cmdExpire, Expire: []expireItem{{Key: "k", ModRevision: 3}, {Key: "j", ModRevision: 9}}},
 		{Type: cmdMemberSet, Member: &kv.Member{Name: "n1", PeerAddr: "127.0.0.1:1", ClientURL: "http://x"}},
 		{Type: cmdMemberDel, Name: "n2"},
+		{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthUserDel, User: "bob"}},
+		{Type: cmdKeyspaceSet, Keyspace: &keyspace.Policy{Prefix: "certs/", Mode: keyspace.Eventual, Replicas: 3, WriteQuorum: 2, DefaultTTL: time.Minute}},
+		{Type: cmdKeyspaceDel, Name: "certs/"},
 	}
 	for _, c := range cases {
 		b, err := encodeCommand(c)
