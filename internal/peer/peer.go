@@ -1,8 +1,33 @@
 // Package peer owns the peer port: one TCP listener (TLS with required client
-// certificates when configured) that carries both Raft traffic and cairn's
-// internal RPC. The first byte a dialer writes on a new connection says which
-// protocol follows, as in rqlite's tcp.Mux; Mux hands each connection to the
-// listener registered for that byte.
+// certificates when configured) shared by every component that talks to other
+// members. The first byte a dialer writes on a new connection says which
+// protocol follows, as in rqlite's tcp.Mux. Components register their byte on
+// the Mux (Listen); the bytes are declared below, in one place, so a new
+// component claims one here and two components can never share one. A
+// connection that announces a byte nobody registered is logged and closed.
+//
+// RPC is the node's one internal request/response endpoint (on ProtoRPC):
+// components register named services on it (raftnode its forwarding, read
+// index and membership calls; the eventual engine its replication and
+// anti-entropy calls next) and call each other's by name. Its wire protocol
+// is cairn's own: length-prefixed binary frames (request id, method name,
+// payload; reply id, error code and message, payload), many calls in flight
+// on one connection per peer, replies in any order. We chose it over
+//
+//   - net/rpc with gob, used before: frozen in the standard library,
+//     reflection-based (every call encodes type information and walks
+//     structs), with no context (a caller could give up, but the server never
+//     learned of the deadline), no error codes (only strings, which callers
+//     had to carry in their reply structs), and gob decoding limits we do not
+//     control;
+//   - gRPC: a large dependency with HTTP/2 framing, protobuf code generation
+//     and its own connection management and TLS, none of which the peer port
+//     needs (it already has mTLS, the mux and a fault-injection dialer);
+//     gRPC belongs on the client-facing side, where users' tools speak it.
+//
+// The protocol needs none of that: payloads are bytes that each service
+// encodes by hand, a frame is a few fixed fields, and the whole of it is this
+// package (fuzzed: FuzzFrameDecode). See rpc.go and frame.go.
 //
 // Dialer makes the matching outgoing connections. Both sides share a Faults
 // value so tests can cut links between nodes (Partition/Heal) without touching
@@ -20,19 +45,63 @@ import (
 	"time"
 )
 
-// Protocol bytes written first on every peer connection.
+// Protocol bytes written first on every peer connection. Each has one owner;
+// a component claims its byte with Mux.Listen, which refuses a byte already
+// taken. A new component declares its byte here.
 const (
+	// ProtoRaft carries the hashicorp/raft transport of the node's Raft
+	// group. Owner: raftnode.
 	ProtoRaft byte = 1
-	ProtoRPC  byte = 2
+	// ProtoRPC carries internal RPC, shared by every component through one
+	// RPC endpoint per node (services register by name, not by byte).
+	// Owner: RPC (this package); users: raftnode (forwarding, read index,
+	// membership, ping), and the eventual engine next.
+	ProtoRPC byte = 2
+
+	// ProtoReplication is reserved for the eventual engine's bulk streams
+	// (hinted handoff replay, range transfer when the ring changes), which
+	// would hold an RPC connection too long. Single writes and reads go over
+	// RPC.
+	ProtoReplication byte = 3
+	// ProtoAntiEntropy is reserved for the eventual engine's anti-entropy
+	// exchanges (hash-tree comparison, bandwidth-limited repair streams).
+	ProtoAntiEntropy byte = 4
+
+	// ProtoRaftGroupFirst..ProtoRaftGroupLast are reserved for the transports
+	// of further Raft groups (multi-raft, the rsm framework): group g uses
+	// ProtoRaftGroupFirst+g. The node's first group stays on ProtoRaft.
+	ProtoRaftGroupFirst byte = 16
+	ProtoRaftGroupLast  byte = 63
 )
 
-// Errors returned by the mux and dialer.
+// Errors returned by the mux, the dialer and RPC.
 var (
-	ErrClosed      = errors.New("peer: listener closed")
+	// ErrClosed means the mux, a listener or the RPC endpoint is closed.
+	ErrClosed      = errors.New("peer: closed")
 	ErrPartitioned = errors.New("peer: link cut by fault injection")
 	// ErrHandshake means the TLS handshake with a peer failed: one side does
 	// not trust the other's certificate (or one side does not speak TLS).
 	ErrHandshake = errors.New("peer: TLS handshake failed")
+	// ErrProtoTaken means another component has registered the protocol byte.
+	ErrProtoTaken = errors.New("peer: protocol byte already registered")
+	// ErrServiceTaken means another component has registered an RPC service
+	// of that name.
+	ErrServiceTaken = errors.New("peer: rpc service already registered")
+	// ErrBadName means an RPC service or method name is empty, too long
+	// (255 bytes with the service name) or, for a service, has a dot.
+	ErrBadName = errors.New("peer: bad rpc service or method name")
+	// ErrUnknownMethod means the peer has no handler for the method (the
+	// service is not registered there, or not yet): nothing ran.
+	ErrUnknownMethod = errors.New("peer: rpc method not registered")
+	// ErrFrameTooLarge means an RPC frame exceeds the frame limit; a call
+	// whose request is too large is not sent.
+	ErrFrameTooLarge = errors.New("peer: rpc frame too large")
+	// ErrBadFrame means a peer sent bytes that are not a valid RPC frame; the
+	// connection is closed.
+	ErrBadFrame = errors.New("peer: malformed rpc frame")
+	// ErrConnLost means the connection broke while a call was in flight: the
+	// call may or may not have run on the peer. The next call redials.
+	ErrConnLost = errors.New("peer: rpc connection lost")
 )
 
 // Mux accepts peer connections and routes them by their first byte.
@@ -43,7 +112,7 @@ type Mux struct {
 	faults *Faults
 
 	mu       sync.Mutex
-	handlers map[byte]*virtualListener
+	handlers map[byte]*virtualListener // registered protocols
 	closed   bool
 	done     chan struct{}
 	wg       sync.WaitGroup
@@ -60,13 +129,31 @@ func NewMux(ln net.Listener, tlsConf *tls.Config, faults *Faults, log *slog.Logg
 // Addr is the address the mux listens on.
 func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
 
-// Listen returns a listener that receives the connections whose first byte is proto.
-func (m *Mux) Listen(proto byte) net.Listener {
+// Listen registers proto for the component called name (used in errors and
+// logs) and returns a listener that receives the connections whose first byte
+// is proto. It fails with ErrProtoTaken when another listener holds proto,
+// and with ErrClosed after Close. Closing the listener releases the byte.
+func (m *Mux) Listen(proto byte, name string) (net.Listener, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	vl := &virtualListener{proto: proto, mux: m, conns: make(chan net.Conn, 16), done: make(chan struct{})}
+	if m.closed {
+		return nil, fmt.Errorf("peer: listen for %s: %w", name, ErrClosed)
+	}
+	if vl := m.handlers[proto]; vl != nil {
+		return nil, fmt.Errorf("%w: byte %d is %s's, wanted by %s", ErrProtoTaken, proto, vl.name, name)
+	}
+	vl := &virtualListener{proto: proto, name: name, mux: m, conns: make(chan net.Conn, 16), done: make(chan struct{})}
 	m.handlers[proto] = vl
-	return vl
+	return vl, nil
+}
+
+// release unregisters v if it still holds its byte.
+func (m *Mux) release(v *virtualListener) {
+	m.mu.Lock()
+	if m.handlers[v.proto] == v {
+		delete(m.handlers, v.proto)
+	}
+	m.mu.Unlock()
 }
 
 // Serve accepts connections until Close. It returns nil after Close.
@@ -154,15 +241,17 @@ func (m *Mux) Close() error {
 	}
 	m.closed = true
 	close(m.done)
+	vls := make([]*virtualListener, 0, len(m.handlers))
 	for _, vl := range m.handlers {
 		vl.closeOnce()
+		vls = append(vls, vl)
 	}
 	m.mu.Unlock()
 	err := m.ln.Close()
 	m.wg.Wait()
 	// Connections routed but never accepted would otherwise stay open, and a
 	// peer writing to one would wait for its I/O timeout instead of redialing.
-	for _, vl := range m.handlers {
+	for _, vl := range vls {
 		vl.drain()
 	}
 	return err
@@ -170,6 +259,7 @@ func (m *Mux) Close() error {
 
 type virtualListener struct {
 	proto byte
+	name  string
 	mux   *Mux
 	conns chan net.Conn
 	done  chan struct{}
@@ -187,9 +277,11 @@ func (v *virtualListener) Accept() (net.Conn, error) {
 
 func (v *virtualListener) closeOnce() { v.once.Do(func() { close(v.done) }) }
 
-// Close stops accepting and closes connections waiting to be accepted.
+// Close stops accepting, releases the protocol byte and closes connections
+// waiting to be accepted.
 func (v *virtualListener) Close() error {
 	v.closeOnce()
+	v.mux.release(v)
 	v.drain()
 	return nil
 }

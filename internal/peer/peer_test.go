@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,12 +10,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,7 +82,7 @@ func TestMuxRoutesByFirstByteOverMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewMux(ln, srvTLS, nil, nil)
-	rpcLn := m.Listen(ProtoRPC)
+	rpcLn := mustListen(t, m, ProtoRPC)
 	go m.Serve()
 	defer m.Close()
 	go func() {
@@ -137,7 +142,7 @@ func TestFaultsCutLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewMux(ln, nil, nil, nil)
-	vl := m.Listen(ProtoRaft)
+	vl := mustListen(t, m, ProtoRaft)
 	go m.Serve()
 	defer m.Close()
 	go func() {
@@ -192,7 +197,7 @@ func TestPeerCertificateRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewMux(ln, srvTLS, nil, nil)
-	rpcLn := m.Listen(ProtoRPC)
+	rpcLn := mustListen(t, m, ProtoRPC)
 	go m.Serve()
 	defer m.Close()
 	go func() {
@@ -281,7 +286,7 @@ func TestPeerAllowedCN(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewMux(ln, srvTLS, nil, nil)
-	rpcLn := m.Listen(ProtoRPC)
+	rpcLn := mustListen(t, m, ProtoRPC)
 	go m.Serve()
 	defer m.Close()
 	go func() {
@@ -304,5 +309,105 @@ func TestPeerAllowedCN(t *testing.T) {
 			t.Fatal("a peer certificate with a CN outside peer-cert-allowed-cn was served")
 		}
 		c.Close()
+	}
+}
+
+func mustListen(t *testing.T, m *Mux, proto byte) net.Listener {
+	t.Helper()
+	ln, err := m.Listen(proto, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// mustMux serves a mux on a loopback port until the test ends.
+func mustMux(t *testing.T, log *slog.Logger) *Mux {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMux(ln, nil, nil, log)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Serve() }()
+	t.Cleanup(func() { m.Close(); <-done })
+	return m
+}
+
+// syncBuffer collects log output written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestMuxRegistry(t *testing.T) {
+	m := mustMux(t, nil)
+	raftLn, err := m.Listen(ProtoRaft, "raft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Listen(ProtoRaft, "other"); !errors.Is(err, ErrProtoTaken) {
+		t.Fatalf("second listener on a taken byte: %v, want ErrProtoTaken", err)
+	}
+	if _, err := m.Listen(ProtoRPC, "rpc"); err != nil {
+		t.Fatalf("a free byte: %v", err)
+	}
+	// Closing a listener releases its byte for the next component.
+	raftLn.Close()
+	if _, err := m.Listen(ProtoRaft, "raft again"); err != nil {
+		t.Fatalf("a released byte: %v", err)
+	}
+	m.Close()
+	if _, err := m.Listen(ProtoAntiEntropy, "late"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("listen after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestMuxDropsUnknownByte(t *testing.T) {
+	var logs syncBuffer
+	m := mustMux(t, slog.New(slog.NewTextHandler(&logs, nil)))
+	ln := mustListen(t, m, ProtoRaft)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, b := range []byte{ProtoReplication, 0, 'G', 255} {
+		c, err := (&Dialer{}).Dial(ctx, m.Addr().String(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err == nil || n > 0 {
+			t.Fatalf("byte %d: the connection was served (read %d, %v)", b, n, err)
+		} else if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("byte %d: the connection was left open", b)
+		}
+		c.Close()
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+		t.Fatal("a connection with another byte reached the raft listener")
+	default:
+	}
+	if got := strings.Count(logs.String(), "unknown protocol byte"); got != 4 {
+		t.Fatalf("%d warnings for 4 unknown bytes; log:\n%s", got, logs.String())
 	}
 }

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 
 	"github.com/hashicorp/go-hclog"
@@ -10,10 +11,10 @@ import (
 // hclogFor routes hashicorp/raft's logging into slog.
 func hclogFor(l *slog.Logger, name string) hclog.Logger {
 	level := hclog.Info
-	if !l.Enabled(nil, slog.LevelInfo) { //nolint:staticcheck // nil ctx is accepted by slog
+	if !l.Enabled(context.Background(), slog.LevelInfo) {
 		level = hclog.Warn
 	}
-	if l.Enabled(nil, slog.LevelDebug) { //nolint:staticcheck
+	if l.Enabled(context.Background(), slog.LevelDebug) {
 		level = hclog.Debug
 	}
 	return hclog.New(&hclog.LoggerOptions{

@@ -2,7 +2,8 @@
 // store, a batching FSM adapter over the pebble state database, snapshots that
 // stream that database, a transport over the peer mux, linearizable reads
 // (read index), and forwarding of proposals, reads and membership changes from
-// followers to the leader over internal RPC. See DESIGN.md beside this file.
+// followers to the leader over the node's internal RPC endpoint (peer.RPC,
+// service "raft"). See DESIGN.md beside this file.
 package raftnode
 
 import (
@@ -10,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/rpc"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -34,6 +34,8 @@ var (
 	// ErrPeerUntrusted means a new member's peer port did not complete a
 	// mutual-TLS handshake with this cluster's CA.
 	ErrPeerUntrusted = errors.New("raftnode: peer certificate not trusted")
+	// ErrBadMessage means an internal RPC payload did not decode.
+	ErrBadMessage = errors.New("raftnode: malformed internal RPC message")
 )
 
 // Peer is a bootstrap member.
@@ -49,8 +51,15 @@ type Config struct {
 	Dir string
 	// AdvertiseAddr is this node's peer address as the others dial it.
 	AdvertiseAddr string
-	Mux           *peer.Mux
-	Dialer        *peer.Dialer
+	// Mux is the peer port; the node registers peer.ProtoRaft on it for
+	// Raft's transport.
+	Mux    *peer.Mux
+	Dialer *peer.Dialer
+	// RPC is the node's internal RPC endpoint, shared with the other
+	// components; the node registers its service ("raft") there and
+	// removes it in Close. Nil: the node opens an endpoint of its own on
+	// Mux (which then must have no other) and closes it in Close.
+	RPC *peer.RPC
 	// StateDB is the state machine's database; the node records the applied
 	// index in it and streams it into snapshots.
 	StateDB      *store.DB
@@ -70,16 +79,17 @@ type Config struct {
 
 // Node is one member of a Raft group.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	raft  *raft.Raft
-	fsm   *fsm
-	logDB *store.DB
-	logs  *LogStore
-	trans *raft.NetworkTransport
-	snaps *raft.FileSnapshotStore
-	rpc   *peer.RPCServer
-	cli   *peer.RPCClient
+	cfg    Config
+	log    *slog.Logger
+	raft   *raft.Raft
+	fsm    *fsm
+	logDB  *store.DB
+	logs   *LogStore
+	trans  *raft.NetworkTransport
+	snaps  *raft.FileSnapshotStore
+	rpc    *peer.RPC     // the endpoint the node calls and serves on
+	svc    *peer.Service // the node's methods on rpc
+	ownRPC bool          // rpc was opened by the node (Config.RPC was nil)
 
 	hadState  bool
 	readyTerm atomic.Uint64
@@ -147,8 +157,12 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.catchUpFromSnapshot(); err != nil {
 		return nil, err
 	}
+	raftLn, err := cfg.Mux.Listen(peer.ProtoRaft, "raft")
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: cfg.Mux.Listen(peer.ProtoRaft), dialer: cfg.Dialer, addr: advertiseAddr(cfg.AdvertiseAddr)},
+		Stream:  &streamLayer{Listener: raftLn, dialer: cfg.Dialer, addr: advertiseAddr(cfg.AdvertiseAddr)},
 		MaxPool: 4,
 		Timeout: 10 * time.Second,
 		Logger:  hclogFor(n.log, "raft-net"),
@@ -203,16 +217,22 @@ func Start(cfg Config) (*Node, error) {
 		n.log.Info("restarting from existing state", "applied", n.fsm.applied.Load())
 	}
 
-	if n.rpc, err = peer.NewRPCServer(cfg.Mux.Listen(peer.ProtoRPC), "Node", &rpcService{n: n}); err != nil {
-		return nil, err
+	// The handlers use n.raft: register them only now that it exists.
+	if n.rpc = cfg.RPC; n.rpc == nil {
+		if n.rpc, err = peer.NewRPC(cfg.Mux, cfg.Dialer, peer.RPCOptions{Logger: cfg.Logger.With("subsystem", "rpc")}); err != nil {
+			return nil, fmt.Errorf("raftnode: %w", err)
+		}
+		n.ownRPC = true
 	}
-	n.cli = peer.NewRPCClient(cfg.Dialer)
+	if n.svc, err = n.registerRPC(); err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
 	shutdowns := make(chan raft.Observation, 1)
 	n.raft.RegisterObserver(raft.NewObserver(shutdowns, false, func(o *raft.Observation) bool {
 		s, ok := o.Data.(raft.RaftState)
 		return ok && s == raft.Shutdown
 	}))
-	n.wg.Add(4)
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		select {
@@ -222,7 +242,6 @@ func Start(cfg Config) (*Node, error) {
 		case <-n.done:
 		}
 	}()
-	go func() { defer n.wg.Done(); n.rpc.Serve() }()
 	go func() { defer n.wg.Done(); n.watchLeadership() }()
 	go func() { defer n.wg.Done(); n.awaitReplay(replayTo) }()
 	ok = true
@@ -418,12 +437,9 @@ func (n *Node) Propose(ctx context.Context, data []byte) ([]byte, error) {
 		out, err = n.proposeLocal(ctx, data)
 		return err
 	}, func(addr string) error {
-		var reply ProposeReply
-		if err := n.cli.Call(ctx, addr, "Node.Propose", ProposeArgs{Data: data}, &reply); err != nil {
-			return fmt.Errorf("%w: forwarding to the leader: %w", ErrTimeout, err)
-		}
-		out = reply.Data
-		return codeErr(reply.Code, reply.Msg)
+		var err error
+		out, err = n.call(ctx, addr, methodPropose, data)
+		return err
 	})
 	return out, err
 }
@@ -451,12 +467,12 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 		idx, err = n.leaderReadIndex(ctx)
 		return err
 	}, func(addr string) error {
-		var reply ReadIndexReply
-		if err := n.cli.Call(ctx, addr, "Node.ReadIndex", ReadIndexArgs{}, &reply); err != nil {
-			return fmt.Errorf("%w: asking the leader for a read index: %w", ErrTimeout, err)
+		out, err := n.call(ctx, addr, methodReadIndex, nil)
+		if err != nil {
+			return err
 		}
-		idx = reply.Index
-		return codeErr(reply.Code, reply.Msg)
+		idx, err = decodeIndex(out)
+		return err
 	})
 	return idx, err
 }
@@ -636,11 +652,8 @@ func (n *Node) membership(ctx context.Context, a MembershipArgs) error {
 	return n.onLeader(ctx, func() error {
 		return n.membershipLocal(ctx, a)
 	}, func(addr string) error {
-		var reply MembershipReply
-		if err := n.cli.Call(ctx, addr, "Node.Membership", a, &reply); err != nil {
-			return fmt.Errorf("%w: forwarding to the leader: %w", ErrTimeout, err)
-		}
-		return codeErr(reply.Code, reply.Msg)
+		_, err := n.call(ctx, addr, methodMember, encodeMembership(a))
+		return err
 	})
 }
 
@@ -717,28 +730,19 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 func (n *Node) probe(ctx context.Context, addr string) error {
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := n.cfg.Dialer.Dial(pctx, addr, peer.ProtoRPC)
-	if errors.Is(err, peer.ErrHandshake) {
+	_, err := n.rpc.Call(pctx, addr, methodPing, nil)
+	var re *peer.Error
+	switch {
+	case err == nil, errors.As(err, &re):
+		return nil // it answered, so it accepted our certificate
+	case errors.Is(err, peer.ErrHandshake):
+		return fmt.Errorf("%w: %s: %w", ErrPeerUntrusted, addr, err)
+	case errors.Is(err, peer.ErrConnLost) && n.cfg.Dialer.TLS != nil:
+		// The server verifies our certificate after the handshake; a
+		// rejection shows up as a connection closed under the call.
 		return fmt.Errorf("%w: %s: %w", ErrPeerUntrusted, addr, err)
 	}
-	if err != nil {
-		return nil
-	}
-	defer conn.Close()
-	// The server side verifies our certificate after the handshake; a
-	// rejection shows up as a failed call on the connection.
-	cl := rpc.NewClient(conn)
-	defer cl.Close()
-	var reply PingReply
-	call := cl.Go("Node.Ping", PingArgs{}, &reply, make(chan *rpc.Call, 1))
-	select {
-	case <-call.Done:
-		if call.Error != nil && n.cfg.Dialer.TLS != nil {
-			return fmt.Errorf("%w: %s: %w", ErrPeerUntrusted, addr, call.Error)
-		}
-	case <-pctx.Done():
-	}
-	return nil
+	return nil // not listening yet, or slow to answer
 }
 
 // Status is a node's view of the group.
@@ -816,7 +820,12 @@ func (n *Node) Close() error {
 		}
 		close(n.done)
 		n.markDown() // forwarded requests still waiting answer ErrShutdown
-		n.rpc.Close()
+		// Before Raft stops: the handlers use it. Followers calling after
+		// this hear the method is gone (ErrNoLeader, retried elsewhere).
+		n.svc.Close()
+		if n.ownRPC {
+			_ = n.rpc.Close()
+		}
 		err = n.raft.Shutdown().Error()
 		n.wg.Wait()
 		n.closeResources()
@@ -871,8 +880,11 @@ func (n *Node) voters() []Server {
 }
 
 func (n *Node) closeResources() {
-	if n.cli != nil {
-		n.cli.Close()
+	if n.svc != nil {
+		n.svc.Close()
+	}
+	if n.ownRPC {
+		_ = n.rpc.Close()
 	}
 	if n.trans != nil {
 		_ = n.trans.Close()

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"net"
 	"path/filepath"
 	"testing"
@@ -203,7 +204,7 @@ func TestLogStore(t *testing.T) {
 	if first != 5 || last != 8 {
 		t.Fatalf("first %d last %d", first, last)
 	}
-	if err := s.GetLog(3, &l); err != raft.ErrLogNotFound {
+	if err := s.GetLog(3, &l); !errors.Is(err, raft.ErrLogNotFound) {
 		t.Fatalf("deleted entry: %v", err)
 	}
 	// Reopening recovers the bounds from disk.

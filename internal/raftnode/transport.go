@@ -9,7 +9,8 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// streamLayer carries Raft over the peer mux (ProtoRaft connections).
+// streamLayer carries Raft over the peer mux: its listener is the one Start
+// registers for peer.ProtoRaft, and it dials with that byte.
 type streamLayer struct {
 	net.Listener
 	dialer *peer.Dialer
