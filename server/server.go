@@ -56,6 +56,7 @@ type Server struct {
 	peerLn           net.Listener
 	mux              *peer.Mux
 	dialer           *peer.Dialer
+	rpc              *peer.RPC
 	strong           *strong.Engine
 	svc              *kv.Service
 	httpLn, respLn   net.Listener
@@ -103,7 +104,7 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		start func() error
 	}{
 		{"security", s.startSecurity},    // certificates, allowed hosts, in-flight limit
-		{"peer port", s.startPeer},       // the peer listener and its protocol mux
+		{"peer port", s.startPeer},       // the peer listener, its protocol mux, internal RPC
 		{"strong engine", s.startStrong}, // state database, Raft member, TTL expiry
 		{"service", s.startService},      // kv.Service over the engines
 		{"http api", s.startHTTP},        // the client port
@@ -113,6 +114,7 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		if err := c.start(); err != nil {
 			return nil, err
 		}
+		s.log.Debug("started", "component", c.name)
 	}
 	s.wg.Add(1)
 	go s.becomeReady()
@@ -151,8 +153,9 @@ func (s *Server) startSecurity() (err error) {
 	return nil
 }
 
-// startPeer opens the peer port. Its mux starts serving once the engines
-// have registered their protocols (see startStrong).
+// startPeer opens the peer port and the internal RPC endpoint on it. Its mux
+// starts serving once the engines have registered their protocols and RPC
+// services (see startStrong).
 func (s *Server) startPeer() (err error) {
 	if s.hooks.Faults == nil {
 		s.hooks.Faults = &peer.Faults{}
@@ -164,7 +167,16 @@ func (s *Server) startPeer() (err error) {
 	}
 	s.dialer = &peer.Dialer{TLS: s.dialTLS, Faults: s.hooks.Faults}
 	s.mux = peer.NewMux(s.peerLn, s.peerTLS, s.hooks.Faults, s.log.With("subsystem", "peer"))
-	s.onStop("peer port", s.mux.Close)
+	if s.rpc, err = peer.NewRPC(s.mux, s.dialer, peer.RPCOptions{Logger: s.log.With("subsystem", "rpc")}); err != nil {
+		_ = s.mux.Close()
+		return err
+	}
+	// Stopped after the engines: they close their RPC services (waiting for
+	// their handlers) while the endpoint still answers.
+	s.onStop("peer port", func() error {
+		_ = s.rpc.Close()
+		return s.mux.Close()
+	})
 	return nil
 }
 
@@ -189,6 +201,7 @@ func (s *Server) startStrong() (err error) {
 			AdvertiseAddr:    s.advertisePeer(),
 			Mux:              s.mux,
 			Dialer:           s.dialer,
+			RPC:              s.rpc,
 			Bootstrap:        boot,
 			HeartbeatTimeout: cfg.HeartbeatTimeout,
 			ElectionTimeout:  cfg.ElectionTimeout,

@@ -710,7 +710,7 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 			return fmt.Errorf("%w: there is no other voter to hand leadership to", ErrUnknownMember)
 		}
 		if a.ID == "" {
-			return n.await(n.raft.LeadershipTransfer())
+			return transferErr(n.await(n.raft.LeadershipTransfer()))
 		}
 		if cur == nil {
 			return fmt.Errorf("%w: %s", ErrUnknownMember, a.ID)
@@ -718,7 +718,7 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 		if a.ID == n.cfg.ID {
 			return nil // already the leader
 		}
-		return n.await(n.raft.LeadershipTransferToServer(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr)))
+		return transferErr(n.await(n.raft.LeadershipTransferToServer(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr))))
 	}
 	return fmt.Errorf("raftnode: unknown membership op %q", a.Op)
 }
@@ -866,6 +866,20 @@ func (n *Node) await(f raft.Future) error {
 	case <-t.C:
 		return fmt.Errorf("%w: %w", ErrShutdown, raft.ErrRaftShutdown)
 	}
+}
+
+// transferErr classifies the outcome of a leadership transfer. Besides the
+// exported errors, hashicorp/raft answers a transfer that did not complete
+// (the target did not win in time, could not be reached, or has no
+// replication state yet) with unexported errors; each means "not done, try
+// again", so they are ErrTimeout, never matched by their text.
+func transferErr(err error) error {
+	switch {
+	case err == nil, errors.Is(err, ErrNotLeader), errors.Is(err, ErrLeadershipLost),
+		errors.Is(err, ErrShutdown), errors.Is(err, ErrTimeout):
+		return err
+	}
+	return fmt.Errorf("%w: leadership transfer did not complete: %w", ErrTimeout, err)
 }
 
 func (n *Node) voters() []Server {

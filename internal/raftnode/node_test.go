@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
@@ -220,5 +221,23 @@ func TestLogStore(t *testing.T) {
 	}
 	if _, err := s.Get([]byte("missing")); err == nil || err.Error() != "not found" {
 		t.Fatalf("missing stable key: %v", err)
+	}
+}
+
+// A leadership transfer that did not complete is ErrTimeout (503, retry),
+// whatever unexported error hashicorp/raft gave; known errors keep their kind.
+func TestTransferErr(t *testing.T) {
+	if transferErr(nil) != nil {
+		t.Fatal("nil is not nil")
+	}
+	for _, err := range []error{errors.New("leadership transfer timeout"), errors.New("cannot find peer")} {
+		if got := transferErr(err); !errors.Is(got, ErrTimeout) {
+			t.Errorf("transferErr(%v) = %v, want ErrTimeout", err, got)
+		}
+	}
+	for _, want := range []error{ErrNotLeader, ErrLeadershipLost, ErrShutdown} {
+		if got := transferErr(fmt.Errorf("%w: x", want)); !errors.Is(got, want) || errors.Is(got, ErrTimeout) {
+			t.Errorf("transferErr(%v) = %v", want, got)
+		}
 	}
 }
