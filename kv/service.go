@@ -546,7 +546,9 @@ func (s *Service) TransferLeadership(ctx context.Context, to string) error {
 
 // PublishSelf records this node's advertised addresses in the replicated
 // state unless they are already there.
-func (s *Service) PublishSelf(ctx context.Context, m Member) error { return s.ctl.PublishMember(ctx, m) }
+func (s *Service) PublishSelf(ctx context.Context, m Member) error {
+	return s.ctl.PublishMember(ctx, m)
+}
 
 // Status reports this node's view of the cluster.
 func (s *Service) Status(ctx context.Context) (*Status, error) { return s.ctl.Status(ctx) }
