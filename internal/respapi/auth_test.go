@@ -7,8 +7,9 @@ import (
 )
 
 func TestAuth(t *testing.T) {
-	f := newFake()
-	srv := startServer(t, f, Options{Auth: staticAuth{"default": "secret", "alice": "wonder"}})
+	svc := newService(t, withPasswords(t, "default", "secret", "alice", "wonder")...)
+	f := newSpy(svc)
+	srv := startServer(t, f, Options{Auth: svc})
 	c := dial(t, srv)
 	c.mustDo("-NOAUTH Authentication required.", "GET", "a")
 	c.mustDo("-NOAUTH Authentication required.", "NOSUCHCOMMAND")
@@ -44,7 +45,8 @@ func TestAuth(t *testing.T) {
 // Before AUTH, only small frames are read: the connection is closed at the
 // header, before the server reserves room for the announced size.
 func TestUnauthenticatedFrameLimits(t *testing.T) {
-	srv := startServer(t, newFake(), Options{Auth: staticAuth{"default": "secret"}})
+	svc := newService(t, withPasswords(t, "default", "secret")...)
+	srv := startServer(t, svc, Options{Auth: svc})
 	cases := []struct {
 		name, raw, want string
 	}{

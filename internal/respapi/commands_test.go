@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cairnkv/cairn/internal/kvtest"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -20,16 +22,14 @@ type step struct {
 
 func s(want string, args ...string) step { return step{args: args, want: want} }
 
-// runScript runs steps in order on one connection to a fresh fake service.
-func runScript(t *testing.T, steps []step) *fakeService {
+// runScript runs steps in order on one connection to a fresh service.
+func runScript(t *testing.T, steps []step) {
 	t.Helper()
-	f := newFake()
-	srv := startServer(t, f, Options{Version: "1.2.3"})
+	srv := startServer(t, newService(t), Options{Version: "1.2.3"})
 	c := dial(t, srv)
 	for _, st := range steps {
 		c.mustDo(st.want, st.args...)
 	}
-	return f
 }
 
 func TestStringCommands(t *testing.T) {
@@ -160,18 +160,18 @@ func TestKeyCommands(t *testing.T) {
 }
 
 func TestExpiredKeysAreHidden(t *testing.T) {
-	f := newFake()
-	srv := startServer(t, f, Options{})
+	// No expiry sweep during the test: the expired record stays in the
+	// store, and only the read path can hide it.
+	svc := newService(t, kvtest.ExpiryInterval(time.Hour))
+	srv := startServer(t, svc, Options{})
 	c := dial(t, srv)
 	c.mustDo("+OK", "SET", "gone", "v", "PX", "30")
 	c.mustDo("+OK", "SET", "stay", "v")
+	rev := kvtest.MustRevision(t, svc)
 	time.Sleep(60 * time.Millisecond)
-	// The fake, like the engine, keeps the record until an expiry pass removes it.
-	f.mu.Lock()
-	_, kept := f.data["gone"]
-	f.mu.Unlock()
-	if !kept {
-		t.Fatal("the fake dropped the expired key itself")
+	// A sweep would have deleted the record, which bumps the revision.
+	if now := kvtest.MustRevision(t, svc); now != rev {
+		t.Fatalf("revision %d -> %d: something removed the expired key", rev, now)
 	}
 	c.mustDo("nil", "GET", "gone")
 	c.mustDo(":0", "EXISTS", "gone")
@@ -182,8 +182,7 @@ func TestExpiredKeysAreHidden(t *testing.T) {
 }
 
 func TestKeysScanDBSize(t *testing.T) {
-	f := newFake()
-	srv := startServer(t, f, Options{})
+	srv := startServer(t, newService(t), Options{})
 	c := dial(t, srv)
 	for i := 0; i < 25; i++ {
 		c.mustDo("+OK", "SET", fmt.Sprintf("user:%02d", i), "v")
@@ -311,7 +310,7 @@ func TestConnectionCommands(t *testing.T) {
 }
 
 func TestClientIDsDiffer(t *testing.T) {
-	srv := startServer(t, newFake(), Options{})
+	srv := startServer(t, newService(t), Options{})
 	a, b := dial(t, srv), dial(t, srv)
 	if x, y := a.do("CLIENT", "ID"), b.do("CLIENT", "ID"); x == y || !strings.HasPrefix(x, ":") {
 		t.Errorf("client ids %s and %s", x, y)
@@ -322,7 +321,7 @@ func TestClientIDsDiffer(t *testing.T) {
 }
 
 func TestQuitClosesConnection(t *testing.T) {
-	srv := startServer(t, newFake(), Options{})
+	srv := startServer(t, newService(t), Options{})
 	c := dial(t, srv)
 	c.mustDo("+OK", "QUIT")
 	if !c.closed() {
@@ -330,9 +329,27 @@ func TestQuitClosesConnection(t *testing.T) {
 	}
 }
 
+// publish records the node's advertised client addresses, as a server does
+// once it is ready, and returns its peer address.
+func publish(t *testing.T, svc *kv.Service, respAddr string) string {
+	t.Helper()
+	ctx := kvtest.Ctx(t)
+	st, err := svc.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := kv.Member{Name: st.Name, PeerAddr: st.LeaderAddr, ClientURL: "http://127.0.0.1:7700", RESPAddr: respAddr}
+	if err := svc.PublishSelf(ctx, self); err != nil {
+		t.Fatal(err)
+	}
+	return st.LeaderAddr
+}
+
 func TestInfo(t *testing.T) {
-	f := newFake()
-	srv := startServer(t, f, Options{Version: "1.2.3"})
+	svc := newService(t)
+	publish(t, svc, "127.0.0.1:7702")
+	sp := newSpy(svc)
+	srv := startServer(t, sp, Options{Version: "1.2.3"})
 	c := dial(t, srv)
 	c.mustDo("+OK", "SET", "a", "1")
 	c.mustDo("+OK", "SET", "b", "1", "EX", "100")
@@ -346,9 +363,11 @@ func TestInfo(t *testing.T) {
 	if repl := c.do("INFO", "replication"); strings.Contains(repl, "# Server") || !strings.Contains(repl, "role:master") {
 		t.Errorf("INFO replication = %s", repl)
 	}
-	f.set(func(f *fakeService) {
-		f.StatusFn = func(context.Context) (*kv.Status, error) {
-			return &kv.Status{Name: "n2", State: "follower", Leader: "n1", Members: 2}, nil
+	// A single node always leads: a follower's view is injected; the
+	// leader's addresses still come from the real member records.
+	sp.set(func(s *spy) {
+		s.statusFn = func(context.Context) (*kv.Status, error) {
+			return &kv.Status{Name: "n2", State: "follower", Leader: kvtest.Name, Members: 2}, nil
 		}
 	})
 	repl := c.do("INFO", "replication")
@@ -360,78 +379,110 @@ func TestInfo(t *testing.T) {
 }
 
 func TestRaftCommands(t *testing.T) {
-	f := newFake()
-	runScriptOn(t, f, []step{
+	svc := newService(t)
+	peerAddr := publish(t, svc, "127.0.0.1:7702")
+	nobody := closedAddr(t)
+	sp := newSpy(svc)
+	runScriptOn(t, sp, []step{
 		s(`"127.0.0.1:7702"`, "RAFT", "LEADER"),
-		s(`["leader_id" "n1" "leader_peer_addr" "127.0.0.1:7701" "leader_resp_addr" "127.0.0.1:7702"]`, "RAFT", "INFO", "*lea*"),
-		s(`[["id" "n1" "address" "127.0.0.1:7701" "resp" "127.0.0.1:7702" "client_url" "http://127.0.0.1:7700" "voter" "true" "leader" "true"] `+
-			`["id" "n2" "address" "127.0.0.1:7711" "resp" "127.0.0.1:7712" "client_url" "" "voter" "true" "leader" "false"]]`, "RAFT", "SERVER", "LIST"),
-		s("+OK", "RAFT", "SERVER", "ADD", "n3", "127.0.0.1:7721", "http://127.0.0.1:7720", "127.0.0.1:7722"),
-		s("-ERR member already exists", "RAFT", "SERVER", "ADD", "n3", "127.0.0.1:7721"),
-		s("+OK", "RAFT", "SERVER", "REMOVE", "n3"),
-		s("-ERR member not found: \"n3\"", "RAFT", "SERVER", "REMOVE", "n3"),
+		s(`["leader_id" "n1" "leader_peer_addr" "`+peerAddr+`" "leader_resp_addr" "127.0.0.1:7702"]`, "RAFT", "INFO", "*lea*"),
+		s(`[["id" "n1" "address" "`+peerAddr+`" "resp" "127.0.0.1:7702" "client_url" "http://127.0.0.1:7700" "voter" "true" "leader" "true"]]`,
+			"RAFT", "SERVER", "LIST"),
+		s("-ERR member already exists: raftnode: member exists with another address: n1 is at "+peerAddr,
+			"RAFT", "SERVER", "ADD", "n1", nobody),
+		s("+OK", "RAFT", "SERVER", "ADD", "n1", peerAddr), // as it is: nothing changes
+		s("-ERR member not found: raftnode: unknown member: n3", "RAFT", "SERVER", "REMOVE", "n3"),
 		s("-ERR wrong number of arguments for 'raft|server|add' command", "RAFT", "SERVER", "ADD", "n4"),
 		s("+OK", "RAFT", "SNAPSHOT", "NOW"),
 		s("[]", "RAFT", "SNAPSHOT", "LIST"),
 		s("-ERR unknown subcommand 'bogus'. Try RAFT LEADER, INFO, SERVER LIST|ADD|REMOVE or SNAPSHOT NOW|LIST.", "RAFT", "BOGUS"),
 	})
-	f.mu.Lock()
-	if len(f.added) != 1 || f.added[0].RESPAddr != "127.0.0.1:7722" || f.snapshot != 1 {
-		t.Errorf("added %+v, snapshots %d", f.added, f.snapshot)
+
+	// A real voter to add takes a second node (and adding one that does
+	// not answer costs a single node its quorum); the spy stands in for the
+	// change, to check what reaches the service.
+	sp.set(func(s *spy) {
+		s.added, s.removed = nil, nil
+		s.addMemberFn = func(context.Context, kv.MemberSpec) error { return nil }
+		s.removeMemberFn = func(context.Context, string) error { return nil }
+	})
+	runScriptOn(t, sp, []step{
+		s("+OK", "RAFT", "SERVER", "ADD", "n3", "127.0.0.1:7721", "http://127.0.0.1:7720", "127.0.0.1:7722"),
+		s("+OK", "RAFT", "SERVER", "REMOVE", "n3"),
+	})
+	sp.mu.Lock()
+	want := kv.MemberSpec{Name: "n3", PeerAddr: "127.0.0.1:7721", ClientURL: "http://127.0.0.1:7720", RESPAddr: "127.0.0.1:7722"}
+	if len(sp.added) != 1 || sp.added[0] != want || len(sp.removed) != 1 || sp.removed[0] != "n3" {
+		t.Errorf("added %+v, removed %v", sp.added, sp.removed)
 	}
-	f.mu.Unlock()
-	srv := startServer(t, f, Options{Version: "9"})
+	sp.mu.Unlock()
+
+	srv := startServer(t, sp, Options{Version: "9"})
 	c := dial(t, srv)
 	if got := c.do("MACHINE"); !strings.Contains(got, `"name" "n1"`) || !strings.Contains(got, `"ready" "yes"`) {
 		t.Errorf("MACHINE = %s", got)
 	}
-	f.set(func(f *fakeService) {
-		f.StatusFn = func(context.Context) (*kv.Status, error) { return &kv.Status{Name: "n2", State: "candidate"}, nil }
+	sp.set(func(s *spy) {
+		s.statusFn = func(context.Context) (*kv.Status, error) { return &kv.Status{Name: "n2", State: "candidate"}, nil }
 	})
 	c.mustDo("-TRYAGAIN no leader", "RAFT", "LEADER")
 }
 
-func runScriptOn(t *testing.T, f *fakeService, steps []step) {
+// closedAddr is a loopback address nobody listens on.
+func closedAddr(t *testing.T) string {
 	t.Helper()
-	srv := startServer(t, f, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func runScriptOn(t *testing.T, svc Service, steps []step) {
+	t.Helper()
+	srv := startServer(t, svc, Options{})
 	c := dial(t, srv)
 	for _, st := range steps {
 		c.mustDo(st.want, st.args...)
 	}
 }
 
+// TestServiceErrors injects the errors and broken answers a healthy node
+// does not give, to check how each is answered.
 func TestServiceErrors(t *testing.T) {
-	f := newFake()
+	f := newSpy(newService(t))
 	srv := startServer(t, f, Options{})
 	c := dial(t, srv)
-	f.set(func(f *fakeService) {
-		f.GetFn = func(context.Context, string, kv.ReadOptions) (*kv.Record, error) {
+	f.set(func(f *spy) {
+		f.getFn = func(context.Context, string, kv.ReadOptions) (*kv.Record, error) {
 			return nil, fmt.Errorf("%w: %w", kv.ErrNoLeader, errors.New("raftnode: no leader"))
 		}
 	})
 	c.mustDo("-TRYAGAIN no leader: no leader: raftnode: no leader", "GET", "a")
-	f.set(func(f *fakeService) {
-		f.GetFn = func(context.Context, string, kv.ReadOptions) (*kv.Record, error) { return nil, kv.ErrUnavailable }
+	f.set(func(f *spy) {
+		f.getFn = func(context.Context, string, kv.ReadOptions) (*kv.Record, error) { return nil, kv.ErrUnavailable }
 	})
 	c.mustDo("-TRYAGAIN unavailable", "GET", "a")
-	f.set(func(f *fakeService) {
-		f.TxnBatchFn = func(context.Context, []kv.Txn) ([]*kv.TxnResult, []error, error) { return nil, nil, kv.ErrUnavailable }
+	f.set(func(f *spy) {
+		f.txnBatchFn = func(context.Context, []kv.Txn) ([]*kv.TxnResult, []error, error) { return nil, nil, kv.ErrUnavailable }
 	})
 	c.mustDo("-ERR unavailable, the write may or may not have been applied: unavailable", "SET", "a", "1")
-	f.set(func(f *fakeService) {
-		f.TxnBatchFn = func(_ context.Context, t []kv.Txn) ([]*kv.TxnResult, []error, error) {
+	f.set(func(f *spy) {
+		f.txnBatchFn = func(_ context.Context, t []kv.Txn) ([]*kv.TxnResult, []error, error) {
 			return make([]*kv.TxnResult, len(t)), []error{fmt.Errorf("%w: 2000000 bytes, the limit is 1048576", kv.ErrValueTooLarge)}, nil
 		}
 	})
 	c.mustDo("-ERR value too large: 2000000 bytes, the limit is 1048576", "SET", "a", "1")
-	f.set(func(f *fakeService) {
-		f.TxnBatchFn = func(_ context.Context, t []kv.Txn) ([]*kv.TxnResult, []error, error) {
+	f.set(func(f *spy) {
+		f.txnBatchFn = func(_ context.Context, t []kv.Txn) ([]*kv.TxnResult, []error, error) {
 			return make([]*kv.TxnResult, len(t)), make([]error, len(t)), nil
 		}
 	})
 	c.mustDo("-ERR internal error: no result for the write", "SET", "a", "1")
-	f.set(func(f *fakeService) {
-		f.TxnBatchFn = func(_ context.Context, t []kv.Txn) ([]*kv.TxnResult, []error, error) {
+	f.set(func(f *spy) {
+		f.txnBatchFn = func(_ context.Context, t []kv.Txn) ([]*kv.TxnResult, []error, error) {
 			return []*kv.TxnResult{{Succeeded: true}}, []error{nil}, nil
 		}
 	})
@@ -441,7 +492,7 @@ func TestServiceErrors(t *testing.T) {
 }
 
 func TestUnknownCommandChangesNothing(t *testing.T) {
-	f := newFake()
+	f := newSpy(newService(t))
 	srv := startServer(t, f, Options{})
 	c := dial(t, srv)
 	c.mustDo("-ERR unknown command 'LPUSH', with args beginning with: 'l' 'x' ", "LPUSH", "l", "x")

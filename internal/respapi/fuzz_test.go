@@ -7,12 +7,15 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/cairnkv/cairn/internal/kvtest"
+	"github.com/cairnkv/cairn/kv"
 )
 
 // FuzzCommand drives the whole command path — bytes, parser, dispatch,
-// service calls (an in-memory fake), reply encoding — and checks that the
+// calls on a real single-node service, reply encoding — and checks that the
 // output is a sequence of well-formed RESP replies in which a protocol error,
-// if any, comes last.
+// if any, comes last. Every input starts from an empty keyspace.
 func FuzzCommand(f *testing.F) {
 	seeds := [][]byte{
 		encode("SET", "a", "1"),
@@ -44,13 +47,18 @@ func FuzzCommand(f *testing.F) {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
+	open := newService(f)
+	locked := newService(f, withPasswords(f, "default", "pw")...)
 	f.Fuzz(func(t *testing.T, in []byte, withPassword bool) {
-		o := Options{MaxValueBytes: 1 << 10}
+		svc, o := open, Options{MaxValueBytes: 1 << 10}
 		if withPassword {
-			o.Auth = staticAuth{"default": "pw"}
+			svc, o.Auth = locked, locked
 		}
-		out := runConn(t, newFake(), o, in)
+		out := runConn(t, svc, o, in)
 		checkReplies(t, out)
+		if _, _, err := svc.Delete(kvtest.Ctx(t), "", kv.DeleteOptions{Prefix: true}); err != nil {
+			t.Fatalf("empty the keyspace: %v", err)
+		}
 	})
 }
 
@@ -94,7 +102,7 @@ func checkReplies(t *testing.T, out []byte) {
 }
 
 func TestRunConnProtocolErrorIsLast(t *testing.T) {
-	out := runConn(t, newFake(), Options{}, []byte("PING\r\n*1\r\n$x\r\nPING\r\n"))
+	out := runConn(t, newService(t), Options{}, []byte("PING\r\n*1\r\n$x\r\nPING\r\n"))
 	if want := "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"; string(out) != want {
 		t.Errorf("out %q, want %q", out, want)
 	}

@@ -11,7 +11,8 @@ import (
 // go-redis with its default options asks for RESP3 with HELLO 3, falls back
 // to RESP2 on NOPROTO, authenticates and sends CLIENT SETINFO.
 func TestGoRedisDefaults(t *testing.T) {
-	srv := startServer(t, newFake(), Options{Auth: staticAuth{"default": "pw"}})
+	svc := newService(t, withPasswords(t, "default", "pw")...)
+	srv := startServer(t, svc, Options{Auth: svc})
 	ctx := context.Background()
 	cl := redis.NewClient(&redis.Options{Addr: srv.addr, Password: "pw", ClientName: "tester", DialTimeout: 5 * time.Second})
 	defer cl.Close()

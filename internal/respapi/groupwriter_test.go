@@ -56,7 +56,7 @@ func startWrapped(t *testing.T, svc Service) (*testServer, *wrappedListener) {
 }
 
 func TestWrappedConnWritesEachGroupOnce(t *testing.T) {
-	srv, wl := startWrapped(t, newFake())
+	srv, wl := startWrapped(t, newService(t))
 	c := dial(t, srv)
 	var cmds [][]string
 	for i := 0; i < 50; i++ {
@@ -77,7 +77,7 @@ func TestWrappedConnWritesEachGroupOnce(t *testing.T) {
 }
 
 func TestWrappedConnLargeReplies(t *testing.T) {
-	srv, _ := startWrapped(t, newFake())
+	srv, _ := startWrapped(t, newService(t))
 	c := dial(t, srv)
 	big := strings.Repeat("x", 300<<10) // larger than groupWriterMax
 	var cmds [][]string
@@ -99,7 +99,7 @@ func TestWrappedConnLargeReplies(t *testing.T) {
 }
 
 func TestWrappedConnAnswersBeforeClosing(t *testing.T) {
-	srv, _ := startWrapped(t, newFake())
+	srv, _ := startWrapped(t, newService(t))
 	c := dial(t, srv)
 	var b bytes.Buffer
 	b.Write(encode("SET", "k", "v"))

@@ -6,7 +6,7 @@ import (
 )
 
 func TestMultiExec(t *testing.T) {
-	f := newFake()
+	f := newSpy(newService(t))
 	srv := startServer(t, f, Options{})
 	c := dial(t, srv)
 	c.mustDo("+OK", "SET", "a", "1")
@@ -40,8 +40,7 @@ func TestMultiExec(t *testing.T) {
 
 // One failing command makes the whole block fail: it is one transaction.
 func TestMultiIsAtomic(t *testing.T) {
-	f := newFake()
-	srv := startServer(t, f, Options{})
+	srv := startServer(t, newService(t), Options{})
 	c := dial(t, srv)
 	c.mustDo("+OK", "SET", "s", "text")
 	c.mustDo("+OK", "MULTI")
@@ -52,7 +51,7 @@ func TestMultiIsAtomic(t *testing.T) {
 }
 
 func TestMultiQueueErrors(t *testing.T) {
-	srv := startServer(t, newFake(), Options{})
+	srv := startServer(t, newService(t), Options{})
 	c := dial(t, srv)
 	for _, bad := range [][]string{
 		{"NOSUCH"},
@@ -78,7 +77,7 @@ func TestMultiQueueErrors(t *testing.T) {
 }
 
 func TestWatch(t *testing.T) {
-	f := newFake()
+	f := newSpy(newService(t))
 	srv := startServer(t, f, Options{})
 	c, other := dial(t, srv), dial(t, srv)
 
@@ -117,10 +116,7 @@ func TestWatch(t *testing.T) {
 	c.mustDo("[:5]", "EXEC")
 
 	// Watches become mod-revision compares of the one transaction.
-	var last []string
-	f.mu.Lock()
-	last = append(last, f.calls...)
-	f.mu.Unlock()
+	_, _, last := f.stats()
 	if !reflect.DeepEqual(last[len(last)-1:], []string{"txn"}) {
 		t.Errorf("calls %v", last)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnkv/cairn/kv"
+	"github.com/cairnkv/cairn/internal/kvtest"
 )
 
 // pipeline sends all frames in one write and reads one reply per frame.
@@ -27,7 +27,7 @@ func pipeline(c *testClient, cmds ...[]string) []string {
 }
 
 func TestPipelinedWritesShareOneBatch(t *testing.T) {
-	f := newFake()
+	f := newSpy(newService(t))
 	srv := startServer(t, f, Options{})
 	c := dial(t, srv)
 	var cmds [][]string
@@ -54,9 +54,7 @@ func TestPipelinedWritesShareOneBatch(t *testing.T) {
 		}
 	}
 	// One linearizable read for the group; the rest are served locally.
-	f.mu.Lock()
-	reads := append([]kv.ReadOptions(nil), f.reads...)
-	f.mu.Unlock()
+	reads := f.readOptions()
 	if len(reads) != 100 || reads[0].Serializable {
 		t.Fatalf("reads %v", reads)
 	}
@@ -68,7 +66,7 @@ func TestPipelinedWritesShareOneBatch(t *testing.T) {
 }
 
 func TestPipelineKeepsOrder(t *testing.T) {
-	f := newFake()
+	f := newSpy(newService(t))
 	srv := startServer(t, f, Options{})
 	c := dial(t, srv)
 	got := pipeline(c,
@@ -103,8 +101,7 @@ func TestPipelineKeepsOrder(t *testing.T) {
 
 // A write that fails in the batch fails alone.
 func TestBatchErrorsAreIndependent(t *testing.T) {
-	f := newFake()
-	srv := startServer(t, f, Options{})
+	srv := startServer(t, newService(t), Options{})
 	c := dial(t, srv)
 	got := pipeline(c,
 		[]string{"SET", "s", "text"},
@@ -119,23 +116,21 @@ func TestBatchErrorsAreIndependent(t *testing.T) {
 }
 
 func TestReadonlyReadsAreSerializable(t *testing.T) {
-	f := newFake()
+	f := newSpy(newService(t))
 	srv := startServer(t, f, Options{})
 	c := dial(t, srv)
 	c.mustDo("+OK", "READONLY")
 	c.mustDo("nil", "GET", "a")
 	c.mustDo("+OK", "READWRITE")
 	c.mustDo("nil", "GET", "a")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.reads) != 2 || !f.reads[0].Serializable || f.reads[1].Serializable {
-		t.Errorf("reads %v", f.reads)
+	if reads := f.readOptions(); len(reads) != 2 || !reads[0].Serializable || reads[1].Serializable {
+		t.Errorf("reads %v", reads)
 	}
 }
 
 // A big pipeline is answered in parts instead of being held whole.
 func TestLongPipelineIsFlushedInParts(t *testing.T) {
-	f := newFake()
+	f := newSpy(newService(t))
 	srv := startServer(t, f, Options{})
 	c := dial(t, srv)
 	var b bytes.Buffer
@@ -158,8 +153,7 @@ func TestLongPipelineIsFlushedInParts(t *testing.T) {
 }
 
 func TestCloseEndsConnections(t *testing.T) {
-	f := newFake()
-	srv := startServer(t, f, Options{})
+	srv := startServer(t, newService(t), Options{})
 	c := dial(t, srv)
 	c.mustDo("+PONG", "PING")
 	done := make(chan error, 1)
@@ -178,8 +172,7 @@ func TestCloseEndsConnections(t *testing.T) {
 }
 
 func TestValueLimit(t *testing.T) {
-	f := newFake()
-	srv := startServer(t, f, Options{MaxValueBytes: 1000})
+	srv := startServer(t, newService(t), Options{MaxValueBytes: 1000})
 	c := dial(t, srv)
 	// Past the limit plus slack: the frame itself is refused and the connection closed.
 	c.send([]byte(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n", 1000+bulkSlack+1)))
@@ -189,7 +182,12 @@ func TestValueLimit(t *testing.T) {
 	if !c.closed() {
 		t.Error("connection open after a protocol error")
 	}
-	// Within the slack, the service's own limit answers (here the fake's 1 MiB).
+	// Within the slack, the service's own limit answers (here its default 1 MiB).
 	c = dial(t, srv)
 	c.mustDo("+OK", "SET", "k", strings.Repeat("x", 1000+bulkSlack))
+	// A service whose limit is below the front end's refuses the value itself.
+	srv = startServer(t, newService(t, kvtest.MaxValueBytes(100)), Options{MaxValueBytes: 1000})
+	c = dial(t, srv)
+	c.mustDo("-ERR value too large: 101 bytes, the limit is 100", "SET", "k", strings.Repeat("x", 101))
+	c.mustDo("+OK", "SET", "k", strings.Repeat("x", 100))
 }
