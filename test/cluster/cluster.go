@@ -3,7 +3,9 @@
 // the leader, stop and restart nodes, and cut or heal peer links (the
 // peer.Faults hook on every node's dialer). It is the one way tests get a
 // cluster, in the spirit of hashicorp/raft's MakeCluster and etcd's
-// integration.NewCluster.
+// integration.NewCluster. Harness adapts a Cluster to the fault-injection
+// harness's interface (test/harness), whose other implementation runs real
+// processes (test/process).
 package cluster
 
 import (
@@ -31,7 +33,10 @@ type Cluster struct {
 	t     testing.TB
 	Nodes []*Node
 	opts  Options
-	mu    sync.Mutex // guards Node.S against concurrent Start/Stop and Running
+	size  int        // the nodes that bootstrapped the cluster
+	mu    sync.Mutex // guards Node.S, Node.hooks and the harness fields against concurrent Start/Stop and readers
+	// crashes are nodes whose server failed on its own (Server.Err).
+	crashes []string
 }
 
 // Node is one member; S is nil while the node is stopped.
@@ -40,13 +45,22 @@ type Node struct {
 	Dir        string
 	PeerAddr   string
 	ClientAddr string
+	RESPAddr   string
 	S          *server.Server
 	cfg        config.Config
 	// hooks reach into the running server (nil while stopped).
 	hooks *testhook.Hooks
 	// Listeners opened when the node was created and handed to its first
 	// start, so no other process can take the ports in between.
-	peerLn, clientLn net.Listener
+	peerLn, clientLn, respLn net.Listener
+	// stopped is closed when this start of the node is stopped.
+	stopped chan struct{}
+	// incarnation counts starts; member is whether the node is in the
+	// configuration as far as the cluster knows (the harness keeps it).
+	incarnation int
+	member      bool
+	// log keeps what the node logged at info and above (Options.KeepLog).
+	log *logBuf
 }
 
 // Options shape a cluster.
@@ -55,6 +69,14 @@ type Options struct {
 	Configure func(i int, c *config.Config)
 	// LogLevel for node logs routed to t.Log (default: warn).
 	LogLevel slog.Level
+	// Spares are extra node slots, with their ports held, that are neither
+	// started nor in the initial cluster: a test (or the harness's
+	// learner-promote fault) starts them as joiners.
+	Spares int
+	// KeepLog keeps every node's log lines at info and above in memory, so
+	// that the harness can look for what a node logged (a snapshot
+	// install); t.Log still gets only LogLevel and above.
+	KeepLog bool
 }
 
 // New starts n nodes that bootstrap together and waits until all are ready.
@@ -63,20 +85,25 @@ func New(t testing.TB, n int, o Options) *Cluster {
 	if o.LogLevel == 0 {
 		o.LogLevel = slog.LevelWarn
 	}
-	c := &Cluster{t: t, opts: o}
+	c := &Cluster{t: t, opts: o, size: n}
 	var spec []string
-	for i := 0; i < n; i++ {
+	for i := 0; i < n+o.Spares; i++ {
 		nd := c.newNode(i)
-		spec = append(spec, nd.Name+"="+nd.PeerAddr)
+		if i < n {
+			nd.member = true
+			spec = append(spec, nd.Name+"="+nd.PeerAddr)
+		}
 	}
 	for i, nd := range c.Nodes {
-		nd.cfg.InitialCluster = strings.Join(spec, ",")
+		if i < n {
+			nd.cfg.InitialCluster = strings.Join(spec, ",")
+		}
 		if o.Configure != nil {
 			o.Configure(i, &nd.cfg)
 		}
 	}
 	t.Cleanup(c.Close)
-	for i := range c.Nodes {
+	for i := 0; i < n; i++ {
 		c.Start(i)
 	}
 	c.WaitReady(30 * time.Second)
@@ -87,14 +114,18 @@ func (c *Cluster) newNode(i int) *Node {
 	name := fmt.Sprintf("n%d", i+1)
 	dir := filepath.Join(c.t.TempDir(), name)
 	nd := &Node{Name: name, Dir: dir}
+	if c.opts.KeepLog {
+		nd.log = &logBuf{}
+	}
 	nd.peerLn, nd.PeerAddr = listen(c.t, "127.0.0.1:0")
 	nd.clientLn, nd.ClientAddr = listen(c.t, "127.0.0.1:0")
+	nd.respLn, nd.RESPAddr = listen(c.t, "127.0.0.1:0")
 	cfg := config.Default()
 	cfg.Name = name
 	cfg.DataDir = dir
 	cfg.ListenPeer = nd.PeerAddr
 	cfg.ListenClient = nd.ClientAddr
-	cfg.ListenResp = "127.0.0.1:0"
+	cfg.ListenResp = nd.RESPAddr
 	cfg.HeartbeatTimeout = 300 * time.Millisecond
 	cfg.ElectionTimeout = 300 * time.Millisecond
 	cfg.RequestTimeout = 3 * time.Second
@@ -107,16 +138,23 @@ func (c *Cluster) newNode(i int) *Node {
 // restarting node may linger for a moment.
 func listen(t testing.TB, addr string) (net.Listener, string) {
 	t.Helper()
+	ln, err := tryListen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, ln.Addr().String()
+}
+
+func tryListen(addr string) (net.Listener, error) {
 	var err error
 	for try := 0; try < 100; try++ {
 		var ln net.Listener
 		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln, ln.Addr().String()
+			return ln, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("listen %s: %v", addr, err)
-	return nil, ""
+	return nil, fmt.Errorf("cluster: listen %s: %w", addr, err)
 }
 
 // AddNode creates a node that joins the running cluster through node via,
@@ -135,6 +173,7 @@ func (c *Cluster) StartJoiner(via int, nonVoter bool, configure func(*config.Con
 	nd := c.newNode(len(c.Nodes))
 	nd.cfg.Join = "http://" + c.Nodes[via].ClientAddr
 	nd.cfg.JoinAsNonVoter = nonVoter
+	nd.member = true
 	i := len(c.Nodes) - 1
 	if c.opts.Configure != nil {
 		c.opts.Configure(i, &nd.cfg)
@@ -149,26 +188,63 @@ func (c *Cluster) StartJoiner(via int, nonVoter bool, configure func(*config.Con
 // Start (re)starts node i on its addresses and data directory.
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
+	if err := c.start(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *Cluster) start(i int) error {
 	nd := c.Nodes[i]
-	if nd.S != nil {
-		c.t.Fatalf("node %s already running", nd.Name)
+	c.mu.Lock()
+	running := nd.S != nil
+	c.mu.Unlock()
+	if running {
+		return fmt.Errorf("cluster: node %s already running", nd.Name)
 	}
 	cfg := nd.cfg
-	cfg.Logger = slog.New(&testHandler{t: c.t, level: c.opts.LogLevel, name: nd.Name})
+	cfg.Logger = slog.New(&testHandler{t: c.t, level: c.opts.LogLevel, name: nd.Name, keep: nd.log})
 	if nd.peerLn == nil { // a restart: the old listeners closed with the server
-		nd.peerLn, _ = listen(c.t, nd.PeerAddr)
-		nd.clientLn, _ = listen(c.t, nd.ClientAddr)
+		var err error
+		if nd.peerLn, err = tryListen(nd.PeerAddr); err != nil {
+			return err
+		}
+		if nd.clientLn, err = tryListen(nd.ClientAddr); err != nil {
+			nd.peerLn.Close()
+			nd.peerLn = nil
+			return err
+		}
+		if nd.respLn, err = tryListen(nd.RESPAddr); err != nil {
+			nd.peerLn.Close()
+			nd.clientLn.Close()
+			nd.peerLn, nd.clientLn = nil, nil
+			return err
+		}
 	}
-	cfg.PeerListener, cfg.ClientListener = nd.peerLn, nd.clientLn
-	nd.peerLn, nd.clientLn = nil, nil // the server owns them now
+	cfg.PeerListener, cfg.ClientListener, cfg.RESPListener = nd.peerLn, nd.clientLn, nd.respLn
+	nd.peerLn, nd.clientLn, nd.respLn = nil, nil, nil // the server owns them now
 	hooks := &testhook.Hooks{Faults: &peer.Faults{}}
 	s, err := server.Start(testhook.With(context.Background(), hooks), cfg)
 	if err != nil {
-		c.t.Fatalf("start %s: %v", nd.Name, err)
+		return fmt.Errorf("cluster: start %s: %w", nd.Name, err)
 	}
+	stopped := make(chan struct{})
 	c.mu.Lock()
-	nd.S, nd.hooks = s, hooks
+	nd.S, nd.hooks, nd.stopped = s, hooks, stopped
+	nd.incarnation++
+	inc := nd.incarnation
 	c.mu.Unlock()
+	go func() {
+		// A server that fails on its own while the cluster counts it as
+		// running crashed: the harness fails the run.
+		select {
+		case err := <-s.Err():
+			c.mu.Lock()
+			c.crashes = append(c.crashes, fmt.Sprintf("%s (incarnation %d) failed at %s: %v", nd.Name, inc, time.Now().Format("15:04:05.000"), err))
+			c.mu.Unlock()
+		case <-stopped:
+		}
+	}()
+	return nil
 }
 
 // Running returns node i's server, or nil while it is stopped; safe to call
@@ -213,29 +289,45 @@ func (c *Cluster) RejoinAsLearner(i, via int) { c.rejoin(i, via, true) }
 
 func (c *Cluster) rejoin(i, via int, learner bool) {
 	c.t.Helper()
-	c.Stop(i)
-	nd := c.Nodes[i]
-	if err := os.RemoveAll(nd.Dir); err != nil {
+	if err := c.rejoinErr(i, c.Nodes[via].ClientAddr, learner); err != nil {
 		c.t.Fatal(err)
 	}
+}
+
+func (c *Cluster) rejoinErr(i int, viaAddr string, learner bool) error {
+	c.stop(i)
+	nd := c.Nodes[i]
+	if err := os.RemoveAll(nd.Dir); err != nil {
+		return err
+	}
 	nd.cfg.InitialCluster = ""
-	nd.cfg.Join = "http://" + c.Nodes[via].ClientAddr
+	nd.cfg.Join = "http://" + viaAddr
 	nd.cfg.JoinAsNonVoter = learner
-	c.Start(i)
+	c.mu.Lock()
+	nd.member = true
+	c.mu.Unlock()
+	return c.start(i)
 }
 
 // Stop closes node i (its data stays on disk).
 func (c *Cluster) Stop(i int) {
 	c.t.Helper()
-	c.mu.Lock()
-	s := c.Nodes[i].S
-	c.Nodes[i].S, c.Nodes[i].hooks = nil, nil
-	c.mu.Unlock()
-	if s != nil {
-		if err := s.Close(); err != nil {
-			c.t.Logf("stop %s: %v", c.Nodes[i].Name, err)
-		}
+	if err := c.stop(i); err != nil {
+		c.t.Logf("stop %s: %v", c.Nodes[i].Name, err)
 	}
+}
+
+func (c *Cluster) stop(i int) error {
+	c.mu.Lock()
+	nd := c.Nodes[i]
+	s, stopped := nd.S, nd.stopped
+	nd.S, nd.hooks, nd.stopped = nil, nil, nil
+	c.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	close(stopped)
+	return s.Close()
 }
 
 // Close stops every node.
@@ -243,13 +335,21 @@ func (c *Cluster) Close() {
 	for i := range c.Nodes {
 		c.Stop(i)
 	}
+	for _, nd := range c.Nodes { // spares never started hold their ports
+		for _, ln := range []net.Listener{nd.peerLn, nd.clientLn, nd.respLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		nd.peerLn, nd.clientLn, nd.respLn = nil, nil, nil
+	}
 }
 
 // WaitReady waits for every running node to be ready.
 func (c *Cluster) WaitReady(d time.Duration) {
 	c.t.Helper()
-	for i, nd := range c.Nodes {
-		if nd.S != nil {
+	for i := range c.Nodes {
+		if c.Running(i) != nil {
 			c.waitNodeReady(i, d)
 		}
 	}
@@ -381,9 +481,12 @@ type testHandler struct {
 	level slog.Level
 	name  string
 	attrs []slog.Attr
+	keep  *logBuf // nil: lines below level are dropped
 }
 
-func (h *testHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+func (h *testHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.level || (h.keep != nil && l >= slog.LevelInfo)
+}
 
 func (h *testHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
@@ -392,9 +495,55 @@ func (h *testHandler) Handle(_ context.Context, r slog.Record) error {
 		fmt.Fprintf(&b, " %s", a)
 	}
 	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s", a); return true })
+	if h.keep != nil {
+		h.keep.add(b.String())
+	}
+	if r.Level < h.level {
+		return nil
+	}
 	defer func() { _ = recover() }() // the test may have finished
 	h.t.Log(b.String())
 	return nil
+}
+
+// logBuf keeps the last lines a node logged, across its restarts.
+type logBuf struct {
+	mu    sync.Mutex
+	lines []string
+	first int64 // the number of lines dropped from the front
+}
+
+// logKeep bounds a node's kept lines.
+const logKeep = 20000
+
+func (b *logBuf) add(line string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, line)
+	if len(b.lines) > logKeep {
+		drop := len(b.lines) - logKeep/2
+		b.lines = append([]string(nil), b.lines[drop:]...)
+		b.first += int64(drop)
+	}
+}
+
+// mark is the number of lines logged so far.
+func (b *logBuf) mark() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.first + int64(len(b.lines))
+}
+
+// contains reports whether a line logged after mark from holds s.
+func (b *logBuf) contains(from int64, s string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k := max(from-b.first, 0); k < int64(len(b.lines)); k++ {
+		if strings.Contains(b.lines[k], s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *testHandler) WithAttrs(as []slog.Attr) slog.Handler {
