@@ -2,59 +2,30 @@ package server_test
 
 import (
 	"flag"
-	"fmt"
-	"sort"
 	"testing"
 	"time"
 
-	"github.com/anishathalye/porcupine"
-
-	"github.com/cairnkv/cairn/config"
-	"github.com/cairnkv/cairn/test/cluster"
+	"github.com/cairnkv/cairn/test/harness"
 )
 
 var (
-	nemesisSweep = flag.Bool("nemesis", false, "run the fault sweep: every fault kind against 3 and 5 nodes (make chaos)")
-	nemesisTime  = flag.Duration("nemesis.duration", 6*time.Second, "how long each sweep run injects faults")
-	nemesisSeeds = flag.Int("nemesis.seeds", 1, "seeds per fault kind and cluster size")
+	nemesisSweep  = flag.Bool("nemesis", false, "run the in-process fault sweep: every fault kind against 3 and 5 nodes (make chaos)")
+	nemesisSeeds  = flag.Int("nemesis.seeds", 1, "seeds per cluster size")
+	nemesisPasses = flag.Int("nemesis.passes", 2, "passes over every fault kind per run")
 )
 
-// TestNemesisSweep runs every fault kind on its own, then all of them mixed,
-// against 3- and 5-node clusters, and checks each history for
-// linearizability, per-client monotonic serializable reads and convergence of
-// every replica. Nodes snapshot often and keep a short log, so a node kept
-// away (partitioned, restarted or re-added) catches up by installing a snapshot.
+// TestNemesisSweep is the harness's long sweep on in-process clusters: for
+// 3 and 5 nodes, a fresh cluster and one run of every fault kind an
+// in-process cluster can make, twice in seeded orders (so that each kind
+// aims at the leader once and at a follower once), then three steps of two
+// kinds at once; each history is checked for linearizability, monotonic
+// serializable reads and lost writes, and every replica must converge. The
+// kinds that need a process of their own (kill -9, SIGSTOP) are skipped
+// with a note; test/chaos runs them, in the same harness, on processes.
 func TestNemesisSweep(t *testing.T) {
 	if !*nemesisSweep {
 		t.Skip("run with -nemesis (make chaos)")
 	}
-	kinds := make([]string, 0, len(faults))
-	for k := range faults {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	runs := [][]string{}
-	for _, k := range kinds {
-		runs = append(runs, []string{k})
-	}
-	runs = append(runs, kinds) // mixed
-	for _, n := range []int{3, 5} {
-		for _, ks := range runs {
-			for seed := 1; seed <= *nemesisSeeds; seed++ {
-				name := fmt.Sprintf("%dnodes/%s/seed%d", n, ks[0], seed)
-				if len(ks) > 1 {
-					name = fmt.Sprintf("%dnodes/mixed/seed%d", n, seed)
-				}
-				t.Run(name, func(t *testing.T) {
-					c := cluster.New(t, n, cluster.Options{Configure: func(_ int, cfg *config.Config) {
-						cfg.SnapshotEntries, cfg.TrailingLogs, cfg.SnapshotInterval = 256, 64, 200*time.Millisecond
-					}})
-					res, path := checkUnderFaults(t, c, ks, *nemesisTime, uint64(seed))
-					if res != porcupine.Ok {
-						t.Fatalf("history is %s; visualization: %s", res, path)
-					}
-				})
-			}
-		}
-	}
+	harness.Sweep{Open: inProcess, Sizes: []int{3, 5}, Seeds: *nemesisSeeds, Passes: *nemesisPasses, Mixed: 3,
+		Gap: 500 * time.Millisecond, Hold: 900 * time.Millisecond, Workload: inProcessWorkload}.Run(t)
 }

@@ -3,6 +3,9 @@ package chaos
 import (
 	"flag"
 	"testing"
+
+	"github.com/cairnkv/cairn/test/harness"
+	"github.com/cairnkv/cairn/test/process"
 )
 
 var flagDocker = flag.Bool("chaos.docker", false, "run the container variant (also part of -chaos.long) where a Docker engine answers")
@@ -24,20 +27,16 @@ func TestChaosDocker(t *testing.T) {
 }
 
 func testChaosDocker(t *testing.T) {
-	if !DockerAvailable() {
+	if !process.DockerAvailable() {
 		t.Skip("no Docker engine answers `docker info`: the container variant needs one (it pulls nothing; the image is FROM scratch)")
 	}
-	dir := runDir(t)
-	d, err := NewDocker(mustBinary(t), dir, t.Logf)
+	dir := harness.RunDir(t, *flagKeep)
+	d, err := process.NewDocker(builds.Binary(t, true), dir, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close) // after the cluster's cleanup has removed the containers
-	c, err := NewCluster(Options{Nodes: 3, Dir: dir, Logf: t.Logf, Docker: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	mustRun(t, c, dir, Config{Name: "docker: disconnect, pause, kill, 3 nodes, seed 1",
-		Workload: workload("chaos/docker/", 1), Faults: DockerFaults, Mixed: 2})
+	c := process.New(t, &builds, process.Options{Nodes: 3, Dir: dir, Docker: d})
+	harness.MustRun(t, c, dir, harness.Config{Name: "docker: disconnect, pause, kill, 3 nodes, seed 1",
+		Workload: workload("chaos/docker/", 1), Faults: harness.DockerFaults, Mixed: 2})
 }

@@ -28,29 +28,11 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
-	nodes := make([]*node, 3)
-	var spec []string
-	for i := range nodes {
-		n := &node{name: fmt.Sprintf("n%d", i+1), client: freePort(t), peer: freePort(t), resp: freePort(t), dir: t.TempDir()}
-		nodes[i] = n
-		spec = append(spec, n.name+"="+n.peer)
-	}
-	clusterSpec := strings.Join(spec, ",")
-	defer func() {
-		for _, n := range nodes {
-			n.kill()
-		}
-	}()
-	for _, n := range nodes {
-		n.start(t, clusterSpec)
-	}
-	for _, n := range nodes {
-		waitReady(t, n, 30*time.Second)
-	}
+	c := New(t, &builds, Options{Binary: builds.Binary(t, false), Nodes: 3, Args: plainArgs})
 	hc := &http.Client{Timeout: 3 * time.Second}
 	defer hc.CloseIdleConnections()
-	put := func(n *node, key, value string) int64 {
-		req, _ := http.NewRequest(http.MethodPut, n.url()+"/v1/kv/"+key, strings.NewReader(value))
+	put := func(n *Node, key, value string) int64 {
+		req, _ := http.NewRequest(http.MethodPut, n.URL()+"/v1/kv/"+key, strings.NewReader(value))
 		resp, err := hc.Do(req)
 		if err != nil {
 			return 0
@@ -62,19 +44,12 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 		}
 		return out.Revision
 	}
-	leader := leaderName(t, nodes[0])
-	var l, f *node
-	for _, n := range nodes {
-		switch {
-		case n.name == leader:
-			l = n
-		case f == nil:
-			f = n
-		}
+	li, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if l == nil {
-		t.Fatalf("no leader (%q)", leader)
-	}
+	fi := (li + 1) % 3
+	l, f := c.Nodes[li], c.Nodes[fi]
 	// Writes through the leader go on for the whole test.
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -90,14 +65,20 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 	time.Sleep(time.Second)
 
 	// kill -9 the follower and keep a copy of its state as it was.
-	f.kill()
-	state := filepath.Join(f.dir, "state")
+	if err := c.Kill(fi); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(f.DataDir, "state")
 	backup := filepath.Join(t.TempDir(), "state")
 	if err := os.CopyFS(backup, os.DirFS(state)); err != nil {
 		t.Fatal(err)
 	}
-	f.start(t, clusterSpec)
-	waitReady(t, f, 30*time.Second)
+	if err := c.Start(fi); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(fi, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(2 * time.Second) // the follower applies a couple of thousand more entries
 	mark := put(l, "mark", "m")
 	if mark == 0 {
@@ -105,7 +86,7 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 	}
 	// The follower serves mark, fresh.
 	read := func() (rev int64, stale, ok bool) {
-		resp, err := hc.Get(f.url() + "/v1/kv/mark?consistency=serializable")
+		resp, err := hc.Get(f.URL() + "/v1/kv/mark?consistency=serializable")
 		if err != nil {
 			return 0, false, false
 		}
@@ -124,21 +105,25 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never served mark @%d", f.name, mark)
+			t.Fatalf("%s never served mark @%d", f.Name, mark)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	before := revision(t, hc, f)
 
 	// kill -9 again, and bring the state back from the older copy.
-	f.kill()
+	if err := c.Kill(fi); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.RemoveAll(state); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.CopyFS(state, os.DirFS(backup)); err != nil {
 		t.Fatal(err)
 	}
-	f.start(t, clusterSpec)
+	if err := c.Start(fi); err != nil {
+		t.Fatal(err)
+	}
 	var first int64 = -1
 	readyAt, freshReads, staleReads := time.Time{}, 0, 0
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
@@ -152,12 +137,12 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 			case stale:
 				staleReads++
 			case rev < mark:
-				t.Fatalf("%s served mark @%d (0: absent) marked fresh after a restart, but had served it @%d before", f.name, rev, mark)
+				t.Fatalf("%s served mark @%d (0: absent) marked fresh after a restart, but had served it @%d before", f.Name, rev, mark)
 			default:
 				freshReads++
 			}
 		}
-		resp, err := hc.Get(f.url() + "/readyz")
+		resp, err := hc.Get(f.URL() + "/readyz")
 		if err != nil {
 			continue
 		}
@@ -166,7 +151,7 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 			continue
 		}
 		if r := revision(t, hc, f); r < before {
-			t.Fatalf("%s is ready at revision %d, behind the revision %d it had before kill -9", f.name, r, before)
+			t.Fatalf("%s is ready at revision %d, behind the revision %d it had before kill -9", f.Name, r, before)
 		}
 		if readyAt.IsZero() {
 			readyAt = time.Now()
@@ -176,17 +161,17 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 		}
 	}
 	if readyAt.IsZero() {
-		t.Fatalf("%s not ready 30 s after its restart; log:\n%s", f.name, f.log.String())
+		t.Fatalf("%s not ready 30 s after its restart; log %s", f.Name, f.LogPath)
 	}
 	if first < 0 || first >= before {
 		t.Fatalf("the restarted state was not behind (revision %d at start, %d before): the test did not test anything", first, before)
 	}
 	t.Logf("%s restarted at revision %d, %d behind; ready once replayed; %d stale and %d fresh serializable reads during and after replay",
-		f.name, first, before-first, staleReads, freshReads)
+		f.Name, first, before-first, staleReads, freshReads)
 }
 
-func statusRevision(hc *http.Client, n *node) (int64, error) {
-	resp, err := hc.Get(n.url() + "/v1/cluster/status")
+func statusRevision(hc *http.Client, n *Node) (int64, error) {
+	resp, err := hc.Get(n.URL() + "/v1/cluster/status")
 	if err != nil {
 		return 0, err
 	}
@@ -201,11 +186,11 @@ func statusRevision(hc *http.Client, n *node) (int64, error) {
 	return st.Revision, nil
 }
 
-func revision(t *testing.T, hc *http.Client, n *node) int64 {
+func revision(t *testing.T, hc *http.Client, n *Node) int64 {
 	t.Helper()
 	r, err := statusRevision(hc, n)
 	if err != nil {
-		t.Fatalf("status of %s: %v", n.name, err)
+		t.Fatalf("status of %s: %v", n.Name, err)
 	}
 	return r
 }

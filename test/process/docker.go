@@ -1,4 +1,4 @@
-package chaos
+package process
 
 import (
 	"bytes"
@@ -52,7 +52,7 @@ func docker(args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "docker", args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("chaos: docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+		return "", fmt.Errorf("process: docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return strings.TrimSpace(out.String()), nil
 }
@@ -117,7 +117,7 @@ func removeLeftovers(logf func(string, ...any)) {
 	}
 	remove := func(what, id, pid string, rm ...string) {
 		if _, err := docker(append(rm, id)...); err == nil {
-			logf("chaos: removed %s %s left by test process %s", what, id, pid)
+			logf("process: removed %s %s left by test process %s", what, id, pid)
 		}
 	}
 	format := "{{.ID}} {{.Label \"" + dockerLabel + "\"}}"
@@ -241,9 +241,14 @@ type dockerProc struct {
 
 func (p *dockerProc) exited() <-chan struct{} { return p.done }
 
+// exitErr is nil: docker wait's exit code is not followed.
+func (p *dockerProc) exitErr() error { return nil }
+
 func (p *dockerProc) signal(sig syscall.Signal) error {
 	var err error
 	switch sig {
+	case syscall.SIGTERM:
+		_, err = docker("stop", "-t", "15", p.name)
 	case syscall.SIGKILL:
 		// Docker refuses to kill a paused container.
 		if _, err = docker("kill", p.name); err != nil && strings.Contains(err.Error(), "paused") {
@@ -255,7 +260,7 @@ func (p *dockerProc) signal(sig syscall.Signal) error {
 	case syscall.SIGCONT:
 		_, err = docker("unpause", p.name)
 	default:
-		err = errors.New("chaos: no docker equivalent of " + sig.String())
+		err = errors.New("process: no docker equivalent of " + sig.String())
 	}
 	return err
 }

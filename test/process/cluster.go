@@ -1,4 +1,12 @@
-package chaos
+// Package process runs clusters of real cairn processes on loopback (or,
+// with a Docker engine, one container per node on a private network) for
+// tests: the fault-injection harness's second Cluster implementation (the
+// first, in process, is test/cluster), and the home of the tests that need
+// a process of their own (the CLI, kill -9 durability, replay after a
+// crash). Faults: SIGTERM, kill -9, SIGSTOP, link faults through the
+// /debug/faults endpoints of a faultinject build; in Docker also docker
+// network disconnect, docker pause and docker kill.
+package process
 
 import (
 	"bytes"
@@ -22,11 +30,15 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cairnkv/cairn/test/harness"
+	"github.com/cairnkv/cairn/test/model"
 )
 
 // Options shape a process cluster.
 type Options struct {
-	// Binary is a cairn built with -tags faultinject (see BuildBinary).
+	// Binary is the cairn to run (see BuildBinary); link faults need a
+	// build with -tags faultinject.
 	Binary string
 	// Nodes is the number of voters that bootstrap the cluster.
 	Nodes int
@@ -47,7 +59,7 @@ type Options struct {
 	Docker *Docker
 }
 
-// DefaultArgs are the serve flags of chaos clusters: fast elections, so a
+// DefaultArgs are the serve flags of process clusters: fast elections, so a
 // fault changes leadership within a second, and frequent snapshots behind a
 // short log, so a node kept away catches up by installing a snapshot.
 var DefaultArgs = []string{
@@ -68,31 +80,22 @@ type Cluster struct {
 	exits []string // nodes that stopped without the harness stopping them
 }
 
-// takeExits returns and forgets the unexpected exits seen so far.
-func (c *Cluster) takeExits() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.exits
-	c.exits = nil
-	return e
-}
-
 func (c *Cluster) note(format string, args ...any) string {
 	s := fmt.Sprintf(format, args...)
 	c.mu.Lock()
 	c.notes = append(c.notes, s)
 	c.mu.Unlock()
-	c.opts.Logf("chaos: %s", s)
+	c.opts.Logf("process: %s", s)
 	return s
 }
 
-// takeNotes returns and forgets the notes gathered so far.
-func (c *Cluster) takeNotes() []string {
+// Drain returns and forgets the notes and the unexpected exits seen so far.
+func (c *Cluster) Drain() (notes, crashes []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := c.notes
-	c.notes = nil
-	return n
+	notes, crashes = c.notes, c.exits
+	c.notes, c.exits = nil, nil
+	return notes, crashes
 }
 
 // Node is one cairn process slot: its addresses and data survive restarts.
@@ -122,19 +125,23 @@ type Node struct {
 
 // proc is a running node: a local process or a container.
 type proc interface {
-	// signal delivers SIGKILL, SIGSTOP or SIGCONT (docker kill, pause, unpause).
+	// signal delivers SIGTERM, SIGKILL, SIGSTOP or SIGCONT (docker stop,
+	// kill, pause, unpause).
 	signal(sig syscall.Signal) error
-	// exited is closed once the node has stopped.
+	// exited is closed once the node has stopped; then exitErr says how.
 	exited() <-chan struct{}
+	exitErr() error
 }
 
 type localProc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
+	err  error // set before done is closed
 }
 
 func (p *localProc) signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
 func (p *localProc) exited() <-chan struct{}         { return p.done }
+func (p *localProc) exitErr() error                  { return p.err }
 
 // URL is the node's client URL, as the harness reaches it.
 func (n *Node) URL() string { return "http://" + n.ClientAddr }
@@ -194,13 +201,19 @@ func (n *Node) LogContains(from int64, s string) bool {
 	return bytes.Contains(b[from:], []byte(s))
 }
 
-// BuildBinary builds cairn with fault injection into dir and returns its path.
-func BuildBinary(dir string) (string, error) {
-	bin := filepath.Join(dir, "cairn")
-	cmd := exec.Command("go", "build", "-tags", "faultinject", "-o", bin, "github.com/cairnkv/cairn/cmd/cairn")
+// BuildBinary builds cairn into dir, with fault injection (-tags
+// faultinject) when faultinject is set, and returns its path. It builds
+// with CGO_ENABLED=0, so the Docker variant can run the binary in a FROM
+// scratch image.
+func BuildBinary(dir string, faultinject bool) (string, error) {
+	bin, args := filepath.Join(dir, "cairn"), []string{"build"}
+	if faultinject {
+		bin, args = filepath.Join(dir, "cairn-faultinject"), append(args, "-tags", "faultinject")
+	}
+	cmd := exec.Command("go", append(args, "-o", bin, "github.com/cairnkv/cairn/cmd/cairn")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("chaos: build cairn: %w\n%s", err, out)
+		return "", fmt.Errorf("process: build cairn: %w\n%s", err, out)
 	}
 	return bin, nil
 }
@@ -231,7 +244,7 @@ func freeAddrs(n int) ([]string, error) {
 		}
 	}
 	if len(out) < n {
-		return nil, fmt.Errorf("chaos: found only %d free ports of %d", len(out), n)
+		return nil, fmt.Errorf("process: found only %d free ports of %d", len(out), n)
 	}
 	return out, nil
 }
@@ -305,8 +318,71 @@ func NewCluster(opts Options) (*Cluster, error) {
 	return c, nil
 }
 
+var _ harness.Cluster = (*Cluster)(nil)
+
 // Size is the number of bootstrap voters.
 func (c *Cluster) Size() int { return c.opts.Nodes }
+
+// Slots is the number of node slots, the spares included.
+func (c *Cluster) Slots() int { return len(c.Nodes) }
+
+// Describe is "processes", or "docker" for the container variant.
+func (c *Cluster) Describe() string {
+	if c.opts.Docker != nil {
+		return "docker"
+	}
+	return "processes"
+}
+
+// Node describes slot i as the harness sees it.
+func (c *Cluster) Node(i int) harness.Node {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return harness.Node{Name: n.Name, ClientURL: n.URL(), RESPAddr: n.RESPAddr, Member: n.member,
+		Running: n.proc != nil, Paused: n.paused, Incarnation: n.incarnation}
+}
+
+// Can says how the cluster makes each fault: with signals, the debug
+// endpoints of a faultinject build, or Docker.
+func (c *Cluster) Can(a harness.Action) (string, bool) {
+	docker := c.opts.Docker != nil
+	switch a {
+	case harness.ActLinks:
+		return "/debug/faults on the node (a faultinject build)", true
+	case harness.ActStop:
+		if docker {
+			return "docker stop", true
+		}
+		return "SIGTERM", true
+	case harness.ActKill:
+		if docker {
+			return "docker kill", true
+		}
+		return "kill -9", true
+	case harness.ActPause:
+		if docker {
+			return "docker pause", true
+		}
+		return "SIGSTOP", true
+	case harness.ActDisconnect:
+		if docker {
+			return "docker network disconnect", true
+		}
+		return "local processes share the host's loopback: only the Docker variant can take a node off its network", false
+	case harness.ActLog:
+		return "the node's log file", true
+	}
+	return "unknown action", false
+}
+
+// LogMark is the current length of node i's log, a mark for LogContains.
+func (c *Cluster) LogMark(i int) int64 { return c.Nodes[i].LogSize() }
+
+// LogContains reports whether node i logged s after mark from.
+func (c *Cluster) LogContains(i int, from int64, s string) bool {
+	return c.Nodes[i].LogContains(from, s)
+}
 
 // Index returns the slot of the node with this name, or -1.
 func (c *Cluster) Index(name string) int {
@@ -346,7 +422,7 @@ func (c *Cluster) Start(i int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(logf, "=== chaos: start %s incarnation %d at %s: %s\n", n.Name, inc, time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
+	fmt.Fprintf(logf, "=== process: start %s incarnation %d at %s: %s\n", n.Name, inc, time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
 	var p proc
 	if c.opts.Docker != nil {
 		p, err = c.opts.Docker.start(n, args, c.opts.Env, logf)
@@ -355,12 +431,12 @@ func (c *Cluster) Start(i int) error {
 	}
 	if err != nil {
 		logf.Close()
-		return fmt.Errorf("chaos: start %s: %w", n.Name, err)
+		return fmt.Errorf("process: start %s: %w", n.Name, err)
 	}
 	n.mu.Lock()
 	n.proc, n.paused = p, false
 	n.mu.Unlock()
-	c.opts.Logf("chaos: started %s", n.Name)
+	c.opts.Logf("process: started %s", n.Name)
 	go func() {
 		// A node that stops while the harness still counts it as running
 		// crashed (a panic, a fatal error): that fails the run.
@@ -376,7 +452,7 @@ func (c *Cluster) Start(i int) error {
 			c.mu.Lock()
 			c.exits = append(c.exits, msg)
 			c.mu.Unlock()
-			c.opts.Logf("chaos: %s", msg)
+			c.opts.Logf("process: %s", msg)
 		}
 	}()
 	if off {
@@ -388,15 +464,17 @@ func (c *Cluster) Start(i int) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.exited():
-			return fmt.Errorf("chaos: %s exited at start; log %s", n.Name, n.LogPath)
+			return fmt.Errorf("process: %s exited at start; log %s", n.Name, n.LogPath)
 		default:
 		}
 		if st, _, err := c.do(context.Background(), i, http.MethodGet, "/healthz", nil); err == nil && st == http.StatusOK {
 			return c.applyFaults(i)
 		}
-		time.Sleep(50 * time.Millisecond)
+		// Poll fast: a test may want to watch the node from its first
+		// moments (a restarted node replays its log in tens of milliseconds).
+		time.Sleep(5 * time.Millisecond)
 	}
-	return fmt.Errorf("chaos: %s does not answer HTTP 10 s after start; log %s", n.Name, n.LogPath)
+	return fmt.Errorf("process: %s does not answer HTTP 10 s after start; log %s", n.Name, n.LogPath)
 }
 
 // serveArgs are node n's `cairn serve` flags.
@@ -432,7 +510,7 @@ func (c *Cluster) startLocal(args []string, logf *os.File) (proc, error) {
 	}
 	p := &localProc{cmd: cmd, done: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		p.err = cmd.Wait()
 		logf.Close()
 		close(p.done)
 	}()
@@ -440,41 +518,82 @@ func (c *Cluster) startLocal(args []string, logf *os.File) (proc, error) {
 }
 
 // Kill kills node i (SIGKILL, or docker kill) and waits for it to stop.
-func (c *Cluster) Kill(i int) {
+func (c *Cluster) Kill(i int) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	p := n.proc
 	n.proc, n.paused = nil, false
 	n.mu.Unlock()
 	if p == nil {
-		return
+		return nil
 	}
-	_ = p.signal(syscall.SIGKILL)
+	err := p.signal(syscall.SIGKILL)
 	<-p.exited()
-	c.opts.Logf("chaos: killed %s", n.Name)
+	c.opts.Logf("process: killed %s", n.Name)
+	return err
+}
+
+// Stop shuts node i down (SIGTERM, or docker stop) and waits for it to
+// exit; after 20 s it kills it. It returns an error when the node did not
+// exit cleanly.
+func (c *Cluster) Stop(i int) error {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	p, paused := n.proc, n.paused
+	n.proc, n.paused = nil, false
+	n.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if paused {
+		_ = p.signal(syscall.SIGCONT)
+	}
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		_ = p.signal(syscall.SIGKILL)
+		<-p.exited()
+		return fmt.Errorf("process: stop %s: %w", n.Name, err)
+	}
+	select {
+	case <-p.exited():
+	case <-time.After(20 * time.Second):
+		_ = p.signal(syscall.SIGKILL)
+		<-p.exited()
+		return fmt.Errorf("process: %s did not exit within 20 s of SIGTERM; log %s", n.Name, n.LogPath)
+	}
+	c.opts.Logf("process: stopped %s", n.Name)
+	if err := p.exitErr(); err != nil {
+		return fmt.Errorf("process: %s exited after SIGTERM: %w; log %s", n.Name, err, n.LogPath)
+	}
+	return nil
 }
 
 // Pause stops node i (SIGSTOP, or docker pause): it holds its sockets but
 // answers nothing.
-func (c *Cluster) Pause(i int) {
+func (c *Cluster) Pause(i int) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.proc != nil && !n.paused {
-		_ = n.proc.signal(syscall.SIGSTOP)
+		if err := n.proc.signal(syscall.SIGSTOP); err != nil {
+			return err
+		}
 		n.paused = true
 	}
+	return nil
 }
 
 // Resume continues a paused node (SIGCONT, or docker unpause).
-func (c *Cluster) Resume(i int) {
+func (c *Cluster) Resume(i int) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.proc != nil && n.paused {
-		_ = n.proc.signal(syscall.SIGCONT)
+		if err := n.proc.signal(syscall.SIGCONT); err != nil {
+			return err
+		}
 		n.paused = false
 	}
+	return nil
 }
 
 // Wipe deletes node i's data (its directory, or its container); the node
@@ -490,7 +609,7 @@ func (c *Cluster) Wipe(i int) error {
 // more than once.
 func (c *Cluster) Close() {
 	for i := range c.Nodes {
-		c.Kill(i)
+		_ = c.Kill(i)
 		if c.opts.Docker != nil {
 			_ = c.opts.Docker.remove(c.Nodes[i])
 		}
@@ -501,7 +620,7 @@ func (c *Cluster) Close() {
 // disconnect): no peer and no client reaches it, nor it them.
 func (c *Cluster) Disconnect(i int) error {
 	if c.opts.Docker == nil {
-		return errors.New("chaos: disconnect needs Docker")
+		return fmt.Errorf("%w: disconnect needs Docker", harness.ErrUnsupported)
 	}
 	n := c.Nodes[i]
 	if err := c.opts.Docker.disconnect(n); err != nil {
@@ -560,21 +679,8 @@ func (c *Cluster) do(ctx context.Context, i int, method, path string, body any) 
 	return resp.StatusCode, b, err
 }
 
-// Status is a node's view of the cluster (GET /v1/cluster/status).
-type Status struct {
-	Name         string `json:"name"`
-	State        string `json:"state"`
-	Leader       string `json:"leader"`
-	Term         uint64 `json:"term"`
-	CommitIndex  uint64 `json:"commit_index"`
-	AppliedIndex uint64 `json:"applied_index"`
-	LastIndex    uint64 `json:"last_index"`
-	Revision     int64  `json:"revision"`
-	Members      int    `json:"members"`
-}
-
 // Status asks node i for its status (within one second).
-func (c *Cluster) Status(i int) (*Status, error) {
+func (c *Cluster) Status(i int) (*harness.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	st, b, err := c.do(ctx, i, http.MethodGet, "/v1/cluster/status", nil)
@@ -582,11 +688,11 @@ func (c *Cluster) Status(i int) (*Status, error) {
 		return nil, err
 	}
 	if st != http.StatusOK {
-		return nil, fmt.Errorf("chaos: status of %s: %d %s", c.Nodes[i].Name, st, b)
+		return nil, fmt.Errorf("process: status of %s: %d %s", c.Nodes[i].Name, st, b)
 	}
-	var s Status
+	var s harness.Status
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("chaos: status of %s: %w", c.Nodes[i].Name, err)
+		return nil, fmt.Errorf("process: status of %s: %w", c.Nodes[i].Name, err)
 	}
 	return &s, nil
 }
@@ -623,7 +729,7 @@ func (c *Cluster) Targets() []int {
 // wins), or -1.
 func (c *Cluster) Leader() int {
 	live := c.Live()
-	sts := make([]*Status, len(live))
+	sts := make([]*harness.Status, len(live))
 	var wg sync.WaitGroup
 	for k, i := range live {
 		wg.Add(1)
@@ -650,7 +756,7 @@ func (c *Cluster) WaitLeader(d time.Duration) (int, error) {
 			return l, nil
 		}
 		if time.Now().After(deadline) {
-			return -1, fmt.Errorf("chaos: no leader after %s", d)
+			return -1, fmt.Errorf("process: no leader after %s", d)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -669,11 +775,11 @@ func (c *Cluster) WaitReady(i int, d time.Duration) error {
 		}
 		last = fmt.Sprintf("%d %s %v", st, bytes.TrimSpace(b), err)
 		if !c.Nodes[i].Running() {
-			return fmt.Errorf("chaos: %s is not running; log %s", c.Nodes[i].Name, c.Nodes[i].LogPath)
+			return fmt.Errorf("process: %s is not running; log %s", c.Nodes[i].Name, c.Nodes[i].LogPath)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("chaos: %s not ready after %s (last answer: %s); log %s", c.Nodes[i].Name, d, last, c.Nodes[i].LogPath)
+	return fmt.Errorf("process: %s not ready after %s (last answer: %s); log %s", c.Nodes[i].Name, d, last, c.Nodes[i].LogPath)
 }
 
 // Block makes node i stop dialing node j and close its links to it (one way).
@@ -735,7 +841,7 @@ func (c *Cluster) fault(i int, path string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if st, b, err := c.do(ctx, i, http.MethodPost, path, nil); err != nil || st != http.StatusOK {
-		c.opts.Logf("chaos: %s %s: %d %s %v", n.Name, path, st, b, err)
+		c.opts.Logf("process: %s %s: %d %s %v", n.Name, path, st, b, err)
 	}
 }
 
@@ -755,18 +861,10 @@ func (c *Cluster) applyFaults(i int) error {
 		st, b, err := c.do(ctx, i, http.MethodPost, p, nil)
 		cancel()
 		if err != nil || st != http.StatusOK {
-			return fmt.Errorf("chaos: %s %s: %d %s %w", n.Name, p, st, b, err)
+			return fmt.Errorf("process: %s %s: %d %s %w", n.Name, p, st, b, err)
 		}
 	}
 	return nil
-}
-
-// Member is one entry of GET /v1/cluster/members.
-type Member struct {
-	Name     string `json:"name"`
-	PeerAddr string `json:"peer_addr"`
-	Voter    bool   `json:"voter"`
-	Leader   bool   `json:"leader"`
 }
 
 // admin sends a membership or leadership request, to the leader first and
@@ -794,21 +892,21 @@ func (c *Cluster) admin(method, path string, body any) ([]byte, error) {
 				answers = append(answers, last.Error())
 			default:
 				answers = append(answers, fmt.Sprintf("%s %s on %s: %d %s", method, path, c.Nodes[i].Name, st, bytes.TrimSpace(b)))
-				return b, fmt.Errorf("chaos: %s", strings.Join(answers, "; then "))
+				return b, fmt.Errorf("process: %s", strings.Join(answers, "; then "))
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return nil, fmt.Errorf("chaos: %s %s: %w", method, path, last)
+	return nil, fmt.Errorf("process: %s %s: %w", method, path, last)
 }
 
 // Members lists the configuration as the leader (or any live node) sees it.
-func (c *Cluster) Members() ([]Member, error) {
+func (c *Cluster) Members() ([]harness.Member, error) {
 	b, err := c.admin(http.MethodGet, "/v1/cluster/members", nil)
 	if err != nil {
 		return nil, err
 	}
-	var out struct{ Members []Member }
+	var out struct{ Members []harness.Member }
 	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, err
 	}
@@ -823,7 +921,7 @@ func (c *Cluster) RemoveMember(i int) (note string, err error) {
 	n := c.Nodes[i]
 	if _, err := c.admin(http.MethodDelete, "/v1/cluster/members/"+n.Name, nil); err != nil {
 		ms, merr := c.Members()
-		if merr != nil || slices.ContainsFunc(ms, func(m Member) bool { return m.Name == n.Name }) {
+		if merr != nil || slices.ContainsFunc(ms, func(m harness.Member) bool { return m.Name == n.Name }) {
 			return "", err
 		}
 		note = c.note("the removal of %s took effect, but the API answered: %v", n.Name, err)
@@ -831,7 +929,7 @@ func (c *Cluster) RemoveMember(i int) (note string, err error) {
 	n.mu.Lock()
 	n.member = false
 	n.mu.Unlock()
-	c.Kill(i)
+	_ = c.Kill(i)
 	return note, c.Wipe(i)
 }
 
@@ -840,14 +938,14 @@ func (c *Cluster) RemoveMember(i int) (note string, err error) {
 func (c *Cluster) JoinMember(i int, nonVoter bool, wait time.Duration) error {
 	live := c.Live()
 	if len(live) == 0 {
-		return errors.New("chaos: no live member to join through")
+		return errors.New("process: no live member to join through")
 	}
 	via := live[0]
 	if l := c.Leader(); l >= 0 {
 		via = l
 	}
 	n := c.Nodes[i]
-	c.Kill(i)
+	_ = c.Kill(i)
 	if err := c.Wipe(i); err != nil {
 		return err
 	}
@@ -877,25 +975,7 @@ func (c *Cluster) TransferLeadership(to int) (string, error) {
 	return out.Leader, nil
 }
 
-// Item is one key of a listing.
-type Item struct {
-	Key            string `json:"key"`
-	Value          []byte `json:"value"`
-	CreateRevision int64  `json:"create_revision"`
-	ModRevision    int64  `json:"mod_revision"`
-	Version        int64  `json:"version"`
-}
-
-// State is what every replica holds once they agree.
-type State struct {
-	AppliedIndex uint64
-	Revision     int64
-	Items        map[string]Item
-	Hash         string // sha256 of the listing
-	Nodes        []string
-}
-
-func (c *Cluster) list(i int) (int64, []Item, []byte, error) {
+func (c *Cluster) list(i int) (int64, []model.Item, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, b, err := c.do(ctx, i, http.MethodGet, "/v1/kv/?list=true&consistency=serializable", nil)
@@ -903,18 +983,18 @@ func (c *Cluster) list(i int) (int64, []Item, []byte, error) {
 		return 0, nil, nil, err
 	}
 	if st != http.StatusOK {
-		return 0, nil, nil, fmt.Errorf("chaos: list on %s: %d %s", c.Nodes[i].Name, st, b)
+		return 0, nil, nil, fmt.Errorf("process: list on %s: %d %s", c.Nodes[i].Name, st, b)
 	}
 	var out struct {
-		Revision int64  `json:"revision"`
-		Items    []Item `json:"items"`
-		More     bool   `json:"more"`
+		Revision int64        `json:"revision"`
+		Items    []model.Item `json:"items"`
+		More     bool         `json:"more"`
 	}
 	if err := json.Unmarshal(b, &out); err != nil {
 		return 0, nil, nil, err
 	}
 	if out.More {
-		return 0, nil, nil, fmt.Errorf("chaos: list on %s was cut short", c.Nodes[i].Name)
+		return 0, nil, nil, fmt.Errorf("process: list on %s was cut short", c.Nodes[i].Name)
 	}
 	items, _ := json.Marshal(out.Items)
 	return out.Revision, out.Items, items, nil
@@ -923,7 +1003,7 @@ func (c *Cluster) list(i int) (int64, []Item, []byte, error) {
 // WaitConverged waits up to d until every member runs, reports the same
 // applied index before and after a serializable listing of the whole key
 // space, and every listing is identical; it returns that state.
-func (c *Cluster) WaitConverged(d time.Duration) (*State, error) {
+func (c *Cluster) WaitConverged(d time.Duration) (*harness.State, error) {
 	deadline := time.Now().Add(d)
 	var last string
 	for time.Now().Before(deadline) {
@@ -934,10 +1014,10 @@ func (c *Cluster) WaitConverged(d time.Duration) (*State, error) {
 		last = why
 		time.Sleep(200 * time.Millisecond)
 	}
-	return nil, fmt.Errorf("chaos: replicas did not converge in %s: %s", d, last)
+	return nil, fmt.Errorf("process: replicas did not converge in %s: %s", d, last)
 }
 
-func (c *Cluster) converged() (*State, string) {
+func (c *Cluster) converged() (*harness.State, string) {
 	var members []int
 	for i, n := range c.Nodes {
 		if n.Member() {
@@ -963,7 +1043,7 @@ func (c *Cluster) converged() (*State, string) {
 		return nil, fmt.Sprintf("applied indexes %v", before)
 	}
 	var first []byte
-	st := &State{AppliedIndex: before[0]}
+	st := &harness.State{AppliedIndex: before[0]}
 	for k, i := range members {
 		rev, items, raw, err := c.list(i)
 		if err != nil {
@@ -971,7 +1051,7 @@ func (c *Cluster) converged() (*State, string) {
 		}
 		if k == 0 {
 			first, st.Revision = raw, rev
-			st.Items = map[string]Item{}
+			st.Items = map[string]model.Item{}
 			for _, it := range items {
 				st.Items[it.Key] = it
 			}
