@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cairnkv/cairn/internal/kvtest"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -26,17 +28,73 @@ func membersFake() *fakeService {
 	return &fakeService{members: func(context.Context) ([]kv.Member, error) { return threeMembers, nil }}
 }
 
+// TestMembers checks that a service listing no members (nil) is answered
+// with an empty list, not null. TestClusterOnEngine lists a real node's.
 func TestMembers(t *testing.T) {
-	f := membersFake()
+	f := &fakeService{members: func(context.Context) ([]kv.Member, error) { return nil, nil }}
 	w := mustServe(t, mustHandler(t, f), request{method: "GET", target: "/v1/cluster/members"})
 	if w.Code != 200 {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
-	mustEqualJSON(t, w.Body.Bytes(), threeMembersJSON)
-
-	f.members = func(context.Context) ([]kv.Member, error) { return nil, nil }
-	w = mustServe(t, mustHandler(t, f), request{method: "GET", target: "/v1/cluster/members"})
 	mustEqualJSON(t, w.Body.Bytes(), `{"members":[]}`)
+}
+
+// TestClusterOnEngine runs the membership endpoints on a real single node:
+// what it lists, a learner added and removed, and the refusals.
+func TestClusterOnEngine(t *testing.T) {
+	h, svc := engineHandler(t)
+	ctx := kvtest.Ctx(t)
+	st, err := svc.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := kv.Member{Name: kvtest.Name, PeerAddr: st.LeaderAddr, ClientURL: "http://127.0.0.1:7700", RESPAddr: "127.0.0.1:7702"}
+	if err := svc.PublishSelf(ctx, self); err != nil {
+		t.Fatal(err)
+	}
+	n1 := `{"name":"n1","peer_addr":"` + self.PeerAddr + `","client_url":"http://127.0.0.1:7700","resp_addr":"127.0.0.1:7702","voter":true,"leader":true}`
+	w := mustServe(t, h, request{method: "GET", target: "/v1/cluster/members"})
+	if w.Code != 200 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	mustEqualJSON(t, w.Body.Bytes(), `{"members":[`+n1+`]}`)
+
+	// A learner does not vote: adding one that is not running (yet) keeps
+	// the quorum of one.
+	nobody := closedAddr(t)
+	w = mustServe(t, h, request{method: "POST", target: "/v1/cluster/members",
+		body: `{"name":"n2","peer_addr":"` + nobody + `","client_url":"http://127.0.0.1:7710","non_voter":true}`})
+	if w.Code != 201 {
+		t.Fatalf("add a learner: %d %s", w.Code, w.Body)
+	}
+	mustEqualJSON(t, w.Body.Bytes(), `{"members":[`+n1+`,{"name":"n2","peer_addr":"`+nobody+`","client_url":"http://127.0.0.1:7710","voter":false,"leader":false}]}`)
+	w = mustServe(t, h, request{method: "POST", target: "/v1/cluster/members", body: `{"name":"n2","peer_addr":"127.0.0.1:1","non_voter":true}`})
+	mustError(t, w, 409, "member_exists")
+	w = mustServe(t, h, request{method: "POST", target: "/v1/cluster/members", body: `{"name":"n1","peer_addr":"` + self.PeerAddr + `"}`})
+	if w.Code != 201 {
+		t.Fatalf("add a member as it is: %d %s", w.Code, w.Body)
+	}
+	w = mustServe(t, h, request{method: "DELETE", target: "/v1/cluster/members/n2"})
+	if w.Code != 200 {
+		t.Fatalf("remove the learner: %d %s", w.Code, w.Body)
+	}
+	mustEqualJSON(t, w.Body.Bytes(), `{"members":[`+n1+`]}`)
+	mustError(t, mustServe(t, h, request{method: "DELETE", target: "/v1/cluster/members/n2"}), 404, "member_not_found")
+	mustError(t, mustServe(t, h, request{method: "POST", target: "/v1/cluster/members/n9/promote"}), 404, "member_not_found")
+	// A single voter has nobody to hand leadership to.
+	mustError(t, mustServe(t, h, request{method: "POST", target: "/v1/cluster/leader/transfer"}), 404, "member_not_found")
+}
+
+// closedAddr is a loopback address nobody listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 func TestAddMember(t *testing.T) {
@@ -172,35 +230,45 @@ func TestTransferLeadership(t *testing.T) {
 	mustError(t, mustServe(t, mustHandler(t, f), request{method: "POST", target: "/v1/cluster/leader/transfer", body: `{"to":"x"}`}), 404, "member_not_found")
 }
 
+// TestStatus checks the status of a real node: every field of the
+// contract, with the node's own values.
 func TestStatus(t *testing.T) {
-	f := &fakeService{status: func(context.Context) (*kv.Status, error) {
-		return &kv.Status{Name: "n1", State: "Leader", Leader: "n1", LeaderAddr: "127.0.0.1:7701", Term: 3,
-			CommitIndex: 40, AppliedIndex: 39, LastIndex: 41, Revision: 17, Members: 3, LastContactMs: 0}, nil
-	}}
-	w := mustServe(t, mustHandler(t, f), request{method: "GET", target: "/v1/cluster/status"})
+	h, svc := engineHandler(t)
+	kvtest.MustPut(t, svc, "k", "v", kv.PutOptions{})
+	w := mustServe(t, h, request{method: "GET", target: "/v1/cluster/status"})
 	if w.Code != 200 {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
-	mustEqualJSON(t, w.Body.Bytes(), `{"name":"n1","state":"Leader","leader":"n1","leader_peer_addr":"127.0.0.1:7701","term":3,
-	  "commit_index":40,"applied_index":39,"last_index":41,"revision":17,"members":3,"last_contact_ms":0}`)
+	st, err := svc.Status(kvtest.Ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != "leader" || st.Leader != kvtest.Name || st.Revision != 1 || st.Members != 1 || st.Term == 0 || st.CommitIndex == 0 {
+		t.Fatalf("the node's own status %+v", st)
+	}
+	mustEqualJSON(t, w.Body.Bytes(), fmt.Sprintf(`{"name":"n1","state":"leader","leader":"n1","leader_peer_addr":%q,"term":%d,
+	  "commit_index":%d,"applied_index":%d,"last_index":%d,"revision":1,"members":1,"last_contact_ms":0}`,
+		st.LeaderAddr, st.Term, st.CommitIndex, st.AppliedIndex, st.LastIndex))
 }
 
 func TestHealth(t *testing.T) {
-	f := &fakeService{}
-	w := mustServe(t, mustHandler(t, f), request{method: "GET", target: "/healthz"})
+	h, _ := engineHandler(t)
+	w := mustServe(t, h, request{method: "GET", target: "/healthz"})
 	if w.Code != 200 {
 		t.Fatalf("healthz %d", w.Code)
 	}
 	mustEqualJSON(t, w.Body.Bytes(), `{"ok":true}`)
-	mustNotCall(t, f)
-
-	f.ready = func() error { return nil }
-	w = mustServe(t, mustHandler(t, f), request{method: "GET", target: "/readyz"})
+	w = mustServe(t, h, request{method: "GET", target: "/readyz"})
 	if w.Code != 200 {
 		t.Fatalf("readyz %d", w.Code)
 	}
 	mustEqualJSON(t, w.Body.Bytes(), `{"ready":true}`)
 
+	// /healthz asks the service nothing; a node that is not ready is
+	// injected.
+	f := &fakeService{}
+	mustServe(t, mustHandler(t, f), request{method: "GET", target: "/healthz"})
+	mustNotCall(t, f)
 	f.ready = func() error { return fmt.Errorf("%w: catching up", kv.ErrUnavailable) }
 	w = mustServe(t, mustHandler(t, f), request{method: "GET", target: "/readyz"})
 	if w.Code != 503 {

@@ -17,6 +17,10 @@ import (
 
 // fakeService is a Service whose methods are function fields. A method whose
 // field is nil fails with errUnexpectedCall, which the API answers with 500.
+// It has no data of its own: tests use it to see exactly what the handler
+// passes to the service, and to inject answers (errors, nil results) that a
+// real service does not give on demand. Tests of what the API answers about
+// data run on a real service (engineHandler).
 type fakeService struct {
 	get                func(ctx context.Context, key string, o kv.ReadOptions) (*kv.Record, error)
 	list               func(ctx context.Context, prefix string, o kv.ListOptions) (*kv.ListResult, error)
@@ -161,7 +165,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 // mustHandler returns the API over f with a small value limit.
 func mustHandler(t testing.TB, f *fakeService) http.Handler {
 	t.Helper()
-	return New(f, Options{MaxValueBytes: 16, Logger: testLogger(t)})
+	return New(f, Options{MaxValueBytes: testMaxValue, Logger: testLogger(t)})
 }
 
 // request is one test request; hdr holds header name, value pairs.

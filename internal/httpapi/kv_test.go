@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnkv/cairn/internal/kvtest"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -24,20 +25,18 @@ func record(key, value string, create, mod, version int64) *kv.Record {
 func TestGetHeadersAndBody(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
-		rec         *kv.Record
+		last        kv.Op // the write at revision 7
 		wantExpires string
 	}{
-		{"no ttl", record("app/a", "hello", 3, 7, 2), ""},
-		{"ttl", &kv.Record{Key: "app/a", Value: []byte("hello"), CreateRevision: 3, ModRevision: 7, Version: 2, Expires: expiry.UnixNano()}, expiryText},
+		{"no ttl", put("app/a", "hello"), ""},
+		{"ttl", putExpiring("app/a", "hello"), expiryText},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fakeService{get: func(_ context.Context, key string, o kv.ReadOptions) (*kv.Record, error) {
-				if key != "app/a" || o.Serializable {
-					t.Errorf("Get(%q, %+v)", key, o)
-				}
-				return tc.rec, nil
-			}}
-			w := mustServe(t, mustHandler(t, f), request{method: "GET", target: "/v1/kv/app/a"})
+			h, svc := engineHandler(t)
+			// Created at revision 3, written again at 7: version 2.
+			mustWriteAt(t, svc, 3, put("app/a", "first"))
+			mustWriteAt(t, svc, 7, tc.last)
+			w := mustServe(t, h, request{method: "GET", target: "/v1/kv/app/a"})
 			if w.Code != 200 || w.Body.String() != "hello" {
 				t.Fatalf("%d %q", w.Code, w.Body)
 			}
@@ -175,68 +174,78 @@ func TestBadKeys(t *testing.T) {
 }
 
 func TestHead(t *testing.T) {
-	f := &fakeService{get: func(context.Context, string, kv.ReadOptions) (*kv.Record, error) {
-		return record("k", "hello", 1, 4, 1), nil
-	}}
-	srv := httptest.NewServer(mustHandler(t, f))
+	h, svc := engineHandler(t)
+	mustWriteAt(t, svc, 4, put("k", "hello"))
+	mustWriteAt(t, svc, 5, put("a//k", "hello"))
+	srv := httptest.NewServer(h)
 	defer srv.Close()
-	for _, path := range []string{"/v1/kv/k", "/v1/kv/a//k"} {
-		resp, err := srv.Client().Head(srv.URL + path)
+	for _, tc := range []struct{ path, etag string }{{"/v1/kv/k", `"4"`}, {"/v1/kv/a//k", `"5"`}} {
+		resp, err := srv.Client().Head(srv.URL + tc.path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 200 || resp.Header.Get("ETag") != `"4"` || resp.ContentLength != 5 {
-			t.Fatalf("HEAD %s: %d %v", path, resp.StatusCode, resp.Header)
+		if resp.StatusCode != 200 || resp.Header.Get("ETag") != tc.etag || resp.ContentLength != 5 {
+			t.Fatalf("HEAD %s: %d %v", tc.path, resp.StatusCode, resp.Header)
 		}
+	}
+	resp, err := srv.Client().Head(srv.URL + "/v1/kv/missing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("HEAD of a missing key: %d", resp.StatusCode)
 	}
 }
 
 func TestList(t *testing.T) {
-	items := []*kv.Record{
-		record("app/a", "hello", 2, 5, 3),
-		{Key: "app/b", Value: []byte{0xff, 0x00}, CreateRevision: 4, ModRevision: 4, Version: 1, Expires: expiry.UnixNano()},
-		{Key: "app/c", CreateRevision: 6, ModRevision: 6, Version: 1},
+	_, svc := engineHandler(t)
+	// Revision 6: app/a created at 1 and written at 2 and 5, app/b (binary,
+	// expiring) at 3, app/c (empty) at 4, other at 6.
+	for _, op := range []kv.Op{
+		put("app/a", "hello"), put("app/a", "hello"),
+		{Type: kv.OpPut, Key: "app/b", Value: []byte{0xff, 0x00}, ExpiresAt: expiry.UnixNano()},
+		put("app/c", ""), put("app/a", "hello"), put("other", "x"),
+	} {
+		kvtest.MustTxn(t, svc, kv.Txn{Success: []kv.Op{op}})
 	}
+	h := New(svc, Options{MaxValueBytes: testMaxValue, IsStale: func() bool { return true }, Logger: testLogger(t)})
 	for _, tc := range []struct {
 		name, target string
-		prefix       string
-		opts         kv.ListOptions
 		stale        string
 		want         string
 	}{
 		{
-			name: "values", target: "/v1/kv/app/?list=true", prefix: "app/",
-			want: `{"revision":9,"more":true,"items":[
-				{"key":"app/a","value":"aGVsbG8=","create_revision":2,"mod_revision":5,"version":3},
-				{"key":"app/b","value":"/wA=","create_revision":4,"mod_revision":4,"version":1,"expires":"` + expiryText + `"},
-				{"key":"app/c","value":"","create_revision":6,"mod_revision":6,"version":1}]}`,
+			name: "values", target: "/v1/kv/app/?list=true&limit=2",
+			want: `{"revision":6,"more":true,"items":[
+				{"key":"app/a","value":"aGVsbG8=","create_revision":1,"mod_revision":5,"version":3},
+				{"key":"app/b","value":"/wA=","create_revision":3,"mod_revision":3,"version":1,"expires":"` + expiryText + `"}]}`,
 		},
 		{
 			name: "keys only", target: "/v1/kv/app/?list=true&keys_only=true&limit=3&after=app/0&consistency=serializable",
-			prefix: "app/", opts: kv.ListOptions{ReadOptions: kv.ReadOptions{Serializable: true}, After: "app/0", Limit: 3, KeysOnly: true},
 			stale: "true",
-			want: `{"revision":9,"more":true,"items":[
-				{"key":"app/a","create_revision":2,"mod_revision":5,"version":3},
-				{"key":"app/b","create_revision":4,"mod_revision":4,"version":1,"expires":"` + expiryText + `"},
-				{"key":"app/c","create_revision":6,"mod_revision":6,"version":1}]}`,
+			want: `{"revision":6,"more":false,"items":[
+				{"key":"app/a","create_revision":1,"mod_revision":5,"version":3},
+				{"key":"app/b","create_revision":3,"mod_revision":3,"version":1,"expires":"` + expiryText + `"},
+				{"key":"app/c","create_revision":4,"mod_revision":4,"version":1}]}`,
 		},
 		{
-			name: "everything", target: "/v1/kv/?list=1&limit=0&keys_only=false", prefix: "",
-			want: `{"revision":9,"more":true,"items":[
-				{"key":"app/a","value":"aGVsbG8=","create_revision":2,"mod_revision":5,"version":3},
-				{"key":"app/b","value":"/wA=","create_revision":4,"mod_revision":4,"version":1,"expires":"` + expiryText + `"},
-				{"key":"app/c","value":"","create_revision":6,"mod_revision":6,"version":1}]}`,
+			name: "after", target: "/v1/kv/app/?list=true&after=app/a",
+			want: `{"revision":6,"more":false,"items":[
+				{"key":"app/b","value":"/wA=","create_revision":3,"mod_revision":3,"version":1,"expires":"` + expiryText + `"},
+				{"key":"app/c","value":"","create_revision":4,"mod_revision":4,"version":1}]}`,
+		},
+		{
+			name: "everything", target: "/v1/kv/?list=1&limit=0&keys_only=false",
+			want: `{"revision":6,"more":false,"items":[
+				{"key":"app/a","value":"aGVsbG8=","create_revision":1,"mod_revision":5,"version":3},
+				{"key":"app/b","value":"/wA=","create_revision":3,"mod_revision":3,"version":1,"expires":"` + expiryText + `"},
+				{"key":"app/c","value":"","create_revision":4,"mod_revision":4,"version":1},
+				{"key":"other","value":"eA==","create_revision":6,"mod_revision":6,"version":1}]}`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fakeService{list: func(_ context.Context, prefix string, o kv.ListOptions) (*kv.ListResult, error) {
-				if prefix != tc.prefix || !reflect.DeepEqual(o, tc.opts) {
-					t.Errorf("List(%q, %+v)", prefix, o)
-				}
-				return &kv.ListResult{Revision: 9, Items: items, More: true}, nil
-			}}
-			h := New(f, Options{IsStale: func() bool { return true }, Logger: testLogger(t)})
 			w := mustServe(t, h, request{method: "GET", target: tc.target})
 			if w.Code != 200 || w.Header().Get("Content-Type") != "application/json" {
 				t.Fatalf("%d %v %s", w.Code, w.Header(), w.Body)
@@ -249,11 +258,35 @@ func TestList(t *testing.T) {
 	}
 }
 
+// TestListOptions checks what a listing asks the service for.
+func TestListOptions(t *testing.T) {
+	for _, tc := range []struct {
+		target, prefix string
+		opts           kv.ListOptions
+	}{
+		{"/v1/kv/app/?list=true", "app/", kv.ListOptions{}},
+		{"/v1/kv/app/?list=true&keys_only=true&limit=3&after=app/0&consistency=serializable", "app/",
+			kv.ListOptions{ReadOptions: kv.ReadOptions{Serializable: true}, After: "app/0", Limit: 3, KeysOnly: true}},
+		{"/v1/kv/?list=1&limit=0&keys_only=false", "", kv.ListOptions{}},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			f := &fakeService{list: func(_ context.Context, prefix string, o kv.ListOptions) (*kv.ListResult, error) {
+				if prefix != tc.prefix || !reflect.DeepEqual(o, tc.opts) {
+					t.Errorf("List(%q, %+v)", prefix, o)
+				}
+				return &kv.ListResult{Revision: 9}, nil
+			}}
+			if w := mustServe(t, mustHandler(t, f), request{method: "GET", target: tc.target}); w.Code != 200 {
+				t.Fatalf("%d %s", w.Code, w.Body)
+			}
+		})
+	}
+}
+
 func TestListEmpty(t *testing.T) {
-	f := &fakeService{list: func(context.Context, string, kv.ListOptions) (*kv.ListResult, error) {
-		return &kv.ListResult{Revision: 1}, nil
-	}}
-	w := mustServe(t, mustHandler(t, f), request{method: "GET", target: "/v1/kv/none/?list=true"})
+	h, svc := engineHandler(t)
+	kvtest.MustPut(t, svc, "other", "x", kv.PutOptions{})
+	w := mustServe(t, h, request{method: "GET", target: "/v1/kv/none/?list=true"})
 	if w.Code != 200 {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
@@ -273,6 +306,8 @@ func TestListBadParams(t *testing.T) {
 	}
 }
 
+// TestPut checks what a PUT asks the service for and how its answer is
+// written; TestPutOnEngine checks what the writes do.
 func TestPut(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -313,6 +348,59 @@ func TestPut(t *testing.T) {
 				t.Errorf("headers %v", w.Header())
 			}
 		})
+	}
+}
+
+// TestPutOnEngine checks what PUTs do to the keys: values, TTLs and
+// conditions, through a real service.
+func TestPutOnEngine(t *testing.T) {
+	h, _ := engineHandler(t)
+	steps := []struct {
+		rq     request
+		status int
+		body   string // the answer, when 200
+	}{
+		{request{method: "PUT", target: "/v1/kv/k", body: "value"}, 200, `{"revision":1}`},
+		{request{method: "PUT", target: "/v1/kv/k", body: ""}, 200, `{"revision":2}`},
+		{request{method: "PUT", target: "/v1/kv/k", body: strings.Repeat("x", 16)}, 200, `{"revision":3}`},
+		{request{method: "PUT", target: "/v1/kv/k", body: "cas", hdr: []string{"If-Match", `"3"`}}, 200, `{"revision":4}`},
+		{request{method: "PUT", target: "/v1/kv/k", body: "stale", hdr: []string{"If-Match", `"3"`}}, 412, ""},
+		{request{method: "PUT", target: "/v1/kv/new", body: "v", hdr: []string{"If-Match", `"0"`}}, 200, `{"revision":5}`},
+		{request{method: "PUT", target: "/v1/kv/new", body: "w", hdr: []string{"If-Match", `"0"`}}, 412, ""},
+		{request{method: "PUT", target: "/v1/kv/lock", body: "first", hdr: []string{"If-None-Match", "*"}}, 200, `{"revision":6}`},
+		{request{method: "PUT", target: "/v1/kv/lock", body: "second", hdr: []string{"If-None-Match", "*"}}, 412, ""},
+		{request{method: "PUT", target: "/v1/kv/ttl?ttl=30s", body: "v"}, 200, `{"revision":7}`},
+	}
+	for i, st := range steps {
+		w := mustServe(t, h, st.rq)
+		if st.status != 200 {
+			mustError(t, w, st.status, "precondition_failed")
+			continue
+		}
+		if w.Code != 200 {
+			t.Fatalf("step %d: %d %s", i, w.Code, w.Body)
+		}
+		mustEqualJSON(t, w.Body.Bytes(), st.body)
+	}
+	for key, want := range map[string]string{"k": "cas", "new": "v", "lock": "first", "ttl": "v"} {
+		w := mustServe(t, h, request{method: "GET", target: "/v1/kv/" + key})
+		if w.Code != 200 || w.Body.String() != want {
+			t.Errorf("GET %s: %d %q, want %q", key, w.Code, w.Body, want)
+		}
+		if key == "k" && w.Header().Get("X-Cairn-Version") != "4" {
+			t.Errorf("k: version %s after four writes", w.Header().Get("X-Cairn-Version"))
+		}
+		exp := w.Header().Get("X-Cairn-Expires")
+		if key != "ttl" {
+			if exp != "" {
+				t.Errorf("GET %s: X-Cairn-Expires %q without a TTL", key, exp)
+			}
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, exp)
+		if left := time.Until(at); err != nil || left < 25*time.Second || left > 30*time.Second {
+			t.Errorf("GET ttl: X-Cairn-Expires %q (%v), want 30s from the write", exp, err)
+		}
 	}
 }
 
@@ -359,28 +447,35 @@ func TestPutTooLargeStreamed(t *testing.T) {
 
 func TestPreconditionFailed(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		current *kv.Record
-		rev     string
+		name   string
+		exists bool // k written at revision 9
+		rev    string
 	}{
-		{"exists", record("k", "v", 2, 9, 3), "9"},
-		{"absent", nil, "0"},
+		{"exists", true, "9"},
+		{"absent", false, "0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pe := &kv.PreconditionError{Key: "k", Current: tc.current}
-			f := &fakeService{
-				put: func(context.Context, string, []byte, kv.PutOptions) (*kv.Record, error) { return nil, pe },
-				delete: func(context.Context, string, kv.DeleteOptions) (int64, int64, error) {
-					return 0, 0, pe
-				},
+			h, svc := engineHandler(t)
+			var current *kv.Record
+			if tc.exists {
+				current = mustWriteAt(t, svc, 9, put("k", "v"))
 			}
+			pe := &kv.PreconditionError{Key: "k", Current: current}
 			for _, method := range []string{"PUT", "DELETE"} {
-				w := mustServe(t, mustHandler(t, f), request{method: method, target: "/v1/kv/k", hdr: []string{"If-Match", `"5"`}})
+				w := mustServe(t, h, request{method: method, target: "/v1/kv/k", hdr: []string{"If-Match", `"5"`}})
 				mustError(t, w, 412, "precondition_failed")
 				mustEqualJSON(t, w.Body.Bytes(), `{"error":{"code":"precondition_failed","message":`+jsonString(pe.Error())+`,"revision":`+tc.rev+`}}`)
 				if got := w.Header().Get("X-Cairn-Revision"); got != tc.rev {
 					t.Fatalf("%s: X-Cairn-Revision %q, want %q", method, got, tc.rev)
 				}
+			}
+			// Nothing changed.
+			w := mustServe(t, h, request{method: "GET", target: "/v1/kv/k"})
+			if tc.exists && (w.Code != 200 || w.Body.String() != "v" || w.Header().Get("ETag") != `"9"`) {
+				t.Errorf("after the failed writes: %d %q %v", w.Code, w.Body, w.Header())
+			}
+			if !tc.exists && w.Code != 404 {
+				t.Errorf("after the failed writes: %d %q", w.Code, w.Body)
 			}
 		})
 	}
@@ -390,33 +485,42 @@ func TestDelete(t *testing.T) {
 	for _, tc := range []struct {
 		name, target string
 		hdr          []string
-		key          string
-		want         kv.DeleteOptions
-		deleted, rev int64
+		setup        []string // keys written first, one revision each
 		body         string
+		gone, kept   []string
 	}{
-		{name: "one", target: "/v1/kv/a/b", key: "a/b", deleted: 1, rev: 8, body: `{"deleted":1,"revision":8}`},
-		{name: "missing", target: "/v1/kv/nope", key: "nope", deleted: 0, rev: 8, body: `{"deleted":0,"revision":8}`},
-		{name: "prefix", target: "/v1/kv/a/?prefix=true", key: "a/", want: kv.DeleteOptions{Prefix: true}, deleted: 3, rev: 11, body: `{"deleted":3,"revision":11}`},
-		{name: "everything", target: "/v1/kv/?prefix=true", key: "", want: kv.DeleteOptions{Prefix: true}, deleted: 5, rev: 11, body: `{"deleted":5,"revision":11}`},
-		{name: "prefix false", target: "/v1/kv/a?prefix=false", key: "a", deleted: 1, rev: 2, body: `{"deleted":1,"revision":2}`},
-		{
-			name: "if-match", target: "/v1/kv/a", hdr: []string{"If-Match", `"6"`}, key: "a",
-			want: kv.DeleteOptions{IfModRevision: ptr(int64(6))}, deleted: 1, rev: 7, body: `{"deleted":1,"revision":7}`,
-		},
+		{name: "one", target: "/v1/kv/a/b", setup: []string{"a/b", "a/c"}, body: `{"deleted":1,"revision":3}`,
+			gone: []string{"a/b"}, kept: []string{"a/c"}},
+		{name: "missing", target: "/v1/kv/nope", setup: []string{"x"}, body: `{"deleted":0,"revision":1}`, kept: []string{"x"}},
+		{name: "prefix", target: "/v1/kv/a/?prefix=true", setup: []string{"a/1", "a/2", "a/3", "b"}, body: `{"deleted":3,"revision":5}`,
+			gone: []string{"a/1", "a/2", "a/3"}, kept: []string{"b"}},
+		{name: "everything", target: "/v1/kv/?prefix=true", setup: []string{"a", "b", "c/1", "c/2", "d"}, body: `{"deleted":5,"revision":6}`,
+			gone: []string{"a", "b", "c/1", "c/2", "d"}},
+		{name: "prefix false", target: "/v1/kv/a?prefix=false", setup: []string{"a", "ab"}, body: `{"deleted":1,"revision":3}`,
+			gone: []string{"a"}, kept: []string{"ab"}},
+		{name: "if-match", target: "/v1/kv/a", hdr: []string{"If-Match", `"2"`}, setup: []string{"b", "a"}, body: `{"deleted":1,"revision":3}`,
+			gone: []string{"a"}, kept: []string{"b"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fakeService{delete: func(_ context.Context, key string, o kv.DeleteOptions) (int64, int64, error) {
-				if key != tc.key || !reflect.DeepEqual(o, tc.want) {
-					t.Errorf("Delete(%q, %+v)", key, o)
-				}
-				return tc.deleted, tc.rev, nil
-			}}
-			w := mustServe(t, mustHandler(t, f), request{method: "DELETE", target: tc.target, hdr: tc.hdr})
+			h, svc := engineHandler(t)
+			for _, k := range tc.setup {
+				kvtest.MustPut(t, svc, k, "v", kv.PutOptions{})
+			}
+			w := mustServe(t, h, request{method: "DELETE", target: tc.target, hdr: tc.hdr})
 			if w.Code != 200 {
 				t.Fatalf("%d %s", w.Code, w.Body)
 			}
 			mustEqualJSON(t, w.Body.Bytes(), tc.body)
+			for _, k := range tc.gone {
+				if w := mustServe(t, h, request{method: "GET", target: "/v1/kv/" + k}); w.Code != 404 {
+					t.Errorf("GET %s after the delete: %d", k, w.Code)
+				}
+			}
+			for _, k := range tc.kept {
+				if w := mustServe(t, h, request{method: "GET", target: "/v1/kv/" + k}); w.Code != 200 {
+					t.Errorf("GET %s after the delete: %d", k, w.Code)
+				}
+			}
 		})
 	}
 }
@@ -439,13 +543,11 @@ func TestDeleteRejected(t *testing.T) {
 func TestPatch(t *testing.T) {
 	for _, ct := range []string{"application/merge-patch+json", "application/merge-patch+json; charset=utf-8", "Application/Merge-Patch+JSON"} {
 		t.Run(ct, func(t *testing.T) {
-			f := &fakeService{patch: func(_ context.Context, key string, patch []byte) (*kv.Record, error) {
-				if key != "doc" || string(patch) != `{"b":2}` {
-					t.Errorf("Patch(%q, %q)", key, patch)
-				}
-				return &kv.Record{Key: key, Value: []byte(`{"a":1,"b":2}`), CreateRevision: 2, ModRevision: 5, Version: 2, Expires: expiry.UnixNano()}, nil
-			}}
-			w := mustServe(t, mustHandler(t, f), request{method: "PATCH", target: "/v1/kv/doc", body: `{"b":2}`, hdr: []string{"Content-Type", ct}})
+			h, svc := engineHandler(t)
+			// Created at revision 2 with an expiry; the patch is revision 5.
+			mustWriteAt(t, svc, 2, putExpiring("doc", `{"a":1}`))
+			mustWriteAt(t, svc, 4, put("other", ""))
+			w := mustServe(t, h, request{method: "PATCH", target: "/v1/kv/doc", body: `{"b":2}`, hdr: []string{"Content-Type", ct}})
 			if w.Code != 200 || w.Body.String() != `{"a":1,"b":2}` {
 				t.Fatalf("%d %s", w.Code, w.Body)
 			}
@@ -456,6 +558,9 @@ func TestPatch(t *testing.T) {
 				if got := w.Header().Get(k); got != v {
 					t.Errorf("%s: %q, want %q", k, got, v)
 				}
+			}
+			if w := mustServe(t, h, request{method: "GET", target: "/v1/kv/doc"}); w.Body.String() != `{"a":1,"b":2}` {
+				t.Errorf("GET after the patch: %d %s", w.Code, w.Body)
 			}
 		})
 	}
@@ -486,12 +591,14 @@ func TestPatchRejected(t *testing.T) {
 }
 
 func TestPatchNotJSON(t *testing.T) {
-	f := &fakeService{patch: func(context.Context, string, []byte) (*kv.Record, error) {
-		return nil, kv.ErrNotJSON
-	}}
-	w := mustServe(t, mustHandler(t, f), request{method: "PATCH", target: "/v1/kv/doc", body: `{}`,
+	h, svc := engineHandler(t)
+	kvtest.MustPut(t, svc, "doc", "plain text", kv.PutOptions{})
+	w := mustServe(t, h, request{method: "PATCH", target: "/v1/kv/doc", body: `{}`,
 		hdr: []string{"Content-Type", "application/merge-patch+json"}})
 	mustError(t, w, http.StatusConflict, "not_json")
+	if w := mustServe(t, h, request{method: "GET", target: "/v1/kv/doc"}); w.Body.String() != "plain text" {
+		t.Errorf("GET after the refused patch: %d %s", w.Code, w.Body)
+	}
 }
 
 // TestRequestContext checks that the service gets the request's context.

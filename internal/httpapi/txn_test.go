@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnkv/cairn/internal/kvtest"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -69,44 +70,42 @@ func TestTxnDecode(t *testing.T) {
 }
 
 func TestTxnEncode(t *testing.T) {
+	h, svc := engineHandler(t)
+	mustWriteAt(t, svc, 3, put("a", "old"))
+	mustWriteAt(t, svc, 4, putExpiring("b", "hello"))
+	mustWriteAt(t, svc, 5, put("c", "gone soon"))
 	body := `{"compare":[{"key":"a","target":"exists","op":"=","exists":true}],
 	  "success":[{"op":"put","key":"a","value_base64":"/wA="},{"op":"get","key":"b"},{"op":"get","key":"missing"},
-	    {"op":"delete","key":"c"},{"op":"delete_prefix","key":"p/"},{"op":"patch","key":"doc","value":"{}"}],
+	    {"op":"delete","key":"c"},{"op":"delete_prefix","key":"p/"},{"op":"patch","key":"doc","value":"{\"z\":true}"}],
 	  "failure":[{"op":"get","key":"a"}]}`
-	f := &fakeService{txn: func(_ context.Context, tx kv.Txn) (*kv.TxnResult, error) {
-		return &kv.TxnResult{Succeeded: true, Revision: 31, Results: []kv.OpResult{
-			// Like the real service, a put's record comes back without its value.
-			{Type: kv.OpPut, Key: "a", Record: &kv.Record{Key: "a", Value: []byte{}, CreateRevision: 3, ModRevision: 28, Version: 2}},
-			{Type: kv.OpGet, Key: "b", Record: &kv.Record{Key: "b", Value: []byte("hello"), CreateRevision: 4, ModRevision: 4, Version: 1, Expires: expiry.UnixNano()}},
-			{Type: kv.OpGet, Key: "missing"},
-			{Type: kv.OpDelete, Key: "c", Deleted: 1},
-			{Type: kv.OpDeletePrefix, Key: "p/", Deleted: 0},
-			{Type: kv.OpPatch, Key: "doc", Record: &kv.Record{Key: "doc", Value: []byte(`{"z":true}`), CreateRevision: 31, ModRevision: 31, Version: 1}},
-		}}, nil
-	}}
-	w := mustServe(t, mustHandler(t, f), request{method: "POST", target: "/v1/txn", body: body})
+	w := mustServe(t, h, request{method: "POST", target: "/v1/txn", body: body})
 	if w.Code != 200 || w.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
-	mustEqualJSON(t, w.Body.Bytes(), `{"succeeded":true,"revision":31,"results":[
-	  {"op":"put","key":"a","item":{"key":"a","value":"/wA=","create_revision":3,"mod_revision":28,"version":2}},
+	// Each write is a revision: the put 6, the delete 7, the patch 8 (a
+	// prefix delete that removes nothing writes nothing). The service
+	// returns a put's record without its value; the answer shows the value
+	// written.
+	mustEqualJSON(t, w.Body.Bytes(), `{"succeeded":true,"revision":8,"results":[
+	  {"op":"put","key":"a","item":{"key":"a","value":"/wA=","create_revision":3,"mod_revision":6,"version":2}},
 	  {"op":"get","key":"b","item":{"key":"b","value":"aGVsbG8=","create_revision":4,"mod_revision":4,"version":1,"expires":"`+expiryText+`"}},
 	  {"op":"get","key":"missing","item":null},
 	  {"op":"delete","key":"c","item":null,"deleted":1},
 	  {"op":"delete_prefix","key":"p/","item":null},
-	  {"op":"patch","key":"doc","item":{"key":"doc","value":"eyJ6Ijp0cnVlfQ==","create_revision":31,"mod_revision":31,"version":1}}]}`)
+	  {"op":"patch","key":"doc","item":{"key":"doc","value":"eyJ6Ijp0cnVlfQ==","create_revision":8,"mod_revision":8,"version":1}}]}`)
 }
 
 func TestTxnFailureBranch(t *testing.T) {
+	h, svc := engineHandler(t)
+	// a: created at 1, written three more times, the last at 9 (version 4).
+	mustWriteAt(t, svc, 1, put("a", "old"))
+	mustWriteAt(t, svc, 2, put("a", "old"))
+	mustWriteAt(t, svc, 3, put("a", "old"))
+	mustWriteAt(t, svc, 9, put("a", "old"))
 	body := `{"compare":[{"key":"a","target":"mod_revision","op":"=","number":3}],
 	  "success":[{"op":"put","key":"a","value":"new"}],
 	  "failure":[{"op":"get","key":"a"}]}`
-	f := &fakeService{txn: func(context.Context, kv.Txn) (*kv.TxnResult, error) {
-		return &kv.TxnResult{Succeeded: false, Revision: 9, Results: []kv.OpResult{
-			{Type: kv.OpGet, Key: "a", Record: record("a", "old", 1, 9, 4)},
-		}}, nil
-	}}
-	w := mustServe(t, mustHandler(t, f), request{method: "POST", target: "/v1/txn", body: body})
+	w := mustServe(t, h, request{method: "POST", target: "/v1/txn", body: body})
 	if w.Code != 200 {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
@@ -178,11 +177,13 @@ func TestTxnRejected(t *testing.T) {
 }
 
 func TestTxnMaxValue(t *testing.T) {
-	body := `{"success":[{"op":"put","key":"a","value":"` + strings.Repeat("x", 16) + `"}]}`
-	f := &fakeService{txn: func(context.Context, kv.Txn) (*kv.TxnResult, error) {
-		return &kv.TxnResult{Succeeded: true, Revision: 1}, nil
-	}}
-	if w := mustServe(t, mustHandler(t, f), request{method: "POST", target: "/v1/txn", body: body}); w.Code != 200 {
+	h, svc := engineHandler(t)
+	value := strings.Repeat("x", testMaxValue)
+	body := `{"success":[{"op":"put","key":"a","value":"` + value + `"}]}`
+	if w := mustServe(t, h, request{method: "POST", target: "/v1/txn", body: body}); w.Code != 200 {
 		t.Fatalf("a value at the limit: %d %s", w.Code, w.Body)
+	}
+	if r, err := svc.Get(kvtest.Ctx(t), "a", kv.ReadOptions{}); err != nil || string(r.Value) != value {
+		t.Fatalf("the value at the limit was not written: %v %v", r, err)
 	}
 }
