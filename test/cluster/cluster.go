@@ -53,8 +53,10 @@ type Node struct {
 	// Listeners opened when the node was created and handed to its first
 	// start, so no other process can take the ports in between.
 	peerLn, clientLn, respLn net.Listener
-	// stopped is closed when this start of the node is stopped.
-	stopped chan struct{}
+	// stopped is closed when this start of the node is stopped; failed
+	// when its server fails on its own, with the error in failErr.
+	stopped, failed chan struct{}
+	failErr         error
 	// incarnation counts starts; member is whether the node is in the
 	// configuration as far as the cluster knows (the harness keeps it).
 	incarnation int
@@ -227,20 +229,22 @@ func (c *Cluster) start(i int) error {
 	if err != nil {
 		return fmt.Errorf("cluster: start %s: %w", nd.Name, err)
 	}
-	stopped := make(chan struct{})
+	stopped, failed := make(chan struct{}), make(chan struct{})
 	c.mu.Lock()
-	nd.S, nd.hooks, nd.stopped = s, hooks, stopped
+	nd.S, nd.hooks, nd.stopped, nd.failed, nd.failErr = s, hooks, stopped, failed, nil
 	nd.incarnation++
 	inc := nd.incarnation
 	c.mu.Unlock()
 	go func() {
 		// A server that fails on its own while the cluster counts it as
-		// running crashed: the harness fails the run.
+		// running crashed: waiting for it fails, and so does a harness run.
 		select {
 		case err := <-s.Err():
 			c.mu.Lock()
+			nd.failErr = err
 			c.crashes = append(c.crashes, fmt.Sprintf("%s (incarnation %d) failed at %s: %v", nd.Name, inc, time.Now().Format("15:04:05.000"), err))
 			c.mu.Unlock()
+			close(failed)
 		case <-stopped:
 		}
 	}()
@@ -357,10 +361,17 @@ func (c *Cluster) WaitReady(d time.Duration) {
 
 func (c *Cluster) waitNodeReady(i int, d time.Duration) {
 	c.t.Helper()
+	c.mu.Lock()
+	nd := c.Nodes[i]
+	s, failed := nd.S, nd.failed
+	c.mu.Unlock()
 	select {
-	case <-c.Nodes[i].S.Ready():
-	case err := <-c.Nodes[i].S.Err():
-		c.t.Fatalf("%s failed: %v", c.Nodes[i].Name, err)
+	case <-s.Ready():
+	case <-failed:
+		c.mu.Lock()
+		err := nd.failErr
+		c.mu.Unlock()
+		c.t.Fatalf("%s failed: %v", nd.Name, err)
 	case <-time.After(d):
 		c.t.Fatalf("%s not ready after %s", c.Nodes[i].Name, d)
 	}

@@ -117,11 +117,19 @@ func (h *inProcess) WaitReady(i int, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	last := errors.New("not started")
 	for time.Now().Before(deadline) {
-		s := h.c.Running(i)
+		h.c.mu.Lock()
+		nd := h.c.Nodes[i]
+		s, failed := nd.S, nd.failed
+		h.c.mu.Unlock()
 		if s == nil {
-			return fmt.Errorf("cluster: %s is not running", h.c.Nodes[i].Name)
+			return fmt.Errorf("cluster: %s is not running", nd.Name)
 		}
 		select {
+		case <-failed:
+			h.c.mu.Lock()
+			err := nd.failErr
+			h.c.mu.Unlock()
+			return fmt.Errorf("cluster: %s failed: %w", nd.Name, err)
 		case <-s.Ready():
 			if last = s.Service().Ready(); last == nil {
 				return nil
