@@ -30,13 +30,15 @@ lint:
 	$(GO) tool go-errorlint $(PKGS)
 	$(GO) test -count=1 ./internal/layering/
 
-# Fault injection with linearizability checking: every fault kind on its own
-# and mixed against 3- and 5-node clusters, in process (server/nemesis_test.go)
-# and on real processes (test/chaos: kill -9, SIGSTOP, membership, snapshots,
-# and the Docker variant where a Docker engine answers), crash durability,
-# and the proof that the checker catches a broken read path (faultinject
-# test builds). test/process's real-process tests run in `make test`; the
-# chaos harness covers the same faults with more operations and checks.
+# Fault injection with the harness (test/harness, checked by test/model):
+# the same workload, nemesis and checks on in-process clusters (server/,
+# a faultinject build: TestNemesisSweep, every fault kind an in-process
+# cluster can make against 3 and 5 nodes; then the partition runs and the
+# in-process proof that the checker catches a broken read path, twice) and
+# on real processes (test/chaos: every fault kind against 3 and 5 nodes,
+# kill -9 and SIGSTOP included, the process stale-read proof, and the
+# Docker variant where a Docker engine answers), then kill -9 durability
+# (test/process). See docs/TESTING.md.
 CHAOS_RUNS ?= 2
 NEMESIS_SEEDS ?= 1
 CHAOS_SEEDS ?= 1
@@ -47,6 +49,7 @@ chaos: build
 		-run 'Linearizable|CheckerCatches|MinorityPartition|LeaderLoss|FullRestart|LaggingFollower' ./server/
 	$(GO) test -count=1 -timeout 14m -v -run 'TestChaos$$' ./test/chaos/ \
 		-args -chaos.long -chaos.seeds $(CHAOS_SEEDS)
+	$(GO) test -count=1 -timeout 5m -run 'TestCrashDurability' ./test/process/
 
 # The worked example of docs/SECURITY.md, run for real: openssl certificates,
 # 3 nodes with peer mTLS and client-cert-auth, ACLs over HTTP and RESP,
