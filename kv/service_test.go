@@ -167,7 +167,7 @@ func TestCodes(t *testing.T) {
 		if got := CodeOf(err); got != c.code {
 			t.Errorf("CodeOf(%v) = %q, want %q", err, got, c.code)
 		}
-		if c.code.Err() != c.err {
+		if !errors.Is(c.code.Err(), c.err) {
 			t.Errorf("%q.Err() = %v", c.code, c.code.Err())
 		}
 		// Across a process boundary: code and message rebuild the error.
@@ -182,7 +182,7 @@ func TestCodes(t *testing.T) {
 	if CodeOf(context.DeadlineExceeded) != CodeUnavailable || CodeOf(context.Canceled) != CodeUnavailable {
 		t.Error("deadlines and cancellation are unavailable")
 	}
-	if CodeOf(errors.New("disk on fire")) != CodeInternal || Code("from_a_newer_version").Err() != ErrInternal {
+	if CodeOf(errors.New("disk on fire")) != CodeInternal || !errors.Is(Code("from_a_newer_version").Err(), ErrInternal) {
 		t.Error("unknown errors and codes are internal")
 	}
 	pe := &PreconditionError{Key: "k"}
