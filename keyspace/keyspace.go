@@ -1,8 +1,12 @@
 // Package keyspace holds keyspace policies: rules attached to key prefixes
 // (consistency mode, replication, quorums, TTL default, size limits). The
 // longest matching prefix decides; the empty prefix is strong and always
-// exists. Only the strong mode has an engine today; the eventual engine plugs
-// in behind the same lookup.
+// exists. Policies are replicated state: the strong engine applies every
+// change through its log and keeps the Table that kv.Service looks keys up
+// in, so every node routes a key alike. Only the strong mode has an engine
+// today, and policies have no API yet (both come with the eventual
+// keyspaces); kv.Service refuses a key whose policy names a mode no engine
+// serves.
 package keyspace
 
 import (
