@@ -9,35 +9,21 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
-// leakCheck fails the test if goroutines of this package's types outlive it.
+// leakCheck fails the test if goroutines started during it outlive it.
 // Call it first, so its cleanup runs after every other.
 func leakCheck(t *testing.T) {
 	t.Helper()
-	t.Cleanup(func() {
-		var left []string
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			left = left[:0]
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			for _, g := range strings.Split(string(buf), "\n\n") {
-				if strings.Contains(g, "internal/peer.(*") {
-					left = append(left, g)
-				}
-			}
-			if len(left) == 0 {
-				return
-			}
-		}
-		t.Errorf("%d goroutines leaked:\n%s", len(left), strings.Join(left, "\n\n"))
-	})
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 }
 
 // testLogger routes a component's logs to the test's log.
