@@ -3,13 +3,14 @@
 // longest matching prefix decides; the empty prefix is strong and always
 // exists. Policies are replicated state: the strong engine applies every
 // change through its log and keeps the Table that kv.Service looks keys up
-// in, so every node routes a key alike. Only the strong mode has an engine
-// today, and policies have no API yet (both come with the eventual
-// keyspaces); kv.Service refuses a key whose policy names a mode no engine
-// serves.
+// in, so every node routes a key alike. kv.Service manages them at run time
+// (admin only) and refuses a policy, or a key, whose mode no engine of this
+// version serves.
 package keyspace
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -30,16 +31,92 @@ const (
 // ErrInvalidPolicy reports a policy that cannot be used.
 var ErrInvalidPolicy = errors.New("keyspace: invalid policy")
 
-// Policy is the rule for one prefix.
+// Policy is the rule for one prefix. Its JSON form (the HTTP API's, and the
+// log's) is policyJSON: replicas is a number or "all", default_ttl a Go
+// duration string ("60s").
 type Policy struct {
-	Prefix string `json:"prefix" yaml:"prefix"`
-	Mode   Mode   `json:"mode" yaml:"mode"`
+	Prefix string `yaml:"prefix"`
+	Mode   Mode   `yaml:"mode"`
 	// Replicas is a count, or 0 for "all" (eventual mode).
-	Replicas      int           `json:"replicas,omitempty" yaml:"replicas,omitempty"`
-	WriteQuorum   int           `json:"write_quorum,omitempty" yaml:"write_quorum,omitempty"`
-	ReadQuorum    int           `json:"read_quorum,omitempty" yaml:"read_quorum,omitempty"`
-	DefaultTTL    time.Duration `json:"default_ttl,omitempty" yaml:"default_ttl,omitempty"`
-	MaxValueBytes int64         `json:"max_value_bytes,omitempty" yaml:"max_value_bytes,omitempty"`
+	Replicas      int           `yaml:"replicas,omitempty"`
+	WriteQuorum   int           `yaml:"write_quorum,omitempty"`
+	ReadQuorum    int           `yaml:"read_quorum,omitempty"`
+	DefaultTTL    time.Duration `yaml:"default_ttl,omitempty"`
+	MaxValueBytes int64         `yaml:"max_value_bytes,omitempty"`
+	// SloppyQuorum lets an eventual write use the next healthy node on the
+	// ring for an unreachable owner (hinted handoff). In JSON it defaults
+	// to true for eventual policies; strong policies ignore it.
+	SloppyQuorum bool `yaml:"sloppy_quorum,omitempty"`
+}
+
+// policyJSON is Policy on the wire.
+type policyJSON struct {
+	Prefix        string          `json:"prefix"`
+	Mode          Mode            `json:"mode"`
+	Replicas      json.RawMessage `json:"replicas,omitempty"`
+	WriteQuorum   int             `json:"write_quorum,omitempty"`
+	ReadQuorum    int             `json:"read_quorum,omitempty"`
+	DefaultTTL    string          `json:"default_ttl,omitempty"`
+	MaxValueBytes int64           `json:"max_value_bytes,omitempty"`
+	SloppyQuorum  *bool           `json:"sloppy_quorum,omitempty"`
+}
+
+// MarshalJSON writes replicas 0 of an eventual policy as "all", the TTL as
+// a duration string, and sloppy_quorum for eventual policies only.
+func (p Policy) MarshalJSON() ([]byte, error) {
+	j := policyJSON{Prefix: p.Prefix, Mode: p.Mode, WriteQuorum: p.WriteQuorum, ReadQuorum: p.ReadQuorum, MaxValueBytes: p.MaxValueBytes}
+	switch {
+	case p.Replicas > 0:
+		j.Replicas = json.RawMessage(fmt.Sprint(p.Replicas))
+	case p.Mode == Eventual:
+		j.Replicas = json.RawMessage(`"all"`)
+	}
+	if p.DefaultTTL != 0 {
+		j.DefaultTTL = p.DefaultTTL.String()
+	}
+	if p.Mode == Eventual {
+		j.SloppyQuorum = &p.SloppyQuorum
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes. Unknown fields are refused
+// (a misspelt field must not silently fall back to a default); replicas
+// is a non-negative number or "all"; sloppy_quorum defaults to true for
+// an eventual policy.
+func (p *Policy) UnmarshalJSON(b []byte) error {
+	var j policyJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&j); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	out := Policy{Prefix: j.Prefix, Mode: j.Mode, WriteQuorum: j.WriteQuorum, ReadQuorum: j.ReadQuorum, MaxValueBytes: j.MaxValueBytes}
+	if len(j.Replicas) > 0 && string(j.Replicas) != "null" {
+		var all string
+		if json.Unmarshal(j.Replicas, &all) == nil {
+			if all != "all" {
+				return fmt.Errorf("%w: replicas %q (want a number or \"all\")", ErrInvalidPolicy, all)
+			}
+		} else if err := json.Unmarshal(j.Replicas, &out.Replicas); err != nil {
+			return fmt.Errorf("%w: replicas %s (want a number or \"all\")", ErrInvalidPolicy, j.Replicas)
+		}
+	}
+	if j.DefaultTTL != "" {
+		ttl, err := time.ParseDuration(j.DefaultTTL)
+		if err != nil {
+			return fmt.Errorf("%w: default_ttl %q (want a duration such as \"60s\")", ErrInvalidPolicy, j.DefaultTTL)
+		}
+		out.DefaultTTL = ttl
+	}
+	switch {
+	case j.SloppyQuorum != nil:
+		out.SloppyQuorum = *j.SloppyQuorum
+	case out.Mode == Eventual:
+		out.SloppyQuorum = true
+	}
+	*p = out
+	return nil
 }
 
 // Validate checks a policy on its own.

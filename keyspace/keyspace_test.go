@@ -1,8 +1,10 @@
 package keyspace
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestLookupLongestPrefix(t *testing.T) {
@@ -47,5 +49,60 @@ func TestSetRefusesBadPolicies(t *testing.T) {
 	// A refused Set changes nothing.
 	if got := tbl.Policies(); len(got) != 1 || got[0] != (Policy{Prefix: "", Mode: Strong}) {
 		t.Errorf("table after refusals: %+v", got)
+	}
+}
+
+// The JSON form is the HTTP API's and the log's: replicas is a number or
+// "all", default_ttl a duration string, sloppy_quorum defaults to true for
+// eventual policies, and unknown fields are refused.
+func TestPolicyJSON(t *testing.T) {
+	for name, c := range map[string]struct {
+		in   string
+		want Policy
+		out  string
+	}{
+		"eventual all": {
+			in:   `{"prefix":"certs/","mode":"eventual","replicas":"all","write_quorum":1}`,
+			want: Policy{Prefix: "certs/", Mode: Eventual, WriteQuorum: 1, SloppyQuorum: true},
+			out:  `{"prefix":"certs/","mode":"eventual","replicas":"all","write_quorum":1,"sloppy_quorum":true}`,
+		},
+		"eventual counted, strict": {
+			in:   `{"prefix":"cache/","mode":"eventual","replicas":3,"read_quorum":2,"default_ttl":"1m30s","sloppy_quorum":false}`,
+			want: Policy{Prefix: "cache/", Mode: Eventual, Replicas: 3, ReadQuorum: 2, DefaultTTL: 90 * time.Second},
+			out:  `{"prefix":"cache/","mode":"eventual","replicas":3,"read_quorum":2,"default_ttl":"1m30s","sloppy_quorum":false}`,
+		},
+		"strong": {
+			in:   `{"prefix":"s/","mode":"strong","default_ttl":"60s","max_value_bytes":100}`,
+			want: Policy{Prefix: "s/", Mode: Strong, DefaultTTL: time.Minute, MaxValueBytes: 100},
+			out:  `{"prefix":"s/","mode":"strong","default_ttl":"1m0s","max_value_bytes":100}`,
+		},
+	} {
+		var p Policy
+		if err := json.Unmarshal([]byte(c.in), &p); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if p != c.want {
+			t.Errorf("%s: decoded %+v, want %+v", name, p, c.want)
+		}
+		out, err := json.Marshal(p)
+		if err != nil || string(out) != c.out {
+			t.Errorf("%s: encoded %s %v, want %s", name, out, err, c.out)
+		}
+		var back Policy
+		if err := json.Unmarshal(out, &back); err != nil || back != p {
+			t.Errorf("%s: round trip %+v %v", name, back, err)
+		}
+	}
+	for _, in := range []string{
+		`{"prefix":"a/","mode":"eventual","replica":3}`,
+		`{"prefix":"a/","mode":"eventual","replicas":"some"}`,
+		`{"prefix":"a/","mode":"eventual","replicas":1.5}`,
+		`{"prefix":"a/","mode":"eventual","default_ttl":60}`,
+		`{"prefix":"a/","mode":"eventual","default_ttl":"soon"}`,
+	} {
+		var p Policy
+		if err := json.Unmarshal([]byte(in), &p); !errors.Is(err, ErrInvalidPolicy) {
+			t.Errorf("%s: %v, want ErrInvalidPolicy", in, err)
+		}
 	}
 }

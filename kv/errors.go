@@ -32,6 +32,10 @@ var (
 	ErrUnavailable    = errors.New("kv: unavailable")
 	ErrMemberNotFound = errors.New("kv: member not found")
 	ErrMemberExists   = errors.New("kv: member already exists")
+	// ErrConflict: the change contradicts the state it would apply to (a
+	// keyspace policy over keys that exist, or a change of a keyspace's
+	// mode); nothing changed.
+	ErrConflict = errors.New("kv: conflict")
 	// ErrNotInteger: an increment met a value (or delta) that is not a 64-bit integer, or overflowed.
 	ErrNotInteger = errors.New("kv: value is not an integer or out of range")
 	// ErrNotFloat: a float increment met a value that is not a number, or produced NaN/Inf.
@@ -64,6 +68,7 @@ const (
 	CodeUnavailable        Code = "unavailable"
 	CodeMemberNotFound     Code = "member_not_found"
 	CodeMemberExists       Code = "member_exists"
+	CodeConflict           Code = "conflict"
 	CodeNotInteger         Code = "not_integer"
 	CodeNotFloat           Code = "not_float"
 	CodeInternal           Code = "internal"
@@ -89,6 +94,7 @@ var codes = []struct {
 	{CodeUnavailable, ErrUnavailable},
 	{CodeMemberNotFound, ErrMemberNotFound},
 	{CodeMemberExists, ErrMemberExists},
+	{CodeConflict, ErrConflict},
 	{CodeNotInteger, ErrNotInteger},
 	{CodeNotFloat, ErrNotFloat},
 	{CodeInternal, ErrInternal},

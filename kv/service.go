@@ -64,6 +64,14 @@ type Control interface {
 	ChangeAuth(ctx context.Context, c AuthChange) error
 	// Keyspaces is the table of policies as applied on this node.
 	Keyspaces() *keyspace.Table
+	// SetKeyspace creates or changes the policy of p.Prefix, and
+	// DeleteKeyspace removes the policy of prefix; the service has
+	// validated them. Either is refused with ErrConflict when it would move
+	// keys that exist into another keyspace or change a keyspace's mode.
+	// Once the change has committed they wait (bounded) until every member
+	// has applied it and return the names of the members that have not.
+	SetKeyspace(ctx context.Context, p keyspace.Policy) (pending []string, err error)
+	DeleteKeyspace(ctx context.Context, prefix string) (pending []string, err error)
 
 	Members(ctx context.Context) ([]Member, error)
 	AddMember(ctx context.Context, m MemberSpec) error

@@ -71,6 +71,7 @@ var httpErrors = map[kv.Code]struct {
 	kv.CodePermissionDenied:   {http.StatusForbidden, "permission_denied"},
 	kv.CodePreconditionFailed: {http.StatusPreconditionFailed, "precondition_failed"},
 	kv.CodeMemberExists:       {http.StatusConflict, "member_exists"},
+	kv.CodeConflict:           {http.StatusConflict, "conflict"},
 	kv.CodeNotJSON:            {http.StatusConflict, "not_json"},
 	kv.CodeValueTooLarge:      {http.StatusRequestEntityTooLarge, "value_too_large"},
 	kv.CodeInvalidKey:         {http.StatusBadRequest, "bad_request"},

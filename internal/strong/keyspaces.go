@@ -1,8 +1,10 @@
 package strong
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/cairnkv/cairn/internal/store"
 	"github.com/cairnkv/cairn/keyspace"
@@ -13,8 +15,9 @@ import (
 // the log, stored under 0x06 keys, and held in a keyspace.Table that the
 // service looks every key up in. Every replica applies the same changes at
 // the same log positions, so every node routes a key the same way once it
-// has applied as far. (The API that manages policies comes with the eventual
-// keyspaces; until then the table holds the default strong policy for "".)
+// has applied as far. kv.Service manages them (PutKeyspace, DeleteKeyspace);
+// the machine refuses, deterministically at apply, a change that would move
+// records between keyspaces (applyKeyspace).
 
 // Keyspaces returns the policy table as applied on this node.
 func (m *Machine) Keyspaces() *keyspace.Table { return m.keyspaces }
@@ -43,39 +46,121 @@ func (m *Machine) loadKeyspaces() error {
 	return nil
 }
 
-// applyKeyspace sets (p != nil) or deletes the policy of prefix. It runs on
-// the apply goroutine only.
-func (m *Machine) applyKeyspace(b *store.Batch, prefix string, p *keyspace.Policy) error {
-	var next []keyspace.Policy
-	found := false
-	for _, cur := range m.keyspaces.Policies() {
-		if cur.Prefix == prefix {
-			found = true
+// applyKeyspace sets (p != nil) or deletes the policy of prefix at the
+// entry's time now. It runs on the apply goroutine only. A change that would
+// move live records into another keyspace (a new policy over a prefix that
+// holds keys, a deleted one whose keyspace holds keys) or change a
+// keyspace's mode is refused with kv.ErrConflict and changes nothing: the
+// records of a keyspace belong to its mode's engine.
+func (ab *applyBatch) applyKeyspace(now int64, prefix string, p *keyspace.Policy) error {
+	m := ab.m
+	var (
+		next []keyspace.Policy
+		cur  *keyspace.Policy
+	)
+	for _, c := range m.keyspaces.Policies() {
+		if c.Prefix == prefix {
+			cur = &c
 			continue
 		}
-		next = append(next, cur)
+		next = append(next, c)
 	}
 	if p == nil {
 		if prefix == "" {
 			return fmt.Errorf("%w: the policy of the empty prefix cannot be deleted", kv.ErrInvalidArgument)
 		}
-		if !found {
+		if cur == nil {
 			return fmt.Errorf("%w: keyspace %q", kv.ErrNotFound, prefix)
 		}
 	} else {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", kv.ErrInvalidArgument, err)
+		}
+		if prefix == "" && p.Mode != keyspace.Strong {
+			return fmt.Errorf("%w: the empty prefix is always strong", kv.ErrInvalidArgument)
+		}
 		next = append(next, *p)
+	}
+	switch {
+	case cur != nil && p != nil && cur.Mode != p.Mode:
+		return fmt.Errorf("%w: keyspace %q is %s; its mode cannot change (delete it while it is empty and create it again)", kv.ErrConflict, prefix, cur.Mode)
+	case cur == nil || p == nil:
+		key, err := ab.liveKeyIn(now, prefix)
+		if err != nil {
+			return err
+		}
+		if key != "" {
+			verb := "create a keyspace over"
+			if p == nil {
+				verb = "delete keyspace"
+			}
+			return fmt.Errorf("%w: cannot %s %q: it holds keys (%q); delete them first", kv.ErrConflict, verb, prefix, key)
+		}
 	}
 	if err := m.keyspaces.Set(next); err != nil {
 		return fmt.Errorf("%w: %w", kv.ErrInvalidArgument, err)
 	}
 	if p == nil {
-		b.Delete(keyspaceKey(prefix))
+		ab.b.Delete(keyspaceKey(prefix))
 		return nil
 	}
 	raw, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("%w: %w", kv.ErrInvalidArgument, err)
 	}
-	b.Set(keyspaceKey(prefix), raw)
+	ab.b.Set(keyspaceKey(prefix), raw)
 	return nil
+}
+
+// liveKeyIn returns a key that is live at now, lies under prefix and whose
+// keyspace is prefix's (not a longer policy's below it), as the batch sees
+// the state; "" when there is none. It stops at the first one.
+func (ab *applyBatch) liveKeyIn(now int64, prefix string) (string, error) {
+	tbl := ab.m.keyspaces
+	ours := func(key string) bool {
+		return strings.HasPrefix(key, prefix) && len(tbl.Lookup(key).Prefix) <= len(prefix)
+	}
+	live := func(r *kv.Record) bool { return r != nil && (r.Expires == 0 || r.Expires > now) }
+	for k, r := range ab.pending {
+		if live(r) && ours(k) {
+			return k, nil
+		}
+	}
+	var (
+		found string
+		derr  error
+	)
+	lo := dataKey(prefix)
+	err := ab.m.db.Scan(lo, store.PrefixEnd(lo), func(k, v []byte) bool {
+		key := string(k[1:])
+		if _, staged := ab.pending[key]; staged || !ours(key) {
+			return true
+		}
+		r, err := decodeRecord(key, v)
+		if err != nil {
+			derr = err
+			return false
+		}
+		if live(r) {
+			found = key
+			return false
+		}
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return found, err
+}
+
+// SetKeyspace implements kv.Control.
+func (e *Engine) SetKeyspace(ctx context.Context, p keyspace.Policy) ([]string, error) {
+	_, err := e.propose(ctx, command{Type: cmdKeyspaceSet, Keyspace: &p})
+	return nil, err
+}
+
+// DeleteKeyspace implements kv.Control.
+func (e *Engine) DeleteKeyspace(ctx context.Context, prefix string) ([]string, error) {
+	_, err := e.propose(ctx, command{Type: cmdKeyspaceDel, Name: prefix})
+	return nil, err
 }

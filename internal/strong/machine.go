@@ -196,12 +196,12 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 		if c.Keyspace == nil {
 			return errResult(fmt.Errorf("%w: keyspace command without a policy", kv.ErrInvalidArgument))
 		}
-		if err := ab.m.applyKeyspace(ab.b, c.Keyspace.Prefix, c.Keyspace); err != nil {
+		if err := ab.applyKeyspace(e.Time, c.Keyspace.Prefix, c.Keyspace); err != nil {
 			return errResult(err)
 		}
 		return encodeResult(result{})
 	case cmdKeyspaceDel:
-		if err := ab.m.applyKeyspace(ab.b, c.Name, nil); err != nil {
+		if err := ab.applyKeyspace(e.Time, c.Name, nil); err != nil {
 			return errResult(err)
 		}
 		return encodeResult(result{})
