@@ -1,10 +1,12 @@
 package server_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/cairnkv/cairn/keyspace"
+	"github.com/cairnkv/cairn/kv"
 	"github.com/cairnkv/cairn/test/cluster"
 )
 
@@ -38,5 +40,87 @@ func TestKeyspacePolicySurvivesRestart(t *testing.T) {
 		if got := c.Svc(i).Keyspaces().Lookup("sessions/x"); got != p {
 			t.Errorf("node %d routes sessions/x by %+v", i, got)
 		}
+	}
+}
+
+// A policy set on one node is in force on every node when the call returns:
+// a put with no TTL under a prefix whose default_ttl is 1s expires on all of
+// them, and a refused change (409) changes nothing anywhere.
+func TestKeyspacePolicyInForceEverywhere(t *testing.T) {
+	c := cluster.New(t, 3, cluster.Options{})
+	f := c.Follower()
+	p := keyspace.Policy{Prefix: "short/", Mode: keyspace.Strong, DefaultTTL: time.Second}
+	ch, err := c.Svc(f).PutKeyspace(ctx(t), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Pending) != 0 {
+		t.Fatalf("members not caught up: %v", ch.Pending)
+	}
+	for i := range 3 {
+		// No wait: the call returned after every member applied it.
+		if got := c.Svc(i).Keyspaces().Lookup("short/k"); got != p {
+			t.Fatalf("node %d routes short/k by %+v right after the call", i, got)
+		}
+	}
+	// Any node's put takes the default TTL.
+	r, err := c.Svc((f+1)%3).Put(ctx(t), "short/k", []byte("v"), kv.PutOptions{})
+	if err != nil || r.Expires == 0 {
+		t.Fatalf("put under short/: %+v %v", r, err)
+	}
+	for i := range 3 {
+		waitValue(t, c.Svc(i), "short/k", "v")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for i := range 3 {
+		for {
+			_, err := c.Svc(i).Get(ctx(t), "short/k", kv.ReadOptions{Serializable: true})
+			if errors.Is(err, kv.ErrKeyNotFound) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("short/k has not expired on node %d: %v", i, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	// Refused: a policy over keys that exist, and deleting a keyspace that
+	// holds keys.
+	mustPut(t, c.Svc(0), "full/a", "1")
+	if _, err := c.Svc(f).PutKeyspace(ctx(t), keyspace.Policy{Prefix: "full/", Mode: keyspace.Strong, MaxValueBytes: 10}); !errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("policy over existing keys: %v", err)
+	}
+	mustPut(t, c.Svc(0), "short/kept", "1")
+	if _, err := c.Svc(f).DeleteKeyspace(ctx(t), "short/"); !errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("delete of a keyspace with keys: %v", err)
+	}
+	mustPut(t, c.Svc(0), "after", "1")
+	for i := range 3 {
+		waitValue(t, c.Svc(i), "after", "1")
+		if got := c.Svc(i).Keyspaces().Lookup("full/a"); got.Prefix != "" {
+			t.Errorf("node %d has the refused policy %+v", i, got)
+		}
+		if got := c.Svc(i).Keyspaces().Lookup("short/kept"); got != p {
+			t.Errorf("node %d lost short/: %+v", i, got)
+		}
+		if r, err := c.Svc(i).Get(ctx(t), "full/a", kv.ReadOptions{Serializable: true}); err != nil || r.Expires != 0 {
+			t.Errorf("node %d: full/a after the refusal: %+v %v", i, r, err)
+		}
+	}
+
+	// A member that is down is named, once the wait has run out.
+	down := (f + 1) % 3
+	c.Stop(down)
+	start := time.Now()
+	ch, err = c.Svc(f).PutKeyspace(ctx(t), keyspace.Policy{Prefix: "other/", Mode: keyspace.Strong})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Pending) != 1 || ch.Pending[0] != c.Nodes[down].Name {
+		t.Fatalf("pending %v, want [%s]", ch.Pending, c.Nodes[down].Name)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the call waited %s for a member that is down", d)
 	}
 }

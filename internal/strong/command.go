@@ -62,6 +62,10 @@ type result struct {
 	// Code and Msg carry an error: its kv.Code and its text.
 	Code kv.Code
 	Msg  string
+	// Index is the log index of a control command that changed what every
+	// node must agree on (a keyspace policy), so its proposer can wait until
+	// every member has applied it.
+	Index uint64
 }
 
 func errResult(err error) []byte {
@@ -459,6 +463,9 @@ func encodeResult(r result) []byte {
 	for _, b := range r.Batch {
 		e.bytes(b)
 	}
+	if r.Index != 0 { // optional, last: results without it are unchanged
+		e.uvarint(r.Index)
+	}
 	return e.b
 }
 
@@ -516,6 +523,9 @@ func decodeResultBytes(b []byte) (result, error) {
 	n := d.count(1)
 	for i := 0; i < n && d.err == nil; i++ {
 		r.Batch = append(r.Batch, d.bytes())
+	}
+	if d.err == nil && len(d.b) != 0 {
+		r.Index = d.uvarint()
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail()

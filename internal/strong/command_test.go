@@ -98,6 +98,13 @@ func TestResultRoundTrip(t *testing.T) {
 	if e != nil || err == nil {
 		t.Fatalf("error result: %v %v", e, err)
 	}
+	// A control command's result carries its log index, after the rest.
+	if got, err := decodeResultBytes(encodeResult(result{Index: 1 << 40})); err != nil || got.Index != 1<<40 {
+		t.Fatalf("index result: %+v %v", got, err)
+	}
+	if _, err := decodeResultBytes(append(encodeResult(result{Index: 7}), 0)); err == nil {
+		t.Fatal("bytes after the index decode")
+	}
 }
 
 func FuzzDecodeCommand(f *testing.F) {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/cairnkv/cairn/internal/raftnode"
 	"github.com/cairnkv/cairn/internal/store"
 	"github.com/cairnkv/cairn/keyspace"
@@ -24,7 +25,9 @@ type Config struct {
 	// keeps its log and snapshots beside it (Raft.Dir).
 	Dir string
 	// Raft configures the Raft member; the engine fills in its state
-	// database and state machine.
+	// database and state machine. The engine registers its own service
+	// ("strong") on Raft.RPC, the node's shared internal RPC endpoint;
+	// when that is nil it opens one on Raft.Mux and hands it to Raft too.
 	Raft raftnode.Config
 	// RequestTimeout bounds each request that has no deadline of its own.
 	RequestTimeout time.Duration
@@ -46,6 +49,9 @@ type Engine struct {
 	db      *store.DB
 	machine *Machine
 	node    *raftnode.Node
+	rpc     *peer.RPC     // the node's internal RPC endpoint (Raft.RPC, or the engine's own)
+	svc     *peer.Service // the engine's methods on rpc
+	ownRPC  bool          // rpc was opened by the engine (Raft.RPC was nil)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -84,6 +90,15 @@ func Open(cfg Config) (_ *Engine, err error) {
 	}
 	rc := cfg.Raft
 	rc.StateDB, rc.StateMachine = e.db, e.machine
+	if e.rpc = rc.RPC; e.rpc == nil {
+		if e.rpc, err = peer.NewRPC(rc.Mux, rc.Dialer, peer.RPCOptions{Logger: cfg.Logger.With("subsystem", "rpc")}); err != nil {
+			return nil, err
+		}
+		e.ownRPC, rc.RPC = true, e.rpc
+	}
+	if e.svc, err = e.registerRPC(); err != nil {
+		return nil, err
+	}
 	if rc.RequestTimeout <= 0 {
 		rc.RequestTimeout = cfg.RequestTimeout
 	}
@@ -98,15 +113,21 @@ func Open(cfg Config) (_ *Engine, err error) {
 	return e, nil
 }
 
-// Close stops the expiry loop, then Raft (which hands leadership away
-// first), then closes the state database.
+// Close stops the expiry loop and the engine's RPC service, then Raft
+// (which hands leadership away first), then closes the state database.
 func (e *Engine) Close() error {
 	var err error
 	e.once.Do(func() {
 		close(e.stop)
 		e.wg.Wait()
+		if e.svc != nil {
+			e.svc.Close()
+		}
 		if e.node != nil {
 			err = e.node.Close()
+		}
+		if e.ownRPC {
+			_ = e.rpc.Close()
 		}
 		if e.db != nil {
 			if cerr := e.db.Close(); err == nil {

@@ -153,14 +153,24 @@ func (ab *applyBatch) liveKeyIn(now int64, prefix string) (string, error) {
 	return found, err
 }
 
-// SetKeyspace implements kv.Control.
+// SetKeyspace implements kv.Control: once the change has committed it waits
+// (at most controlWait, or the request's deadline) until every member has
+// applied it, and names those that have not.
 func (e *Engine) SetKeyspace(ctx context.Context, p keyspace.Policy) ([]string, error) {
-	_, err := e.propose(ctx, command{Type: cmdKeyspaceSet, Keyspace: &p})
-	return nil, err
+	return e.control(ctx, command{Type: cmdKeyspaceSet, Keyspace: &p})
 }
 
-// DeleteKeyspace implements kv.Control.
+// DeleteKeyspace implements kv.Control, waiting like SetKeyspace.
 func (e *Engine) DeleteKeyspace(ctx context.Context, prefix string) ([]string, error) {
-	_, err := e.propose(ctx, command{Type: cmdKeyspaceDel, Name: prefix})
-	return nil, err
+	return e.control(ctx, command{Type: cmdKeyspaceDel, Name: prefix})
+}
+
+// control replicates a control change and waits until every member has
+// applied it (see awaitApplied).
+func (e *Engine) control(ctx context.Context, c command) ([]string, error) {
+	res, err := e.propose(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return e.awaitApplied(ctx, res.Index), nil
 }

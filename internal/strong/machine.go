@@ -199,12 +199,12 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 		if err := ab.applyKeyspace(e.Time, c.Keyspace.Prefix, c.Keyspace); err != nil {
 			return errResult(err)
 		}
-		return encodeResult(result{})
+		return encodeResult(result{Index: e.Index})
 	case cmdKeyspaceDel:
 		if err := ab.applyKeyspace(e.Time, c.Name, nil); err != nil {
 			return errResult(err)
 		}
-		return encodeResult(result{})
+		return encodeResult(result{Index: e.Index})
 	}
 	return errResult(fmt.Errorf("%w: unknown command %q", kv.ErrInvalidArgument, c.Type))
 }
