@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -148,6 +149,28 @@ func (f *fakeService) Ready() error {
 		return errUnexpectedCall
 	}
 	return f.ready()
+}
+
+// The keyspace methods are tested on the real engine (keyspace_test.go).
+
+func (f *fakeService) ListKeyspaces(context.Context) ([]keyspace.Policy, error) {
+	f.called("ListKeyspaces")
+	return nil, errUnexpectedCall
+}
+
+func (f *fakeService) Keyspace(context.Context, string) (*keyspace.Policy, error) {
+	f.called("Keyspace")
+	return nil, errUnexpectedCall
+}
+
+func (f *fakeService) PutKeyspace(context.Context, keyspace.Policy) (*kv.KeyspaceChange, error) {
+	f.called("PutKeyspace")
+	return nil, errUnexpectedCall
+}
+
+func (f *fakeService) DeleteKeyspace(context.Context, string) (*kv.KeyspaceChange, error) {
+	f.called("DeleteKeyspace")
+	return nil, errUnexpectedCall
 }
 
 // testLogger routes the handler's logs to t.Log.

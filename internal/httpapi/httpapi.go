@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairnkv/cairn/auth"
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -33,6 +34,10 @@ type Service interface {
 	TransferLeadership(ctx context.Context, to string) error
 	Status(ctx context.Context) (*kv.Status, error)
 	Ready() error
+	ListKeyspaces(ctx context.Context) ([]keyspace.Policy, error)
+	Keyspace(ctx context.Context, prefix string) (*keyspace.Policy, error)
+	PutKeyspace(ctx context.Context, p keyspace.Policy) (*kv.KeyspaceChange, error)
+	DeleteKeyspace(ctx context.Context, prefix string) (*kv.KeyspaceChange, error)
 }
 
 // Options configure the handler returned by New.
@@ -84,6 +89,9 @@ type api struct {
 	// ServeHTTP's own dispatch.
 	kv      methods
 	kvAllow string
+	// keyspace and keyspaceAllow are the same for keyspace prefixes.
+	keyspace      methods
+	keyspaceAllow string
 	// leaderWait is leaderWait, shortened by tests.
 	leaderWait time.Duration
 	authn      Authenticator
@@ -103,6 +111,9 @@ func New(svc Service, o Options) http.Handler {
 	}
 	a.kv = methods{http.MethodGet: a.get, http.MethodPut: a.put, http.MethodDelete: a.del, http.MethodPatch: a.patch}
 	a.kvAllow = a.handle(kvPrefix+"{key...}", a.kv)
+	a.keyspace = methods{http.MethodGet: a.getKeyspace, http.MethodPut: a.putKeyspace, http.MethodDelete: a.deleteKeyspace}
+	a.keyspaceAllow = a.handle(keyspacesPrefix+"{prefix...}", a.keyspace)
+	a.handle("/v1/keyspaces", methods{http.MethodGet: a.listKeyspaces})
 	a.handle("/v1/txn", methods{http.MethodPost: a.txn})
 	a.handle("/v1/cluster/members", methods{http.MethodGet: a.members, http.MethodPost: a.addMember})
 	a.handle("/v1/cluster/members/{name}", methods{http.MethodDelete: a.removeMember})
@@ -156,7 +167,7 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed string) {
 	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use "+allowed, nil)
 }
 
-// ServeHTTP routes through the mux, except for key paths the mux would
+// ServeHTTP routes through the mux, except for key (and keyspace) paths the mux would
 // "clean" (a//b, a/./b, a/../b): it redirects those to another path, which
 // names another key, so they are dispatched here with the key as sent.
 //
@@ -183,19 +194,20 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, unauthBodyLimit)
 	}
 	if r.Method != http.MethodConnect {
-		if p := r.URL.EscapedPath(); strings.HasPrefix(p, kvPrefix) && !isCleanPath(p) {
-			method := r.Method
-			if method == http.MethodHead {
-				method = http.MethodGet
-			}
-			h, ok := a.kv[method]
-			if !ok {
-				methodNotAllowed(w, r, a.kvAllow)
+		if p := r.URL.EscapedPath(); !isCleanPath(p) {
+			if ms, allow, ok := a.uncleanRoute(r); ok {
+				method := r.Method
+				if method == http.MethodHead {
+					method = http.MethodGet
+				}
+				h, ok := ms[method]
+				if !ok {
+					methodNotAllowed(w, r, allow)
+					return
+				}
+				h(w, r)
 				return
 			}
-			r.SetPathValue("key", strings.TrimPrefix(r.URL.Path, kvPrefix))
-			h(w, r)
-			return
 		}
 	}
 	a.mux.ServeHTTP(w, r)
