@@ -29,6 +29,9 @@ var (
 	ErrUnauthenticated = errors.New("client: authentication failed")
 	// ErrPermissionDenied: the ACL rules do not allow it (403).
 	ErrPermissionDenied = errors.New("client: permission denied")
+	// ErrConflict: the change contradicts the cluster's state, such as a
+	// keyspace policy over keys that exist (409 conflict); nothing changed.
+	ErrConflict = errors.New("client: conflict")
 )
 
 // APIError is an error answered by the server.
@@ -57,6 +60,8 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == http.StatusUnauthorized
 	case ErrPermissionDenied:
 		return e.StatusCode == http.StatusForbidden
+	case ErrConflict:
+		return e.Code == "conflict"
 	}
 	return false
 }
