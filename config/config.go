@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnkv/cairn/auth"
+	"github.com/cairnkv/cairn/keyspace"
 )
 
 // Auth is the config file's auth section: users and ordered ACL rules,
@@ -89,6 +90,10 @@ type Config struct {
 
 	// Auth holds users and ACL rules; config file only (no flag).
 	Auth Auth `yaml:"auth" flag:"-"`
+	// Keyspaces are policies the node creates once it is ready if the
+	// cluster has none for their prefix (a bootstrap: the cluster's own
+	// policies win afterwards); config file only.
+	Keyspaces []keyspace.Policy `yaml:"keyspaces" flag:"-"`
 
 	MaxValueBytes int64 `yaml:"max-value-bytes"`
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/cairnkv/cairn/keyspace"
 )
 
 func load(t *testing.T, args []string, env map[string]string, file string) (Config, error) {
@@ -127,4 +129,58 @@ func FuzzParseInitialCluster(f *testing.F) {
 			t.Fatal("no peers and no error")
 		}
 	})
+}
+
+func TestKeyspacesFromFile(t *testing.T) {
+	file := `keyspaces:
+  - prefix: sessions/
+    mode: strong
+    default_ttl: 60s
+    max_value_bytes: 4096
+  - prefix: certs/
+    mode: eventual
+    replicas: all
+    write_quorum: 1
+  - prefix: cache/
+    mode: eventual
+    replicas: 3
+    sloppy_quorum: false
+`
+	c, err := load(t, nil, nil, file)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []keyspace.Policy{
+		{Prefix: "sessions/", Mode: keyspace.Strong, DefaultTTL: time.Minute, MaxValueBytes: 4096},
+		{Prefix: "certs/", Mode: keyspace.Eventual, WriteQuorum: 1, SloppyQuorum: true},
+		{Prefix: "cache/", Mode: keyspace.Eventual, Replicas: 3},
+	}
+	if len(c.Keyspaces) != len(want) {
+		t.Fatalf("keyspaces %+v", c.Keyspaces)
+	}
+	for i := range want {
+		if c.Keyspaces[i] != want[i] {
+			t.Errorf("keyspaces[%d] = %+v, want %+v", i, c.Keyspaces[i], want[i])
+		}
+	}
+	for name, file := range map[string]string{
+		"unknown field":    "keyspaces:\n  - prefix: a/\n    mode: strong\n    replica: 3\n",
+		"bad replicas":     "keyspaces:\n  - prefix: a/\n    mode: eventual\n    replicas: most\n",
+		"bad ttl":          "keyspaces:\n  - prefix: a/\n    mode: strong\n    default_ttl: soon\n",
+		"bad mode":         "keyspaces:\n  - prefix: a/\n    mode: sometimes\n",
+		"twice":            "keyspaces:\n  - {prefix: a/, mode: strong}\n  - {prefix: a/, mode: strong}\n",
+		"default eventual": "keyspaces:\n  - {prefix: \"\", mode: eventual}\n",
+		"over the limit":   "max-value-bytes: 100\nkeyspaces:\n  - {prefix: a/, mode: strong, max_value_bytes: 200}\n",
+	} {
+		c, err := load(t, nil, nil, file)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
 }

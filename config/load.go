@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairnkv/cairn/auth"
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 )
@@ -250,6 +251,22 @@ func (c *Config) Validate() error {
 	}
 	if _, err := auth.NewDirectory(nil, c.Auth.Users); err != nil {
 		errs = append(errs, fmt.Errorf("%w: auth.users: %w", ErrInvalid, err))
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Keyspaces {
+		switch err := p.Validate(); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%w: keyspaces[%d] (prefix %q): %w", ErrInvalid, i, p.Prefix, err))
+		case seen[p.Prefix]:
+			bad("keyspaces[%d]: prefix %q is defined twice", i, p.Prefix)
+		case p.Prefix == "" && p.Mode != keyspace.Strong:
+			bad("keyspaces[%d]: the empty prefix is always strong", i)
+		case len(p.Prefix) > 4096 || strings.IndexByte(p.Prefix, 0) >= 0:
+			bad("keyspaces[%d]: a prefix is at most 4096 bytes with no NUL byte", i)
+		case p.MaxValueBytes > c.MaxValueBytes:
+			bad("keyspaces[%d]: max_value_bytes %d is over max-value-bytes %d", i, p.MaxValueBytes, c.MaxValueBytes)
+		}
+		seen[p.Prefix] = true
 	}
 	if c.MaxValueBytes < 1 || c.MaxValueBytes > MaxMaxValueBytes {
 		bad("max-value-bytes must be within 1..%d, not %d", MaxMaxValueBytes, c.MaxValueBytes)

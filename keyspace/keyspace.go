@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,21 +33,23 @@ const (
 var ErrInvalidPolicy = errors.New("keyspace: invalid policy")
 
 // Policy is the rule for one prefix. Its JSON form (the HTTP API's, and the
-// log's) is policyJSON: replicas is a number or "all", default_ttl a Go
-// duration string ("60s").
+// log's) is policyJSON, and its YAML form (the config file's) has the same
+// fields: replicas is a number or "all", default_ttl a Go duration string
+// ("60s").
 type Policy struct {
-	Prefix string `yaml:"prefix"`
-	Mode   Mode   `yaml:"mode"`
+	Prefix string
+	Mode   Mode
 	// Replicas is a count, or 0 for "all" (eventual mode).
-	Replicas      int           `yaml:"replicas,omitempty"`
-	WriteQuorum   int           `yaml:"write_quorum,omitempty"`
-	ReadQuorum    int           `yaml:"read_quorum,omitempty"`
-	DefaultTTL    time.Duration `yaml:"default_ttl,omitempty"`
-	MaxValueBytes int64         `yaml:"max_value_bytes,omitempty"`
+	Replicas      int
+	WriteQuorum   int
+	ReadQuorum    int
+	DefaultTTL    time.Duration
+	MaxValueBytes int64
 	// SloppyQuorum lets an eventual write use the next healthy node on the
-	// ring for an unreachable owner (hinted handoff). In JSON it defaults
-	// to true for eventual policies; strong policies ignore it.
-	SloppyQuorum bool `yaml:"sloppy_quorum,omitempty"`
+	// ring for an unreachable owner (hinted handoff). When a policy is read
+	// from JSON or YAML it defaults to true for eventual policies; strong
+	// policies ignore it.
+	SloppyQuorum bool
 }
 
 // policyJSON is Policy on the wire.
@@ -91,32 +94,78 @@ func (p *Policy) UnmarshalJSON(b []byte) error {
 	if err := d.Decode(&j); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}
-	out := Policy{Prefix: j.Prefix, Mode: j.Mode, WriteQuorum: j.WriteQuorum, ReadQuorum: j.ReadQuorum, MaxValueBytes: j.MaxValueBytes}
+	w := wirePolicy{Prefix: j.Prefix, Mode: j.Mode, WriteQuorum: j.WriteQuorum, ReadQuorum: j.ReadQuorum,
+		DefaultTTL: j.DefaultTTL, MaxValueBytes: j.MaxValueBytes, SloppyQuorum: j.SloppyQuorum}
 	if len(j.Replicas) > 0 && string(j.Replicas) != "null" {
 		var all string
 		if json.Unmarshal(j.Replicas, &all) == nil {
 			if all != "all" {
 				return fmt.Errorf("%w: replicas %q (want a number or \"all\")", ErrInvalidPolicy, all)
 			}
-		} else if err := json.Unmarshal(j.Replicas, &out.Replicas); err != nil {
-			return fmt.Errorf("%w: replicas %s (want a number or \"all\")", ErrInvalidPolicy, j.Replicas)
+			w.Replicas = all
+		} else {
+			w.Replicas = string(j.Replicas)
 		}
 	}
-	if j.DefaultTTL != "" {
-		ttl, err := time.ParseDuration(j.DefaultTTL)
+	out, err := w.policy()
+	if err != nil {
+		return err
+	}
+	*p = out
+	return nil
+}
+
+// UnmarshalYAML reads a policy of the config file (keyspaces:) with the
+// same fields and defaults as the JSON form.
+func (p *Policy) UnmarshalYAML(unmarshal func(any) error) error {
+	var w wirePolicy
+	if err := unmarshal(&w); err != nil {
+		return err
+	}
+	out, err := w.policy()
+	if err != nil {
+		return err
+	}
+	*p = out
+	return nil
+}
+
+// wirePolicy is a policy as written by people: replicas as text (a number
+// or "all"), the TTL as a duration string.
+type wirePolicy struct {
+	Prefix        string `yaml:"prefix"`
+	Mode          Mode   `yaml:"mode"`
+	Replicas      string `yaml:"replicas"`
+	WriteQuorum   int    `yaml:"write_quorum"`
+	ReadQuorum    int    `yaml:"read_quorum"`
+	DefaultTTL    string `yaml:"default_ttl"`
+	MaxValueBytes int64  `yaml:"max_value_bytes"`
+	SloppyQuorum  *bool  `yaml:"sloppy_quorum"`
+}
+
+func (w wirePolicy) policy() (Policy, error) {
+	out := Policy{Prefix: w.Prefix, Mode: w.Mode, WriteQuorum: w.WriteQuorum, ReadQuorum: w.ReadQuorum, MaxValueBytes: w.MaxValueBytes}
+	if w.Replicas != "" && w.Replicas != "all" {
+		n, err := strconv.Atoi(w.Replicas)
 		if err != nil {
-			return fmt.Errorf("%w: default_ttl %q (want a duration such as \"60s\")", ErrInvalidPolicy, j.DefaultTTL)
+			return Policy{}, fmt.Errorf("%w: replicas %s (want a number or \"all\")", ErrInvalidPolicy, w.Replicas)
+		}
+		out.Replicas = n
+	}
+	if w.DefaultTTL != "" {
+		ttl, err := time.ParseDuration(w.DefaultTTL)
+		if err != nil {
+			return Policy{}, fmt.Errorf("%w: default_ttl %q (want a duration such as \"60s\")", ErrInvalidPolicy, w.DefaultTTL)
 		}
 		out.DefaultTTL = ttl
 	}
 	switch {
-	case j.SloppyQuorum != nil:
-		out.SloppyQuorum = *j.SloppyQuorum
+	case w.SloppyQuorum != nil:
+		out.SloppyQuorum = *w.SloppyQuorum
 	case out.Mode == Eventual:
 		out.SloppyQuorum = true
 	}
-	*p = out
-	return nil
+	return out, nil
 }
 
 // Validate checks a policy on its own.

@@ -1,12 +1,16 @@
 package server_test
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
+	"github.com/cairnkv/cairn/server"
 	"github.com/cairnkv/cairn/test/cluster"
 )
 
@@ -122,5 +126,52 @@ func TestKeyspacePolicyInForceEverywhere(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("the call waited %s for a member that is down", d)
+	}
+}
+
+// The config file's keyspaces are a bootstrap: created once the cluster is
+// ready if it has no policy for their prefix; afterwards the cluster's
+// policy stays in force, whatever the file says.
+func TestKeyspaceBootstrapFromConfig(t *testing.T) {
+	boot := keyspace.Policy{Prefix: "sessions/", Mode: keyspace.Strong, DefaultTTL: time.Minute}
+	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.Keyspaces = []keyspace.Policy{boot}
+	}})
+	waitPolicy := func(i int, want keyspace.Policy) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for c.Svc(i).Keyspaces().Lookup("sessions/x") != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d routes sessions/x by %+v, want %+v", i, c.Svc(i).Keyspaces().Lookup("sessions/x"), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for i := range 3 {
+		waitPolicy(i, boot)
+	}
+	changed := boot
+	changed.DefaultTTL = time.Hour
+	if _, err := c.Svc(0).PutKeyspace(ctx(t), changed); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(1)
+	c.Start(1)
+	c.WaitReady(30 * time.Second)
+	time.Sleep(500 * time.Millisecond) // the restarted node's bootstrap runs after it is ready
+	mustPut(t, c.Svc(1), "after", "1")
+	for i := range 3 {
+		waitValue(t, c.Svc(i), "after", "1")
+		if got := c.Svc(i).Keyspaces().Lookup("sessions/x"); got != changed {
+			t.Errorf("node %d: %+v, want the cluster's %+v", i, got, changed)
+		}
+	}
+
+	// A mode this version has no engine for is refused at start.
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Keyspaces = []keyspace.Policy{{Prefix: "cache/", Mode: keyspace.Eventual, Replicas: 1}}
+	if _, err := server.Start(context.Background(), cfg); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "strong keyspaces only") {
+		t.Fatalf("start with an eventual keyspace: %v", err)
 	}
 }

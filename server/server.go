@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +84,11 @@ type stop struct {
 func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	for i, p := range cfg.Keyspaces {
+		if p.Mode != keyspace.Strong { // the only mode this version has an engine for
+			return nil, fmt.Errorf("%w: keyspaces[%d] (prefix %q): this version serves strong keyspaces only, not %s", config.ErrInvalid, i, p.Prefix, p.Mode)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -444,9 +450,49 @@ func (s *Server) becomeReady() {
 	s.retry("publish member addresses", func(ctx context.Context) error { return s.svc.PublishSelf(ctx, self) })
 	select {
 	case <-s.done:
+		return
 	default:
 		close(s.ready)
 		s.log.Info("ready")
+	}
+	s.bootstrapKeyspaces()
+}
+
+// bootstrapKeyspaces creates each keyspace of the config file that the
+// cluster has no policy for yet. The cluster's policies win: one that exists
+// with other fields is left as it is, with a warning (the file is a
+// bootstrap, as --initial-cluster is). The empty prefix always has a
+// policy; the file's is applied only while the cluster's is still the
+// built-in default.
+func (s *Server) bootstrapKeyspaces() {
+	builtin := keyspace.Policy{Prefix: "", Mode: keyspace.Strong}
+	for _, p := range s.cfg.Keyspaces {
+		s.retry("bootstrap keyspace "+strconv.Quote(p.Prefix), func(ctx context.Context) error {
+			ctx = auth.WithIdentity(ctx, auth.System)
+			cur, err := s.svc.Keyspace(ctx, p.Prefix)
+			switch {
+			case err == nil && *cur == p:
+				return nil
+			case err == nil && !(p.Prefix == "" && *cur == builtin):
+				file, _ := json.Marshal(p)
+				in, _ := json.Marshal(*cur)
+				s.log.Warn("the config file's keyspace differs from the cluster's; the cluster's stays in force",
+					"prefix", p.Prefix, "config", string(file), "cluster", string(in))
+				return nil
+			case err != nil && !errors.Is(err, kv.ErrNotFound):
+				return err
+			}
+			ch, err := s.svc.PutKeyspace(ctx, p)
+			switch kv.CodeOf(err) {
+			case kv.CodeOK:
+				s.log.Info("created keyspace from the config file", "prefix", p.Prefix, "mode", p.Mode, "pending", ch.Pending)
+			case kv.CodeNoLeader, kv.CodeUnavailable:
+				return err
+			default: // conflict, invalid: retrying would not help
+				s.log.Error("cannot create the config file's keyspace", "prefix", p.Prefix, "err", err)
+			}
+			return nil
+		})
 	}
 }
 
