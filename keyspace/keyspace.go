@@ -83,14 +83,30 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 	return json.Marshal(j)
 }
 
-// UnmarshalJSON reads what MarshalJSON writes. Unknown fields are refused
-// (a misspelt field must not silently fall back to a default); replicas
-// is a non-negative number or "all"; sloppy_quorum defaults to true for
-// an eventual policy.
+// UnmarshalJSON reads what MarshalJSON writes: replicas is a non-negative
+// number or "all"; sloppy_quorum defaults to true for an eventual policy.
+// It ignores fields it does not know, because it also reads the log and the
+// state database, where a newer version's policy must still apply alike on
+// every replica; what people send goes through ParseJSON.
 func (p *Policy) UnmarshalJSON(b []byte) error {
+	return p.decodeJSON(b, false)
+}
+
+// ParseJSON reads a policy written by a person (an API request): like
+// UnmarshalJSON, but a field it does not know is an error, so that a
+// misspelt field never silently falls back to a default.
+func ParseJSON(b []byte) (Policy, error) {
+	var p Policy
+	err := p.decodeJSON(b, true)
+	return p, err
+}
+
+func (p *Policy) decodeJSON(b []byte, strict bool) error {
 	var j policyJSON
 	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
+	if strict {
+		d.DisallowUnknownFields()
+	}
 	if err := d.Decode(&j); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}

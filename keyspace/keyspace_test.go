@@ -54,7 +54,8 @@ func TestSetRefusesBadPolicies(t *testing.T) {
 
 // The JSON form is the HTTP API's and the log's: replicas is a number or
 // "all", default_ttl a duration string, sloppy_quorum defaults to true for
-// eventual policies, and unknown fields are refused.
+// eventual policies; unknown fields are refused from people (ParseJSON) and
+// ignored in the log (UnmarshalJSON).
 func TestPolicyJSON(t *testing.T) {
 	for name, c := range map[string]struct {
 		in   string
@@ -77,8 +78,8 @@ func TestPolicyJSON(t *testing.T) {
 			out:  `{"prefix":"s/","mode":"strong","default_ttl":"1m0s","max_value_bytes":100}`,
 		},
 	} {
-		var p Policy
-		if err := json.Unmarshal([]byte(c.in), &p); err != nil {
+		p, err := ParseJSON([]byte(c.in))
+		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if p != c.want {
@@ -93,8 +94,14 @@ func TestPolicyJSON(t *testing.T) {
 			t.Errorf("%s: round trip %+v %v", name, back, err)
 		}
 	}
+	if _, err := ParseJSON([]byte(`{"prefix":"a/","mode":"eventual","replica":3}`)); !errors.Is(err, ErrInvalidPolicy) {
+		t.Errorf("unknown field from a person: %v", err)
+	}
+	var newer Policy
+	if err := json.Unmarshal([]byte(`{"prefix":"a/","mode":"strong","materialize":{"dir":"/x"}}`), &newer); err != nil || newer != (Policy{Prefix: "a/", Mode: Strong}) {
+		t.Errorf("a newer version's field in the log: %+v %v", newer, err)
+	}
 	for _, in := range []string{
-		`{"prefix":"a/","mode":"eventual","replica":3}`,
 		`{"prefix":"a/","mode":"eventual","replicas":"some"}`,
 		`{"prefix":"a/","mode":"eventual","replicas":1.5}`,
 		`{"prefix":"a/","mode":"eventual","default_ttl":60}`,

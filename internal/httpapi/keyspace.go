@@ -69,8 +69,12 @@ func (a *api) putKeyspace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p keyspace.Policy
-	if err := unmarshalStrict(body, &p, false); err != nil {
+	if err := unmarshalStrict(body, &p, false); err != nil { // one JSON object, nothing after it
 		a.fail(w, r, err)
+		return
+	}
+	if _, err := keyspace.ParseJSON(body); err != nil { // and no field it does not know
+		a.fail(w, r, badRequest("the body is not valid: %w", err))
 		return
 	}
 	// The prefix comes from the path; a body may repeat it, not change it.
