@@ -7,8 +7,10 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -108,29 +110,96 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Stats summarize one operation type (or all of them).
+// Stats summarize one operation type (or all of them). In JSON the
+// latencies are float milliseconds named with their unit (p50_ms …), so a
+// script need not guess; see MarshalJSON.
 type Stats struct {
-	Ops    int64         `json:"ops"`
-	Errors int64         `json:"errors"`
-	P50    time.Duration `json:"p50"`
-	P90    time.Duration `json:"p90"`
-	P99    time.Duration `json:"p99"`
-	P999   time.Duration `json:"p999"`
-	Max    time.Duration `json:"max"`
+	Ops    int64
+	Errors int64
+	P50    time.Duration
+	P90    time.Duration
+	P99    time.Duration
+	P999   time.Duration
+	Max    time.Duration
 	// PerSec is successful operations per second over the whole run.
+	PerSec float64
+}
+
+// statsJSON is the wire form of Stats: every duration in milliseconds.
+type statsJSON struct {
+	Ops    int64   `json:"ops"`
+	Errors int64   `json:"errors"`
+	P50    float64 `json:"p50_ms"`
+	P90    float64 `json:"p90_ms"`
+	P99    float64 `json:"p99_ms"`
+	P999   float64 `json:"p999_ms"`
+	Max    float64 `json:"max_ms"`
 	PerSec float64 `json:"per_sec"`
 }
 
-// Result is the outcome of a run.
+// millis is d in milliseconds, to the nanosecond.
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// fromMillis is the inverse of millis, rounded to the nanosecond.
+func fromMillis(ms float64) time.Duration {
+	return time.Duration(math.Round(ms * float64(time.Millisecond)))
+}
+
+// MarshalJSON writes the durations as float milliseconds (p50_ms …).
+func (s Stats) MarshalJSON() ([]byte, error) {
+	return json.Marshal(statsJSON{Ops: s.Ops, Errors: s.Errors, P50: millis(s.P50), P90: millis(s.P90), P99: millis(s.P99),
+		P999: millis(s.P999), Max: millis(s.Max), PerSec: s.PerSec})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *Stats) UnmarshalJSON(b []byte) error {
+	var j statsJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = Stats{Ops: j.Ops, Errors: j.Errors, P50: fromMillis(j.P50), P90: fromMillis(j.P90), P99: fromMillis(j.P99),
+		P999: fromMillis(j.P999), Max: fromMillis(j.Max), PerSec: j.PerSec}
+	return nil
+}
+
+// Result is the outcome of a run. In JSON, Elapsed is elapsed_ms (float
+// milliseconds), like the latencies of Stats.
 type Result struct {
-	Protocol string            `json:"protocol"`
-	Clients  int               `json:"clients"`
-	Pipeline int               `json:"pipeline"`
-	Elapsed  time.Duration     `json:"elapsed"`
-	All      Stats             `json:"all"`
-	ByOp     map[string]*Stats `json:"by_op"`
+	Protocol string
+	Clients  int
+	Pipeline int
+	Elapsed  time.Duration
+	All      Stats
+	ByOp     map[string]*Stats
 	// FirstError is the first error seen, for the report.
-	FirstError string `json:"first_error,omitempty"`
+	FirstError string
+}
+
+type resultJSON struct {
+	Protocol   string            `json:"protocol"`
+	Clients    int               `json:"clients"`
+	Pipeline   int               `json:"pipeline"`
+	Elapsed    float64           `json:"elapsed_ms"`
+	All        Stats             `json:"all"`
+	ByOp       map[string]*Stats `json:"by_op"`
+	FirstError string            `json:"first_error,omitempty"`
+}
+
+// MarshalJSON writes Elapsed as elapsed_ms.
+func (r Result) MarshalJSON() ([]byte, error) {
+	return json.Marshal(resultJSON{Protocol: r.Protocol, Clients: r.Clients, Pipeline: r.Pipeline, Elapsed: millis(r.Elapsed),
+		All: r.All, ByOp: r.ByOp, FirstError: r.FirstError})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *Result) UnmarshalJSON(b []byte) error {
+	var j resultJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*r = Result{Protocol: j.Protocol, Clients: j.Clients, Pipeline: j.Pipeline, Elapsed: fromMillis(j.Elapsed),
+		All: j.All, ByOp: j.ByOp, FirstError: j.FirstError}
+	return nil
 }
 
 // op is one request of the workload.

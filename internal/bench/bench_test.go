@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -184,5 +185,58 @@ func TestRESPReconnects(t *testing.T) {
 	}
 	if res.All.Ops+res.All.Errors != 200 || res.All.Errors > 25 {
 		t.Fatalf("ops %d errors %d", res.All.Ops, res.All.Errors)
+	}
+}
+
+// The JSON of a run names the unit of every duration (float milliseconds),
+// and reads back to the same Result.
+func TestResultJSON(t *testing.T) {
+	st := Stats{Ops: 3000, Errors: 1, P50: 1500 * time.Microsecond, P90: 3 * time.Millisecond, P99: 6291890 * time.Nanosecond,
+		P999: 6 * time.Millisecond, Max: 7500 * time.Microsecond, PerSec: 1500}
+	put := st
+	res := Result{Protocol: "http", Clients: 64, Pipeline: 1, Elapsed: 2*time.Second + 345678*time.Microsecond, All: st,
+		ByOp: map[string]*Stats{"put": &put}, FirstError: "503 unavailable"}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{
+  "protocol": "http",
+  "clients": 64,
+  "pipeline": 1,
+  "elapsed_ms": 2345.678,
+  "all": {
+    "ops": 3000,
+    "errors": 1,
+    "p50_ms": 1.5,
+    "p90_ms": 3,
+    "p99_ms": 6.29189,
+    "p999_ms": 6,
+    "max_ms": 7.5,
+    "per_sec": 1500
+  },
+  "by_op": {
+    "put": {
+      "ops": 3000,
+      "errors": 1,
+      "p50_ms": 1.5,
+      "p90_ms": 3,
+      "p99_ms": 6.29189,
+      "p999_ms": 6,
+      "max_ms": 7.5,
+      "per_sec": 1500
+    }
+  },
+  "first_error": "503 unavailable"
+}`
+	if string(b) != want {
+		t.Fatalf("JSON:\n%s\nwant:\n%s", b, want)
+	}
+	var back Result
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Elapsed != res.Elapsed || back.All != res.All || *back.ByOp["put"] != put || back.FirstError != res.FirstError {
+		t.Fatalf("round trip: %+v, want %+v", back, res)
 	}
 }

@@ -76,13 +76,19 @@ func authCmd(g *globals, env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.PutUser(cmd.Context(), args[0], pw)
+			if err := c.PutUser(cmd.Context(), args[0], pw); err != nil {
+				return err
+			}
+			return printDone(g, env, fmt.Sprintf("set the password of user %s", args[0]), map[string]any{"user": args[0], "password_set": true})
 		}),
 	})
 	users.AddCommand(&cobra.Command{
 		Use: "del NAME", Short: "delete a user and its tokens", Args: cobra.ExactArgs(1),
 		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
-			return c.DeleteUser(cmd.Context(), args[0])
+			if err := c.DeleteUser(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			return printDone(g, env, fmt.Sprintf("deleted user %s and its tokens", args[0]), map[string]any{"user": args[0], "deleted": true})
 		}),
 	})
 	cmd.AddCommand(users)
@@ -106,7 +112,10 @@ func authCmd(g *globals, env *Env) *cobra.Command {
 	tokens.AddCommand(&cobra.Command{
 		Use: "del USER ID", Short: "revoke a token", Args: cobra.ExactArgs(2),
 		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
-			return c.DeleteToken(cmd.Context(), args[0], args[1])
+			if err := c.DeleteToken(cmd.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			return printDone(g, env, fmt.Sprintf("revoked token %s of user %s", args[1], args[0]), map[string]any{"user": args[0], "id": args[1], "revoked": true})
 		}),
 	})
 	cmd.AddCommand(tokens)
@@ -145,6 +154,9 @@ func authCmd(g *globals, env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !g.json() {
+				fmt.Fprintf(env.Stdout, "replaced the cluster rules with %s\n", plural(int64(len(out.Rules)), "rule"))
+			}
 			return printRules(g, env, out)
 		}),
 	})
@@ -180,6 +192,16 @@ func authCmd(g *globals, env *Env) *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// printDone reports a change that returns nothing but success: msg in
+// table output, fields with -o json.
+func printDone(g *globals, env *Env, msg string, fields map[string]any) error {
+	if g.json() {
+		return printJSON(env.Stdout, fields)
+	}
+	_, err := fmt.Fprintln(env.Stdout, msg)
+	return err
 }
 
 // readSecret reads one line from r (a password piped in or typed).

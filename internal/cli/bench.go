@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,25 +54,7 @@ func benchCmd(g *globals, env *Env) *cobra.Command {
 			if g.json() {
 				return printJSON(env.Stdout, res)
 			}
-			fmt.Fprintf(env.Stdout, "%s, %d clients, pipeline %d, %s\n", c.Protocol, c.Clients, c.Pipeline, res.Elapsed.Round(time.Millisecond))
-			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "op\tops\terrors\tops/s\tp50\tp90\tp99\tp99.9\tmax\t")
-			row := func(name string, s *bench.Stats) {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", name, s.Ops, s.Errors, s.PerSec, ms(s.P50), ms(s.P90), ms(s.P99), ms(s.P999), ms(s.Max))
-			}
-			for _, name := range []string{"put", "get"} {
-				if s, ok := res.ByOp[name]; ok {
-					row(name, s)
-				}
-			}
-			row("all", &res.All)
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if res.FirstError != "" {
-				fmt.Fprintf(env.Stdout, "first error: %s\n", res.FirstError)
-			}
-			return nil
+			return printBench(env.Stdout, res)
 		},
 	}
 	f := cmd.Flags()
@@ -98,6 +81,30 @@ func benchCmd(g *globals, env *Env) *cobra.Command {
 		}
 	}
 	return cmd
+}
+
+// printBench writes the table form of a run: a header line, then one row
+// per operation type and one for all of them, latencies in milliseconds.
+func printBench(w io.Writer, res *bench.Result) error {
+	fmt.Fprintf(w, "%s, %d clients, pipeline %d, %s\n", res.Protocol, res.Clients, res.Pipeline, res.Elapsed.Round(time.Millisecond))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "op\tops\terrors\tops/s\tp50\tp90\tp99\tp99.9\tmax\t")
+	row := func(name string, s *bench.Stats) {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", name, s.Ops, s.Errors, s.PerSec, ms(s.P50), ms(s.P90), ms(s.P99), ms(s.P999), ms(s.Max))
+	}
+	for _, name := range []string{"put", "get"} {
+		if s, ok := res.ByOp[name]; ok {
+			row(name, s)
+		}
+	}
+	row("all", &res.All)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if res.FirstError != "" {
+		fmt.Fprintf(w, "first error: %s\n", res.FirstError)
+	}
+	return nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }

@@ -53,41 +53,102 @@ func membersCmd(g *globals, env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printMembers(g, env, ms)
+			voter := !spec.NonVoter
+			return printMemberChange(g, env, memberChange{Action: "added", Member: spec.Name, Voter: &voter, Leader: leaderOf(ms), Members: ms})
 		},
 	}
 	add.Flags().StringVar(&spec.ClientURL, "client-url", "", "the member's client URL")
 	add.Flags().StringVar(&spec.RESPAddr, "resp-addr", "", "the member's Redis-protocol address")
 	add.Flags().BoolVar(&spec.NonVoter, "non-voter", false, "add as a non-voting learner")
 	cmd.AddCommand(add)
-	for _, op := range []struct {
-		use, short string
-		fn         func(c *client.Client, cmd *cobra.Command, name string) ([]client.Member, error)
-	}{
-		{"remove NAME", "remove a member", func(c *client.Client, cmd *cobra.Command, n string) ([]client.Member, error) {
-			return c.RemoveMember(cmd.Context(), n)
-		}},
-		{"promote NAME", "make a non-voter a voter", func(c *client.Client, cmd *cobra.Command, n string) ([]client.Member, error) {
-			return c.PromoteMember(cmd.Context(), n)
-		}},
-	} {
-		op := op
-		cmd.AddCommand(&cobra.Command{
-			Use: op.use, Short: op.short, Args: cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				ms, err := op.fn(c, cmd, args[0])
-				if err != nil {
-					return err
-				}
-				return printMembers(g, env, ms)
-			},
-		})
-	}
+	cmd.AddCommand(&cobra.Command{
+		Use: "remove NAME", Short: "remove a member (says when it was the leader and who leads now)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			// The list before the removal tells whether the member led; it
+			// is only for the report, so a failure to list is not fatal.
+			before, _ := c.Members(cmd.Context())
+			ms, err := c.RemoveMember(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printMemberChange(g, env, memberChange{Action: "removed", Member: args[0],
+				WasLeader: leaderOf(before) == args[0], Leader: leaderOf(ms), Members: ms})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use: "promote NAME", Short: "make a non-voter a voter", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ms, err := c.PromoteMember(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			voter := true
+			return printMemberChange(g, env, memberChange{Action: "promoted", Member: args[0], Voter: &voter, Leader: leaderOf(ms), Members: ms})
+		},
+	})
 	return cmd
+}
+
+// memberChange is what a membership command did, for both output formats.
+type memberChange struct {
+	Action    string          `json:"action"` // added, removed or promoted
+	Member    string          `json:"member"`
+	Voter     *bool           `json:"voter,omitempty"`
+	WasLeader bool            `json:"was_leader,omitempty"`
+	Leader    string          `json:"leader"` // after the change; "" when none is known
+	Members   []client.Member `json:"members"`
+}
+
+func (ch memberChange) String() string {
+	switch ch.Action {
+	case "added":
+		if ch.Voter != nil && *ch.Voter {
+			return fmt.Sprintf("added %s as a voter", ch.Member)
+		}
+		return fmt.Sprintf("added %s as a non-voter", ch.Member)
+	case "promoted":
+		return fmt.Sprintf("promoted %s to voter", ch.Member)
+	}
+	if !ch.WasLeader {
+		return "removed " + ch.Member
+	}
+	if ch.Leader == "" {
+		return fmt.Sprintf("removed %s (was leader; no new leader known yet)", ch.Member)
+	}
+	return fmt.Sprintf("removed %s (was leader; leadership moved to %s)", ch.Member, ch.Leader)
+}
+
+func leaderOf(ms []client.Member) string {
+	for _, m := range ms {
+		if m.Leader {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// printMemberChange says what changed, then lists the members as the
+// server reports them after the change.
+func printMemberChange(g *globals, env *Env, ch memberChange) error {
+	if g.json() {
+		if ch.Members == nil {
+			ch.Members = []client.Member{}
+		}
+		return printJSON(env.Stdout, ch)
+	}
+	fmt.Fprintln(env.Stdout, ch)
+	if len(ch.Members) == 0 {
+		return nil
+	}
+	return printMembers(g, env, ch.Members)
 }
 
 func leaderCmd(g *globals, env *Env) *cobra.Command {
@@ -107,7 +168,7 @@ func leaderCmd(g *globals, env *Env) *cobra.Command {
 			if g.json() {
 				return printJSON(env.Stdout, map[string]string{"leader": leader})
 			}
-			fmt.Fprintf(env.Stdout, "leader: %s\n", leader)
+			fmt.Fprintf(env.Stdout, "transferred leadership to %s\n", leader)
 			return nil
 		},
 	}

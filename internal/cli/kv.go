@@ -35,11 +35,16 @@ func toJSON(it *client.Item) itemJSON {
 
 func getCmd(g *globals, env *Env) *cobra.Command {
 	var consistency string
-	var printRev bool
+	var printRev, raw bool
 	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "print a key's value",
-		Args:  cobra.ExactArgs(1),
+		Long: `Print a key's value. On a terminal a newline ends the value (unless it
+already ends with one), so the prompt starts on its own line. When stdout is
+not a terminal, or with --raw, the value's exact bytes are written and nothing
+else, so "cairn get KEY > FILE" is byte-exact. -o json prints the value and
+its revisions as JSON.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []client.ReadOption
 			switch consistency {
@@ -66,7 +71,7 @@ func getCmd(g *globals, env *Env) *cobra.Command {
 			if _, err := env.Stdout.Write(it.Value); err != nil {
 				return err
 			}
-			if env.StdoutIsTerminal && (len(it.Value) == 0 || it.Value[len(it.Value)-1] != '\n') {
+			if env.StdoutIsTerminal && !raw && (len(it.Value) == 0 || it.Value[len(it.Value)-1] != '\n') {
 				fmt.Fprintln(env.Stdout)
 			}
 			return nil
@@ -74,6 +79,7 @@ func getCmd(g *globals, env *Env) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&consistency, "consistency", "linearizable", "linearizable or serializable (a local, possibly stale read)")
 	cmd.Flags().BoolVar(&printRev, "print-revision", false, "print the key's mod revision on stderr")
+	cmd.Flags().BoolVar(&raw, "raw", false, "write the exact bytes, with no newline added even on a terminal")
 	return cmd
 }
 
@@ -156,7 +162,7 @@ func delCmd(g *globals, env *Env) *cobra.Command {
 			if g.json() {
 				return printJSON(env.Stdout, map[string]int64{"deleted": n, "revision": rev})
 			}
-			fmt.Fprintf(env.Stdout, "deleted %d\n", n)
+			fmt.Fprintf(env.Stdout, "deleted %s at revision %d\n", plural(n, "key"), rev)
 			return nil
 		},
 	}
@@ -281,4 +287,12 @@ func txnCmd(g *globals, env *Env) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// plural is "1 key" or "12 keys".
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
