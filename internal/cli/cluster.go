@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -75,8 +77,12 @@ func membersCmd(g *globals, env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			wasLeader := leaderOf(before) == args[0]
+			if wasLeader && leaderOf(ms) == "" {
+				ms = awaitLeader(cmd.Context(), c, args[0], ms)
+			}
 			return printMemberChange(g, env, memberChange{Action: "removed", Member: args[0],
-				WasLeader: leaderOf(before) == args[0], Leader: leaderOf(ms), Members: ms})
+				WasLeader: wasLeader, Leader: leaderOf(ms), Members: ms})
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -124,6 +130,30 @@ func (ch memberChange) String() string {
 		return fmt.Sprintf("removed %s (was leader; no new leader known yet)", ch.Member)
 	}
 	return fmt.Sprintf("removed %s (was leader; leadership moved to %s)", ch.Member, ch.Leader)
+}
+
+// awaitLeader lists the members until one other than removed leads, for a
+// few seconds at most: a leader that removes itself steps down and answers
+// with no list, and the others elect a new leader within an election
+// timeout. It returns the last list it got (ms when it got none).
+func awaitLeader(ctx context.Context, c *client.Client, removed string, ms []client.Member) []client.Member {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if now, err := c.Members(ctx); err == nil {
+			ms = now
+			if l := leaderOf(now); l != "" && l != removed {
+				return now
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ms
+		case <-tick.C:
+		}
+	}
 }
 
 func leaderOf(ms []client.Member) string {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,5 +240,33 @@ func TestBenchTable(t *testing.T) {
 		"first error: 503 unavailable\n"
 	if out.String() != want {
 		t.Fatalf("bench table:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+// A leader that removes itself answers with no member list; the command
+// then asks again until another member leads, and names it.
+func TestRemoveLeaderAwaitsNewLeader(t *testing.T) {
+	var removed atomic.Bool
+	var lists atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodDelete:
+			removed.Store(true)
+			w.Write([]byte(`{"removed":"n1","members":null,"message":"removed; this node cannot list the members now"}`))
+		case !removed.Load():
+			w.Write([]byte(`{"members":[{"name":"n1","peer_addr":"h:1","voter":true,"leader":true},{"name":"n2","peer_addr":"h:2","voter":true,"leader":false}]}`))
+		case lists.Add(1) < 3: // an election is under way
+			w.Write([]byte(`{"members":[{"name":"n2","peer_addr":"h:2","voter":true,"leader":false}]}`))
+		default:
+			w.Write([]byte(`{"members":[{"name":"n2","peer_addr":"h:2","voter":true,"leader":true}]}`))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	code, out, errOut := run(t, "", "--endpoints="+srv.URL, "members", "remove", "n1")
+	const want = "removed n1 (was leader; leadership moved to n2)\n" +
+		"NAME  PEER  CLIENT  RESP  VOTER  LEADER\n" +
+		"n2    h:2                 true   true\n"
+	if code != ExitOK || out != want {
+		t.Fatalf("exit %d, stderr %q, stdout:\n%s\nwant:\n%s", code, errOut, out, want)
 	}
 }
