@@ -313,58 +313,38 @@ func injectLatency(nm *nemesis) (func() (string, error), string, error) {
 }
 
 func injectRestart(nm *nemesis) (func() (string, error), string, error) {
-	v, err := nm.victim(FaultRestart)
-	if err != nil {
-		return nil, "", err
-	}
-	what := roleOf(nm, v)
-	how, _ := nm.c.Can(ActStop)
-	if err := nm.c.Stop(v); err != nil {
-		return func() (string, error) { return "", nm.c.Start(v) }, "", err
-	}
-	return func() (string, error) { return "", nm.c.Start(v) },
-		fmt.Sprintf("%s %s (%s), start when healing", how, nm.name(v), what), nil
+	return injectOnNode(nm, FaultRestart, ActStop, nm.c.Stop, nm.c.Start, "start")
 }
 
 func injectKill(nm *nemesis) (func() (string, error), string, error) {
-	v, err := nm.victim(FaultKill)
-	if err != nil {
-		return nil, "", err
-	}
-	what := roleOf(nm, v)
-	how, _ := nm.c.Can(ActKill)
-	if err := nm.c.Kill(v); err != nil {
-		return nil, "", err
-	}
-	return func() (string, error) { return "", nm.c.Start(v) }, fmt.Sprintf("%s %s (%s), restart when healing", how, nm.name(v), what), nil
+	return injectOnNode(nm, FaultKill, ActKill, nm.c.Kill, nm.c.Start, "restart")
 }
 
 func injectPause(nm *nemesis) (func() (string, error), string, error) {
-	v, err := nm.victim(FaultPause)
-	if err != nil {
-		return nil, "", err
-	}
-	what := roleOf(nm, v)
-	how, _ := nm.c.Can(ActPause)
-	if err := nm.c.Pause(v); err != nil {
-		return nil, "", err
-	}
-	return func() (string, error) { return "", nm.c.Resume(v) },
-		fmt.Sprintf("%s %s (%s), resume when healing", how, nm.name(v), what), nil
+	return injectOnNode(nm, FaultPause, ActPause, nm.c.Pause, nm.c.Resume, "resume")
 }
 
 func injectDisconnect(nm *nemesis) (func() (string, error), string, error) {
-	v, err := nm.victim(FaultDisconnect)
+	return injectOnNode(nm, FaultDisconnect, ActDisconnect, nm.c.Disconnect, nm.c.Reconnect, "connect")
+}
+
+// injectOnNode does one thing to one victim node (stop, kill, pause,
+// disconnect) and returns what undoes it when healing. The undo is returned
+// even when the fault failed midway: every undo does nothing to a node it
+// finds as it should be (Start on a running node, Resume on one not paused,
+// Reconnect on one connected).
+func injectOnNode(nm *nemesis, kind string, act Action, do, undo func(int) error, undoing string) (func() (string, error), string, error) {
+	v, err := nm.victim(kind)
 	if err != nil {
 		return nil, "", err
 	}
 	what := roleOf(nm, v)
-	how, _ := nm.c.Can(ActDisconnect)
-	if err := nm.c.Disconnect(v); err != nil {
-		return nil, "", err
+	how, _ := nm.c.Can(act)
+	heal := func() (string, error) { return "", undo(v) }
+	if err := do(v); err != nil {
+		return heal, "", err
 	}
-	return func() (string, error) { return "", nm.c.Reconnect(v) },
-		fmt.Sprintf("%s %s (%s), connect when healing", how, nm.name(v), what), nil
+	return heal, fmt.Sprintf("%s %s (%s), %s when healing", how, nm.name(v), what, undoing), nil
 }
 
 func roleOf(nm *nemesis, i int) string {
