@@ -107,6 +107,16 @@ type Config struct {
 	SnapshotInterval time.Duration `yaml:"snapshot-interval"`
 	TrailingLogs     uint64        `yaml:"trailing-logs"`
 
+	// AntiEntropyInterval is how often each node compares its eventual
+	// replicas with the other replicas of the same ranges.
+	AntiEntropyInterval time.Duration `yaml:"anti-entropy-interval"`
+	// MaxClockOffset is how far ahead of this node's clock an eventual
+	// write's timestamp may be; a write further ahead is refused.
+	MaxClockOffset time.Duration `yaml:"max-clock-offset"`
+	// ReposePrefix is the eventual keyspace the Repose datastore API
+	// (/powerapi/dist-datastore/objects/) stores its objects under.
+	ReposePrefix string `yaml:"repose-prefix"`
+
 	// EnablePprof serves Go's profiler under /debug/pprof/ on the client port.
 	EnablePprof bool `yaml:"enable-pprof"`
 
@@ -147,6 +157,9 @@ func Default() Config {
 		SnapshotEntries:     8192,
 		SnapshotInterval:    30 * time.Second,
 		TrailingLogs:        10240,
+		AntiEntropyInterval: 30 * time.Second,
+		MaxClockOffset:      500 * time.Millisecond,
+		ReposePrefix:        "dist-datastore/",
 		LogLevel:            "info",
 		LogFormat:           "text",
 	}

@@ -54,6 +54,9 @@ var flagHelp = map[string]string{
 	"heartbeat-timeout":     "Raft heartbeat timeout",
 	"election-timeout":      "Raft election timeout",
 	"request-timeout":       "how long a request may wait for a leader and a quorum",
+	"anti-entropy-interval": "how often eventual replicas compare their ranges with the other replicas",
+	"max-clock-offset":      "refuse eventual writes stamped further ahead of this node's clock",
+	"repose-prefix":         "the eventual keyspace behind the Repose datastore API (/powerapi/dist-datastore/objects/)",
 	"snapshot-entries":      "log entries between snapshots",
 	"snapshot-interval":     "how often to check whether a snapshot is due",
 	"trailing-logs":         "log entries kept behind a snapshot for slow followers",
@@ -274,7 +277,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"heartbeat-timeout", c.HeartbeatTimeout}, {"election-timeout", c.ElectionTimeout}, {"request-timeout", c.RequestTimeout}, {"snapshot-interval", c.SnapshotInterval}} {
+	}{{"heartbeat-timeout", c.HeartbeatTimeout}, {"election-timeout", c.ElectionTimeout}, {"request-timeout", c.RequestTimeout}, {"snapshot-interval", c.SnapshotInterval}, {"anti-entropy-interval", c.AntiEntropyInterval}, {"max-clock-offset", c.MaxClockOffset}} {
 		if d.v <= 0 {
 			bad("%s must be positive", d.flag)
 		}
@@ -284,6 +287,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatTimeout > 0 && c.HeartbeatTimeout < 10*time.Millisecond {
 		bad("heartbeat-timeout must be at least 10ms")
+	}
+	if c.ReposePrefix == "" || len(c.ReposePrefix) > 4096 || strings.IndexByte(c.ReposePrefix, 0) >= 0 {
+		bad("repose-prefix must be a non-empty prefix of at most 4096 bytes with no NUL byte")
 	}
 	if c.SnapshotEntries < 1 {
 		bad("snapshot-entries must be at least 1")

@@ -35,4 +35,7 @@ type Status struct {
 	Members      int    `json:"members"`
 	// LastContactMs is the time since this node last heard from the leader (0 on the leader).
 	LastContactMs int64 `json:"last_contact_ms"`
+	// Health is each member's health as seen from this node (see
+	// Placement.Health).
+	Health map[string]string `json:"health,omitempty"`
 }

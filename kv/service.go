@@ -245,7 +245,7 @@ func (s *Service) Put(ctx context.Context, key string, value []byte, o PutOption
 	if o.TTL == 0 {
 		o.TTL = s.ctl.Keyspaces().Lookup(key).DefaultTTL
 	}
-	t := Txn{Success: []Op{{Type: OpPut, Key: key, Value: value, TTL: o.TTL}}}
+	t := Txn{Success: []Op{{Type: OpPut, Key: key, Value: value, TTL: o.TTL}}, WriteQuorum: o.WriteQuorum}
 	if o.IfModRevision != nil {
 		t.Compare = append(t.Compare, Compare{Key: key, Target: TargetModRevision, Op: "=", Number: *o.IfModRevision})
 	}
@@ -285,7 +285,7 @@ func (s *Service) Delete(ctx context.Context, key string, o DeleteOptions) (dele
 	if o.Prefix {
 		op = OpDeletePrefix
 	}
-	t := Txn{Success: []Op{{Type: op, Key: key}}}
+	t := Txn{Success: []Op{{Type: op, Key: key}}, WriteQuorum: o.WriteQuorum}
 	if o.IfModRevision != nil {
 		t.Compare = []Compare{{Key: key, Target: TargetModRevision, Op: "=", Number: *o.IfModRevision}}
 		t.Failure = []Op{{Type: OpGet, Key: key}}
@@ -558,8 +558,17 @@ func (s *Service) PublishSelf(ctx context.Context, m Member) error {
 	return s.ctl.PublishMember(ctx, m)
 }
 
-// Status reports this node's view of the cluster.
-func (s *Service) Status(ctx context.Context) (*Status, error) { return s.ctl.Status(ctx) }
+// Status reports this node's view of the cluster, with each member's
+// health as the eventual engine's failure detector sees it.
+func (s *Service) Status(ctx context.Context) (*Status, error) {
+	st, err := s.ctl.Status(ctx)
+	if err == nil && st != nil {
+		if pl := s.placement(); pl != nil {
+			st.Health = pl.Health()
+		}
+	}
+	return st, err
+}
 
 // Ready returns nil when every engine can serve.
 func (s *Service) Ready() error {

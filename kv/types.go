@@ -17,7 +17,21 @@ type Record struct {
 	Version        int64
 	// Expires is the unix time in nanoseconds at which the key expires; 0 means never.
 	Expires int64
+	// Timestamp is, for a key of an eventual keyspace, the hybrid logical
+	// clock stamp of its version in its text form
+	// ("2025-03-01T12:00:00.250Z-00003"), and Origin the node that
+	// coordinated it; versions are ordered by (Timestamp, Origin). Both are
+	// empty for strong keys, which have revisions instead.
+	Timestamp string
+	Origin    string
+	// Acks and Replicas are set on the record an eventual write returns:
+	// how many of the key's Replicas had made the write durable when the
+	// write was answered.
+	Acks, Replicas int
 }
+
+// Eventual reports whether r is a key of an eventual keyspace.
+func (r *Record) Eventual() bool { return r != nil && r.Timestamp != "" }
 
 // ExpiresAt returns the expiry as a time, or the zero time when the key has no TTL.
 func (r *Record) ExpiresAt() time.Time {
@@ -100,6 +114,10 @@ type Txn struct {
 	Compare []Compare `json:"compare,omitempty"`
 	Success []Op      `json:"success,omitempty"`
 	Failure []Op      `json:"failure,omitempty"`
+	// WriteQuorum overrides, for keys of an eventual keyspace, how many
+	// replicas must make the write durable before it is answered (0: the
+	// policy's write_quorum). Strong keyspaces ignore it.
+	WriteQuorum int `json:"write_quorum,omitempty"`
 }
 
 // OpResult is the outcome of one Op.
@@ -120,11 +138,20 @@ type TxnResult struct {
 	Succeeded bool       `json:"succeeded"`
 	Revision  int64      `json:"revision"`
 	Results   []OpResult `json:"results"`
+	// Timestamp, Acks and Replicas describe a write to an eventual
+	// keyspace (Revision is 0 then): the one stamp every op of the batch
+	// carries, and the durable copies when it was answered (the fewest
+	// over its keys) of how many.
+	Timestamp string `json:"timestamp,omitempty"`
+	Acks      int    `json:"acks,omitempty"`
+	Replicas  int    `json:"replicas,omitempty"`
 }
 
 // PutOptions change how Put behaves.
 type PutOptions struct {
 	TTL time.Duration
+	// WriteQuorum overrides an eventual keyspace's write_quorum (0: the policy's).
+	WriteQuorum int
 	// IfModRevision, when non-nil, makes the put conditional on the key's mod revision.
 	IfModRevision *int64
 	// IfAbsent makes the put succeed only when the key does not exist.
@@ -135,12 +162,20 @@ type PutOptions struct {
 type DeleteOptions struct {
 	Prefix        bool
 	IfModRevision *int64
+	// WriteQuorum overrides an eventual keyspace's write_quorum (0: the policy's).
+	WriteQuorum int
 }
 
 // ReadOptions choose the consistency of a read.
 type ReadOptions struct {
 	// Serializable serves the read from the local replica without a leader check.
 	Serializable bool
+	// Local answers, for an eventual keyspace, from this node's own copy
+	// only, whether or not it owns the key (consistency=local); strong
+	// keyspaces treat it as Serializable.
+	Local bool
+	// ReadQuorum overrides an eventual keyspace's read_quorum (0: the policy's).
+	ReadQuorum int
 }
 
 // ListOptions shape a prefix listing.
