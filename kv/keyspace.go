@@ -83,6 +83,13 @@ func (s *Service) PutKeyspace(ctx context.Context, p keyspace.Policy) (*Keyspace
 	if p.MaxValueBytes > s.cfg.MaxValueBytes {
 		return nil, fmt.Errorf("%w: max_value_bytes %d is over the node's limit of %d", ErrInvalidArgument, p.MaxValueBytes, s.cfg.MaxValueBytes)
 	}
+	if cur := s.ctl.Keyspaces().Lookup(p.Prefix); cur.Prefix != p.Prefix {
+		// A new keyspace: the strong engine refuses it at apply when strong
+		// keys live under the prefix; eventual keys are asked for here.
+		if err := s.refuseEventualKeys(ctx, p.Prefix, func(string) bool { return true }); err != nil {
+			return nil, err
+		}
+	}
 	pending, err := s.ctl.SetKeyspace(ctx, p)
 	if err != nil {
 		return nil, err
@@ -107,11 +114,44 @@ func (s *Service) DeleteKeyspace(ctx context.Context, prefix string) (*KeyspaceC
 	if err != nil {
 		return nil, err
 	}
+	if old.Mode == keyspace.Eventual {
+		tbl := s.ctl.Keyspaces()
+		if err := s.refuseEventualKeys(ctx, prefix, func(k string) bool { return tbl.Lookup(k).Prefix == prefix }); err != nil {
+			return nil, err
+		}
+	}
 	pending, err := s.ctl.DeleteKeyspace(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}
 	return &KeyspaceChange{Policy: *old, Pending: nonNil(pending)}, nil
+}
+
+// refuseEventualKeys returns ErrConflict when the eventual engine holds a
+// live key under prefix that in counts. The eventual engine has no log to
+// decide this at apply as the strong one does: a key written under the
+// prefix while the change commits can still move keyspace.
+func (s *Service) refuseEventualKeys(ctx context.Context, prefix string, in func(string) bool) error {
+	e := s.engines[keyspace.Eventual]
+	if e == nil {
+		return nil
+	}
+	tbl := s.ctl.Keyspaces()
+	eventual := tbl.Lookup(prefix).Mode == keyspace.Eventual
+	for _, q := range tbl.Policies() {
+		eventual = eventual || (q.Mode == keyspace.Eventual && strings.HasPrefix(q.Prefix, prefix))
+	}
+	if !eventual {
+		return nil
+	}
+	res, err := e.List(ctx, prefix, ListOptions{KeysOnly: true, Limit: 1}, in)
+	if err != nil {
+		return err
+	}
+	if len(res.Items) > 0 {
+		return fmt.Errorf("%w: the eventual key %q lives under %q; delete the keys under the prefix first", ErrConflict, res.Items[0].Key, prefix)
+	}
+	return nil
 }
 
 // validPrefix checks a keyspace prefix: a key prefix (the empty one

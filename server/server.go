@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/config"
+	"github.com/cairnkv/cairn/internal/eventual"
 	"github.com/cairnkv/cairn/internal/httpapi"
 	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/cairnkv/cairn/internal/raftnode"
@@ -59,6 +61,7 @@ type Server struct {
 	dialer           *peer.Dialer
 	rpc              *peer.RPC
 	strong           *strong.Engine
+	eventual         *eventual.Engine
 	svc              *kv.Service
 	httpLn, respLn   net.Listener
 
@@ -85,11 +88,6 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	for i, p := range cfg.Keyspaces {
-		if p.Mode != keyspace.Strong { // the only mode this version has an engine for
-			return nil, fmt.Errorf("%w: keyspaces[%d] (prefix %q): this version serves strong keyspaces only, not %s", config.ErrInvalid, i, p.Prefix, p.Mode)
-		}
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -109,12 +107,14 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		name  string
 		start func() error
 	}{
-		{"security", s.startSecurity},    // certificates, allowed hosts, in-flight limit
-		{"peer port", s.startPeer},       // the peer listener, its protocol mux, internal RPC
-		{"strong engine", s.startStrong}, // state database, Raft member, TTL expiry
-		{"service", s.startService},      // kv.Service over the engines
-		{"http api", s.startHTTP},        // the client port
-		{"resp api", s.startRESP},        // the Redis-protocol port
+		{"security", s.startSecurity},        // certificates, allowed hosts, in-flight limit
+		{"peer port", s.startPeer},           // the peer listener, its protocol mux, internal RPC
+		{"strong engine", s.startStrong},     // state database, Raft member, TTL expiry
+		{"eventual engine", s.startEventual}, // replica database, ring, coordinator, anti-entropy
+		{"peer serving", s.servePeer},        // the peer mux, once every engine has registered
+		{"service", s.startService},          // kv.Service over the engines
+		{"http api", s.startHTTP},            // the client port
+		{"resp api", s.startRESP},            // the Redis-protocol port
 	}
 	for _, c := range components {
 		if err := c.start(); err != nil {
@@ -224,6 +224,48 @@ func (s *Server) startStrong() (err error) {
 	}
 	s.onStop("strong engine", s.strong.Close)
 	s.hooks.Raft, s.hooks.Digest = s.strong.Raft(), s.strong.Digest
+	return nil
+}
+
+func (s *Server) startEventual() (err error) {
+	s.eventual, err = eventual.Open(eventual.Config{
+		Name:                s.cfg.Name,
+		DataDir:             s.cfg.DataDir,
+		RPC:                 s.rpc,
+		Cluster:             controlPlane{s.strong},
+		RequestTimeout:      s.cfg.RequestTimeout,
+		AntiEntropyInterval: s.cfg.AntiEntropyInterval,
+		MaxClockOffset:      s.cfg.MaxClockOffset,
+		NoRepair:            s.hooks.NoRepair || brokenConvergence,
+		Logger:              s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.onStop("eventual engine", s.eventual.Close)
+	return nil
+}
+
+// controlPlane is what the eventual engine learns from the strong one: the
+// members in the Raft configuration and the keyspace policies, as applied
+// on this node.
+type controlPlane struct{ strong *strong.Engine }
+
+func (c controlPlane) Members() []eventual.Member {
+	servers, err := c.strong.Raft().Servers()
+	if err != nil {
+		return nil
+	}
+	out := make([]eventual.Member, len(servers))
+	for i, sv := range servers {
+		out[i] = eventual.Member{Name: sv.ID, PeerAddr: sv.Addr}
+	}
+	return out
+}
+
+func (c controlPlane) Keyspaces() *keyspace.Table { return c.strong.Keyspaces() }
+
+func (s *Server) servePeer() error {
 	s.goServe("peer mux", s.mux.Serve)
 	return nil
 }
@@ -234,7 +276,7 @@ func (s *Server) startService() error {
 		Logger:        s.log,
 		AuthUsers:     s.cfg.Auth.Users,
 		AuthRules:     s.cfg.Auth.Rules,
-	}, map[keyspace.Mode]kv.Engine{keyspace.Strong: s.strong}, s.strong)
+	}, map[keyspace.Mode]kv.Engine{keyspace.Strong: s.strong, keyspace.Eventual: s.eventual}, s.strong)
 	return nil
 }
 
@@ -448,6 +490,9 @@ func (s *Server) becomeReady() {
 	}
 	self := kv.Member{Name: s.cfg.Name, PeerAddr: s.advertisePeer(), ClientURL: s.ClientURL(), RESPAddr: s.RESPAddr()}
 	s.retry("publish member addresses", func(ctx context.Context) error { return s.svc.PublishSelf(ctx, self) })
+	// The config file's keyspaces and the Repose datastore's are in force
+	// before the node says it is ready.
+	s.bootstrapKeyspaces()
 	select {
 	case <-s.done:
 		return
@@ -455,7 +500,6 @@ func (s *Server) becomeReady() {
 		close(s.ready)
 		s.log.Info("ready")
 	}
-	s.bootstrapKeyspaces()
 }
 
 // bootstrapKeyspaces creates each keyspace of the config file that the
@@ -466,7 +510,14 @@ func (s *Server) becomeReady() {
 // built-in default.
 func (s *Server) bootstrapKeyspaces() {
 	builtin := keyspace.Policy{Prefix: "", Mode: keyspace.Strong}
-	for _, p := range s.cfg.Keyspaces {
+	boot := s.cfg.Keyspaces
+	if !slices.ContainsFunc(boot, func(p keyspace.Policy) bool { return p.Prefix == s.cfg.ReposePrefix }) {
+		// The Repose datastore places each object on one node and falls
+		// back to any reachable one (sloppy quorum), as Repose does.
+		boot = append(slices.Clip(boot), keyspace.Policy{Prefix: s.cfg.ReposePrefix, Mode: keyspace.Eventual,
+			Replicas: 1, WriteQuorum: 1, ReadQuorum: 1, SloppyQuorum: true})
+	}
+	for _, p := range boot {
 		s.retry("bootstrap keyspace "+strconv.Quote(p.Prefix), func(ctx context.Context) error {
 			ctx = auth.WithIdentity(ctx, auth.System)
 			cur, err := s.svc.Keyspace(ctx, p.Prefix)

@@ -24,6 +24,10 @@ type Hooks struct {
 	// every record), set by server.Start: replicas that applied the same log
 	// prefix have equal digests.
 	Digest func() (revision int64, hash uint64, err error)
+	// NoRepair, set by the test, starts the node's eventual engine without
+	// anti-entropy, read repair, hints and handoff: the broken build that
+	// shows the convergence checker can fail.
+	NoRepair bool
 }
 
 type ctxKey struct{}

@@ -1,0 +1,5 @@
+//go:build cairn_broken_convergence
+
+package server
+
+const brokenConvergence = true
