@@ -79,6 +79,10 @@ type Options struct {
 	// that the harness can look for what a node logged (a snapshot
 	// install); t.Log still gets only LogLevel and above.
 	KeepLog bool
+	// NoRepair starts every node's eventual engine without anti-entropy,
+	// read repair, hints and handoff (testhook.Hooks.NoRepair): the broken
+	// build the convergence checker must catch.
+	NoRepair bool
 }
 
 // New starts n nodes that bootstrap together and waits until all are ready.
@@ -224,7 +228,7 @@ func (c *Cluster) start(i int) error {
 	}
 	cfg.PeerListener, cfg.ClientListener, cfg.RESPListener = nd.peerLn, nd.clientLn, nd.respLn
 	nd.peerLn, nd.clientLn, nd.respLn = nil, nil, nil // the server owns them now
-	hooks := &testhook.Hooks{Faults: &peer.Faults{}}
+	hooks := &testhook.Hooks{Faults: &peer.Faults{}, NoRepair: c.opts.NoRepair}
 	s, err := server.Start(testhook.With(context.Background(), hooks), cfg)
 	if err != nil {
 		return fmt.Errorf("cluster: start %s: %w", nd.Name, err)
