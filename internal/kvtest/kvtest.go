@@ -8,6 +8,10 @@
 //	svc := kvtest.NewService(t)               // ready, closed in t.Cleanup
 //	srv := respapi.New(svc, respapi.Options{}) // or httpapi.New(svc, …)
 //
+// With Eventual, a stand-in for the eventual engine (FakeEventual) serves
+// the node's eventual keyspaces, so front ends can show what they answer
+// about eventual keys (timestamps, acks, refusals) on a single node.
+//
 // It imports no front end, so the front ends' own (internal) tests can use it.
 package kvtest
 
@@ -48,9 +52,10 @@ const (
 type Option func(*options)
 
 type options struct {
-	kv     kv.Config
-	expiry time.Duration
-	level  slog.Level
+	kv       kv.Config
+	expiry   time.Duration
+	level    slog.Level
+	eventual *FakeEventual
 }
 
 // Users sets the config file's users (kv.Config.AuthUsers).
@@ -152,7 +157,12 @@ func NewService(t testing.TB, opts ...Option) *kv.Service {
 	go func() { served <- mux.Serve() }()
 
 	o.kv.Logger = log
-	svc := kv.NewService(o.kv, map[keyspace.Mode]kv.Engine{keyspace.Strong: eng}, eng)
+	engines := map[keyspace.Mode]kv.Engine{keyspace.Strong: eng}
+	if o.eventual != nil {
+		o.eventual.init()
+		engines[keyspace.Eventual] = o.eventual
+	}
+	svc := kv.NewService(o.kv, engines, eng)
 	waitReady(t, svc)
 	return svc
 }
