@@ -124,6 +124,20 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// ring answers GET /v1/ring (the ring and each member's health) and
+// GET /v1/ring?key=K (where K lives, too).
+func (a *api) ring(w http.ResponseWriter, r *http.Request) {
+	info, err := a.svc.Ring(r.Context(), r.URL.Query().Get("key"))
+	if err == nil && info == nil {
+		err = errNoAnswer
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
 func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		OK bool `json:"ok"`

@@ -307,11 +307,11 @@ func TestErrorMapping(t *testing.T) {
 				get:     func(context.Context, string, kv.ReadOptions) (*kv.Record, error) { return nil, tc.err },
 				list:    func(context.Context, string, kv.ListOptions) (*kv.ListResult, error) { return nil, tc.err },
 				put:     func(context.Context, string, []byte, kv.PutOptions) (*kv.Record, error) { return nil, tc.err },
-				delete:  func(context.Context, string, kv.DeleteOptions) (int64, int64, error) { return 0, 0, tc.err },
 				patch:   func(context.Context, string, []byte) (*kv.Record, error) { return nil, tc.err },
 				txn:     func(context.Context, kv.Txn) (*kv.TxnResult, error) { return nil, tc.err },
 				members: func(context.Context) ([]kv.Member, error) { return nil, tc.err },
 				status:  func(context.Context) (*kv.Status, error) { return nil, tc.err },
+				ring:    func(context.Context, string) (*kv.RingInfo, error) { return nil, tc.err },
 			}
 			f.addMember = func(context.Context, kv.MemberSpec) error { return tc.err }
 			f.removeMember = func(context.Context, string) error { return tc.err }
@@ -329,6 +329,11 @@ func TestErrorMapping(t *testing.T) {
 				{method: "DELETE", target: "/v1/cluster/members/n"},
 				{method: "POST", target: "/v1/cluster/leader/transfer"},
 				{method: "GET", target: "/v1/cluster/status"},
+				{method: "GET", target: "/v1/ring?key=k"},
+				{method: "GET", target: reposeObjects + "k"},
+				{method: "PUT", target: reposeObjects + "k", body: "v"},
+				{method: "DELETE", target: reposeObjects + "k"},
+				{method: "PATCH", target: reposeObjects + "k", body: "{}"},
 			} {
 				w := mustServe(t, h, rq)
 				mustError(t, w, tc.status, tc.code)

@@ -26,9 +26,9 @@ type fakeService struct {
 	get                func(ctx context.Context, key string, o kv.ReadOptions) (*kv.Record, error)
 	list               func(ctx context.Context, prefix string, o kv.ListOptions) (*kv.ListResult, error)
 	put                func(ctx context.Context, key string, value []byte, o kv.PutOptions) (*kv.Record, error)
-	delete             func(ctx context.Context, key string, o kv.DeleteOptions) (int64, int64, error)
 	patch              func(ctx context.Context, key string, patch []byte) (*kv.Record, error)
 	txn                func(ctx context.Context, t kv.Txn) (*kv.TxnResult, error)
+	ring               func(ctx context.Context, key string) (*kv.RingInfo, error)
 	members            func(ctx context.Context) ([]kv.Member, error)
 	addMember          func(ctx context.Context, m kv.MemberSpec) error
 	removeMember       func(ctx context.Context, name string) error
@@ -71,14 +71,6 @@ func (f *fakeService) Put(ctx context.Context, key string, value []byte, o kv.Pu
 	return f.put(ctx, key, value, o)
 }
 
-func (f *fakeService) Delete(ctx context.Context, key string, o kv.DeleteOptions) (int64, int64, error) {
-	f.called("Delete")
-	if f.delete == nil {
-		return 0, 0, errUnexpectedCall
-	}
-	return f.delete(ctx, key, o)
-}
-
 func (f *fakeService) Patch(ctx context.Context, key string, patch []byte) (*kv.Record, error) {
 	f.called("Patch")
 	if f.patch == nil {
@@ -93,6 +85,20 @@ func (f *fakeService) Txn(ctx context.Context, t kv.Txn) (*kv.TxnResult, error) 
 		return nil, errUnexpectedCall
 	}
 	return f.txn(ctx, t)
+}
+
+func (f *fakeService) Ring(ctx context.Context, key string) (*kv.RingInfo, error) {
+	f.called("Ring")
+	if f.ring == nil {
+		return nil, errUnexpectedCall
+	}
+	return f.ring(ctx, key)
+}
+
+// deleted is a transaction's answer to a delete of n keys at revision rev,
+// as a fake's txn returns it.
+func deleted(t kv.Txn, n, rev int64) *kv.TxnResult {
+	return &kv.TxnResult{Succeeded: true, Revision: rev, Results: []kv.OpResult{{Type: t.Success[0].Type, Key: t.Success[0].Key, Deleted: n}}}
 }
 
 func (f *fakeService) Members(ctx context.Context) ([]kv.Member, error) {

@@ -152,9 +152,9 @@ func FuzzKeyPath(f *testing.F) {
 				keys = append(keys, key)
 				return rec, nil
 			},
-			delete: func(_ context.Context, key string, _ kv.DeleteOptions) (int64, int64, error) {
-				keys = append(keys, key)
-				return 0, 1, nil
+			txn: func(_ context.Context, t kv.Txn) (*kv.TxnResult, error) { // DELETE
+				keys = append(keys, t.Success[0].Key)
+				return deleted(t, 0, 1), nil
 			},
 			patch: func(_ context.Context, key string, _ []byte) (*kv.Record, error) {
 				keys = append(keys, key)
@@ -182,8 +182,13 @@ func FuzzKeyPath(f *testing.F) {
 			t.Fatalf("calls %v", svc.calls)
 		}
 		for _, k := range keys {
-			// The key the service sees is the path after /v1/kv/, as sent.
-			if want, _ := strings.CutPrefix(path, kvPrefix); k != want {
+			// The key the service sees is the path after /v1/kv/, as sent
+			// (or a Repose object's name after the Repose prefix).
+			want, _ := strings.CutPrefix(path, kvPrefix)
+			if name, ok := strings.CutPrefix(path, reposeObjects); ok {
+				want = DefaultReposePrefix + name
+			}
+			if k != want {
 				t.Fatalf("%s %q: key %q, want %q", method, path, k, want)
 			}
 			if len(k) > kv.MaxKeyBytes {

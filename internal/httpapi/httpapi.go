@@ -24,9 +24,11 @@ type Service interface {
 	Get(ctx context.Context, key string, o kv.ReadOptions) (*kv.Record, error)
 	List(ctx context.Context, prefix string, o kv.ListOptions) (*kv.ListResult, error)
 	Put(ctx context.Context, key string, value []byte, o kv.PutOptions) (*kv.Record, error)
-	Delete(ctx context.Context, key string, o kv.DeleteOptions) (deleted, revision int64, err error)
 	Patch(ctx context.Context, key string, patch []byte) (*kv.Record, error)
+	// Txn also serves DELETE, whose answer for an eventual key (its
+	// timestamp and acks) only a transaction's result carries.
 	Txn(ctx context.Context, t kv.Txn) (*kv.TxnResult, error)
+	Ring(ctx context.Context, key string) (*kv.RingInfo, error)
 	Members(ctx context.Context) ([]kv.Member, error)
 	AddMember(ctx context.Context, m kv.MemberSpec) error
 	RemoveMember(ctx context.Context, name string) error
@@ -61,10 +63,18 @@ type Options struct {
 	// Pprof, if set, is served under /debug/pprof/ to admins (it needs
 	// Admin to check who they are).
 	Pprof http.Handler
+	// ReposePrefix is the key prefix of the Repose datastore API: the
+	// object /powerapi/dist-datastore/objects/{name} is the key
+	// ReposePrefix+name. Empty means DefaultReposePrefix.
+	ReposePrefix string
 }
 
 // DefaultMaxValueBytes is the value limit when Options.MaxValueBytes is 0.
 const DefaultMaxValueBytes = 1 << 20
+
+// DefaultReposePrefix is the key prefix of the Repose datastore API when
+// Options.ReposePrefix is empty.
+const DefaultReposePrefix = "dist-datastore/"
 
 const (
 	kvPrefix = "/v1/kv/"
@@ -89,9 +99,14 @@ type api struct {
 	// ServeHTTP's own dispatch.
 	kv      methods
 	kvAllow string
-	// keyspace and keyspaceAllow are the same for keyspace prefixes.
+	// keyspace and keyspaceAllow are the same for keyspace prefixes, and
+	// repose and reposeAllow for Repose objects.
 	keyspace      methods
 	keyspaceAllow string
+	repose        methods
+	reposeAllow   string
+	// reposePrefix is Options.ReposePrefix, defaulted.
+	reposePrefix string
 	// leaderWait is leaderWait, shortened by tests.
 	leaderWait time.Duration
 	authn      Authenticator
@@ -102,7 +117,10 @@ type api struct {
 // New returns the handler for every route of the HTTP API v1.
 func New(svc Service, o Options) http.Handler {
 	a := &api{svc: svc, maxValue: o.MaxValueBytes, isStale: o.IsStale, log: o.Logger, mux: http.NewServeMux(), leaderWait: leaderWait,
-		authn: o.Authenticator, admin: o.Admin, inflight: o.Inflight}
+		authn: o.Authenticator, admin: o.Admin, inflight: o.Inflight, reposePrefix: o.ReposePrefix}
+	if a.reposePrefix == "" {
+		a.reposePrefix = DefaultReposePrefix
+	}
 	if a.maxValue <= 0 {
 		a.maxValue = DefaultMaxValueBytes
 	}
@@ -114,6 +132,9 @@ func New(svc Service, o Options) http.Handler {
 	a.keyspace = methods{http.MethodGet: a.getKeyspace, http.MethodPut: a.putKeyspace, http.MethodDelete: a.deleteKeyspace}
 	a.keyspaceAllow = a.handle(keyspacesPrefix+"{prefix...}", a.keyspace)
 	a.handle("/v1/keyspaces", methods{http.MethodGet: a.listKeyspaces})
+	a.handle("/v1/ring", methods{http.MethodGet: a.ring})
+	a.repose = methods{http.MethodGet: a.reposeGet, http.MethodPut: a.reposePut, http.MethodDelete: a.reposeDelete, http.MethodPatch: a.reposePatch}
+	a.reposeAllow = a.handle(reposeObjects+"{name...}", a.repose)
 	a.handle("/v1/txn", methods{http.MethodPost: a.txn})
 	a.handle("/v1/cluster/members", methods{http.MethodGet: a.members, http.MethodPost: a.addMember})
 	a.handle("/v1/cluster/members/{name}", methods{http.MethodDelete: a.removeMember})

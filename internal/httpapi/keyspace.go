@@ -105,9 +105,9 @@ func (a *api) deleteKeyspace(w http.ResponseWriter, r *http.Request) {
 }
 
 // uncleanRoute returns the handlers and Allow header of a path that
-// http.ServeMux would redirect because it is not clean (a//b): key and
-// keyspace paths name a key or prefix as sent, so they are dispatched by
-// ServeHTTP with the path value set.
+// http.ServeMux would redirect because it is not clean (a//b): key,
+// keyspace and Repose object paths name a key or prefix as sent, so they
+// are dispatched by ServeHTTP with the path value set.
 func (a *api) uncleanRoute(r *http.Request) (methods, string, bool) {
 	switch p := r.URL.EscapedPath(); {
 	case strings.HasPrefix(p, kvPrefix):
@@ -116,6 +116,9 @@ func (a *api) uncleanRoute(r *http.Request) (methods, string, bool) {
 	case strings.HasPrefix(p, keyspacesPrefix):
 		r.SetPathValue("prefix", strings.TrimPrefix(r.URL.Path, keyspacesPrefix))
 		return a.keyspace, a.keyspaceAllow, true
+	case strings.HasPrefix(p, reposeObjects):
+		r.SetPathValue("name", strings.TrimPrefix(r.URL.Path, reposeObjects))
+		return a.repose, a.reposeAllow, true
 	}
 	return nil, "", false
 }

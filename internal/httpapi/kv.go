@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,22 +19,31 @@ import (
 // errNoAnswer guards against a service that returns neither a result nor an error.
 var errNoAnswer = errors.New("httpapi: the service returned neither a result nor an error")
 
-// item is one key of a listing or of a transaction result.
+// item is one key of a listing or of a transaction result: with its
+// revisions for a strong key, with its timestamp and origin (and no
+// revisions) for an eventual one.
 type item struct {
 	Key string `json:"key"`
 	// Value is base64 in JSON; nil (omitted) for keys-only listings.
 	Value          *[]byte `json:"value,omitempty"`
-	CreateRevision int64   `json:"create_revision"`
-	ModRevision    int64   `json:"mod_revision"`
-	Version        int64   `json:"version"`
+	CreateRevision *int64  `json:"create_revision,omitempty"`
+	ModRevision    *int64  `json:"mod_revision,omitempty"`
+	Version        *int64  `json:"version,omitempty"`
 	Expires        string  `json:"expires,omitempty"`
+	Timestamp      string  `json:"timestamp,omitempty"`
+	Origin         string  `json:"origin,omitempty"`
 }
 
 func itemOf(rec *kv.Record, withValue bool) *item {
 	if rec == nil {
 		return nil
 	}
-	it := &item{Key: rec.Key, CreateRevision: rec.CreateRevision, ModRevision: rec.ModRevision, Version: rec.Version}
+	it := &item{Key: rec.Key}
+	if rec.Eventual() {
+		it.Timestamp, it.Origin = rec.Timestamp, rec.Origin
+	} else {
+		it.CreateRevision, it.ModRevision, it.Version = &rec.CreateRevision, &rec.ModRevision, &rec.Version
+	}
 	if withValue {
 		v := rec.Value
 		if v == nil {
@@ -49,15 +59,42 @@ func itemOf(rec *kv.Record, withValue bool) *item {
 
 func formatExpiry(rec *kv.Record) string { return rec.ExpiresAt().Format(time.RFC3339Nano) }
 
+// setRecordHeaders describes rec in the answer's headers: its revisions
+// (and ETag) for a strong key; for an eventual key, which has no revisions,
+// its timestamp and origin and the keyspace's mode.
 func setRecordHeaders(h http.Header, rec *kv.Record) {
-	rev := strconv.FormatInt(rec.ModRevision, 10)
-	h.Set("ETag", `"`+rev+`"`)
-	h.Set("X-Cairn-Revision", rev)
-	h.Set("X-Cairn-Create-Revision", strconv.FormatInt(rec.CreateRevision, 10))
-	h.Set("X-Cairn-Version", strconv.FormatInt(rec.Version, 10))
+	if rec.Eventual() {
+		setStampHeaders(h, rec.Timestamp, rec.Origin)
+	} else {
+		rev := strconv.FormatInt(rec.ModRevision, 10)
+		h.Set("ETag", `"`+rev+`"`)
+		h.Set("X-Cairn-Revision", rev)
+		h.Set("X-Cairn-Create-Revision", strconv.FormatInt(rec.CreateRevision, 10))
+		h.Set("X-Cairn-Version", strconv.FormatInt(rec.Version, 10))
+	}
 	if rec.Expires != 0 {
 		h.Set("X-Cairn-Expires", formatExpiry(rec))
 	}
+}
+
+// setStampHeaders marks an answer about an eventual key's version.
+func setStampHeaders(h http.Header, timestamp, origin string) {
+	h.Set("X-Cairn-Mode", "eventual")
+	h.Set("X-Cairn-Timestamp", timestamp)
+	if origin != "" {
+		h.Set("X-Cairn-Origin", origin)
+	}
+}
+
+// setEventualRead corrects the consistency headers of a read that an
+// eventual keyspace served: it asked R replicas (or, local, this node's
+// copy only), whatever the strong engine's consistency names said.
+func setEventualRead(h http.Header, o kv.ReadOptions) {
+	if o.Local {
+		return
+	}
+	h.Set("X-Cairn-Consistency", "quorum")
+	h.Del("X-Cairn-Stale")
 }
 
 func boolParam(q url.Values, name string) (bool, error) {
@@ -72,19 +109,48 @@ func boolParam(q url.Values, name string) (bool, error) {
 	return b, nil
 }
 
-// readOptions parses ?consistency= and reports the choice in the answer's headers.
+// readOptions parses ?consistency= and ?r= and reports the choice in the
+// answer's headers.
 func (a *api) readOptions(h http.Header, q url.Values) (kv.ReadOptions, error) {
+	var o kv.ReadOptions
 	switch c := q.Get("consistency"); c {
 	case "", "linearizable":
 		h.Set("X-Cairn-Consistency", "linearizable")
-		return kv.ReadOptions{}, nil
 	case "serializable":
 		h.Set("X-Cairn-Consistency", "serializable")
 		h.Set("X-Cairn-Stale", strconv.FormatBool(a.isStale != nil && a.isStale()))
-		return kv.ReadOptions{Serializable: true}, nil
+		o.Serializable = true
+	case "local":
+		// This node's own copy, checked against no other: it may always be
+		// out of date.
+		h.Set("X-Cairn-Consistency", "local")
+		h.Set("X-Cairn-Stale", "true")
+		o.Local = true
 	default:
-		return kv.ReadOptions{}, badRequest("consistency must be linearizable or serializable, not %q", c)
+		return kv.ReadOptions{}, badRequest("consistency must be linearizable, serializable or local, not %q", c)
 	}
+	var err error
+	if o.ReadQuorum, err = quorumParam(q, "r"); err != nil {
+		return kv.ReadOptions{}, err
+	}
+	if o.ReadQuorum > 0 && o.Local {
+		return kv.ReadOptions{}, badRequest("r does not go with consistency=local, which reads this node's copy only")
+	}
+	return o, nil
+}
+
+// quorumParam reads ?r= or ?w=: how many replicas of an eventual key a read
+// asks or a write waits for; 0 when absent (the keyspace's policy decides).
+func quorumParam(q url.Values, name string) (int, error) {
+	v := q.Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, badRequest("%s must be a positive whole number of replicas, not %q", name, v)
+	}
+	return n, nil
 }
 
 func checkPrefix(prefix string) error {
@@ -180,6 +246,9 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	setRecordHeaders(h, rec)
+	if rec.Eventual() {
+		setEventualRead(h, ro)
+	}
 	h.Set("Content-Type", "application/octet-stream")
 	// Values are opaque: a browser must not guess that one is HTML.
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -228,10 +297,15 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, q url.Values) {
 		return
 	}
 	out := listResponse{Revision: res.Revision, Items: make([]*item, 0, len(res.Items)), More: res.More}
+	eventual := false
 	for _, rec := range res.Items {
 		if rec != nil {
 			out.Items = append(out.Items, itemOf(rec, !o.KeysOnly))
+			eventual = eventual || rec.Eventual()
 		}
+	}
+	if eventual {
+		setEventualRead(w.Header(), o.ReadOptions)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -246,6 +320,10 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) {
 		o   kv.PutOptions
 		err error
 	)
+	if o.WriteQuorum, err = quorumParam(r.URL.Query(), "w"); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	if v := r.URL.Query().Get("ttl"); v != "" {
 		if o.TTL, err = parseTTL(v); err != nil {
 			a.fail(w, r, err)
@@ -276,6 +354,11 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	if rec.Eventual() {
+		setStampHeaders(w.Header(), rec.Timestamp, rec.Origin)
+		writeJSON(w, http.StatusOK, eventualWrite{Timestamp: rec.Timestamp, Acks: rec.Acks, Replicas: rec.Replicas})
+		return
+	}
 	rev := strconv.FormatInt(rec.ModRevision, 10)
 	w.Header().Set("ETag", `"`+rev+`"`)
 	w.Header().Set("X-Cairn-Revision", rev)
@@ -284,9 +367,20 @@ func (a *api) put(w http.ResponseWriter, r *http.Request) {
 	}{rec.ModRevision})
 }
 
+// eventualWrite is the answer to a write of an eventual key: its version's
+// timestamp, and how many of the key's replicas had made it durable when
+// the write was answered. Deleted is for DELETE only.
+type eventualWrite struct {
+	Deleted   *int64 `json:"deleted,omitempty"`
+	Timestamp string `json:"timestamp"`
+	Acks      int    `json:"acks"`
+	Replicas  int    `json:"replicas"`
+}
+
 func (a *api) del(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	prefix, err := boolParam(r.URL.Query(), "prefix")
+	q := r.URL.Query()
+	prefix, err := boolParam(q, "prefix")
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -300,32 +394,71 @@ func (a *api) del(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	o := kv.DeleteOptions{Prefix: prefix}
-	if o.IfModRevision, err = parseIfMatch(r.Header); err != nil {
+	ifRev, err := parseIfMatch(r.Header)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if o.IfModRevision != nil {
+	if ifRev != nil {
 		switch {
 		case prefix:
 			a.fail(w, r, badRequest("If-Match needs a single key, not ?prefix=true"))
 			return
-		case *o.IfModRevision == 0:
+		case *ifRev == 0:
 			// Revision 0 would match only a missing key, turning the delete
 			// into a silent no-op instead of the 412 a missing key gets.
 			a.fail(w, r, badRequest("If-Match on DELETE needs a mod revision of 1 or more"))
 			return
 		}
 	}
-	n, rev, err := a.svc.Delete(r.Context(), key, o)
+	quorum, err := quorumParam(q, "w")
 	if err != nil {
 		a.fail(w, r, err)
+		return
+	}
+	res, err := a.deleteKeys(r.Context(), key, prefix, ifRev, quorum)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	n := res.Results[0].Deleted
+	if res.Timestamp != "" {
+		setStampHeaders(w.Header(), res.Timestamp, "")
+		writeJSON(w, http.StatusOK, eventualWrite{Deleted: &n, Timestamp: res.Timestamp, Acks: res.Acks, Replicas: res.Replicas})
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Deleted  int64 `json:"deleted"`
 		Revision int64 `json:"revision"`
-	}{n, rev})
+	}{n, res.Revision})
+}
+
+// deleteKeys deletes key (or every key under it, prefix) as a one-op
+// transaction, as kv.Service.Delete does, because only the transaction's
+// result says what a delete of an eventual key answers: its timestamp and
+// acks. ifRev makes it conditional on the key's mod revision (a
+// *kv.PreconditionError when that does not hold); quorum is ?w=.
+func (a *api) deleteKeys(ctx context.Context, key string, prefix bool, ifRev *int64, quorum int) (*kv.TxnResult, error) {
+	op := kv.OpDelete
+	if prefix {
+		op = kv.OpDeletePrefix
+	}
+	t := kv.Txn{Success: []kv.Op{{Type: op, Key: key}}, WriteQuorum: quorum}
+	if ifRev != nil {
+		t.Compare = []kv.Compare{{Key: key, Target: kv.TargetModRevision, Op: "=", Number: *ifRev}}
+		t.Failure = []kv.Op{{Type: kv.OpGet, Key: key}}
+	}
+	res, err := a.svc.Txn(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if res == nil || len(res.Results) != 1 {
+		return nil, errNoAnswer
+	}
+	if !res.Succeeded {
+		return nil, &kv.PreconditionError{Key: key, Current: res.Results[0].Record}
+	}
+	return res, nil
 }
 
 func (a *api) patch(w http.ResponseWriter, r *http.Request) {

@@ -137,9 +137,9 @@ func TestKeyPaths(t *testing.T) {
 						got = key
 						return record(key, "v", 1, 1, 1), nil
 					},
-					delete: func(_ context.Context, key string, _ kv.DeleteOptions) (int64, int64, error) {
-						got = key
-						return 1, 2, nil
+					txn: func(_ context.Context, t kv.Txn) (*kv.TxnResult, error) { // DELETE
+						got = t.Success[0].Key
+						return deleted(t, 1, 2), nil
 					},
 				}
 				w := mustServe(t, mustHandler(t, f), request{method: method, target: tc.target})
@@ -622,15 +622,18 @@ func TestRequestContext(t *testing.T) {
 			check(ctx)
 			return record("k", "", 1, 1, 1), nil
 		},
-		delete: func(ctx context.Context, _ string, _ kv.DeleteOptions) (int64, int64, error) {
-			check(ctx)
-			return 0, 1, nil
-		},
 		patch: func(ctx context.Context, _ string, _ []byte) (*kv.Record, error) {
 			check(ctx)
 			return record("k", "{}", 1, 1, 1), nil
 		},
-		txn:                func(ctx context.Context, _ kv.Txn) (*kv.TxnResult, error) { check(ctx); return &kv.TxnResult{}, nil },
+		txn: func(ctx context.Context, t kv.Txn) (*kv.TxnResult, error) {
+			check(ctx)
+			if len(t.Success) == 1 && t.Success[0].Type == kv.OpDelete { // DELETE
+				return deleted(t, 0, 1), nil
+			}
+			return &kv.TxnResult{}, nil
+		},
+		ring:               func(ctx context.Context, _ string) (*kv.RingInfo, error) { check(ctx); return &kv.RingInfo{}, nil },
 		members:            func(ctx context.Context) ([]kv.Member, error) { check(ctx); return nil, nil },
 		addMember:          func(ctx context.Context, _ kv.MemberSpec) error { check(ctx); return nil },
 		removeMember:       func(ctx context.Context, _ string) error { check(ctx); return nil },
@@ -652,6 +655,11 @@ func TestRequestContext(t *testing.T) {
 		{method: "POST", target: "/v1/cluster/members/n/promote"},
 		{method: "POST", target: "/v1/cluster/leader/transfer"},
 		{method: "GET", target: "/v1/cluster/status"},
+		{method: "GET", target: "/v1/ring"},
+		{method: "GET", target: reposeObjects + "k"},
+		{method: "PUT", target: reposeObjects + "k"},
+		{method: "DELETE", target: reposeObjects + "k"},
+		{method: "PATCH", target: reposeObjects + "k", body: "{}"},
 	} {
 		r := httptest.NewRequest(rq.method, rq.target, strings.NewReader(rq.body))
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, "marker"))

@@ -41,10 +41,15 @@ type txnOp struct {
 	TTL         string  `json:"ttl"`
 }
 
-// txnResponse is the answer to POST /v1/txn.
+// txnResponse is the answer to POST /v1/txn: the revision after a
+// transaction of strong keys, or the timestamp and acks of a batch of
+// eventual ones.
 type txnResponse struct {
 	Succeeded bool        `json:"succeeded"`
-	Revision  int64       `json:"revision"`
+	Revision  *int64      `json:"revision,omitempty"`
+	Timestamp string      `json:"timestamp,omitempty"`
+	Acks      int         `json:"acks,omitempty"`
+	Replicas  int         `json:"replicas,omitempty"`
 	Results   []txnResult `json:"results"`
 }
 
@@ -275,6 +280,10 @@ func (a *api) txn(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	if t.WriteQuorum, err = quorumParam(r.URL.Query(), "w"); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	res, err := a.svc.Txn(r.Context(), t)
 	if err == nil && res == nil {
 		err = errNoAnswer
@@ -287,7 +296,13 @@ func (a *api) txn(w http.ResponseWriter, r *http.Request) {
 	if res.Succeeded {
 		ran = t.Success
 	}
-	out := txnResponse{Succeeded: res.Succeeded, Revision: res.Revision, Results: make([]txnResult, 0, len(res.Results))}
+	out := txnResponse{Succeeded: res.Succeeded, Results: make([]txnResult, 0, len(res.Results))}
+	if res.Timestamp != "" {
+		out.Timestamp, out.Acks, out.Replicas = res.Timestamp, res.Acks, res.Replicas
+		setStampHeaders(w.Header(), res.Timestamp, "")
+	} else {
+		out.Revision = &res.Revision
+	}
 	for i, or := range res.Results {
 		rec := or.Record
 		if or.Type == kv.OpPut && rec != nil && i < len(ran) && ran[i].Type == kv.OpPut && ran[i].Key == or.Key {
