@@ -2,7 +2,9 @@ package respapi
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -10,6 +12,8 @@ import (
 // kv.Txn, so the block applies atomically or not at all. WATCH records each
 // key's mod revision, and EXEC turns them into compares: when any watched key
 // changed, the success branch does not run and EXEC answers a null array.
+// Keys of eventual keyspaces have no revision to compare, so WATCH refuses
+// them, as the service refuses every compare on them.
 
 // queuedCmd is a command queued in MULTI.
 type queuedCmd struct{ p plan }
@@ -133,6 +137,13 @@ func runExec(ctx context.Context, c *conn, _ [][]byte) []byte {
 func runWatch(ctx context.Context, c *conn, a [][]byte) []byte {
 	if c.multi {
 		return replyErr("ERR WATCH inside MULTI is not allowed")
+	}
+	ks := c.s.svc.Keyspaces()
+	for _, k := range a[1:] {
+		if p := ks.Lookup(string(k)); p.Mode == keyspace.Eventual {
+			return replyError(fmt.Errorf("%w: WATCH %q: it is in the eventual keyspace %q, where no revision tells whether a key changed (use a strong keyspace)",
+				kv.ErrUnsupportedMode, k, p.Prefix), false)
+		}
 	}
 	for _, k := range a[1:] {
 		key := string(k)

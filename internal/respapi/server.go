@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/cairnkv/cairn/auth"
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -55,6 +56,9 @@ type Service interface {
 	// CheckAdmin says whether the connection's identity may run admin
 	// commands (RAFT, MACHINE).
 	CheckAdmin(ctx context.Context) error
+	// Keyspaces is the policy table the service routes keys by (WATCH
+	// refuses keys of eventual keyspaces).
+	Keyspaces() *keyspace.Table
 }
 
 // Authenticator checks AUTH credentials and says whether authentication is
