@@ -588,13 +588,45 @@ func (nm *nemesis) restore() error {
 	return errors.Join(errs...)
 }
 
+// newNemesis makes the nemesis of a run of cfg on c; fault times are on
+// rec's clock.
+func newNemesis(c Cluster, cfg Config, rec *recorder) *nemesis {
+	return &nemesis{c: c, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)), rec: rec, prefix: cfg.Prefix, logf: cfg.Logf,
+		turns: map[string]int{}, first: map[string]bool{}}
+}
+
+// drive takes the steps of p (see schedule), or with no plan waits for
+// cfg.Duration, until ctx is done.
+func (nm *nemesis) drive(ctx context.Context, p *plan, cfg Config) {
+	if p == nil {
+		sleep(ctx, cfg.Duration)
+		return
+	}
+	var duration time.Duration // a plan of passes or fixed steps runs to its end
+	if p.repeat {
+		duration = cfg.Duration
+	}
+	nm.run(ctx, p, duration, cfg.Gap, cfg.Hold)
+}
+
+// active is an injected fault and how to heal it.
+type active struct {
+	rec  int // index in nm.faults
+	heal func() (string, error)
+}
+
 // step injects the given kinds together, holds them, and heals them in
 // reverse order, recording each.
 func (nm *nemesis) step(ctx context.Context, kinds []string, hold time.Duration) {
-	type active struct {
-		rec  int
-		heal func() (string, error)
-	}
+	act, hold := nm.inject(kinds, hold)
+	sleep(ctx, hold)
+	nm.undo(act)
+}
+
+// inject injects the given kinds together and records each; it returns
+// what heals them and how long they must at least be held (hold, or longer
+// for a pause).
+func (nm *nemesis) inject(kinds []string, hold time.Duration) ([]active, time.Duration) {
 	var act []active
 	for _, k := range kinds {
 		at := time.Duration(nm.rec.now())
@@ -624,7 +656,11 @@ func (nm *nemesis) step(ctx context.Context, kinds []string, hold time.Duration)
 			hold = max(hold, 1500*time.Millisecond)
 		}
 	}
-	sleep(ctx, hold)
+	return act, hold
+}
+
+// undo heals injected faults in reverse order, recording each.
+func (nm *nemesis) undo(act []active) {
 	for k := len(act) - 1; k >= 0; k-- {
 		note, err := act[k].heal()
 		nm.mu.Lock()

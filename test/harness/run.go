@@ -3,7 +3,6 @@ package harness
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -112,25 +111,8 @@ func Run(c Cluster, cfg Config) *Result {
 		cfg.Name = fmt.Sprintf("%d nodes, seed %d", c.Size(), cfg.Seed)
 	}
 	res := &Result{Config: cfg, Cluster: c.Describe()}
-	supported := func(ks []string) []string {
-		var out []string
-		for _, k := range ks {
-			if why := Unsupported(c, k); why != "" {
-				res.Notes = append(res.Notes, fmt.Sprintf("fault %s skipped on %s: %s", k, c.Describe(), why))
-				cfg.Logf("harness: fault %s skipped on %s: %s", k, c.Describe(), why)
-				continue
-			}
-			out = append(out, k)
-		}
-		return out
-	}
-	kinds := supported(cfg.Faults)
-	var steps [][]string
-	for _, st := range cfg.Steps {
-		if st = supported(st); len(st) > 0 {
-			steps = append(steps, st)
-		}
-	}
+	p, notes := schedule(c, cfg)
+	res.Notes = append(res.Notes, notes...)
 	// The revision the run starts from: every change the run makes moves it
 	// by exactly one, which lets the check account for unknown writes.
 	startRev := int64(-1)
@@ -144,23 +126,9 @@ func Run(c Cluster, cfg Config) *Result {
 	defer stop()
 	waitClients := runClients(ctx, c, cfg.Workload, rec)
 
-	nm := &nemesis{c: c, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)), rec: rec, prefix: cfg.Prefix, logf: cfg.Logf,
-		turns: map[string]int{}, first: map[string]bool{}}
+	nm := newNemesis(c, cfg, rec)
 	sleep(ctx, time.Second)
-	switch {
-	case len(cfg.Steps) > 0:
-		nm.run(ctx, &plan{queue: steps}, 0, cfg.Gap, cfg.Hold)
-	case len(kinds) == 0:
-		sleep(ctx, cfg.Duration)
-	default:
-		p := &plan{kinds: kinds, passes: max(cfg.Passes, 1), mixed: cfg.Mixed, repeat: cfg.Duration > 0}
-		for _, k := range kinds {
-			if slices.Contains(composable, k) {
-				p.mix = append(p.mix, k)
-			}
-		}
-		nm.run(ctx, p, cfg.Duration, cfg.Gap, cfg.Hold)
-	}
+	nm.drive(ctx, p, cfg)
 	if err := nm.restore(); err != nil {
 		res.fail("restoring the cluster after the faults: %v", err)
 	}
@@ -267,6 +235,45 @@ func Run(c Cluster, cfg Config) *Result {
 	}
 	res.Report = res.format()
 	return res
+}
+
+// schedule turns cfg's faults into the nemesis's plan on c, leaving out the
+// kinds c cannot make, with a note for each. A nil plan: no faults, the
+// workload runs for cfg.Duration.
+func schedule(c Cluster, cfg Config) (*plan, []string) {
+	var notes []string
+	supported := func(ks []string) []string {
+		var out []string
+		for _, k := range ks {
+			if why := Unsupported(c, k); why != "" {
+				notes = append(notes, fmt.Sprintf("fault %s skipped on %s: %s", k, c.Describe(), why))
+				cfg.Logf("harness: fault %s skipped on %s: %s", k, c.Describe(), why)
+				continue
+			}
+			out = append(out, k)
+		}
+		return out
+	}
+	kinds := supported(cfg.Faults)
+	if len(cfg.Steps) > 0 {
+		var steps [][]string
+		for _, st := range cfg.Steps {
+			if st = supported(st); len(st) > 0 {
+				steps = append(steps, st)
+			}
+		}
+		return &plan{queue: steps}, notes
+	}
+	if len(kinds) == 0 {
+		return nil, notes
+	}
+	p := &plan{kinds: kinds, passes: max(cfg.Passes, 1), mixed: cfg.Mixed, repeat: cfg.Duration > 0}
+	for _, k := range kinds {
+		if slices.Contains(composable, k) {
+			p.mix = append(p.mix, k)
+		}
+	}
+	return p, notes
 }
 
 func countOK(ops []*model.Op) int {
