@@ -13,6 +13,11 @@
 // chaos) and the process sweep (test/chaos). An implementation that cannot
 // make a fault says so through Can, and Run skips the fault kinds that
 // need it with a note in the report.
+//
+// RunEventual is the same nemesis against eventual keyspaces: writers and
+// deletes on every node, then, once the faults stop, the replicas of every
+// key read locally until test/model's convergence check passes or three
+// anti-entropy intervals have gone by (eventual.go).
 package harness
 
 import (
@@ -22,9 +27,14 @@ import (
 	"github.com/cairnkv/cairn/test/model"
 )
 
-// ErrUnsupported is returned by a Cluster method whose action the
-// implementation cannot perform (see Cluster.Can).
-var ErrUnsupported = errors.New("harness: not supported by this cluster")
+var (
+	// ErrUnsupported is returned by a Cluster method whose action the
+	// implementation cannot perform (see Cluster.Can).
+	ErrUnsupported = errors.New("harness: not supported by this cluster")
+	// ErrNoEventualEngine: the cluster refused an eventual keyspace because
+	// it has no engine for one (see CreateKeyspaces).
+	ErrNoEventualEngine = errors.New("harness: the cluster has no eventual engine")
+)
 
 // Action is a fault primitive a Cluster may or may not offer.
 type Action string
