@@ -124,7 +124,9 @@ func New(c Config) (*Client, error) {
 	return cl, nil
 }
 
-// Item is a key with its value and metadata.
+// Item is a key with its value and metadata: revisions for a key of a
+// strong keyspace; for a key of an eventual keyspace, which has none, the
+// timestamp of its version and the node that coordinated it.
 type Item struct {
 	Key            string
 	Value          []byte
@@ -132,7 +134,16 @@ type Item struct {
 	ModRevision    int64
 	Version        int64
 	Expires        time.Time
+	// Timestamp is the hybrid logical clock stamp of an eventual key's
+	// version ("2025-03-01T12:00:00.250Z-00003"; such strings sort as the
+	// versions do), and Origin the node that coordinated the write. Both
+	// are empty for strong keys.
+	Timestamp string
+	Origin    string
 }
+
+// Eventual reports whether the item is a key of an eventual keyspace.
+func (it *Item) Eventual() bool { return it != nil && it.Timestamp != "" }
 
 type wireItem struct {
 	Key            string  `json:"key"`
@@ -141,10 +152,13 @@ type wireItem struct {
 	ModRevision    int64   `json:"mod_revision"`
 	Version        int64   `json:"version"`
 	Expires        string  `json:"expires,omitempty"`
+	Timestamp      string  `json:"timestamp,omitempty"`
+	Origin         string  `json:"origin,omitempty"`
 }
 
 func (w *wireItem) item() (Item, error) {
-	it := Item{Key: w.Key, CreateRevision: w.CreateRevision, ModRevision: w.ModRevision, Version: w.Version}
+	it := Item{Key: w.Key, CreateRevision: w.CreateRevision, ModRevision: w.ModRevision, Version: w.Version,
+		Timestamp: w.Timestamp, Origin: w.Origin}
 	if w.Value != nil {
 		v, err := base64.StdEncoding.DecodeString(*w.Value)
 		if err != nil {
@@ -167,6 +181,15 @@ type ReadOption func(url.Values)
 
 // Serializable reads from the contacted node's replica without a leader check.
 func Serializable() ReadOption { return func(q url.Values) { q.Set("consistency", "serializable") } }
+
+// Local reads the contacted node's own copy only (consistency=local): for
+// an eventual key, whether or not the node is one of its replicas; for a
+// strong key, as Serializable. The answer may be out of date.
+func Local() ReadOption { return func(q url.Values) { q.Set("consistency", "local") } }
+
+// ReadQuorum asks n replicas of an eventual key instead of its keyspace's
+// read_quorum (?r=); strong keys ignore it.
+func ReadQuorum(n int) ReadOption { return func(q url.Values) { q.Set("r", strconv.Itoa(n)) } }
 
 func keyPath(key string) string {
 	parts := strings.Split(key, "/")
@@ -284,6 +307,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*Item
 	it.ModRevision, _ = strconv.ParseInt(resp.header.Get("X-Cairn-Revision"), 10, 64)
 	it.CreateRevision, _ = strconv.ParseInt(resp.header.Get("X-Cairn-Create-Revision"), 10, 64)
 	it.Version, _ = strconv.ParseInt(resp.header.Get("X-Cairn-Version"), 10, 64)
+	it.Timestamp, it.Origin = resp.header.Get("X-Cairn-Timestamp"), resp.header.Get("X-Cairn-Origin")
 	if e := resp.header.Get("X-Cairn-Expires"); e != "" {
 		it.Expires, _ = time.Parse(time.RFC3339Nano, e)
 	}
@@ -296,6 +320,9 @@ type ListOptions struct {
 	Limit        int
 	KeysOnly     bool
 	Serializable bool
+	// Local and ReadQuorum are as the read options Local and ReadQuorum.
+	Local      bool
+	ReadQuorum int
 }
 
 // ListResult is one page of keys.
@@ -317,8 +344,14 @@ func (c *Client) List(ctx context.Context, prefix string, o ListOptions) (*ListR
 	if o.KeysOnly {
 		q.Set("keys_only", "true")
 	}
-	if o.Serializable {
+	switch {
+	case o.Local:
+		q.Set("consistency", "local")
+	case o.Serializable:
 		q.Set("consistency", "serializable")
+	}
+	if o.ReadQuorum > 0 {
+		q.Set("r", strconv.Itoa(o.ReadQuorum))
 	}
 	var wire struct {
 		Revision int64      `json:"revision"`
@@ -346,13 +379,44 @@ type PutOptions struct {
 	IfRevision *int64
 	// IfAbsent makes the put succeed only if the key does not exist.
 	IfAbsent bool
+	// WriteQuorum waits for this many replicas of an eventual key instead
+	// of its keyspace's write_quorum (?w=); strong keys ignore it.
+	WriteQuorum int
 }
 
-// Put writes a value and returns the new revision.
+// WriteResult is what a write answered: for a strong key the revision
+// after it; for an eventual key the timestamp of the version it wrote and
+// how many of the key's Replicas had made it durable (Acks) when it was
+// answered. Deleted is how many keys a delete removed.
+type WriteResult struct {
+	Revision  int64  `json:"revision"`
+	Deleted   int64  `json:"deleted"`
+	Timestamp string `json:"timestamp"`
+	Acks      int    `json:"acks"`
+	Replicas  int    `json:"replicas"`
+}
+
+// Eventual reports whether the write was to an eventual keyspace.
+func (w *WriteResult) Eventual() bool { return w != nil && w.Timestamp != "" }
+
+// Put writes a value and returns the new revision (0 for a key of an
+// eventual keyspace: see PutWithResult).
 func (c *Client) Put(ctx context.Context, key string, value []byte, o PutOptions) (int64, error) {
+	res, err := c.PutWithResult(ctx, key, value, o)
+	if err != nil {
+		return 0, err
+	}
+	return res.Revision, nil
+}
+
+// PutWithResult writes a value and returns the whole answer.
+func (c *Client) PutWithResult(ctx context.Context, key string, value []byte, o PutOptions) (*WriteResult, error) {
 	q := url.Values{}
 	if o.TTL > 0 {
 		q.Set("ttl", o.TTL.String())
+	}
+	if o.WriteQuorum > 0 {
+		q.Set("w", strconv.Itoa(o.WriteQuorum))
 	}
 	h := http.Header{}
 	if o.IfRevision != nil {
@@ -361,35 +425,49 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, o PutOptions
 	if o.IfAbsent {
 		h.Set("If-None-Match", "*")
 	}
-	var out struct {
-		Revision int64 `json:"revision"`
+	var out WriteResult
+	if _, err := c.call(ctx, request{method: http.MethodPut, path: keyPath(key), query: q, body: value, header: h}, &out); err != nil {
+		return nil, err
 	}
-	_, err := c.call(ctx, request{method: http.MethodPut, path: keyPath(key), query: q, body: value, header: h}, &out)
-	return out.Revision, err
+	return &out, nil
 }
 
 // DeleteOptions change a delete.
 type DeleteOptions struct {
 	Prefix     bool
 	IfRevision *int64
+	// WriteQuorum is as PutOptions.WriteQuorum.
+	WriteQuorum int
 }
 
-// Delete removes a key (or a prefix) and returns how many keys went and the revision.
+// Delete removes a key (or a prefix) and returns how many keys went and the
+// revision (0 for an eventual keyspace: see DeleteWithResult).
 func (c *Client) Delete(ctx context.Context, key string, o DeleteOptions) (deleted, revision int64, err error) {
+	res, err := c.DeleteWithResult(ctx, key, o)
+	if err != nil {
+		return 0, 0, err
+	}
+	return res.Deleted, res.Revision, nil
+}
+
+// DeleteWithResult removes a key (or a prefix) and returns the whole answer.
+func (c *Client) DeleteWithResult(ctx context.Context, key string, o DeleteOptions) (*WriteResult, error) {
 	q := url.Values{}
 	if o.Prefix {
 		q.Set("prefix", "true")
+	}
+	if o.WriteQuorum > 0 {
+		q.Set("w", strconv.Itoa(o.WriteQuorum))
 	}
 	h := http.Header{}
 	if o.IfRevision != nil {
 		h.Set("If-Match", `"`+strconv.FormatInt(*o.IfRevision, 10)+`"`)
 	}
-	var out struct {
-		Deleted  int64 `json:"deleted"`
-		Revision int64 `json:"revision"`
+	var out WriteResult
+	if _, err := c.call(ctx, request{method: http.MethodDelete, path: keyPath(key), query: q, header: h}, &out); err != nil {
+		return nil, err
 	}
-	_, err = c.call(ctx, request{method: http.MethodDelete, path: keyPath(key), query: q, header: h}, &out)
-	return out.Deleted, out.Revision, err
+	return &out, nil
 }
 
 // Patch applies a JSON merge patch and returns the merged document.
@@ -403,9 +481,14 @@ func (c *Client) Patch(ctx context.Context, key string, patch []byte) ([]byte, e
 }
 
 // TxnResponse is the answer to a transaction; Results keep the wire form.
+// A transaction of eventual keys has no revision: Timestamp, Acks and
+// Replicas are as in WriteResult.
 type TxnResponse struct {
 	Succeeded bool              `json:"succeeded"`
 	Revision  int64             `json:"revision"`
+	Timestamp string            `json:"timestamp,omitempty"`
+	Acks      int               `json:"acks,omitempty"`
+	Replicas  int               `json:"replicas,omitempty"`
 	Results   []json.RawMessage `json:"results"`
 }
 
@@ -490,12 +573,53 @@ type Status struct {
 	Revision      int64  `json:"revision"`
 	Members       int    `json:"members"`
 	LastContactMs int64  `json:"last_contact_ms"`
+	// Health is each member's health as this node's failure detector sees
+	// it ("self", "healthy", "damaged", "validating"); absent on a node
+	// without the eventual engine.
+	Health map[string]string `json:"health,omitempty"`
 }
 
 // Status asks the first reachable endpoint for its status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var out Status
 	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/cluster/status"}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Ring is the hash ring that places eventual keys, as a node sees it, and
+// for a key where that key lives.
+type Ring struct {
+	Vnodes  int          `json:"vnodes"`
+	Members []RingMember `json:"members"`
+	// For a key: its hash, its keyspace and mode, and for an eventual key
+	// the preference list (the first Replicas members clockwise from the
+	// hash, which hold its copies).
+	Key        string   `json:"key,omitempty"`
+	Hash       string   `json:"hash,omitempty"`
+	Keyspace   *string  `json:"keyspace,omitempty"`
+	Mode       string   `json:"mode,omitempty"`
+	Replicas   int      `json:"replicas,omitempty"`
+	Preference []string `json:"preference,omitempty"`
+}
+
+// RingMember is one member on the ring: its health as the node asked sees
+// it, and the fraction of the ring whose first owner it is.
+type RingMember struct {
+	Name   string  `json:"name"`
+	Health string  `json:"health"`
+	Share  float64 `json:"share"`
+}
+
+// Ring describes the ring (key "") or where key lives (GET /v1/ring).
+func (c *Client) Ring(ctx context.Context, key string) (*Ring, error) {
+	q := url.Values{}
+	if key != "" {
+		q.Set("key", key)
+	}
+	var out Ring
+	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/ring", query: q}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
