@@ -3,6 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -228,7 +231,20 @@ func statusCmd(g *globals, env *Env) *cobra.Command {
 				{"revision", st.Revision}, {"members", st.Members}, {"last contact", fmt.Sprintf("%dms", st.LastContactMs)}} {
 				fmt.Fprintf(tw, "%s\t%v\n", row[0], row[1])
 			}
+			if len(st.Health) > 0 {
+				fmt.Fprintf(tw, "health\t%s\n", healthList(st.Health))
+			}
 			return tw.Flush()
 		},
 	}
+}
+
+// healthList is "n1 self, n2 healthy" in name order.
+func healthList(h map[string]string) string {
+	names := slices.Sorted(maps.Keys(h))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + " " + h[n]
+	}
+	return strings.Join(parts, ", ")
 }

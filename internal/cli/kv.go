@@ -16,17 +16,26 @@ import (
 	"github.com/cairnkv/cairn/client"
 )
 
+// itemJSON is a key as -o json prints it: with its revisions, or for an
+// eventual key its timestamp and origin.
 type itemJSON struct {
 	Key            string `json:"key"`
 	Value          string `json:"value"`
-	CreateRevision int64  `json:"create_revision"`
-	ModRevision    int64  `json:"mod_revision"`
-	Version        int64  `json:"version"`
+	CreateRevision *int64 `json:"create_revision,omitempty"`
+	ModRevision    *int64 `json:"mod_revision,omitempty"`
+	Version        *int64 `json:"version,omitempty"`
 	Expires        string `json:"expires,omitempty"`
+	Timestamp      string `json:"timestamp,omitempty"`
+	Origin         string `json:"origin,omitempty"`
 }
 
 func toJSON(it *client.Item) itemJSON {
-	j := itemJSON{Key: it.Key, Value: string(it.Value), CreateRevision: it.CreateRevision, ModRevision: it.ModRevision, Version: it.Version}
+	j := itemJSON{Key: it.Key, Value: string(it.Value)}
+	if it.Eventual() {
+		j.Timestamp, j.Origin = it.Timestamp, it.Origin
+	} else {
+		j.CreateRevision, j.ModRevision, j.Version = &it.CreateRevision, &it.ModRevision, &it.Version
+	}
 	if !it.Expires.IsZero() {
 		j.Expires = it.Expires.Format(time.RFC3339Nano)
 	}
@@ -35,6 +44,7 @@ func toJSON(it *client.Item) itemJSON {
 
 func getCmd(g *globals, env *Env) *cobra.Command {
 	var consistency string
+	var readQuorum int
 	var printRev, raw bool
 	cmd := &cobra.Command{
 		Use:   "get KEY",
@@ -43,7 +53,8 @@ func getCmd(g *globals, env *Env) *cobra.Command {
 already ends with one), so the prompt starts on its own line. When stdout is
 not a terminal, or with --raw, the value's exact bytes are written and nothing
 else, so "cairn get KEY > FILE" is byte-exact. -o json prints the value and
-its revisions as JSON.`,
+its revisions as JSON; for a key of an eventual keyspace, which has no
+revisions, its timestamp and the node that wrote it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []client.ReadOption
@@ -51,8 +62,16 @@ its revisions as JSON.`,
 			case "linearizable":
 			case "serializable":
 				opts = append(opts, client.Serializable())
+			case "local":
+				opts = append(opts, client.Local())
 			default:
-				return usagef("--consistency must be linearizable or serializable")
+				return usagef("--consistency must be linearizable, serializable or local")
+			}
+			if readQuorum < 0 {
+				return usagef("--read-quorum must be positive")
+			}
+			if readQuorum > 0 {
+				opts = append(opts, client.ReadQuorum(readQuorum))
 			}
 			c, err := g.client()
 			if err != nil {
@@ -65,7 +84,10 @@ its revisions as JSON.`,
 			if g.json() {
 				return printJSON(env.Stdout, toJSON(it))
 			}
-			if printRev {
+			switch {
+			case printRev && it.Eventual():
+				fmt.Fprintf(env.Stderr, "timestamp %s (written by %s)\n", it.Timestamp, it.Origin)
+			case printRev:
 				fmt.Fprintf(env.Stderr, "revision %d\n", it.ModRevision)
 			}
 			if _, err := env.Stdout.Write(it.Value); err != nil {
@@ -77,8 +99,10 @@ its revisions as JSON.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&consistency, "consistency", "linearizable", "linearizable or serializable (a local, possibly stale read)")
-	cmd.Flags().BoolVar(&printRev, "print-revision", false, "print the key's mod revision on stderr")
+	cmd.Flags().StringVar(&consistency, "consistency", "linearizable",
+		"linearizable, serializable (this node's replica, possibly stale) or local (this node's own copy of an eventual key)")
+	cmd.Flags().IntVar(&readQuorum, "read-quorum", 0, "for an eventual key, ask this many replicas (default: the keyspace's read_quorum)")
+	cmd.Flags().BoolVar(&printRev, "print-revision", false, "print the key's mod revision (an eventual key's timestamp) on stderr")
 	cmd.Flags().BoolVar(&raw, "raw", false, "write the exact bytes, with no newline added even on a terminal")
 	return cmd
 }
@@ -88,6 +112,7 @@ func putCmd(g *globals, env *Env) *cobra.Command {
 	var ttl time.Duration
 	var ifRev int64
 	var ifAbsent bool
+	var writeQuorum int
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE|-]",
 		Short: "write a key (value as argument, from --file, or - for stdin)",
@@ -113,7 +138,10 @@ func putCmd(g *globals, env *Env) *cobra.Command {
 			if ttl < 0 {
 				return usagef("--ttl must be positive")
 			}
-			o := client.PutOptions{TTL: ttl, IfAbsent: ifAbsent}
+			if writeQuorum < 0 {
+				return usagef("--write-quorum must be positive")
+			}
+			o := client.PutOptions{TTL: ttl, IfAbsent: ifAbsent, WriteQuorum: writeQuorum}
 			if cmd.Flags().Changed("if-revision") {
 				o.IfRevision = &ifRev
 			}
@@ -121,14 +149,21 @@ func putCmd(g *globals, env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rev, err := c.Put(cmd.Context(), args[0], value, o)
+			res, err := c.PutWithResult(cmd.Context(), args[0], value, o)
 			if err != nil {
 				return err
 			}
-			if g.json() {
-				return printJSON(env.Stdout, map[string]int64{"revision": rev})
+			if res.Eventual() {
+				if g.json() {
+					return printJSON(env.Stdout, eventualWriteJSON{Timestamp: res.Timestamp, Acks: res.Acks, Replicas: res.Replicas})
+				}
+				fmt.Fprintf(env.Stdout, "OK timestamp %s (%d of %d replicas)\n", res.Timestamp, res.Acks, res.Replicas)
+				return nil
 			}
-			fmt.Fprintf(env.Stdout, "OK revision %d\n", rev)
+			if g.json() {
+				return printJSON(env.Stdout, map[string]int64{"revision": res.Revision})
+			}
+			fmt.Fprintf(env.Stdout, "OK revision %d\n", res.Revision)
 			return nil
 		},
 	}
@@ -136,18 +171,31 @@ func putCmd(g *globals, env *Env) *cobra.Command {
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "expire the key after this long (e.g. 30s)")
 	cmd.Flags().Int64Var(&ifRev, "if-revision", 0, "write only if the key's mod revision is this (compare-and-swap)")
 	cmd.Flags().BoolVar(&ifAbsent, "if-absent", false, "write only if the key does not exist")
+	cmd.Flags().IntVar(&writeQuorum, "write-quorum", 0, "for an eventual key, wait for this many replicas (default: the keyspace's write_quorum)")
 	return cmd
+}
+
+// eventualWriteJSON is a write of an eventual key as -o json prints it.
+type eventualWriteJSON struct {
+	Deleted   *int64 `json:"deleted,omitempty"`
+	Timestamp string `json:"timestamp"`
+	Acks      int    `json:"acks"`
+	Replicas  int    `json:"replicas"`
 }
 
 func delCmd(g *globals, env *Env) *cobra.Command {
 	var prefix bool
 	var ifRev int64
+	var writeQuorum int
 	cmd := &cobra.Command{
 		Use:   "del KEY",
 		Short: "delete a key, or every key under a prefix with --prefix",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := client.DeleteOptions{Prefix: prefix}
+			if writeQuorum < 0 {
+				return usagef("--write-quorum must be positive")
+			}
+			o := client.DeleteOptions{Prefix: prefix, WriteQuorum: writeQuorum}
 			if cmd.Flags().Changed("if-revision") {
 				o.IfRevision = &ifRev
 			}
@@ -155,26 +203,35 @@ func delCmd(g *globals, env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, rev, err := c.Delete(cmd.Context(), args[0], o)
+			res, err := c.DeleteWithResult(cmd.Context(), args[0], o)
 			if err != nil {
 				return err
 			}
-			if g.json() {
-				return printJSON(env.Stdout, map[string]int64{"deleted": n, "revision": rev})
+			n := res.Deleted
+			if res.Eventual() {
+				if g.json() {
+					return printJSON(env.Stdout, eventualWriteJSON{Deleted: &n, Timestamp: res.Timestamp, Acks: res.Acks, Replicas: res.Replicas})
+				}
+				fmt.Fprintf(env.Stdout, "deleted %s at timestamp %s (%d of %d replicas)\n", plural(n, "key"), res.Timestamp, res.Acks, res.Replicas)
+				return nil
 			}
-			fmt.Fprintf(env.Stdout, "deleted %s at revision %d\n", plural(n, "key"), rev)
+			if g.json() {
+				return printJSON(env.Stdout, map[string]int64{"deleted": n, "revision": res.Revision})
+			}
+			fmt.Fprintf(env.Stdout, "deleted %s at revision %d\n", plural(n, "key"), res.Revision)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&prefix, "prefix", false, "delete every key that starts with KEY")
 	cmd.Flags().Int64Var(&ifRev, "if-revision", 0, "delete only if the key's mod revision is this")
+	cmd.Flags().IntVar(&writeQuorum, "write-quorum", 0, "for an eventual key, wait for this many replicas (default: the keyspace's write_quorum)")
 	return cmd
 }
 
 func listCmd(g *globals, env *Env) *cobra.Command {
 	var limit int
 	var after string
-	var keysOnly, all, serializable bool
+	var keysOnly, all, serializable, local bool
 	cmd := &cobra.Command{
 		Use:   "list [PREFIX]",
 		Short: "list keys under a prefix",
@@ -195,7 +252,8 @@ func listCmd(g *globals, env *Env) *cobra.Command {
 			var rev int64
 			more := false
 			for {
-				res, err := c.List(cmd.Context(), prefix, client.ListOptions{After: after, Limit: limit, KeysOnly: keysOnly, Serializable: serializable})
+				res, err := c.List(cmd.Context(), prefix, client.ListOptions{After: after, Limit: limit, KeysOnly: keysOnly,
+					Serializable: serializable, Local: local})
 				if err != nil {
 					return err
 				}
@@ -217,13 +275,24 @@ func listCmd(g *globals, env *Env) *cobra.Command {
 				return printJSON(env.Stdout, out)
 			}
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tREVISION\tVERSION\tEXPIRES\tVALUE")
+			// A listing lies in keyspaces of one mode: eventual keys have
+			// a timestamp and an origin where strong ones have revisions.
+			eventual := len(items) > 0 && items[0].Eventual()
+			if eventual {
+				fmt.Fprintln(tw, "KEY\tTIMESTAMP\tORIGIN\tEXPIRES\tVALUE")
+			} else {
+				fmt.Fprintln(tw, "KEY\tREVISION\tVERSION\tEXPIRES\tVALUE")
+			}
 			for _, it := range items {
 				exp := ""
 				if !it.Expires.IsZero() {
 					exp = it.Expires.Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", it.Key, it.ModRevision, it.Version, exp, preview(it.Value))
+				if eventual {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Key, it.Timestamp, it.Origin, exp, preview(it.Value))
+				} else {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", it.Key, it.ModRevision, it.Version, exp, preview(it.Value))
+				}
 			}
 			if more {
 				fmt.Fprintf(tw, "(more keys: --after %s, or --all)\n", strconv.Quote(items[len(items)-1].Key))
@@ -236,6 +305,7 @@ func listCmd(g *globals, env *Env) *cobra.Command {
 	cmd.Flags().BoolVar(&keysOnly, "keys-only", false, "omit values")
 	cmd.Flags().BoolVar(&all, "all", false, "follow continuations to the end")
 	cmd.Flags().BoolVar(&serializable, "serializable", false, "read the local replica (possibly stale)")
+	cmd.Flags().BoolVar(&local, "local", false, "read this node's own copy of eventual keys (possibly stale)")
 	return cmd
 }
 
@@ -280,7 +350,11 @@ func txnCmd(g *globals, env *Env) *cobra.Command {
 			if g.json() {
 				return printJSON(env.Stdout, res)
 			}
-			fmt.Fprintf(env.Stdout, "succeeded: %v\nrevision: %d\n", res.Succeeded, res.Revision)
+			if res.Timestamp != "" {
+				fmt.Fprintf(env.Stdout, "succeeded: %v\ntimestamp: %s (%d of %d replicas)\n", res.Succeeded, res.Timestamp, res.Acks, res.Replicas)
+			} else {
+				fmt.Fprintf(env.Stdout, "succeeded: %v\nrevision: %d\n", res.Succeeded, res.Revision)
+			}
 			for _, r := range res.Results {
 				fmt.Fprintf(env.Stdout, "%s\n", r)
 			}
