@@ -134,8 +134,16 @@ func TestEventualReadOptions(t *testing.T) {
 			mustHeaders(t, w.Header(), map[string]string{"X-Cairn-Consistency": tc.consistency, "X-Cairn-Stale": tc.stale})
 		})
 	}
+	// The headers say how a read of an eventual key is served even when it
+	// finds nothing.
+	w := mustServe(t, h, request{method: "GET", target: "/v1/kv/ev/missing"})
+	mustError(t, w, 404, "key_not_found")
+	mustHeaders(t, w.Header(), map[string]string{"X-Cairn-Consistency": "quorum", "X-Cairn-Stale": ""})
+	w = mustServe(t, h, request{method: "GET", target: "/v1/kv/missing"})
+	mustHeaders(t, w.Header(), map[string]string{"X-Cairn-Consistency": "linearizable"})
+
 	// consistency=local on a strong key is a read of this node's replica.
-	w := mustServe(t, h, request{method: "GET", target: "/v1/kv/strong?consistency=local"})
+	w = mustServe(t, h, request{method: "GET", target: "/v1/kv/strong?consistency=local"})
 	if w.Code != 200 || w.Body.String() != "s" {
 		t.Fatalf("local read of a strong key: %d %s", w.Code, w.Body)
 	}

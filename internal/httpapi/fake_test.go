@@ -36,6 +36,8 @@ type fakeService struct {
 	transferLeadership func(ctx context.Context, to string) error
 	status             func(ctx context.Context) (*kv.Status, error)
 	ready              func() error
+	// keyspaces is the policy table (nil: every key strong).
+	keyspaces *keyspace.Table
 
 	// calls names every method called, in order.
 	calls []string
@@ -155,6 +157,15 @@ func (f *fakeService) Ready() error {
 		return errUnexpectedCall
 	}
 	return f.ready()
+}
+
+// Keyspaces is not a call the handler makes of the service, only a lookup
+// that labels reads: it is not recorded.
+func (f *fakeService) Keyspaces() *keyspace.Table {
+	if f.keyspaces == nil {
+		return keyspace.NewTable()
+	}
+	return f.keyspaces
 }
 
 // The keyspace methods are tested on the real engine (keyspace_test.go).

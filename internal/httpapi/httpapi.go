@@ -29,6 +29,9 @@ type Service interface {
 	// timestamp and acks) only a transaction's result carries.
 	Txn(ctx context.Context, t kv.Txn) (*kv.TxnResult, error)
 	Ring(ctx context.Context, key string) (*kv.RingInfo, error)
+	// Keyspaces is the policy table the service routes keys by; the API
+	// reads it only to say how a read was served (X-Cairn-Consistency).
+	Keyspaces() *keyspace.Table
 	Members(ctx context.Context) ([]kv.Member, error)
 	AddMember(ctx context.Context, m kv.MemberSpec) error
 	RemoveMember(ctx context.Context, name string) error

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -86,17 +87,6 @@ func setStampHeaders(h http.Header, timestamp, origin string) {
 	}
 }
 
-// setEventualRead corrects the consistency headers of a read that an
-// eventual keyspace served: it asked R replicas (or, local, this node's
-// copy only), whatever the strong engine's consistency names said.
-func setEventualRead(h http.Header, o kv.ReadOptions) {
-	if o.Local {
-		return
-	}
-	h.Set("X-Cairn-Consistency", "quorum")
-	h.Del("X-Cairn-Stale")
-}
-
 func boolParam(q url.Values, name string) (bool, error) {
 	v := q.Get(name)
 	if v == "" {
@@ -109,22 +99,18 @@ func boolParam(q url.Values, name string) (bool, error) {
 	return b, nil
 }
 
-// readOptions parses ?consistency= and ?r= and reports the choice in the
-// answer's headers.
-func (a *api) readOptions(h http.Header, q url.Values) (kv.ReadOptions, error) {
+// readOptions parses ?consistency= and ?r= for a read of key (or of the
+// keys under it) and reports the choice in the answer's headers. An
+// eventual keyspace asks R of a key's replicas (or, local, reads this
+// node's copy only) whatever the consistency asked for; the headers say
+// so, also when the key is absent.
+func (a *api) readOptions(h http.Header, q url.Values, key string) (kv.ReadOptions, error) {
 	var o kv.ReadOptions
 	switch c := q.Get("consistency"); c {
 	case "", "linearizable":
-		h.Set("X-Cairn-Consistency", "linearizable")
 	case "serializable":
-		h.Set("X-Cairn-Consistency", "serializable")
-		h.Set("X-Cairn-Stale", strconv.FormatBool(a.isStale != nil && a.isStale()))
 		o.Serializable = true
 	case "local":
-		// This node's own copy, checked against no other: it may always be
-		// out of date.
-		h.Set("X-Cairn-Consistency", "local")
-		h.Set("X-Cairn-Stale", "true")
 		o.Local = true
 	default:
 		return kv.ReadOptions{}, badRequest("consistency must be linearizable, serializable or local, not %q", c)
@@ -135,6 +121,20 @@ func (a *api) readOptions(h http.Header, q url.Values) (kv.ReadOptions, error) {
 	}
 	if o.ReadQuorum > 0 && o.Local {
 		return kv.ReadOptions{}, badRequest("r does not go with consistency=local, which reads this node's copy only")
+	}
+	switch {
+	case o.Local:
+		// This node's own copy, checked against no other: it may always
+		// be out of date.
+		h.Set("X-Cairn-Consistency", "local")
+		h.Set("X-Cairn-Stale", "true")
+	case a.svc.Keyspaces().Lookup(key).Mode == keyspace.Eventual:
+		h.Set("X-Cairn-Consistency", "quorum")
+	case o.Serializable:
+		h.Set("X-Cairn-Consistency", "serializable")
+		h.Set("X-Cairn-Stale", strconv.FormatBool(a.isStale != nil && a.isStale()))
+	default:
+		h.Set("X-Cairn-Consistency", "linearizable")
 	}
 	return o, nil
 }
@@ -231,7 +231,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	ro, err := a.readOptions(w.Header(), q)
+	ro, err := a.readOptions(w.Header(), q, key)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -246,9 +246,6 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	setRecordHeaders(h, rec)
-	if rec.Eventual() {
-		setEventualRead(h, ro)
-	}
 	h.Set("Content-Type", "application/octet-stream")
 	// Values are opaque: a browser must not guess that one is HTML.
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -284,7 +281,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, q url.Values) {
 			return
 		}
 	}
-	if o.ReadOptions, err = a.readOptions(w.Header(), q); err != nil {
+	if o.ReadOptions, err = a.readOptions(w.Header(), q, prefix); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -297,15 +294,10 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, q url.Values) {
 		return
 	}
 	out := listResponse{Revision: res.Revision, Items: make([]*item, 0, len(res.Items)), More: res.More}
-	eventual := false
 	for _, rec := range res.Items {
 		if rec != nil {
 			out.Items = append(out.Items, itemOf(rec, !o.KeysOnly))
-			eventual = eventual || rec.Eventual()
 		}
-	}
-	if eventual {
-		setEventualRead(w.Header(), o.ReadOptions)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

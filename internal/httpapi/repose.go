@@ -58,7 +58,7 @@ func (a *api) reposeGet(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	ro, err := a.readOptions(w.Header(), r.URL.Query())
+	ro, err := a.readOptions(w.Header(), r.URL.Query(), key)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -73,9 +73,6 @@ func (a *api) reposeGet(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	setRecordHeaders(h, rec)
-	if rec.Eventual() {
-		setEventualRead(h, ro)
-	}
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
