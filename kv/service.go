@@ -21,7 +21,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cairnkv/cairn/auth"
@@ -195,29 +198,40 @@ func (s *Service) Get(ctx context.Context, key string, o ReadOptions) (*Record, 
 }
 
 // List returns the keys under prefix in order, one page at a time. Only keys
-// the caller may read are listed, wherever the range starts.
+// the caller may read are listed, wherever the range starts. A prefix that
+// spans keyspaces of both modes lists both engines' keys, merged in key
+// order (the page's revision is the strong engine's).
 func (s *Service) List(ctx context.Context, prefix string, o ListOptions) (*ListResult, error) {
 	if o.Limit < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrInvalidArgument)
 	}
-	e, err := s.prefixEngine(prefix)
+	engines, err := s.listEngines(prefix)
 	if err != nil {
 		return nil, err
 	}
 	// The rules are taken once the engine has reached its read point, at
 	// the first key it offers.
 	var (
+		mu sync.Mutex
 		v  *authView
 		id auth.Identity
 	)
 	visible := func(key string) bool {
+		mu.Lock()
 		if v == nil {
 			v = s.authView()
 			id = auth.FromContext(ctx)
 		}
-		return v.policy.Allow(id, auth.Read, key)
+		av := v
+		mu.Unlock()
+		return av.policy.Allow(id, auth.Read, key)
 	}
-	res, err := e.List(ctx, prefix, o, visible)
+	var res *ListResult
+	if len(engines) == 1 {
+		res, err = engines[0].List(ctx, prefix, o, visible)
+	} else {
+		res, err = s.listMerged(ctx, engines, prefix, o, visible)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -228,6 +242,69 @@ func (s *Service) List(ctx context.Context, prefix string, o ListOptions) (*List
 		return nil, err
 	}
 	return res, nil
+}
+
+// listEngines returns the engines that hold keys under prefix, the one of
+// the prefix's own keyspace first.
+func (s *Service) listEngines(prefix string) ([]Engine, error) {
+	if len(prefix) > MaxKeyBytes {
+		return nil, fmt.Errorf("%w: prefix longer than %d bytes", ErrInvalidKey, MaxKeyBytes)
+	}
+	first, err := s.engineFor(prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := []Engine{first}
+	for _, p := range s.ctl.Keyspaces().Policies() {
+		if len(p.Prefix) > len(prefix) && p.Prefix[:len(prefix)] == prefix {
+			e := s.engines[p.Mode]
+			if e == nil {
+				return nil, fmt.Errorf("%w: prefix %q spans keyspace %q (%s)", ErrUnsupportedMode, prefix, p.Prefix, p.Mode)
+			}
+			if !slices.Contains(out, e) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out, nil
+}
+
+// listMerged lists one page from each engine and merges them: every key up
+// to the smallest last key of an engine that has more is in the page.
+func (s *Service) listMerged(ctx context.Context, engines []Engine, prefix string, o ListOptions, visible func(string) bool) (*ListResult, error) {
+	out := &ListResult{}
+	var (
+		cut    string
+		hasCut bool
+	)
+	for i, e := range engines {
+		r, err := e.List(ctx, prefix, o, visible)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 || out.Revision == 0 {
+			out.Revision = r.Revision
+		}
+		out.Items = append(out.Items, r.Items...)
+		if r.More && len(r.Items) > 0 {
+			if last := r.Items[len(r.Items)-1].Key; !hasCut || last < cut {
+				cut, hasCut = last, true
+			}
+			out.More = true
+		}
+	}
+	slices.SortFunc(out.Items, func(a, b *Record) int { return strings.Compare(a.Key, b.Key) })
+	if hasCut {
+		n := 0
+		for n < len(out.Items) && out.Items[n].Key <= cut {
+			n++
+		}
+		out.Items = out.Items[:n]
+	}
+	if o.Limit > 0 && len(out.Items) > o.Limit {
+		out.Items, out.More = out.Items[:o.Limit], true
+	}
+	return out, nil
 }
 
 // Put writes value at key.

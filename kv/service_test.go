@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cairnkv/cairn/keyspace"
@@ -25,12 +27,20 @@ func (f *fakeEngine) Get(_ context.Context, key string, _ ReadOptions) (*Record,
 	return f.data[key], nil
 }
 
-func (f *fakeEngine) List(_ context.Context, prefix string, _ ListOptions, visible func(string) bool) (*ListResult, error) {
+func (f *fakeEngine) List(_ context.Context, prefix string, o ListOptions, visible func(string) bool) (*ListResult, error) {
 	res := &ListResult{}
-	for k, r := range f.data {
-		if len(k) >= len(prefix) && k[:len(prefix)] == prefix && visible(k) {
-			res.Items = append(res.Items, r)
+	var keys []string
+	for k := range f.data {
+		if strings.HasPrefix(k, prefix) && k > o.After && visible(k) {
+			keys = append(keys, k)
 		}
+	}
+	slices.Sort(keys)
+	if o.Limit > 0 && len(keys) > o.Limit {
+		keys, res.More = keys[:o.Limit], true
+	}
+	for _, k := range keys {
+		res.Items = append(res.Items, f.data[k])
 	}
 	return res, nil
 }
@@ -113,14 +123,35 @@ func TestRoutingByKeyspace(t *testing.T) {
 	if _, _, err := svc.Delete(ctx, "", DeleteOptions{Prefix: true}); CodeOf(err) != CodeUnsupportedMode {
 		t.Fatalf("prefix delete across modes: %v", err)
 	}
-	if _, err := svc.List(ctx, "e", ListOptions{}); CodeOf(err) != CodeUnsupportedMode {
-		t.Fatalf("list across modes: %v", err)
-	}
 	if got := len(strong.applied) + len(eventual.applied); got != n {
 		t.Fatalf("a refused request reached an engine (%d calls, want %d)", got, n)
 	}
 	if res, err := svc.List(ctx, "ev/", ListOptions{}); err != nil || len(res.Items) != 1 {
 		t.Fatalf("list inside one keyspace: %v %v", res, err)
+	}
+	// A list across modes merges both engines' keys in order, page by page.
+	for _, k := range []string{"e1", "ev/c", "ev/d", "f"} {
+		if _, err := svc.Put(ctx, k, []byte("v"), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keys []string
+	after := ""
+	for page := 0; page < 10; page++ {
+		res, err := svc.List(ctx, "", ListOptions{After: after, Limit: 2})
+		if err != nil {
+			t.Fatalf("list across modes: %v", err)
+		}
+		for _, r := range res.Items {
+			keys = append(keys, r.Key)
+			after = r.Key
+		}
+		if !res.More {
+			break
+		}
+	}
+	if want := "a e1 ev/b ev/c ev/d f"; strings.Join(keys, " ") != want {
+		t.Fatalf("list across modes: %v, want %s", keys, want)
 	}
 }
 

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -167,11 +166,24 @@ func TestKeyspaceBootstrapFromConfig(t *testing.T) {
 		}
 	}
 
-	// A mode this version has no engine for is refused at start.
+	// An eventual keyspace in the file is in force when the node is ready.
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	cfg.Keyspaces = []keyspace.Policy{{Prefix: "cache/", Mode: keyspace.Eventual, Replicas: 1}}
-	if _, err := server.Start(context.Background(), cfg); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "strong keyspaces only") {
+	for _, l := range []*string{&cfg.ListenClient, &cfg.ListenPeer, &cfg.ListenResp} {
+		*l = "127.0.0.1:0"
+	}
+	cfg.Keyspaces = []keyspace.Policy{{Prefix: "cache/", Mode: keyspace.Eventual, Replicas: 1, SloppyQuorum: true}}
+	s, err := server.Start(context.Background(), cfg)
+	if err != nil {
 		t.Fatalf("start with an eventual keyspace: %v", err)
+	}
+	defer s.Close()
+	<-s.Ready()
+	if got := s.Service().Keyspaces().Lookup("cache/x"); got.Mode != keyspace.Eventual {
+		t.Fatalf("cache/x is in %+v once the node is ready", got)
+	}
+	r, err := s.Service().Put(ctx(t), "cache/x", []byte("1"), kv.PutOptions{})
+	if err != nil || r.Timestamp == "" {
+		t.Fatalf("eventual put: %+v %v", r, err)
 	}
 }

@@ -23,7 +23,6 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -490,8 +489,8 @@ func (s *Server) becomeReady() {
 	}
 	self := kv.Member{Name: s.cfg.Name, PeerAddr: s.advertisePeer(), ClientURL: s.ClientURL(), RESPAddr: s.RESPAddr()}
 	s.retry("publish member addresses", func(ctx context.Context) error { return s.svc.PublishSelf(ctx, self) })
-	// The config file's keyspaces and the Repose datastore's are in force
-	// before the node says it is ready.
+	// The config file's keyspaces are in force before the node says it is
+	// ready.
 	s.bootstrapKeyspaces()
 	select {
 	case <-s.done:
@@ -510,14 +509,7 @@ func (s *Server) becomeReady() {
 // built-in default.
 func (s *Server) bootstrapKeyspaces() {
 	builtin := keyspace.Policy{Prefix: "", Mode: keyspace.Strong}
-	boot := s.cfg.Keyspaces
-	if !slices.ContainsFunc(boot, func(p keyspace.Policy) bool { return p.Prefix == s.cfg.ReposePrefix }) {
-		// The Repose datastore places each object on one node and falls
-		// back to any reachable one (sloppy quorum), as Repose does.
-		boot = append(slices.Clip(boot), keyspace.Policy{Prefix: s.cfg.ReposePrefix, Mode: keyspace.Eventual,
-			Replicas: 1, WriteQuorum: 1, ReadQuorum: 1, SloppyQuorum: true})
-	}
-	for _, p := range boot {
+	for _, p := range s.cfg.Keyspaces {
 		s.retry("bootstrap keyspace "+strconv.Quote(p.Prefix), func(ctx context.Context) error {
 			ctx = auth.WithIdentity(ctx, auth.System)
 			cur, err := s.svc.Keyspace(ctx, p.Prefix)

@@ -142,6 +142,7 @@ func Open(cfg Config) (*Engine, error) {
 	// peers do not refuse them.
 	e.readyAt = time.Now().Add(e.clock.Lead())
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.view.Store(&view{ring: ring.New(nil, cfg.Vnodes), addrs: map[string]string{}})
 	e.refreshView()
 	e.send = newSenders(e)
 	e.det = newDetector(e)
@@ -185,7 +186,7 @@ func (e *Engine) Ready() error {
 	if time.Now().Before(e.readyAt) {
 		return errNotReady
 	}
-	if v := e.view.Load(); v == nil || len(v.members) == 0 {
+	if len(e.view.Load().members) == 0 {
 		return fmt.Errorf("%w: no members known yet", kv.ErrUnavailable)
 	}
 	return nil
@@ -219,7 +220,7 @@ func (e *Engine) refreshView() bool {
 	}
 	slices.Sort(names)
 	old := e.view.Load()
-	if old != nil && slices.Equal(old.members, names) {
+	if slices.Equal(old.members, names) {
 		if !mapsEqual(old.addrs, addrs) {
 			e.view.Store(&view{ring: old.ring, addrs: addrs, members: names})
 		}
@@ -229,7 +230,7 @@ func (e *Engine) refreshView() bool {
 		return false
 	}
 	nv := &view{ring: ring.New(names, e.cfg.Vnodes), addrs: addrs, members: names}
-	if old != nil {
+	if len(old.members) > 0 {
 		p := *old
 		// Reads ask the old owners too until handoff and anti-entropy have
 		// had time to move the ranges.
