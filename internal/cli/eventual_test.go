@@ -38,6 +38,9 @@ func eventualAPI(t *testing.T) (ep string, queries func() []string) {
 			w.Write([]byte(`{"deleted":1,"timestamp":"` + stamp + `","acks":3,"replicas":3}`))
 		case "GET /v1/kv/ev/":
 			w.Write([]byte(`{"revision":0,"items":[{"key":"ev/a","value":"dmFsdWU=","timestamp":"` + stamp + `","origin":"n2"}],"more":false}`))
+		case "GET /v1/kv/":
+			w.Write([]byte(`{"revision":7,"items":[{"key":"app/x","value":"cw==","create_revision":3,"mod_revision":7,"version":2},` +
+				`{"key":"ev/a","value":"dmFsdWU=","timestamp":"` + stamp + `","origin":"n2"}],"more":false}`))
 		case "GET /v1/ring":
 			switch r.URL.Query().Get("key") {
 			case "":
@@ -81,6 +84,11 @@ func TestEventualOutputs(t *testing.T) {
 			"KEY   TIMESTAMP                       ORIGIN  EXPIRES  VALUE\n" +
 				"ev/a  " + stamp + "  n2               value\n",
 			"{\n  \"revision\": 0,\n  \"items\": [\n    {\n      \"key\": \"ev/a\",\n      \"value\": \"value\",\n      \"timestamp\": \"" + stamp + "\",\n      \"origin\": \"n2\"\n    }\n  ],\n  \"more\": false\n}\n"},
+		{[]string{"list"},
+			"KEY    REVISION  VERSION  TIMESTAMP                       ORIGIN  EXPIRES  VALUE\n" +
+				"app/x  7         2                                                         s\n" +
+				"ev/a                      " + stamp + "  n2               value\n",
+			""},
 		{[]string{"ring"},
 			"NAME  HEALTH   SHARE\n" +
 				"n1    self     33.4%\n" +

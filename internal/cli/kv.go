@@ -275,24 +275,38 @@ func listCmd(g *globals, env *Env) *cobra.Command {
 				return printJSON(env.Stdout, out)
 			}
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-			// A listing lies in keyspaces of one mode: eventual keys have
-			// a timestamp and an origin where strong ones have revisions.
-			eventual := len(items) > 0 && items[0].Eventual()
-			if eventual {
-				fmt.Fprintln(tw, "KEY\tTIMESTAMP\tORIGIN\tEXPIRES\tVALUE")
-			} else {
-				fmt.Fprintln(tw, "KEY\tREVISION\tVERSION\tEXPIRES\tVALUE")
+			// Strong keys have revisions, eventual keys a timestamp and an
+			// origin; a listing over both shows the columns of each.
+			var strong, eventual bool
+			for _, it := range items {
+				strong, eventual = strong || !it.Eventual(), eventual || it.Eventual()
 			}
+			strong = strong || !eventual
+			head := []string{"KEY"}
+			if strong {
+				head = append(head, "REVISION", "VERSION")
+			}
+			if eventual {
+				head = append(head, "TIMESTAMP", "ORIGIN")
+			}
+			fmt.Fprintln(tw, strings.Join(append(head, "EXPIRES", "VALUE"), "\t"))
 			for _, it := range items {
 				exp := ""
 				if !it.Expires.IsZero() {
 					exp = it.Expires.Format(time.RFC3339)
 				}
-				if eventual {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Key, it.Timestamp, it.Origin, exp, preview(it.Value))
-				} else {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", it.Key, it.ModRevision, it.Version, exp, preview(it.Value))
+				row := []string{it.Key}
+				if strong {
+					if it.Eventual() {
+						row = append(row, "", "")
+					} else {
+						row = append(row, strconv.FormatInt(it.ModRevision, 10), strconv.FormatInt(it.Version, 10))
+					}
 				}
+				if eventual {
+					row = append(row, it.Timestamp, it.Origin)
+				}
+				fmt.Fprintln(tw, strings.Join(append(row, exp, preview(it.Value)), "\t"))
 			}
 			if more {
 				fmt.Fprintf(tw, "(more keys: --after %s, or --all)\n", strconv.Quote(items[len(items)-1].Key))
