@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/keyspace"
 )
 
@@ -182,4 +183,29 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// EnsureKeyspace creates p unless the cluster has a policy for p.Prefix
+// already, as the node itself: a front end that owns a keyspace (the Repose
+// datastore API) calls it on first use, whoever the caller is; the caller's
+// own permissions are checked on the keys as usual.
+//
+// Only an identified caller (when rules require one) makes the node do it,
+// and a node with no engine for p.Mode leaves the keys to the keyspace
+// they fall in.
+func (s *Service) EnsureKeyspace(ctx context.Context, p keyspace.Policy) error {
+	if s.ctl.Keyspaces().Lookup(p.Prefix).Prefix == p.Prefix || s.engines[p.Mode] == nil {
+		return nil
+	}
+	if _, err := s.authView().caller(ctx); err != nil {
+		return err
+	}
+	_, err := s.PutKeyspace(auth.WithIdentity(ctx, auth.System), p)
+	if err != nil && s.ctl.Keyspaces().Lookup(p.Prefix).Prefix == p.Prefix {
+		return nil // another node created it meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("the keyspace %q cannot be created: %w", p.Prefix, err)
+	}
+	return nil
 }

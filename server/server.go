@@ -296,6 +296,7 @@ func (s *Server) startHTTP() (err error) {
 			Admin:         s.svc,
 			Inflight:      s.inflight,
 			Pprof:         pprofIf(cfg.EnablePprof),
+			ReposePrefix:  cfg.ReposePrefix,
 		})),
 		ReadHeaderTimeout: min(10*time.Second, positive(cfg.ReadTimeout)),
 		ReadTimeout:       cfg.ReadTimeout,

@@ -97,6 +97,10 @@ func (f *fakeService) Ring(ctx context.Context, key string) (*kv.RingInfo, error
 	return f.ring(ctx, key)
 }
 
+// EnsureKeyspace succeeds without a call record: the Repose API asks on
+// every request, and tests look at the calls that do the work.
+func (f *fakeService) EnsureKeyspace(context.Context, keyspace.Policy) error { return nil }
+
 // deleted is a transaction's answer to a delete of n keys at revision rev,
 // as a fake's txn returns it.
 func deleted(t kv.Txn, n, rev int64) *kv.TxnResult {

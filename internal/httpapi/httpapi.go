@@ -29,6 +29,8 @@ type Service interface {
 	// timestamp and acks) only a transaction's result carries.
 	Txn(ctx context.Context, t kv.Txn) (*kv.TxnResult, error)
 	Ring(ctx context.Context, key string) (*kv.RingInfo, error)
+	// EnsureKeyspace creates a policy unless its prefix has one (the Repose API's keyspace, on first use).
+	EnsureKeyspace(ctx context.Context, p keyspace.Policy) error
 	// Keyspaces is the policy table the service routes keys by; the API
 	// reads it only to say how a read was served (X-Cairn-Consistency).
 	Keyspaces() *keyspace.Table

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -32,6 +33,13 @@ func (a *api) reposeKey(r *http.Request) (string, error) {
 	}
 	key := a.reposePrefix + name
 	if err := kv.ValidateKey(key); err != nil {
+		return "", err
+	}
+	// The datastore's keyspace is created on first use (one replica per
+	// object, sloppy quorum, as Repose places objects), unless the cluster
+	// has a policy for the prefix already.
+	if err := a.svc.EnsureKeyspace(r.Context(), keyspace.Policy{Prefix: a.reposePrefix, Mode: keyspace.Eventual,
+		Replicas: 1, WriteQuorum: 1, ReadQuorum: 1, SloppyQuorum: true}); err != nil {
 		return "", err
 	}
 	return key, nil
