@@ -141,7 +141,12 @@ func MustRunEventual(t *testing.T, c Cluster, dir string, cfg EventualConfig) *E
 	res := RunEventual(c, cfg)
 	writeReport(t, dir, res)
 	if !res.OK() {
-		t.Errorf("eventual run %q failed: %s", cfg.Name, strings.Join(res.Failures, "; "))
+		first := res.Failures[:min(len(res.Failures), 3)]
+		more := ""
+		if n := len(res.Failures) - len(first); n > 0 {
+			more = fmt.Sprintf("; and %d more (see the report)", n)
+		}
+		t.Errorf("eventual run %q failed: %s%s", cfg.Name, strings.Join(first, "; "), more)
 	}
 	return res
 }

@@ -167,7 +167,15 @@ func (cl *evClient) settle(w *model.Write, ks EventualKeyspace, a answer, del bo
 	var out eventualAnswer
 	if err := json.Unmarshal(a.body, &out); err != nil || out.Timestamp == "" {
 		// Without its version the write cannot be checked as acknowledged.
-		w.Outcome, w.Err = model.WriteUnknown, "unreadable answer"
+		w.Outcome, w.Err = model.WriteUnknown, "answer without a timestamp"
+		var strong struct {
+			Revision *int64 `json:"revision"`
+		}
+		if json.Unmarshal(a.body, &strong) == nil && strong.Revision != nil {
+			cl.rec.anomaly("%s: answered as for a strong key, with revision %d and no timestamp (%s)",
+				w.Describe(), *strong.Revision, strings.TrimSpace(string(a.body)))
+			return
+		}
 		cl.rec.anomaly("%s: answer %q has no timestamp", w.Describe(), a.body)
 		return
 	}
