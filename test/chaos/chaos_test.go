@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	flagLong     = flag.Bool("chaos.long", false, "run the long sweep (make chaos): every fault kind against 3 and 5 nodes, plus the stale-read and Docker tests")
+	flagLong     = flag.Bool("chaos.long", false, "run the long sweep (make chaos): every fault kind against 3 and 5 nodes, plus the stale-read, Docker and eventual tests")
 	flagSeeds    = flag.Int("chaos.seeds", 1, "seeds per cluster size in the long sweep")
 	flagDuration = flag.Duration("chaos.duration", 0, "run a custom sweep this long (split into rounds of -chaos.round), with the flags below")
 	flagRound    = flag.Duration("chaos.round", time.Minute, "longest history checked at once in a custom sweep")
@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
 	builds.Remove()
+	if broken.dir != "" {
+		os.RemoveAll(broken.dir)
+	}
 	os.Exit(code)
 }
 
@@ -85,9 +88,9 @@ func TestChaosShort(t *testing.T) {
 
 // TestChaos is the long sweep (-chaos.long, as make chaos runs it): every
 // fault kind once, then mixed steps, against 3 and 5 nodes (-chaos.seeds
-// seeds each); then the proof that the checker catches stale reads, and the
-// Docker variant. With -chaos.duration it is instead a custom sweep shaped
-// by the flags.
+// seeds each); then the proof that the checker catches stale reads, the
+// Docker variant, and the eventual sweep with its proofs (TestEventual).
+// With -chaos.duration it is instead a custom sweep shaped by the flags.
 func TestChaos(t *testing.T) {
 	switch {
 	case testing.Short():
@@ -108,6 +111,7 @@ func TestChaos(t *testing.T) {
 			harness.CheckerCatchesStaleReads(t, c, dir, workload("", 0))
 		})
 		t.Run("docker", testChaosDocker)
+		t.Run("eventual", testEventual)
 	default:
 		t.Skip("run with -chaos.long (make chaos) or -chaos.duration D; see docs/TESTING.md")
 	}

@@ -1,0 +1,187 @@
+package chaos
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairnkv/cairn/config"
+	"github.com/cairnkv/cairn/test/cluster"
+	"github.com/cairnkv/cairn/test/harness"
+	"github.com/cairnkv/cairn/test/process"
+)
+
+var flagEventual = flag.Bool("chaos.eventual", false, "run the eventual convergence runs (also part of -chaos.long): in process and on 3 and 5 processes, and the proofs that the check catches a build without repair")
+
+// antiEntropy is the nodes' anti-entropy interval in these runs: the
+// replicas have three of them (and a margin) to converge once every node
+// is back.
+const antiEntropy = time.Second
+
+func eventualConfig(name, prefix string, seed uint64) harness.EventualConfig {
+	return harness.EventualConfig{
+		Config: harness.Config{Name: name,
+			Workload: harness.Workload{Clients: 6, Keys: 6, Rate: 120, Prefix: prefix, Seed: seed, Timeout: 4 * time.Second},
+			Gap:      500 * time.Millisecond, Hold: 1500 * time.Millisecond},
+		TTL:         time.Second,
+		AntiEntropy: antiEntropy,
+	}
+}
+
+// inProcessEventual starts n in-process nodes with a short anti-entropy
+// interval; noRepair starts their eventual engines without anti-entropy,
+// read repair, hints and handoff.
+func inProcessEventual(t *testing.T, n int, noRepair bool) harness.Cluster {
+	t.Helper()
+	return cluster.New(t, n, cluster.Options{NoRepair: noRepair, Configure: func(_ int, c *config.Config) {
+		c.AntiEntropyInterval = antiEntropy
+	}}).Harness()
+}
+
+// processEventual starts n processes of binary ("" for the faultinject
+// build) with a short anti-entropy interval.
+func processEventual(t *testing.T, n int, dir, binary string) harness.Cluster {
+	t.Helper()
+	args := append(slices.Clone(process.DefaultArgs), "--anti-entropy-interval", antiEntropy.String())
+	return process.New(t, &builds, process.Options{Binary: binary, Nodes: n, Dir: dir, Args: args})
+}
+
+// TestEventualShort is the eventual configuration inside `go test ./...`:
+// one short run in process (a partition, a restart, the leader isolated
+// with latency) and one on 3 processes (kill -9, SIGSTOP, a split), each
+// ending with a minority cut off while every node takes writes, healed once
+// the clients stopped; then every replica of every key must converge within
+// three anti-entropy intervals. TestEventual covers more.
+func TestEventualShort(t *testing.T) {
+	switch {
+	case testing.Short():
+		t.Skip("starts clusters")
+	case *flagLong || *flagEventual || *flagDuration > 0:
+		t.Skip("TestEventual covers more")
+	}
+	t.Run("in-process", func(t *testing.T) {
+		dir := harness.RunDir(t, *flagKeep)
+		cfg := eventualConfig("eventual short, in process, 3 nodes", "short/", 1)
+		cfg.Steps = [][]string{{harness.FaultPartitionMinority}, {harness.FaultRestart}, {harness.FaultIsolateLeader, harness.FaultLatency}}
+		harness.MustRunEventual(t, inProcessEventual(t, 3, false), dir, cfg)
+	})
+	t.Run("processes", func(t *testing.T) {
+		dir := harness.RunDir(t, *flagKeep)
+		cfg := eventualConfig("eventual short, processes, 3 nodes", "short/", 2)
+		cfg.Steps = [][]string{{harness.FaultKill}, {harness.FaultPause}, {harness.FaultSplit}}
+		harness.MustRunEventual(t, processEventual(t, 3, dir, ""), dir, cfg)
+	})
+}
+
+// TestEventual is the eventual sweep (-chaos.eventual; TestChaos runs it
+// with -chaos.long, as make chaos does): every fault kind of an eventual
+// run, one at a time and two at once, for about 20 s in process on 3 nodes
+// and on 3 and 5 processes; then the proofs that the convergence check
+// fails on nodes without anti-entropy and read repair, in process
+// (testhook.Hooks.NoRepair) and on processes (a cairn_broken_convergence
+// build).
+func TestEventual(t *testing.T) {
+	switch {
+	case testing.Short():
+		t.Skip("starts clusters")
+	case *flagLong:
+		t.Skip("TestChaos runs it")
+	case !*flagEventual:
+		t.Skip("run with -chaos.eventual or -chaos.long (make chaos)")
+	}
+	testEventual(t)
+}
+
+func testEventual(t *testing.T) {
+	sweep := func(name string, n int, seed uint64, d time.Duration, open func(t *testing.T, dir string) harness.Cluster) {
+		t.Run(name, func(t *testing.T) {
+			dir := harness.RunDir(t, *flagKeep)
+			cfg := eventualConfig("eventual sweep, "+name, "sweep/", seed)
+			cfg.Faults, cfg.Duration, cfg.Mixed = harness.EventualFaults, d, 1
+			harness.MustRunEventual(t, open(t, dir), dir, cfg)
+		})
+	}
+	sweep("in-process/3nodes", 3, 1, 20*time.Second, func(t *testing.T, _ string) harness.Cluster { return inProcessEventual(t, 3, false) })
+	sweep("processes/3nodes", 3, 2, 20*time.Second, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 3, dir, "") })
+	sweep("processes/5nodes", 5, 3, 20*time.Second, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 5, dir, "") })
+	t.Run("checker-catches-no-repair/in-process", testCatchesNoRepairInProcess)
+	t.Run("checker-catches-no-repair/processes", testCatchesNoRepairProcesses)
+}
+
+// noRepairConfig is the run that must fail on nodes without repair: a
+// partition and a restart, then a follower cut off while every node takes
+// writes, healed only after the clients stopped.
+func noRepairConfig(name string, steps ...string) harness.EventualConfig {
+	cfg := eventualConfig(name, "norepair/", 7)
+	for _, s := range steps {
+		cfg.Steps = append(cfg.Steps, []string{s})
+	}
+	cfg.Final = []string{harness.FaultIsolateFollower}
+	return cfg
+}
+
+func testCatchesNoRepairInProcess(t *testing.T) {
+	dir := harness.RunDir(t, *flagKeep)
+	harness.CheckerCatchesDivergence(t, inProcessEventual(t, 3, true), dir,
+		noRepairConfig("no repair, in process", harness.FaultPartitionMinority, harness.FaultRestart))
+}
+
+func testCatchesNoRepairProcesses(t *testing.T) {
+	dir := harness.RunDir(t, *flagKeep)
+	bin := brokenBinary(t)
+	harness.CheckerCatchesDivergence(t, processEventual(t, 3, dir, bin), dir,
+		noRepairConfig("no repair, processes", harness.FaultKill, harness.FaultPause))
+}
+
+// TestEventualCheckerCatches runs only the two proofs that the check fails
+// on nodes without repair (-chaos.eventual.broken), to look at them alone.
+func TestEventualCheckerCatches(t *testing.T) {
+	if !*flagEventualBroken {
+		t.Skip("run with -chaos.eventual.broken (TestEventual runs these too)")
+	}
+	t.Run("in-process", testCatchesNoRepairInProcess)
+	t.Run("processes", testCatchesNoRepairProcesses)
+}
+
+var flagEventualBroken = flag.Bool("chaos.eventual.broken", false, "run only the proofs that the convergence check catches nodes without repair")
+
+// broken is the cairn_broken_convergence build, made on first use; TestMain
+// removes its directory.
+var broken struct {
+	sync.Mutex
+	dir, path string
+	err       error
+}
+
+// brokenBinary is cairn built with -tags faultinject,cairn_broken_convergence
+// (its eventual engine runs without anti-entropy, read repair, hints and
+// handoff), built once per test binary.
+func brokenBinary(t *testing.T) string {
+	t.Helper()
+	broken.Lock()
+	defer broken.Unlock()
+	if broken.path == "" && broken.err == nil {
+		dir, err := os.MkdirTemp("", "cairn-test-broken")
+		if err != nil {
+			t.Fatal(err)
+		}
+		broken.dir = dir
+		path := filepath.Join(dir, "cairn-broken-convergence")
+		cmd := exec.Command("go", "build", "-tags", "faultinject,cairn_broken_convergence", "-o", path, "github.com/cairnkv/cairn/cmd/cairn")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			broken.err = err
+			t.Fatalf("build cairn with -tags cairn_broken_convergence: %v\n%s", err, out)
+		}
+		broken.path = path
+	}
+	if broken.err != nil {
+		t.Fatal(broken.err)
+	}
+	return broken.path
+}
