@@ -313,9 +313,9 @@ func TestRing(t *testing.T) {
 		want   kv.RingInfo
 	}{
 		{"/v1/ring", kv.RingInfo{}},
-		{"/v1/ring?key=ev/a", kv.RingInfo{Key: "ev/a", Hash: "0x0000000000000000", Keyspace: ptr("ev/"), Mode: "eventual",
+		{"/v1/ring?key=ev/a", kv.RingInfo{Key: "ev/a", Hash: "0000000000000000", Keyspace: ptr("ev/"), Mode: "eventual",
 			Replicas: 3, Preference: []string{"n1", "n2", "n3"}}},
-		{"/v1/ring?key=strong", kv.RingInfo{Key: "strong", Hash: "0x0000000000000000", Keyspace: ptr(""), Mode: "strong"}},
+		{"/v1/ring?key=strong", kv.RingInfo{Key: "strong", Hash: "0000000000000000", Keyspace: ptr(""), Mode: "strong"}},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			w := mustServe(t, h, request{method: "GET", target: tc.target})

@@ -267,7 +267,7 @@ func (f *FakeEventual) Ring(key string, replicas int) *kv.RingInfo {
 		info.Members = append(info.Members, kv.RingMember{Name: n, Health: f.health(n), Share: 1 / float64(len(names))})
 	}
 	if key != "" {
-		info.Key, info.Hash = key, "0x0000000000000000"
+		info.Key, info.Hash = key, "0000000000000000"
 		if replicas == 0 || replicas > len(names) {
 			replicas = len(names)
 		}
