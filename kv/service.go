@@ -90,6 +90,10 @@ type Control interface {
 	Snapshot() error
 	// IsStale reports whether this node's local state may be out of date.
 	IsStale() bool
+	// Replayed reports whether this node's copy of the control plane is at
+	// least as current as it was before the node last stopped: until then
+	// its keyspace policies may be older than what it routed by before.
+	Replayed() bool
 }
 
 // Config configures a Service.
@@ -139,6 +143,9 @@ func (s *Service) route(key string) (Engine, error) {
 }
 
 func (s *Service) engineFor(key string) (Engine, error) {
+	if !s.ctl.Replayed() {
+		return nil, fmt.Errorf("%w: this node is replaying its log after a restart; its keyspace policies are not loaded yet", ErrUnavailable)
+	}
 	p := s.ctl.Keyspaces().Lookup(key)
 	e := s.engines[p.Mode]
 	if e == nil {

@@ -76,6 +76,7 @@ func (c *fakeControl) Keyspaces() *keyspace.Table                   { return c.t
 func (c *fakeControl) AuthState() *AuthState                        { return c.auth }
 func (c *fakeControl) Barrier(context.Context) error                { return nil }
 func (c *fakeControl) IsStale() bool                                { return false }
+func (c *fakeControl) Replayed() bool                               { return true }
 func (c *fakeControl) ChangeAuth(context.Context, AuthChange) error { return nil }
 
 // newRouted returns a service whose "ev/" keyspace is eventual, served by a

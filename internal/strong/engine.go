@@ -52,6 +52,7 @@ type Engine struct {
 	rpc     *peer.RPC     // the node's internal RPC endpoint (Raft.RPC, or the engine's own)
 	svc     *peer.Service // the engine's methods on rpc
 	ownRPC  bool          // rpc was opened by the engine (Raft.RPC was nil)
+	opened  time.Time
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -76,7 +77,7 @@ func Open(cfg Config) (_ *Engine, err error) {
 	if cfg.ExpiryInterval <= 0 {
 		cfg.ExpiryInterval = 200 * time.Millisecond
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger.With("subsystem", "strong"), stop: make(chan struct{})}
+	e := &Engine{cfg: cfg, log: cfg.Logger.With("subsystem", "strong"), stop: make(chan struct{}), opened: time.Now()}
 	defer func() {
 		if err != nil {
 			_ = e.Close()
@@ -339,6 +340,15 @@ func (e *Engine) Ready() error {
 // contact with a leader, or a restarted node still replaying its log (its
 // state may be older than what it served before it stopped).
 func (e *Engine) IsStale() bool { return e.node.IsStale() || !e.node.CaughtUp() }
+
+// Replayed implements kv.Control: true once the node has replayed its log
+// after a restart, or after replayGrace without it (a node restarted while
+// cut off from the leader cannot learn how far to replay; it then routes by
+// the policies it has, so eventual keyspaces keep working on it, and the
+// machine refuses at apply a strong write to a key it misrouted).
+func (e *Engine) Replayed() bool { return e.node.CaughtUp() || time.Since(e.opened) > replayGrace }
+
+const replayGrace = 5 * time.Second
 
 // AuthState implements kv.Control.
 func (e *Engine) AuthState() *kv.AuthState { return e.machine.AuthState() }

@@ -154,3 +154,30 @@ func TestKeyspaceConflicts(t *testing.T) {
 		t.Errorf("full/ once empty: %+v", p)
 	}
 }
+
+// A strong write to a key of an eventual keyspace (sent by a node that
+// routed it by a table it had not loaded yet) is refused at apply and
+// changes nothing; the same put elsewhere applies.
+func TestMachineRefusesEventualKeys(t *testing.T) {
+	m, db := mustMachine(t)
+	ev := keyspace.Policy{Prefix: "ev/", Mode: keyspace.Eventual, Replicas: 3, WriteQuorum: 1, SloppyQuorum: true}
+	put := func(k string) *kv.Txn { return &kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: k, Value: []byte("v")}}} }
+	rename := &kv.Txn{Success: []kv.Op{{Type: kv.OpRename, Key: "plain", Value: []byte("ev/moved")}}}
+	errs := applyCommands(t, m, 1,
+		command{Type: cmdKeyspaceSet, Keyspace: &ev},
+		command{Type: cmdTxn, Txn: put("ev/x")},
+		command{Type: cmdTxn, Txn: put("plain")},
+		command{Type: cmdTxn, Txn: rename},
+	)
+	for i, want := range []kv.Code{kv.CodeOK, kv.CodeUnavailable, kv.CodeOK, kv.CodeUnavailable} {
+		if got := kv.CodeOf(errs[i]); got != want {
+			t.Errorf("command %d: %v (code %q), want %q", i, errs[i], got, want)
+		}
+	}
+	if _, err := db.Get(dataKey("ev/x")); err == nil {
+		t.Fatal("the refused put was stored")
+	}
+	if _, err := db.Get(dataKey("plain")); err != nil {
+		t.Fatalf("the strong put: %v", err)
+	}
+}

@@ -294,9 +294,46 @@ func (v *view) keysWithPrefix(prefix string) ([]string, error) {
 	return keys, nil
 }
 
+// strongKeys refuses a transaction that touches a key of an eventual
+// keyspace, as the policies stand at this point of the log: a node that
+// routed it here by a table it had not loaded yet (just after a restart)
+// must not write the key into the wrong engine. The caller may retry once
+// the node has caught up.
+func (ab *applyBatch) strongKeys(t *kv.Txn) error {
+	tbl := ab.m.keyspaces
+	check := func(key string) error {
+		if p := tbl.Lookup(key); p.Mode != keyspace.Strong {
+			return fmt.Errorf("%w: %q is in the %s keyspace %q, which this node had not loaded when it sent the write; retry",
+				kv.ErrUnavailable, key, p.Mode, p.Prefix)
+		}
+		return nil
+	}
+	for _, c := range t.Compare {
+		if err := check(c.Key); err != nil {
+			return err
+		}
+	}
+	for _, ops := range [][]kv.Op{t.Success, t.Failure} {
+		for _, op := range ops {
+			if err := check(op.Key); err != nil {
+				return err
+			}
+			if op.Type == kv.OpRename {
+				if err := check(string(op.Value)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // txn evaluates and applies one transaction atomically: on any error nothing
 // of it is kept.
 func (ab *applyBatch) txn(now int64, t *kv.Txn) (*kv.TxnResult, error) {
+	if err := ab.strongKeys(t); err != nil {
+		return nil, err
+	}
 	v := &view{ab: ab, writes: map[string]*kv.Record{}, before: map[string]*kv.Record{}}
 	rev := ab.rev
 	ok := true
