@@ -2,6 +2,7 @@ package eventual
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -60,7 +61,7 @@ func (e *Engine) applyTxn(ctx context.Context, t *kv.Txn) (*kv.TxnResult, error)
 	var puts []put
 	var ops []int // index into res.Results for each put
 	for _, op := range t.Success {
-		if op.ReturnPrev {
+		if op.ReturnPrev && op.Type != kv.OpExpire {
 			return nil, e.refuse(op.Key, "returning the previous value (GETSET, SET GET, GETDEL)")
 		}
 		rec := &record{version: version{stamp: stamp, origin: e.cfg.Name}}
@@ -104,19 +105,32 @@ func (e *Engine) applyTxn(ctx context.Context, t *kv.Txn) (*kv.TxnResult, error)
 					res.Results = append(res.Results, kv.OpResult{Type: op.Type, Key: op.Key})
 					continue
 				}
+				prev := cur.kv(op.Key)
 				rec.value = cur.value
 				rec.expires = expiry(now, op.TTL, op.ExpiresAt)
-				if rec.expires != 0 && rec.expires <= now.UnixNano() {
-					rec.tombstone, rec.value = true, nil
+				r := kv.OpResult{Type: op.Type, Key: op.Key}
+				if op.ReturnPrev {
+					r.Prev = prev
 				}
+				if rec.expires != 0 && rec.expires <= now.UnixNano() {
+					rec.tombstone, rec.value = true, nil // an expiry in the past deletes
+					r.Deleted = 1
+				}
+				puts = append(puts, put{key: op.Key, rec: rec})
+				ops = append(ops, len(res.Results))
+				res.Results = append(res.Results, r)
+				continue
 			} else {
 				doc := []byte("{}")
 				if live {
 					doc, rec.expires = cur.value, cur.expires
 				}
+				if !json.Valid(doc) {
+					return nil, fmt.Errorf("%w: %q", kv.ErrNotJSON, op.Key)
+				}
 				merged, err := jsonpatch.MergePatch(doc, op.Value)
 				if err != nil {
-					return nil, fmt.Errorf("%w: %q does not hold a JSON document the patch applies to: %v", kv.ErrInvalidArgument, op.Key, err)
+					return nil, fmt.Errorf("%w: %q holds a JSON document the patch does not apply to: %v", kv.ErrNotJSON, op.Key, err)
 				}
 				rec.value = merged
 				if op.TTL > 0 || op.ExpiresAt > 0 {
@@ -186,6 +200,16 @@ type target struct {
 func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) (acks, replicas int, hadLive []bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
 	defer cancel()
+	// The copies beyond W are still delivered after the answer (or after
+	// the client gave up): they have their own deadline, and end only with
+	// the engine.
+	dctx, dcancel := context.WithTimeout(e.ctx, e.cfg.RequestTimeout)
+	delivered := false
+	defer func() {
+		if !delivered {
+			dcancel()
+		}
+	}()
 	type keyState struct {
 		need, acks, replicas int
 		sloppy               bool
@@ -218,7 +242,7 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) 
 				for j, i := range d.idx {
 					ps[j] = put{key: puts[i].key, rec: puts[i].rec, hint: d.tg[j].hint}
 				}
-				out, err := e.deliver(ctx, v, d.node, ps, true)
+				out, err := e.deliver(dctx, v, d.node, ps, true)
 				answers <- writeAnswer{d, out, err}
 			}(d)
 		}
@@ -271,8 +295,8 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) 
 		case a = <-answers:
 		case <-ctx.Done():
 			// Late answers no longer count for this reply.
-			e.drainWrite(answers, inflight, puts)
-			inflight = 0
+			e.drainWrite(answers, inflight, puts, dcancel)
+			delivered, inflight = true, 0
 			failures = append(failures, ctx.Err().Error())
 			continue
 		}
@@ -307,7 +331,8 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) 
 		dispatch(retry)
 	}
 	if inflight > 0 {
-		e.drainWrite(answers, inflight, puts)
+		e.drainWrite(answers, inflight, puts, dcancel)
+		delivered = true
 	}
 	acks, replicas = -1, 0
 	for _, ks := range keys {
@@ -344,10 +369,11 @@ type writeAnswer struct {
 // drainWrite takes, in the background, the n answers still to come for a
 // write that was already answered: for a replica that failed, this node
 // keeps a hint.
-func (e *Engine) drainWrite(answers <-chan writeAnswer, n int, puts []put) {
+func (e *Engine) drainWrite(answers <-chan writeAnswer, n int, puts []put, done context.CancelFunc) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
+		defer done()
 		for range n {
 			a := <-answers
 			for j, i := range a.d.idx {
