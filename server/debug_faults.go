@@ -32,6 +32,16 @@ func debugHandler(s *Server) http.Handler {
 	mux.HandleFunc("POST /debug/faults/reset", func(w http.ResponseWriter, r *http.Request) {
 		s.hooks.Faults.Reset()
 	})
+	// The eventual engine's clock runs this far ahead (or behind, when
+	// negative) of the machine's: the clock-skew fault.
+	mux.HandleFunc("POST /debug/faults/clock", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("skew"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.hooks.ClockSkew.Store(int64(d))
+	})
 	return mux
 }
 

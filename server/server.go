@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnkv/cairn/auth"
@@ -227,7 +228,12 @@ func (s *Server) startStrong() (err error) {
 }
 
 func (s *Server) startEventual() (err error) {
+	if s.hooks.ClockSkew == nil {
+		s.hooks.ClockSkew = new(atomic.Int64)
+	}
+	skew := s.hooks.ClockSkew
 	s.eventual, err = eventual.Open(eventual.Config{
+		Wall:                func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
 		Name:                s.cfg.Name,
 		DataDir:             s.cfg.DataDir,
 		RPC:                 s.rpc,

@@ -53,6 +53,8 @@ type Config struct {
 	AntiEntropyBytesPerSecond int
 	// Vnodes is the ring's virtual nodes per member (0: ring.DefaultVnodes).
 	Vnodes int
+	// Wall is the engine's physical clock (nil: time.Now); tests skew it.
+	Wall func() time.Time
 	// NoRepair switches anti-entropy, read repair, hints and handoff off:
 	// only test builds that prove the convergence checker can fail use it.
 	NoRepair bool
@@ -131,7 +133,7 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	start, err := e.reps.loadClock()
 	if err == nil {
-		e.clock, err = hlc.NewClock(hlc.Options{MaxOffset: cfg.MaxClockOffset, Start: start, Persist: e.reps.saveClock})
+		e.clock, err = hlc.NewClock(hlc.Options{Wall: cfg.Wall, MaxOffset: cfg.MaxClockOffset, Start: start, Persist: e.reps.saveClock})
 	}
 	if err != nil {
 		_ = e.reps.close()

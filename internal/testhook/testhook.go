@@ -8,6 +8,7 @@ package testhook
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/cairnkv/cairn/internal/raftnode"
@@ -28,6 +29,10 @@ type Hooks struct {
 	// anti-entropy, read repair, hints and handoff: the broken build that
 	// shows the convergence checker can fail.
 	NoRepair bool
+	// ClockSkew, set by the test (or by Start when nil), shifts the eventual
+	// engine's wall clock by this many nanoseconds; the test may change it
+	// while the node runs (the chaos harness's clock-skew fault).
+	ClockSkew *atomic.Int64
 }
 
 type ctxKey struct{}
