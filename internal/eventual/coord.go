@@ -28,12 +28,86 @@ func (e *Engine) Apply(ctx context.Context, txns []kv.Txn, _ uint64) ([]*kv.TxnR
 	if err := e.Ready(); err != nil {
 		return nil, nil, err
 	}
+	v := e.view.Load()
 	results := make([]*kv.TxnResult, len(txns))
 	errs := make([]error, len(txns))
+	// Every transaction of the batch (a pipeline, or RESP commands of many
+	// connections) is prepared, then all their copies go out in one write,
+	// one message per node.
+	preps := make([]*prepared, len(txns))
+	var all []put
+	var quorum []int
 	for i := range txns {
-		results[i], errs[i] = e.applyTxn(ctx, &txns[i])
+		p, err := e.prepare(ctx, v, &txns[i])
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		p.first = len(all)
+		preps[i] = p
+		all = append(all, p.puts...)
+		for range p.puts {
+			quorum = append(quorum, txns[i].WriteQuorum)
+		}
+	}
+	var out []keyOutcome
+	if len(all) > 0 {
+		var err error
+		if out, err = e.write(ctx, v, all, quorum); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, p := range preps {
+		if p != nil {
+			results[i], errs[i] = p.finish(out[p.first : p.first+len(p.puts)])
+		}
 	}
 	return results, errs, nil
+}
+
+// prepared is a transaction stamped and turned into the records to write,
+// waiting for their outcomes.
+type prepared struct {
+	res   *kv.TxnResult
+	puts  []put
+	ops   []int // for each put, its op's index in res.Results
+	first int   // the index of puts[0] in the batch's write
+}
+
+// finish completes the result from each put's outcome: the fewest acks
+// over the keys, and an error when one of them missed its quorum.
+func (p *prepared) finish(out []keyOutcome) (*kv.TxnResult, error) {
+	res := p.res
+	if len(p.puts) == 0 {
+		return res, nil
+	}
+	res.Acks = -1
+	for i, o := range out {
+		if o.err != nil {
+			return nil, o.err
+		}
+		if res.Acks < 0 || o.acks < res.Acks {
+			res.Acks = o.acks
+		}
+		res.Replicas = max(res.Replicas, o.replicas)
+		_ = i
+	}
+	for i, pt := range p.puts {
+		r := &res.Results[p.ops[i]]
+		switch r.Type {
+		case kv.OpDelete:
+			if out[i].hadLive {
+				r.Deleted = 1
+			}
+		case kv.OpDeletePrefix:
+		default:
+			if !pt.rec.tombstone {
+				r.Record = pt.rec.kv(pt.key)
+				r.Record.Acks, r.Record.Replicas = res.Acks, res.Replicas
+			}
+		}
+	}
+	return res, nil
 }
 
 // refuse is the error for what an eventual keyspace cannot do.
@@ -47,11 +121,10 @@ var opNames = map[kv.OpType]string{
 	kv.OpIncr: "INCR", kv.OpIncrFloat: "INCRBYFLOAT", kv.OpAppend: "APPEND", kv.OpRename: "RENAME", kv.OpGet: "a read inside a transaction",
 }
 
-func (e *Engine) applyTxn(ctx context.Context, t *kv.Txn) (*kv.TxnResult, error) {
+func (e *Engine) prepare(ctx context.Context, v *view, t *kv.Txn) (*prepared, error) {
 	if len(t.Compare) > 0 {
 		return nil, e.refuse(t.Compare[0].Key, "a compare (CAS, If-Match, SET NX/XX, WATCH)")
 	}
-	v := e.view.Load()
 	stamp, err := e.clock.Now()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", kv.ErrUnavailable, err)
@@ -148,30 +221,7 @@ func (e *Engine) applyTxn(ctx context.Context, t *kv.Txn) (*kv.TxnResult, error)
 		ops = append(ops, len(res.Results))
 		res.Results = append(res.Results, kv.OpResult{Type: op.Type, Key: op.Key})
 	}
-	if len(puts) == 0 {
-		return res, nil
-	}
-	acks, replicas, hadLive, err := e.write(ctx, v, puts, t.WriteQuorum)
-	res.Acks, res.Replicas = acks, replicas
-	if err != nil {
-		return nil, err
-	}
-	for i, p := range puts {
-		r := &res.Results[ops[i]]
-		switch r.Type {
-		case kv.OpDelete:
-			if hadLive[i] {
-				r.Deleted = 1
-			}
-		case kv.OpDeletePrefix:
-		default:
-			if !p.rec.tombstone {
-				r.Record = p.rec.kv(p.key)
-				r.Record.Acks, r.Record.Replicas = acks, replicas
-			}
-		}
-	}
-	return res, nil
+	return &prepared{res: res, puts: puts, ops: ops}, nil
 }
 
 // expiry is the absolute expiry of a write: ExpiresAt wins over a TTL.
@@ -192,12 +242,17 @@ type target struct {
 	hint string
 }
 
-// write sends puts (one stamp) to the owners of their keys and waits until
-// every key has w durable copies (the policy's write quorum when w is 0),
-// or until no more can come. It returns the fewest acks over the keys, the
-// most replicas, and for each put whether some replica held a live value
-// before it.
-func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) (acks, replicas int, hadLive []bool, err error) {
+// keyOutcome is what a write achieved for one put.
+type keyOutcome struct {
+	acks, replicas int
+	hadLive        bool  // some replica held a live value before
+	err            error // the put missed its write quorum, or could not be sent
+}
+
+// write sends puts to the owners of their keys, one message per node, and
+// waits until every put has its write quorum of durable copies (quorum[i],
+// or the policy's write_quorum when 0), or until no more can come.
+func (e *Engine) write(ctx context.Context, v *view, puts []put, quorum []int) ([]keyOutcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
 	defer cancel()
 	// The copies beyond W are still delivered after the answer (or after
@@ -215,16 +270,19 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) 
 		sloppy               bool
 		owners, ext          []string
 		used                 map[string]bool
+		failures             []string
 	}
 	keys := make([]*keyState, len(puts))
-	hadLive = make([]bool, len(puts))
+	out := make([]keyOutcome, len(puts))
 	for i, p := range puts {
 		pol, n, w, _ := e.policy(v, p.key)
-		if wOverride > 0 {
-			if wOverride > n {
-				return 0, n, nil, fmt.Errorf("%w: w=%d is more than the %d replicas of %q", kv.ErrInvalidArgument, wOverride, n, p.key)
+		if q := quorum[i]; q > 0 {
+			if q > n {
+				out[i].err = fmt.Errorf("%w: w=%d is more than the %d replicas of %q", kv.ErrInvalidArgument, q, n, p.key)
+				keys[i] = &keyState{replicas: n, used: map[string]bool{}}
+				continue
 			}
-			w = wOverride
+			w = q
 		}
 		ks := &keyState{need: w, replicas: n, sloppy: pol.SloppyQuorum, owners: v.owners(p.key, n), used: map[string]bool{}}
 		if ks.sloppy {
@@ -269,6 +327,9 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) 
 	}
 	plan := map[string]*delivery{}
 	for i, ks := range keys {
+		if out[i].err != nil {
+			continue
+		}
 		for _, o := range ks.owners {
 			if ks.sloppy && !e.det.usable(o) {
 				if s := standIn(ks); s != "" {
@@ -288,7 +349,6 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) 
 		}
 		return true
 	}
-	var failures []string
 	for inflight > 0 && !done() {
 		var a writeAnswer
 		select {
@@ -297,7 +357,9 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) 
 			// Late answers no longer count for this reply.
 			e.drainWrite(answers, inflight, puts, dcancel)
 			delivered, inflight = true, 0
-			failures = append(failures, ctx.Err().Error())
+			for _, ks := range keys {
+				ks.failures = append(ks.failures, ctx.Err().Error())
+			}
 			continue
 		}
 		inflight--
@@ -306,14 +368,14 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) 
 			ks := keys[i]
 			if a.err == nil && a.out[j].applied {
 				ks.acks++
-				hadLive[i] = hadLive[i] || a.out[j].hadLive
+				out[i].hadLive = out[i].hadLive || a.out[j].hadLive
 				continue
 			}
 			err := a.err
 			if err == nil {
 				err = errors.New("not applied")
 			}
-			failures = append(failures, fmt.Sprintf("%s: %v", a.d.node, err))
+			ks.failures = append(ks.failures, fmt.Sprintf("%s: %v", a.d.node, err))
 			owner := a.d.tg[j].hint
 			if owner == "" {
 				owner = a.d.tg[j].node
@@ -334,22 +396,14 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, wOverride int) 
 		e.drainWrite(answers, inflight, puts, dcancel)
 		delivered = true
 	}
-	acks, replicas = -1, 0
-	for _, ks := range keys {
-		if acks < 0 || ks.acks < acks {
-			acks = ks.acks
+	for i, ks := range keys {
+		out[i].acks, out[i].replicas = ks.acks, ks.replicas
+		if out[i].err == nil && ks.acks < ks.need {
+			out[i].err = fmt.Errorf("%w: %d of %d write acks for %q (%d replicas); the write may have landed on some of them (%s)",
+				kv.ErrUnavailable, ks.acks, ks.need, puts[i].key, ks.replicas, strings.Join(dedupe(ks.failures), "; "))
 		}
-		replicas = max(replicas, ks.replicas)
 	}
-	if !done() {
-		need := 0
-		for _, ks := range keys {
-			need = max(need, ks.need)
-		}
-		return acks, replicas, nil, fmt.Errorf("%w: %d of %d write acks (%d replicas); the write may have landed on some of them (%s)",
-			kv.ErrUnavailable, acks, need, replicas, strings.Join(dedupe(failures), "; "))
-	}
-	return acks, replicas, hadLive, nil
+	return out, nil
 }
 
 // delivery is one message of a write to one node, carrying every put of
