@@ -229,7 +229,8 @@ func TestEventualRefusesAgreement(t *testing.T) {
 	if _, err := c.Svc(1).Put(ctx(t), "ev/k", []byte("2"), kv.PutOptions{IfModRevision: &rev}); !errors.Is(err, kv.ErrUnsupportedMode) {
 		t.Errorf("If-Match put: %v", err)
 	}
-	if got := mustGetValue(t, c.Svc(2), "ev/k", kv.ReadOptions{}); got != "1" {
+	// W=2 and R=2 of 3 replicas overlap: the read sees the write.
+	if got := mustGetValue(t, c.Svc(2), "ev/k", kv.ReadOptions{ReadQuorum: 2}); got != "1" {
 		t.Fatalf("a refused op changed ev/k to %q", got)
 	}
 	// A batch of puts and deletes is one version on each replica.
@@ -238,8 +239,8 @@ func TestEventualRefusesAgreement(t *testing.T) {
 	if err != nil || res.Timestamp == "" {
 		t.Fatalf("batch: %+v %v", res, err)
 	}
-	a, _ := c.Svc(0).Get(ctx(t), "ev/cert.pem", kv.ReadOptions{})
-	b, _ := c.Svc(0).Get(ctx(t), "ev/key.pem", kv.ReadOptions{})
+	a, _ := c.Svc(0).Get(ctx(t), "ev/cert.pem", kv.ReadOptions{ReadQuorum: 2})
+	b, _ := c.Svc(0).Get(ctx(t), "ev/key.pem", kv.ReadOptions{ReadQuorum: 2})
 	if a == nil || b == nil || a.Timestamp != res.Timestamp || b.Timestamp != res.Timestamp {
 		t.Fatalf("batch versions %+v %+v, want both at %s", a, b, res.Timestamp)
 	}
