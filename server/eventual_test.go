@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
@@ -317,5 +319,79 @@ func TestEventualRebalanceOnJoin(t *testing.T) {
 				t.Fatalf("ev/%d on node %d: %q", k, i, got)
 			}
 		}
+	}
+}
+
+// Over the Redis protocol an eventual key behaves as the issue lists:
+// strings with TTLs, multi-key reads and writes, cluster-wide KEYS and
+// SCAN, and errors naming the eventual keyspace for what needs agreement.
+func TestEventualRESP(t *testing.T) {
+	c := eventualCluster(t, 3, time.Hour, 3, 3, 1)
+	rdb := redis.NewClient(&redis.Options{Addr: c.Nodes[1].RESPAddr})
+	defer rdb.Close()
+	cx := ctx(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(rdb.Set(cx, "ev/a", "hello", time.Minute).Err())
+	must(rdb.MSet(cx, "ev/b", "1", "ev/c", "2").Err())
+	must(rdb.Set(cx, "plain", "strong", 0).Err())
+	if got, _ := rdb.MGet(cx, "ev/a", "ev/b", "ev/none").Result(); fmt.Sprint(got) != "[hello 1 <nil>]" {
+		t.Fatalf("MGET %v", got)
+	}
+	if ttl, _ := rdb.TTL(cx, "ev/a").Result(); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("TTL %v", ttl)
+	}
+	if ok, _ := rdb.Persist(cx, "ev/a").Result(); !ok {
+		t.Fatal("PERSIST")
+	}
+	if ttl, _ := rdb.TTL(cx, "ev/a").Result(); ttl != -1 {
+		t.Fatalf("TTL after PERSIST %v", ttl)
+	}
+	if n, _ := rdb.StrLen(cx, "ev/a").Result(); n != 5 {
+		t.Fatalf("STRLEN %d", n)
+	}
+	if s, _ := rdb.GetRange(cx, "ev/a", 1, 3).Result(); s != "ell" {
+		t.Fatalf("GETRANGE %q", s)
+	}
+	if n, _ := rdb.Exists(cx, "ev/a", "ev/b", "ev/zz").Result(); n != 2 {
+		t.Fatalf("EXISTS %d", n)
+	}
+	// KEYS asks every node, so it is the same from any node.
+	for i := range 3 {
+		other := redis.NewClient(&redis.Options{Addr: c.Nodes[i].RESPAddr})
+		keys, err := other.Keys(cx, "ev/*").Result()
+		other.Close()
+		if err != nil || fmt.Sprint(keys) != "[ev/a ev/b ev/c]" {
+			t.Fatalf("KEYS on node %d: %v %v", i, keys, err)
+		}
+	}
+	var scanned []string
+	iter := rdb.Scan(cx, 0, "ev/*", 2).Iterator()
+	for iter.Next(cx) {
+		scanned = append(scanned, iter.Val())
+	}
+	if fmt.Sprint(scanned) != "[ev/a ev/b ev/c]" {
+		t.Fatalf("SCAN %v %v", scanned, iter.Err())
+	}
+	if n, _ := rdb.Del(cx, "ev/b", "ev/zz").Result(); n != 1 {
+		t.Fatalf("DEL answered %d, want 1", n)
+	}
+	for name, err := range map[string]error{
+		"INCR":   rdb.Incr(cx, "ev/c").Err(),
+		"SET NX": rdb.SetNX(cx, "ev/new", "x", 0).Err(),
+		"GETSET": rdb.GetSet(cx, "ev/a", "x").Err(),
+		"APPEND": rdb.Append(cx, "ev/a", "x").Err(),
+		"RENAME": rdb.Rename(cx, "ev/a", "ev/q").Err(),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "eventual") {
+			t.Errorf("%s: %v, want an error naming the eventual keyspace", name, err)
+		}
+	}
+	if got, _ := rdb.Get(cx, "ev/a").Result(); got != "hello" {
+		t.Fatalf("refused commands changed ev/a to %q", got)
 	}
 }

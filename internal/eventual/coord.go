@@ -82,7 +82,7 @@ func (p *prepared) finish(out []keyOutcome) (*kv.TxnResult, error) {
 		return res, nil
 	}
 	res.Acks = -1
-	for i, o := range out {
+	for _, o := range out {
 		if o.err != nil {
 			return nil, o.err
 		}
@@ -90,7 +90,6 @@ func (p *prepared) finish(out []keyOutcome) (*kv.TxnResult, error) {
 			res.Acks = o.acks
 		}
 		res.Replicas = max(res.Replicas, o.replicas)
-		_ = i
 	}
 	for i, pt := range p.puts {
 		r := &res.Results[p.ops[i]]

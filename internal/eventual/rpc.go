@@ -130,7 +130,7 @@ func decodeGetReply(b []byte, n int) ([]*record, error) {
 	return out, rd.err
 }
 
-// scanReply is one page of a replica's stored versions under a prefix.
+// scanItem is one stored version in a page of a replica's scan.
 type scanItem struct {
 	key string
 	rec *record
