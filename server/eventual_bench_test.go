@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,4 +101,32 @@ func eventualAgree(c *cluster.Cluster, keys int) bool {
 		}
 	}
 	return true
+}
+
+// BenchmarkEventualServicePut is BenchmarkServicePut for an eventual
+// keyspace (N=3) at W=1 and W=2: replicated writes through the kv service
+// of a 3-node in-process cluster, without a front end.
+func BenchmarkEventualServicePut(b *testing.B) {
+	for _, w := range []int{1, 2} {
+		b.Run(fmt.Sprintf("w=%d", w), func(b *testing.B) {
+			c := cluster.New(b, 3, cluster.Options{})
+			s := c.Svc(c.WaitLeader(5e9))
+			if _, err := s.PutKeyspace(context.Background(), keyspace.Policy{Prefix: "ev/", Mode: keyspace.Eventual, Replicas: 3, WriteQuorum: w, ReadQuorum: 1, SloppyQuorum: true}); err != nil {
+				b.Fatal(err)
+			}
+			val := make([]byte, 256)
+			var n atomic.Int64
+			b.SetParallelism(32) // 64 writers on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					k := fmt.Sprintf("ev/k%06d", n.Add(1)%100000)
+					if _, err := s.Put(context.Background(), k, val, kv.PutOptions{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
