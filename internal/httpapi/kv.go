@@ -465,13 +465,19 @@ func (a *api) patch(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("PATCH takes Content-Type: application/merge-patch+json, not %q", ct), nil)
 		return
 	}
+	a.mergePatch(w, r, key, "the merge patch is not valid JSON")
+}
+
+// mergePatch applies the request body to key as a JSON merge patch and
+// answers with the merged document (/v1/kv and the Repose API).
+func (a *api) mergePatch(w http.ResponseWriter, r *http.Request, key, invalid string) {
 	patch, err := a.readValue(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	if !json.Valid(patch) {
-		a.fail(w, r, badRequest("the merge patch is not valid JSON"))
+		a.fail(w, r, badRequest("%s", invalid))
 		return
 	}
 	rec, err := a.svc.Patch(r.Context(), key, patch)

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -147,27 +146,5 @@ func (a *api) reposePatch(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, badRequest("X-TTL applies to PUT only: a PATCH keeps the object's TTL"))
 		return
 	}
-	patch, err := a.readValue(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if !json.Valid(patch) {
-		a.fail(w, r, badRequest("the patch is not valid JSON: a PATCH body is a JSON merge patch (RFC 7396)"))
-		return
-	}
-	rec, err := a.svc.Patch(r.Context(), key, patch)
-	if err == nil && rec == nil {
-		err = errNoAnswer
-	}
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	h := w.Header()
-	setRecordHeaders(h, rec)
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(rec.Value)
+	a.mergePatch(w, r, key, "the patch is not valid JSON: a PATCH body is a JSON merge patch (RFC 7396)")
 }
