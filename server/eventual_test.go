@@ -3,6 +3,7 @@ package server_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -393,5 +394,64 @@ func TestEventualRESP(t *testing.T) {
 	}
 	if got, _ := rdb.Get(cx, "ev/a").Result(); got != "hello" {
 		t.Fatalf("refused commands changed ev/a to %q", got)
+	}
+}
+
+// When a member is removed (and gone), the keys it held get a new second
+// replica from the one that is left, and stay readable throughout.
+func TestEventualRebalanceOnRemove(t *testing.T) {
+	c := cluster.New(t, 4, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.AntiEntropyInterval = time.Second
+	}})
+	if _, err := c.Svc(0).PutKeyspace(ctx(t), keyspace.Policy{Prefix: "ev/", Mode: keyspace.Eventual, Replicas: 2, WriteQuorum: 2, ReadQuorum: 1, SloppyQuorum: true}); err != nil {
+		t.Fatal(err)
+	}
+	const keys = 200
+	for k := range keys {
+		mustPut(t, c.Svc(k%4), fmt.Sprintf("ev/%d", k), "v")
+	}
+	gone := 3
+	if c.Leader() == gone {
+		gone = 2
+	}
+	name := c.Nodes[gone].Name
+	c.Stop(gone)
+	var via int
+	for i := range 4 {
+		if i != gone {
+			via = i
+			break
+		}
+	}
+	if err := c.Svc(via).RemoveMember(ctx(t), name); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		bad := ""
+		for k := range keys {
+			key := fmt.Sprintf("ev/%d", k)
+			own := owners(t, c, key)
+			if len(own) != 2 || slices.Contains(own, gone) {
+				bad = fmt.Sprintf("%s owners %v (node %d removed)", key, own, gone)
+				break
+			}
+			for _, o := range own {
+				if _, has := localValue(t, c, o, key); !has && bad == "" {
+					bad = fmt.Sprintf("%s not yet on its owner node %d", key, o)
+				}
+			}
+			// Readable from every remaining node all along.
+			if got := mustGetValue(t, c.Svc(own[0]), key, kv.ReadOptions{}); got != "v" {
+				t.Fatalf("%s reads %q", key, got)
+			}
+		}
+		if bad == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(bad)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
