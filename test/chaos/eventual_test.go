@@ -53,10 +53,12 @@ func processEventual(t *testing.T, n int, dir, binary string) harness.Cluster {
 
 // TestEventualShort is the eventual configuration inside `go test ./...`:
 // one short run in process (a partition, a restart, the leader isolated
-// with latency) and one on 3 processes (kill -9, SIGSTOP, a split), each
-// ending with a minority cut off while every node takes writes, healed once
-// the clients stopped; then every replica of every key must converge within
-// three anti-entropy intervals. TestEventual covers more.
+// with latency and clocks skewed within the bound) and one on 3 processes
+// (kill -9, SIGSTOP with a skewed clock, a split), each ending with a
+// minority cut off while every node takes writes, healed once the clients
+// stopped; then every replica of every key must converge within three
+// anti-entropy intervals. Last, in process, a clock beyond the bound
+// (CheckClockBeyondBound). TestEventual covers more.
 func TestEventualShort(t *testing.T) {
 	switch {
 	case testing.Short():
@@ -67,24 +69,41 @@ func TestEventualShort(t *testing.T) {
 	t.Run("in-process", func(t *testing.T) {
 		dir := harness.RunDir(t, *flagKeep)
 		cfg := eventualConfig("eventual short, in process, 3 nodes", "short/", 1)
-		cfg.Steps = [][]string{{harness.FaultPartitionMinority}, {harness.FaultRestart}, {harness.FaultIsolateLeader, harness.FaultLatency}}
+		cfg.Steps = [][]string{{harness.FaultPartitionMinority}, {harness.FaultRestart},
+			{harness.FaultIsolateLeader, harness.FaultLatency, harness.FaultClockSkew}}
 		harness.MustRunEventual(t, inProcessEventual(t, 3, false), dir, cfg)
 	})
 	t.Run("processes", func(t *testing.T) {
 		dir := harness.RunDir(t, *flagKeep)
 		cfg := eventualConfig("eventual short, processes, 3 nodes", "short/", 2)
-		cfg.Steps = [][]string{{harness.FaultKill}, {harness.FaultPause}, {harness.FaultSplit}}
+		cfg.Steps = [][]string{{harness.FaultKill}, {harness.FaultClockSkew, harness.FaultPause}, {harness.FaultSplit}}
 		harness.MustRunEventual(t, processEventual(t, 3, dir, ""), dir, cfg)
 	})
+	t.Run("clock-beyond-bound/in-process", testClockBeyondInProcess)
+}
+
+// testClockBeyondInProcess and testClockBeyondProcesses: one node's clock
+// four max offsets ahead while the clients write; its writes that need
+// another replica answer 503, and the run converges once the clock is
+// right (harness.CheckClockBeyondBound).
+func testClockBeyondInProcess(t *testing.T) {
+	dir := harness.RunDir(t, *flagKeep)
+	harness.CheckClockBeyondBound(t, inProcessEventual(t, 3, false), dir, eventualConfig("clock beyond the bound, in process", "clock/", 4))
+}
+
+func testClockBeyondProcesses(t *testing.T) {
+	dir := harness.RunDir(t, *flagKeep)
+	harness.CheckClockBeyondBound(t, processEventual(t, 3, dir, ""), dir, eventualConfig("clock beyond the bound, processes", "clock/", 5))
 }
 
 // TestEventual is the eventual sweep (-chaos.eventual; TestChaos runs it
 // with -chaos.long, as make chaos does): every fault kind of an eventual
-// run, one at a time and two at once, for about 20 s in process on 3 nodes
-// and on 3 and 5 processes; then the proofs that the convergence check
-// fails on nodes without anti-entropy and read repair, in process
-// (testhook.Hooks.NoRepair) and on processes (a cairn_broken_convergence
-// build).
+// run (clock skew within the bound included), one at a time and two at
+// once, for about 20 s in process on 3 nodes and on 3 and 5 processes; a
+// clock beyond the bound on processes; then the proofs that the
+// convergence check fails on nodes without anti-entropy and read repair,
+// in process (testhook.Hooks.NoRepair) and on processes (a
+// cairn_broken_convergence build).
 func TestEventual(t *testing.T) {
 	switch {
 	case testing.Short():
@@ -109,6 +128,7 @@ func testEventual(t *testing.T) {
 	sweep("in-process/3nodes", 3, 1, 20*time.Second, func(t *testing.T, _ string) harness.Cluster { return inProcessEventual(t, 3, false) })
 	sweep("processes/3nodes", 3, 2, 20*time.Second, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 3, dir, "") })
 	sweep("processes/5nodes", 5, 3, 20*time.Second, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 5, dir, "") })
+	t.Run("clock-beyond-bound/processes", testClockBeyondProcesses)
 	t.Run("checker-catches-no-repair/in-process", testCatchesNoRepairInProcess)
 	t.Run("checker-catches-no-repair/processes", testCatchesNoRepairProcesses)
 }

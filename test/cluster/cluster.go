@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,6 +64,10 @@ type Node struct {
 	member      bool
 	// log keeps what the node logged at info and above (Options.KeepLog).
 	log *logBuf
+	// skew is the offset of the node's eventual clock (SkewClock), handed
+	// to every start as testhook.Hooks.ClockSkew, so that it survives
+	// restarts as a machine's clock would.
+	skew atomic.Int64
 }
 
 // Options shape a cluster.
@@ -228,7 +233,7 @@ func (c *Cluster) start(i int) error {
 	}
 	cfg.PeerListener, cfg.ClientListener, cfg.RESPListener = nd.peerLn, nd.clientLn, nd.respLn
 	nd.peerLn, nd.clientLn, nd.respLn = nil, nil, nil // the server owns them now
-	hooks := &testhook.Hooks{Faults: &peer.Faults{}, NoRepair: c.opts.NoRepair}
+	hooks := &testhook.Hooks{Faults: &peer.Faults{}, NoRepair: c.opts.NoRepair, ClockSkew: &nd.skew}
 	s, err := server.Start(testhook.With(context.Background(), hooks), cfg)
 	if err != nil {
 		return fmt.Errorf("cluster: start %s: %w", nd.Name, err)
@@ -287,6 +292,11 @@ func (c *Cluster) Faults(i int) *peer.Faults {
 	}
 	return nil
 }
+
+// SkewClock sets node i's eventual-engine clock d ahead of the machine's
+// (behind when negative, right again at 0), now if it runs and in every
+// later start.
+func (c *Cluster) SkewClock(i int, d time.Duration) { c.Nodes[i].skew.Store(int64(d)) }
 
 // Rejoin wipes node i's data and starts it again as a new member that joins
 // through node via (after it was removed from the cluster).

@@ -18,8 +18,9 @@ import (
 // Harness returns c as the fault-injection harness's Cluster: the in-process
 // implementation. Link faults go through each node's peer.Faults, a restart
 // is server.Close and server.Start on the same data, membership and status
-// go through each node's kv.Service, and convergence compares every
-// member's applied index and state digest. In-process nodes share the test's
+// go through each node's kv.Service, the clock-skew faults through each
+// node's testhook.Hooks.ClockSkew, and convergence compares every member's
+// applied index and state digest. In-process nodes share the test's
 // process, so they cannot be crashed (kill -9), frozen (SIGSTOP) or taken off
 // a network: Can says so, and the harness skips those faults. Start the
 // cluster with Options.KeepLog for the snapshot fault, and with Spares for
@@ -157,6 +158,8 @@ func (h *inProcess) Can(a harness.Action) (string, bool) {
 		return errShared + ": nothing can freeze one of them", false
 	case harness.ActDisconnect:
 		return errShared + " and its loopback network", false
+	case harness.ActClock:
+		return "testhook.Hooks.ClockSkew", true
 	case harness.ActLog:
 		if h.c.opts.KeepLog {
 			return "log lines kept in memory", true
@@ -234,6 +237,11 @@ func (h *inProcess) Partition(group ...int) {
 			}
 		}
 	}
+}
+
+func (h *inProcess) SkewClock(i int, d time.Duration) error {
+	h.c.SkewClock(i, d)
+	return nil
 }
 
 func (h *inProcess) Heal() {

@@ -65,11 +65,12 @@ var DefaultEventualKeyspaces = []EventualKeyspace{
 }
 
 // EventualFaults are the fault kinds of an eventual run: partitions of
-// every shape, one-way drops, latency, restarts, kill -9 and SIGSTOP.
-// Membership changes (which move ranges between owners), leadership
-// transfers and snapshots (which only the strong engine sees) are left out.
+// every shape, one-way drops, latency, restarts, kill -9, SIGSTOP and clock
+// skew within the bound. Membership changes (which move ranges between
+// owners), leadership transfers and snapshots (which only the strong
+// engine sees) are left out.
 var EventualFaults = []string{FaultPartitionMinority, FaultIsolateLeader, FaultIsolateFollower, FaultSplit, FaultOneWay,
-	FaultLatency, FaultRestart, FaultKill, FaultPause}
+	FaultLatency, FaultRestart, FaultKill, FaultPause, FaultClockSkew}
 
 // EventualConfig is one eventual run. Of the embedded Config, Name,
 // Workload (Clients, Keys per keyspace, Rate, Prefix, Seed, Timeout),
@@ -94,8 +95,9 @@ type EventualConfig struct {
 	// converge.
 	AntiEntropy time.Duration
 	Margin      time.Duration
-	// MaxClockOffset is the nodes' --max-clock-offset (default 500 ms); with
-	// half a second more it is the clock slack of the expiry checks.
+	// MaxClockOffset is the nodes' --max-clock-offset (default 500 ms): the
+	// clock-skew faults scale with it, and with half a second more it is the
+	// clock slack of the expiry checks.
 	MaxClockOffset time.Duration
 	// ExpectDivergence marks a run on a cluster built not to converge
 	// (CheckerCatchesDivergence): it stops polling at the deadline without
@@ -311,6 +313,7 @@ func RunEventual(c Cluster, cfg EventualConfig) *EventualResult {
 	defer stop()
 	waitClients := runEventualClients(ctx, c, cfg, rec, hist)
 	nm := newNemesis(c, cfg.Config, rec)
+	nm.clockBound = cfg.MaxClockOffset
 	sleep(ctx, time.Second)
 	nm.drive(ctx, p, cfg.Config)
 	if len(final) > 0 {

@@ -153,7 +153,10 @@ func (cl *evClient) settle(w *model.Write, ks EventualKeyspace, a answer, del bo
 		return
 	case a.status == http.StatusServiceUnavailable:
 		code, _ := a.errorCode()
-		w.Outcome, w.Err = model.WriteFailed, fmt.Sprintf("503 %s", code)
+		w.Outcome, w.Err = model.WriteFailed, "503 "+code
+		if m := a.errorMessage(); m != "" {
+			w.Err += ": " + m
+		}
 		return
 	case a.status/100 == 4:
 		w.Outcome, w.Err = model.WriteRefused, fmt.Sprintf("%d %s", a.status, strings.TrimSpace(string(a.body)))

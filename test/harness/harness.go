@@ -1,7 +1,8 @@
 // Package harness is cairn's fault-injection harness: one workload (HTTP
 // and Redis-protocol clients), one nemesis (partitions, one-way drops,
 // latency, stops, kill -9, SIGSTOP, membership changes, leadership
-// transfer, a follower kept away until it needs a snapshot) and one Run
+// transfer, a follower kept away until it needs a snapshot, clock skew of
+// the eventual engine) and one Run
 // that drives them against a Cluster, heals it, waits for the replicas to
 // agree and checks the history with test/model.
 //
@@ -54,6 +55,8 @@ const (
 	ActDisconnect Action = "disconnect"
 	// ActLog: LogMark and LogContains search what a node logged.
 	ActLog Action = "log"
+	// ActClock: SkewClock shifts a node's eventual-engine clock.
+	ActClock Action = "clock"
 )
 
 // Node is what the harness knows about one node slot at a moment.
@@ -162,6 +165,11 @@ type Cluster interface {
 	Partition(group ...int)
 	// Heal removes every link fault on every node.
 	Heal()
+	// SkewClock sets node i's eventual-engine clock d ahead of the
+	// machine's (behind when d is negative; 0 restores it). The skew holds
+	// across restarts of the node until it is set again; a node that is
+	// down or paused gets it when it is back.
+	SkewClock(i int, d time.Duration) error
 
 	// Members lists the configuration as the leader (or any live node) sees it.
 	Members() ([]Member, error)

@@ -120,3 +120,78 @@ func TestLeaderTurn(t *testing.T) {
 		t.Fatal("two injections of a kind aimed at the same role")
 	}
 }
+
+// clockCluster is three live nodes whose clock offsets SkewClock records.
+type clockCluster struct {
+	fakeCluster
+	skews map[int]time.Duration
+}
+
+func (f *clockCluster) Live() []int { return []int{0, 1, 2} }
+func (f *clockCluster) Node(i int) Node {
+	return Node{Name: "n" + string(rune('1'+i)), Member: true, Running: true}
+}
+func (f *clockCluster) SkewClock(i int, d time.Duration) error {
+	f.skews[i] = d
+	return nil
+}
+
+// The clock-skew fault keeps every clock, the unskewed ones included,
+// within 0.6 max offsets of every other, and heals to 0; the fault beyond
+// the bound goes four max offsets ahead.
+func TestClockSkewWithinBound(t *testing.T) {
+	const offset = 500 * time.Millisecond
+	bound := offset * 6 / 10
+	two := 0
+	for seed := range uint64(200) {
+		f := &clockCluster{fakeCluster: fakeCluster{can: map[Action]bool{ActClock: true}, size: 3, slots: 3}, skews: map[int]time.Duration{}}
+		nm := newNemesis(f, Config{Workload: Workload{Seed: seed}, Logf: func(string, ...any) {}}, &recorder{start: time.Now()})
+		nm.clockBound = offset
+		act, _ := nm.inject([]string{FaultClockSkew}, 0)
+		r := nm.faults[0]
+		if r.Err != "" || len(r.Skews) == 0 || len(r.Skews) > 2 {
+			t.Fatalf("seed %d: %+v", seed, r)
+		}
+		lo, hi := time.Duration(0), time.Duration(0)
+		for _, d := range f.skews {
+			lo, hi = min(lo, d), max(hi, d)
+		}
+		if hi-lo > bound || lo < -bound || hi > bound {
+			t.Fatalf("seed %d: skews %v spread %s, beyond %s", seed, f.skews, hi-lo, bound)
+		}
+		if max(hi, -lo) < bound/2 {
+			t.Fatalf("seed %d: skews %v, none of half the bound or more", seed, f.skews)
+		}
+		if len(f.skews) == 2 {
+			two++
+		}
+		nm.undo(act)
+		for i, d := range f.skews {
+			if d != 0 {
+				t.Fatalf("seed %d: n%d still %s off after healing", seed, i+1, d)
+			}
+		}
+		if len(nm.skews) != 0 {
+			t.Fatalf("seed %d: the nemesis still counts %v", seed, nm.skews)
+		}
+	}
+	if two == 0 || two == 200 {
+		t.Fatalf("%d of 200 injections skewed two nodes", two)
+	}
+
+	f := &clockCluster{fakeCluster: fakeCluster{can: map[Action]bool{ActClock: true}, size: 3, slots: 3}, skews: map[int]time.Duration{}}
+	nm := newNemesis(f, Config{Logf: t.Logf}, &recorder{start: time.Now()})
+	nm.clockBound = offset
+	nm.inject([]string{FaultClockBeyond}, 0)
+	if r := nm.faults[0]; len(r.Skews) != 1 || !strings.Contains(r.Detail, "+2s") {
+		t.Fatalf("%+v", r)
+	}
+	if err := nm.restore(); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range f.skews {
+		if d != 0 {
+			t.Fatalf("n%d still %s off after restore", i+1, d)
+		}
+	}
+}

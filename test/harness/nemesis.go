@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -54,6 +55,17 @@ const (
 	// FaultDisconnect takes a node (the leader in turn) off the network
 	// (docker network disconnect); clusters in Docker only.
 	FaultDisconnect = "disconnect"
+	// FaultClockSkew sets the eventual-engine clocks of one or two members
+	// off by up to 0.6 times the nodes' max clock offset, ahead or behind,
+	// with every clock of the cluster within that much of every other, and
+	// sets them right when healing. Only the eventual engine reads the
+	// skewed clock (its HLC stamps); Raft and expiry keep the machine's.
+	FaultClockSkew = "clock-skew"
+	// FaultClockBeyond sets one member's eventual-engine clock four times
+	// the max clock offset ahead, and right again when healing: the other
+	// replicas refuse the writes it stamps. Not part of any sweep; see
+	// CheckClockBeyondBound.
+	FaultClockBeyond = "clock-skew-beyond"
 )
 
 // AllFaults lists every fault kind but disconnect (which only the Docker
@@ -69,7 +81,7 @@ var DockerFaults = []string{FaultDisconnect, FaultPause, FaultKill}
 
 // composable are the kinds a mixed step may inject two at a time.
 var composable = []string{FaultPartitionMinority, FaultIsolateLeader, FaultIsolateFollower, FaultOneWay, FaultLatency,
-	FaultRestart, FaultKill, FaultPause, FaultTransfer, FaultDisconnect}
+	FaultRestart, FaultKill, FaultPause, FaultTransfer, FaultDisconnect, FaultClockSkew}
 
 // needs are the actions each fault kind takes from the cluster; kinds
 // that take none need only the cluster API (membership, leadership).
@@ -85,6 +97,8 @@ var needs = map[string][]Action{
 	FaultPause:             {ActPause},
 	FaultSnapshot:          {ActLinks, ActLog},
 	FaultDisconnect:        {ActDisconnect},
+	FaultClockSkew:         {ActClock},
+	FaultClockBeyond:       {ActClock},
 }
 
 // Unsupported says why c cannot make fault kind, or "" when it can.
@@ -106,6 +120,8 @@ type FaultRecord struct {
 	Start, End time.Duration
 	Detail     string
 	Err        string // the fault could not be injected or healed
+	// Skews are, for a clock fault, the clock offsets it set, by node name.
+	Skews map[string]time.Duration `json:",omitempty"`
 }
 
 // injectFunc injects a fault and returns how to heal it; heal returns a note
@@ -128,6 +144,8 @@ var faultKinds = map[string]injectFunc{
 	FaultTransfer:          injectTransfer,
 	FaultSnapshot:          injectSnapshot,
 	FaultDisconnect:        injectDisconnect,
+	FaultClockSkew:         injectClockSkew,
+	FaultClockBeyond:       injectClockBeyond,
 }
 
 // ValidFault reports whether kind is a fault kind.
@@ -148,6 +166,10 @@ type nemesis struct {
 	// Filler writes acknowledged, and with an unknown outcome: the revision
 	// accounting in Run needs them.
 	fillAcked, fillUnknown atomic.Int64
+	// clockBound is the nodes' --max-clock-offset; skews are the clock
+	// offsets the clock faults have set and not yet undone, by slot.
+	clockBound time.Duration
+	skews      map[int]time.Duration
 }
 
 func (nm *nemesis) name(i int) string { return nm.c.Node(i).Name }
@@ -354,6 +376,83 @@ func roleOf(nm *nemesis, i int) string {
 	return "?"
 }
 
+// skew sets the clocks of the nodes in skews (slot -> offset) and returns
+// what sets them right again. The offsets stay in nm.skews until then, so
+// that restore can undo what a heal could not.
+func (nm *nemesis) skew(skews map[int]time.Duration) (func() (string, error), string, error) {
+	var parts []string
+	heal := func() (string, error) {
+		var errs []error
+		for i := range skews {
+			if err := nm.c.SkewClock(i, 0); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			delete(nm.skews, i)
+		}
+		return "", errors.Join(errs...)
+	}
+	slots := slices.Sorted(maps.Keys(skews))
+	for _, i := range slots {
+		d := skews[i]
+		nm.skews[i] = d
+		if err := nm.c.SkewClock(i, d); err != nil {
+			return heal, "", err
+		}
+		parts = append(parts, nm.name(i)+" "+signed(d))
+	}
+	return heal, strings.Join(parts, ", "), nil
+}
+
+// signed is d with its sign: "+300ms", "-120ms".
+func signed(d time.Duration) string {
+	if d >= 0 {
+		return "+" + d.String()
+	}
+	return d.String()
+}
+
+// injectClockSkew skews one or two live members within the bound: the
+// first by a half to the whole of 0.6 times the max offset, ahead or
+// behind; the second so that no two clocks (the unskewed ones at 0
+// included) are more than that apart.
+func injectClockSkew(nm *nemesis) (func() (string, error), string, error) {
+	live := nm.c.Live()
+	if len(live) == 0 {
+		return nil, "", errors.New("no live node")
+	}
+	bound := nm.clockBound * 6 / 10
+	ms := func(lo, hi time.Duration) time.Duration { // uniform in [lo, hi], whole milliseconds
+		return (lo + time.Duration(nm.rng.Int64N(int64(hi-lo)+1))).Round(time.Millisecond)
+	}
+	nm.rng.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
+	s1 := ms(bound/2, bound)
+	if nm.rng.IntN(2) == 0 {
+		s1 = -s1
+	}
+	skews := map[int]time.Duration{live[0]: s1}
+	if len(live) > 1 && nm.rng.IntN(2) == 0 {
+		if s1 > 0 {
+			skews[live[1]] = ms(s1-bound, bound)
+		} else {
+			skews[live[1]] = ms(-bound, s1+bound)
+		}
+	}
+	heal, detail, err := nm.skew(skews)
+	return heal, fmt.Sprintf("%s (within 0.6 x the %s max offset), set right when healing", detail, nm.clockBound), err
+}
+
+// injectClockBeyond sets one live member's clock four max offsets ahead.
+func injectClockBeyond(nm *nemesis) (func() (string, error), string, error) {
+	live := nm.c.Live()
+	if len(live) == 0 {
+		return nil, "", errors.New("no live node")
+	}
+	v := live[nm.rng.IntN(len(live))]
+	heal, detail, err := nm.skew(map[int]time.Duration{v: 4 * nm.clockBound})
+	return heal, fmt.Sprintf("%s (4 x the %s max offset: its stamps are refused), set right when healing", detail, nm.clockBound), err
+}
+
 func injectMemberReadd(nm *nemesis) (func() (string, error), string, error) {
 	v, err := nm.victim(FaultMemberReadd)
 	if err != nil {
@@ -552,8 +651,8 @@ func (nm *nemesis) fill(away int, target uint64, limit time.Duration) (int, erro
 	return int(written.Load()), fmt.Errorf("the leader did not reach applied index %d in %s", target, limit)
 }
 
-// restore undoes whatever faults are left: links healed, every member
-// thawed, on the network and running, no spare left in the configuration.
+// restore undoes whatever faults are left: links healed, clocks set right,
+// every member thawed, on the network and running.
 func (nm *nemesis) restore() error {
 	var errs []error
 	_, disconnect := nm.c.Can(ActDisconnect)
@@ -568,6 +667,12 @@ func (nm *nemesis) restore() error {
 	}
 	if links {
 		nm.c.Heal()
+	}
+	for i := range nm.skews {
+		if err := nm.c.SkewClock(i, 0); err != nil {
+			errs = append(errs, err)
+		}
+		delete(nm.skews, i)
 	}
 	for i := 0; i < nm.c.Slots(); i++ {
 		n := nm.c.Node(i)
@@ -592,7 +697,7 @@ func (nm *nemesis) restore() error {
 // rec's clock.
 func newNemesis(c Cluster, cfg Config, rec *recorder) *nemesis {
 	return &nemesis{c: c, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)), rec: rec, prefix: cfg.Prefix, logf: cfg.Logf,
-		turns: map[string]int{}, first: map[string]bool{}}
+		turns: map[string]int{}, first: map[string]bool{}, clockBound: 500 * time.Millisecond, skews: map[int]time.Duration{}}
 }
 
 // drive takes the steps of p (see schedule), or with no plan waits for
@@ -639,6 +744,12 @@ func (nm *nemesis) inject(kinds []string, hold time.Duration) ([]active, time.Du
 			heal, detail, err = faultKinds[k](nm)
 		}
 		r := FaultRecord{Kind: k, Start: at, Detail: detail}
+		if (k == FaultClockSkew || k == FaultClockBeyond) && err == nil {
+			r.Skews = map[string]time.Duration{}
+			for i, d := range nm.skews {
+				r.Skews[nm.name(i)] = d
+			}
+		}
 		if err != nil {
 			r.Err = "not injected: " + err.Error()
 			r.End = time.Duration(nm.rec.now())

@@ -227,6 +227,20 @@ func (a answer) errorCode() (string, int64) {
 	return e.Error.Code, e.Error.Revision
 }
 
+// errorMessage is the "message" of a JSON error body, cut to 300 bytes.
+func (a answer) errorMessage() string {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(a.body, &e)
+	if m := e.Error.Message; len(m) > 300 {
+		return m[:300] + "…"
+	}
+	return e.Error.Message
+}
+
 // notSent reports whether the request never left: the connection was
 // refused, so the server cannot have acted on it.
 func (a answer) notSent() bool {

@@ -3,9 +3,10 @@
 // tests: the fault-injection harness's second Cluster implementation (the
 // first, in process, is test/cluster), and the home of the tests that need
 // a process of their own (the CLI, kill -9 durability, replay after a
-// crash). Faults: SIGTERM, kill -9, SIGSTOP, link faults through the
-// /debug/faults endpoints of a faultinject build; in Docker also docker
-// network disconnect, docker pause and docker kill.
+// crash). Faults: SIGTERM, kill -9, SIGSTOP, link faults and the eventual
+// engine's clock skew through the /debug/faults endpoints of a faultinject
+// build; in Docker also docker network disconnect, docker pause and docker
+// kill.
 package process
 
 import (
@@ -121,6 +122,9 @@ type Node struct {
 	delays       map[string]time.Duration // delays on links to peer addresses
 	created      bool                     // Docker: the container exists (and holds the data)
 	disconnected bool                     // Docker: off the network
+	// skew is the eventual-clock offset the harness wants on the node
+	// (SkewClock), skewLive the one its running process has.
+	skew, skewLive time.Duration
 }
 
 // proc is a running node: a local process or a container.
@@ -372,6 +376,8 @@ func (c *Cluster) Can(a harness.Action) (string, bool) {
 		return "local processes share the host's loopback: only the Docker variant can take a node off its network", false
 	case harness.ActLog:
 		return "the node's log file", true
+	case harness.ActClock:
+		return "/debug/faults/clock on the node (a faultinject build)", true
 	}
 	return "unknown action", false
 }
@@ -434,7 +440,7 @@ func (c *Cluster) Start(i int) error {
 		return fmt.Errorf("process: start %s: %w", n.Name, err)
 	}
 	n.mu.Lock()
-	n.proc, n.paused = p, false
+	n.proc, n.paused, n.skewLive = p, false, 0
 	n.mu.Unlock()
 	c.opts.Logf("process: started %s", n.Name)
 	go func() {
@@ -582,18 +588,20 @@ func (c *Cluster) Pause(i int) error {
 	return nil
 }
 
-// Resume continues a paused node (SIGCONT, or docker unpause).
+// Resume continues a paused node (SIGCONT, or docker unpause), and gives
+// it the clock skew set while it was paused.
 func (c *Cluster) Resume(i int) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.proc != nil && n.paused {
 		if err := n.proc.signal(syscall.SIGCONT); err != nil {
+			n.mu.Unlock()
 			return err
 		}
 		n.paused = false
 	}
-	return nil
+	n.mu.Unlock()
+	return c.applyClock(i)
 }
 
 // Wipe deletes node i's data (its directory, or its container); the node
@@ -845,6 +853,40 @@ func (c *Cluster) fault(i int, path string) {
 	}
 }
 
+// SkewClock sets node i's eventual-engine clock d ahead of the machine's
+// (POST /debug/faults/clock?skew=d): now when it runs and answers, and
+// otherwise when it starts, is resumed or reconnected.
+func (c *Cluster) SkewClock(i int, d time.Duration) error {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	n.skew = d
+	n.mu.Unlock()
+	return c.applyClock(i)
+}
+
+// applyClock gives node i's process the skew the harness wants, unless it
+// has it already or cannot be reached now.
+func (c *Cluster) applyClock(i int) error {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	d, skip := n.skew, n.proc == nil || n.paused || n.disconnected || n.skew == n.skewLive
+	n.mu.Unlock()
+	if skip {
+		return nil
+	}
+	path := "/debug/faults/clock?skew=" + d.String()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, b, err := c.do(ctx, i, http.MethodPost, path, nil)
+	if err != nil || st != http.StatusOK {
+		return fmt.Errorf("process: %s %s: %d %s %w", n.Name, path, st, bytes.TrimSpace(b), err)
+	}
+	n.mu.Lock()
+	n.skewLive = d
+	n.mu.Unlock()
+	return nil
+}
+
 func (c *Cluster) applyFaults(i int) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
@@ -864,7 +906,7 @@ func (c *Cluster) applyFaults(i int) error {
 			return fmt.Errorf("process: %s %s: %d %s %w", n.Name, p, st, b, err)
 		}
 	}
-	return nil
+	return c.applyClock(i)
 }
 
 // admin sends a membership or leadership request, to the leader first and
