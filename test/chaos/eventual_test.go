@@ -33,32 +33,33 @@ func eventualConfig(name, prefix string, seed uint64) harness.EventualConfig {
 	}
 }
 
-// inProcessEventual starts n in-process nodes with a short anti-entropy
-// interval; noRepair starts their eventual engines without anti-entropy,
-// read repair, hints and handoff.
+// inProcessEventual starts n in-process nodes, and a spare for the
+// learner-promote fault, with a short anti-entropy interval; noRepair
+// starts their eventual engines without anti-entropy, read repair, hints
+// and handoff.
 func inProcessEventual(t *testing.T, n int, noRepair bool) harness.Cluster {
 	t.Helper()
-	return cluster.New(t, n, cluster.Options{NoRepair: noRepair, Configure: func(_ int, c *config.Config) {
+	return cluster.New(t, n, cluster.Options{NoRepair: noRepair, Spares: 1, Configure: func(_ int, c *config.Config) {
 		c.AntiEntropyInterval = antiEntropy
 	}}).Harness()
 }
 
 // processEventual starts n processes of binary ("" for the faultinject
-// build) with a short anti-entropy interval.
+// build), and a spare, with a short anti-entropy interval.
 func processEventual(t *testing.T, n int, dir, binary string) harness.Cluster {
 	t.Helper()
 	args := append(slices.Clone(process.DefaultArgs), "--anti-entropy-interval", antiEntropy.String())
-	return process.New(t, &builds, process.Options{Binary: binary, Nodes: n, Dir: dir, Args: args})
+	return process.New(t, &builds, process.Options{Binary: binary, Nodes: n, Spares: 1, Dir: dir, Args: args})
 }
 
 // TestEventualShort is the eventual configuration inside `go test ./...`:
-// one short run in process (a partition, a restart, the leader isolated
-// with latency and clocks skewed within the bound) and one on 3 processes
-// (kill -9, SIGSTOP with a skewed clock, a split), each ending with a
-// minority cut off while every node takes writes, healed once the clients
-// stopped; then every replica of every key must converge within three
-// anti-entropy intervals. Last, in process, a clock beyond the bound
-// (CheckClockBeyondBound). TestEventual covers more.
+// one short run in process (a partition, a restart, a spare that joins and
+// is removed, the leader isolated with latency and clocks skewed within the
+// bound) and one on 3 processes (kill -9, SIGSTOP with a skewed clock, a
+// split), each ending with a minority cut off while every node takes
+// writes, healed once the clients stopped; then every replica of every key
+// must converge within three anti-entropy intervals. Last, in process, a
+// clock beyond the bound (CheckClockBeyondBound). TestEventual covers more.
 func TestEventualShort(t *testing.T) {
 	switch {
 	case testing.Short():
@@ -69,7 +70,7 @@ func TestEventualShort(t *testing.T) {
 	t.Run("in-process", func(t *testing.T) {
 		dir := harness.RunDir(t, *flagKeep)
 		cfg := eventualConfig("eventual short, in process, 3 nodes", "short/", 1)
-		cfg.Steps = [][]string{{harness.FaultPartitionMinority}, {harness.FaultRestart},
+		cfg.Steps = [][]string{{harness.FaultPartitionMinority}, {harness.FaultRestart}, {harness.FaultLearner},
 			{harness.FaultIsolateLeader, harness.FaultLatency, harness.FaultClockSkew}}
 		harness.MustRunEventual(t, inProcessEventual(t, 3, false), dir, cfg)
 	})
@@ -98,12 +99,13 @@ func testClockBeyondProcesses(t *testing.T) {
 
 // TestEventual is the eventual sweep (-chaos.eventual; TestChaos runs it
 // with -chaos.long, as make chaos does): every fault kind of an eventual
-// run (clock skew within the bound included), one at a time and two at
-// once, for about 20 s in process on 3 nodes and on 3 and 5 processes; a
-// clock beyond the bound on processes; then the proofs that the
-// convergence check fails on nodes without anti-entropy and read repair,
-// in process (testhook.Hooks.NoRepair) and on processes (a
-// cairn_broken_convergence build).
+// run (clock skew within the bound and a spare's join and removal
+// included) once each in a seeded order, then one step of two at once, in
+// process on 3 nodes and on 3 and 5 processes; a clock beyond the bound on
+// processes; then the proofs that the convergence check fails on nodes
+// without anti-entropy and read repair, in process
+// (testhook.Hooks.NoRepair) and on processes (a cairn_broken_convergence
+// build).
 func TestEventual(t *testing.T) {
 	switch {
 	case testing.Short():
@@ -117,17 +119,21 @@ func TestEventual(t *testing.T) {
 }
 
 func testEventual(t *testing.T) {
-	sweep := func(name string, n int, seed uint64, d time.Duration, open func(t *testing.T, dir string) harness.Cluster) {
+	// One pass rather than a duration, so that each run makes every kind
+	// (a 20 s run made about five of them); shorter steps than the short
+	// runs' keep a run at about 25 s.
+	sweep := func(name string, seed uint64, open func(t *testing.T, dir string) harness.Cluster) {
 		t.Run(name, func(t *testing.T) {
 			dir := harness.RunDir(t, *flagKeep)
 			cfg := eventualConfig("eventual sweep, "+name, "sweep/", seed)
-			cfg.Faults, cfg.Duration, cfg.Mixed = harness.EventualFaults, d, 1
+			cfg.Faults, cfg.Passes, cfg.Mixed = harness.EventualFaults, 1, 1
+			cfg.Gap, cfg.Hold = 300*time.Millisecond, time.Second
 			harness.MustRunEventual(t, open(t, dir), dir, cfg)
 		})
 	}
-	sweep("in-process/3nodes", 3, 1, 20*time.Second, func(t *testing.T, _ string) harness.Cluster { return inProcessEventual(t, 3, false) })
-	sweep("processes/3nodes", 3, 2, 20*time.Second, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 3, dir, "") })
-	sweep("processes/5nodes", 5, 3, 20*time.Second, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 5, dir, "") })
+	sweep("in-process/3nodes", 1, func(t *testing.T, _ string) harness.Cluster { return inProcessEventual(t, 3, false) })
+	sweep("processes/3nodes", 2, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 3, dir, "") })
+	sweep("processes/5nodes", 3, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 5, dir, "") })
 	t.Run("clock-beyond-bound/processes", testClockBeyondProcesses)
 	t.Run("checker-catches-no-repair/in-process", testCatchesNoRepairInProcess)
 	t.Run("checker-catches-no-repair/processes", testCatchesNoRepairProcesses)

@@ -65,12 +65,13 @@ var DefaultEventualKeyspaces = []EventualKeyspace{
 }
 
 // EventualFaults are the fault kinds of an eventual run: partitions of
-// every shape, one-way drops, latency, restarts, kill -9, SIGSTOP and clock
-// skew within the bound. Membership changes (which move ranges between
-// owners), leadership transfers and snapshots (which only the strong
-// engine sees) are left out.
+// every shape, one-way drops, latency, restarts, kill -9, SIGSTOP, clock
+// skew within the bound, and a spare that joins (its ranges move to it)
+// and is removed again (they move back). Leadership transfers and
+// snapshots, which only the strong engine sees, and the re-adds of a wiped
+// bootstrap member are left out.
 var EventualFaults = []string{FaultPartitionMinority, FaultIsolateLeader, FaultIsolateFollower, FaultSplit, FaultOneWay,
-	FaultLatency, FaultRestart, FaultKill, FaultPause, FaultClockSkew}
+	FaultLatency, FaultRestart, FaultKill, FaultPause, FaultClockSkew, FaultLearner}
 
 // EventualConfig is one eventual run. Of the embedded Config, Name,
 // Workload (Clients, Keys per keyspace, Rate, Prefix, Seed, Timeout),

@@ -262,9 +262,10 @@ func stampTime(ts string) (time.Time, error) {
 }
 
 // finalReader reads what each replica of a key holds: the key's preference
-// list from GET /v1/ring?key=K (asked once per key), then GET
-// ?consistency=local on every node of it. Local reads repair nothing, so
-// the polls do not help the replicas converge.
+// list from GET /v1/ring?key=K on a node that is a member now (asked again
+// on every poll, so that no list from before a membership change is
+// used), then GET ?consistency=local on every node of it. Local reads
+// repair nothing, so the polls do not help the replicas converge.
 type finalReader struct {
 	c     Cluster
 	rec   *recorder
@@ -278,6 +279,7 @@ func newFinalReader(c Cluster, rec *recorder) *finalReader {
 
 // read reads every key's replicas, keys in parallel.
 func (fr *finalReader) read(keys []string) []model.KeyState {
+	clear(fr.prefs)
 	out := make([]model.KeyState, len(keys))
 	var wg sync.WaitGroup
 	for i, k := range keys {
