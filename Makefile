@@ -36,9 +36,13 @@ lint:
 # cluster can make against 3 and 5 nodes; then the partition runs and the
 # in-process proof that the checker catches a broken read path, twice) and
 # on real processes (test/chaos: every fault kind against 3 and 5 nodes,
-# kill -9 and SIGSTOP included, the process stale-read proof, and the
-# Docker variant where a Docker engine answers), then kill -9 durability
-# (test/process). See docs/TESTING.md.
+# kill -9 and SIGSTOP included, the process stale-read proof, the Docker
+# variant where a Docker engine answers, and the eventual convergence runs:
+# writers and deletes on eventual keyspaces under every fault kind, clock
+# skew within the bound and a spare's join and removal included, in process
+# and on 3 and 5 processes, a clock beyond the bound, and the proofs that
+# the check fails on nodes without anti-entropy and read repair), then
+# kill -9 durability (test/process). See docs/TESTING.md.
 CHAOS_RUNS ?= 2
 NEMESIS_SEEDS ?= 1
 CHAOS_SEEDS ?= 1

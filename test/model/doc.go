@@ -5,8 +5,8 @@
 // the workload that records it and the clusters it runs on live in
 // test/harness, test/cluster and test/process.
 //
-// The layout is one file per model, each with its operation kinds, its
-// porcupine model and its checks:
+// The layout is one file per model, each with its operation kinds and its
+// checks (and a porcupine model where there is an order to linearize):
 //
 //   - kv.go: the strong keyspaces' register, one per key, with revisions and
 //     versions (gets, puts, compare-and-swap on a revision, transactions
@@ -20,11 +20,20 @@
 //     unknown writes.
 //   - history.go: a history saved as JSON, to check it again without a
 //     cluster.
+//   - convergence.go: eventual keyspaces, where there is no order to
+//     linearize. CheckConvergence checks the end state, read from every
+//     replica once the faults have healed, against every write attempted
+//     (Write: acknowledged at a Version, failed with a 503, unknown, or
+//     refused): every replica of a key holds the same version or none
+//     does; it is at least every acknowledged write's, so nothing
+//     acknowledged is lost unless a greater version replaced it and a
+//     delete never lets an older value back; a value is its own write's,
+//     at that write's version, and a refused write never shows; a key is
+//     absent only where a delete, an expiry or no acknowledged write can
+//     explain it. CheckEventualReads checks the values reads returned
+//     during a run. test/harness's RunEventual records the writes and
+//     reads and reads the end state.
 //
-// The models that come next go beside these, one file each: watch.go (a
-// change feed delivers every change of its prefix once, in revision order,
-// resumable from a revision) and convergence.go (eventual keyspaces: after
-// the faults heal, every replica holds, for each key, the newest write by
-// (timestamp, node) among those acknowledged or seen, and deletes stay
-// deleted).
+// The watch model comes next, in watch.go: a change feed delivers every
+// change of its prefix once, in revision order, resumable from a revision.
 package model
