@@ -277,10 +277,12 @@ func (a *antiEntropy) merge(items []scanItem) error {
 	if len(items) == 0 {
 		return nil
 	}
-	puts := make([]put, len(items))
-	for i, it := range items {
-		_ = a.e.observe(it.rec.stamp, false)
-		puts[i] = put{key: it.key, rec: it.rec}
+	puts := make([]put, 0, len(items))
+	for _, it := range items {
+		if a.e.observe(it.rec.stamp, false) != nil {
+			continue // too far ahead of this node's clock: a later round
+		}
+		puts = append(puts, put{key: it.key, rec: it.rec})
 	}
 	return a.e.reps.write(&commit{puts: puts})
 }

@@ -12,7 +12,7 @@ import (
 
 type fakeCluster struct{ table *keyspace.Table }
 
-func (f fakeCluster) Members() []Member         { return nil }
+func (f fakeCluster) Members() []Member          { return nil }
 func (f fakeCluster) Keyspaces() *keyspace.Table { return f.table }
 
 // digestEngine is an engine with only what localDigest needs: a replica

@@ -124,6 +124,10 @@ func (e *Engine) prepare(ctx context.Context, v *view, t *kv.Txn) (*prepared, er
 	if len(t.Compare) > 0 {
 		return nil, e.refuse(t.Compare[0].Key, "a compare (CAS, If-Match, SET NX/XX, WATCH)")
 	}
+	if ahead, by := e.det.clockAhead(); ahead {
+		return nil, fmt.Errorf("%w: this node's clock is %v ahead of most of its peers' (max clock offset %v): it coordinates no eventual writes until its clock is set right",
+			kv.ErrUnavailable, by.Round(time.Millisecond), e.clock.MaxOffset())
+	}
 	stamp, err := e.clock.Now()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", kv.ErrUnavailable, err)
@@ -379,15 +383,18 @@ func (e *Engine) write(ctx context.Context, v *view, puts []put, quorum []int) (
 			if owner == "" {
 				owner = a.d.tg[j].node
 			}
-			if ks.sloppy {
+			if ks.sloppy && !isClockRefusal(err) {
 				if s := standIn(ks); s != "" {
 					add(retry, i, target{node: s, hint: owner})
 					continue
 				}
 			}
 			// No stand-in: keep the write here for the owner, so it gets it
-			// when it is back (an extra copy, not an ack).
-			e.keepHint(owner, puts[i])
+			// when it is back (an extra copy, not an ack); not when it
+			// refused the stamp, which a hint would only carry there later.
+			if !isClockRefusal(err) {
+				e.keepHint(owner, puts[i])
+			}
 		}
 		dispatch(retry)
 	}
@@ -430,7 +437,7 @@ func (e *Engine) drainWrite(answers <-chan writeAnswer, n int, puts []put, done 
 		for range n {
 			a := <-answers
 			for j, i := range a.d.idx {
-				if a.err == nil && a.out[j].applied {
+				if (a.err == nil && a.out[j].applied) || isClockRefusal(a.err) {
 					continue
 				}
 				owner := a.d.tg[j].hint

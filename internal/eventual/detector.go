@@ -2,6 +2,7 @@ package eventual
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,6 +29,11 @@ type detector struct {
 }
 
 type liveness struct {
+	// offset is how far this node's clock runs ahead of the member's, as
+	// measured by the last answered ping (half its round trip taken as the
+	// one-way delay); valid when measured is set.
+	offset          time.Duration
+	measured        bool
 	misses, answers int
 	damaged         bool // damaged or validating: not usable
 	validating      bool
@@ -84,9 +90,15 @@ func (d *detector) run() {
 			go func(m, addr string) {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(d.e.ctx, pingTimeout)
-				_, err := d.e.cfg.RPC.Call(ctx, addr, methodPing, nil)
+				sent := d.e.wall()
+				out, err := d.e.cfg.RPC.Call(ctx, addr, methodPing, nil)
+				got := d.e.wall()
 				cancel()
 				d.record(m, err == nil)
+				if rd := (reader{b: out}); err == nil && len(out) == 8 {
+					remote := time.UnixMilli(int64(rd.u64()))
+					d.measure(m, sent.Add(got.Sub(sent)/2).Sub(remote))
+				}
 			}(m, v.addrs[m])
 		}
 		wg.Wait()
@@ -127,6 +139,41 @@ func (d *detector) record(node string, ok bool) {
 		d.e.log.Info("member healthy again: it passed its validation rounds", "member", node)
 		d.e.hintsDue()
 	}
+}
+
+func (d *detector) measure(node string, offset time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if l := d.peers[node]; l != nil {
+		l.offset, l.measured = offset, true
+	}
+}
+
+// clockAhead reports whether this node's clock runs more than the max
+// clock offset ahead of most of the members it could measure (and by how
+// much, the median of those): its writes would be refused by them, or win
+// over later ones, so it stops coordinating writes, as a CockroachDB node
+// whose clock is off stops serving.
+func (d *detector) clockAhead() (bool, time.Duration) {
+	limit := d.e.clock.MaxOffset()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var offs []time.Duration
+	ahead := 0
+	for _, l := range d.peers {
+		if !l.measured || l.damaged {
+			continue
+		}
+		offs = append(offs, l.offset)
+		if l.offset > limit {
+			ahead++
+		}
+	}
+	if len(offs) == 0 || 2*ahead <= len(offs) {
+		return false, 0
+	}
+	slices.Sort(offs)
+	return true, offs[len(offs)/2]
 }
 
 // forget drops members that left.

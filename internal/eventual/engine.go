@@ -274,6 +274,14 @@ func (e *Engine) policy(v *view, key string) (p keyspace.Policy, n, w, r int) {
 	return p, n, min(w, n), min(r, n)
 }
 
+// wall is the engine's physical clock.
+func (e *Engine) wall() time.Time {
+	if e.cfg.Wall != nil {
+		return e.cfg.Wall()
+	}
+	return time.Now()
+}
+
 // Ring implements kv.Placement.
 func (e *Engine) Ring(key string, replicas int) *kv.RingInfo {
 	v := e.view.Load()

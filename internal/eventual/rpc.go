@@ -27,10 +27,18 @@ func (e *Engine) handlers() map[string]peer.Handler {
 		"Put":      e.handlePut,
 		"Get":      e.handleGet,
 		"Scan":     e.handleScan,
-		"Ping":     func(context.Context, []byte) ([]byte, error) { return nil, nil },
+		"Ping":     e.handlePing,
 		"Digest":   e.ae.handleDigest,
 		"Exchange": e.ae.handleExchange,
 	}
+}
+
+// handlePing answers a heartbeat with this node's wall clock (unix ms), from
+// which the pinging node learns how far apart their clocks are.
+func (e *Engine) handlePing(context.Context, []byte) ([]byte, error) {
+	var w writer
+	w.u64(uint64(e.wall().UnixMilli()))
+	return w.b, nil
 }
 
 func (e *Engine) handlePut(_ context.Context, b []byte) ([]byte, error) {
@@ -74,21 +82,31 @@ func (e *Engine) handlePut(_ context.Context, b []byte) ([]byte, error) {
 	return w.b, nil
 }
 
-// observe merges a received stamp into the clock. A coordinator's fresh
-// stamp (check) too far ahead of this node's clock is refused and logged;
-// stamps that some replica already accepted (repairs, hints, anti-entropy)
-// are merged as far as the clock allows but never refused, or replicas
-// could not converge.
+// observe merges a received stamp into the clock. A stamp too far ahead of
+// this node's clock is refused, whoever sends it: a coordinator's fresh
+// write (check: logged as a warning), or a copy another replica accepted
+// (a hint, a repair, anti-entropy), which is taken later, once this node's
+// clock has come within the bound of it, so one node with a clock far ahead
+// cannot carry its writes onto every replica.
 func (e *Engine) observe(ts hlc.Timestamp, check bool) error {
 	_, err := e.clock.Update(ts)
-	if err != nil && check {
+	switch {
+	case err == nil:
+		return nil
+	case check:
 		e.log.Warn("refused a write stamped too far ahead of this node's clock", "err", err)
-		return err
-	}
-	if err != nil && !errors.Is(err, hlc.ErrTooFarAhead) {
+	case errors.Is(err, hlc.ErrTooFarAhead):
+		e.log.Debug("deferred a copy stamped too far ahead of this node's clock", "err", err)
+	default:
 		e.log.Warn("clock", "err", err)
 	}
-	return nil
+	return err
+}
+
+// isClockRefusal reports whether a replica refused a write for its stamp.
+func isClockRefusal(err error) bool {
+	var pe *peer.Error
+	return errors.As(err, &pe) && pe.Code == codeClock
 }
 
 func (e *Engine) handleGet(_ context.Context, b []byte) ([]byte, error) {

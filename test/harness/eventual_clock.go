@@ -28,10 +28,13 @@ var ClockBeyondKeyspace = EventualKeyspace{Prefix: "evall/", Replicas: 3, WriteQ
 //     acknowledged (the skewed replica takes stamps behind its clock), so
 //     the 503s are the clock's doing, not a cluster that was down.
 //
-// Its writes with write quorum 1 are acknowledged by the node itself and
-// reach the others later (hints and anti-entropy are never refused), where
-// their stamps, ahead of everyone's, win over later writes: the check of
-// the end state takes that into account, as it orders by version.
+// Once its failure detector has measured the others' clocks (a ping or
+// two), the skewed node refuses to coordinate any eventual write (503
+// naming its clock); the few write quorum 1 writes it took before that
+// stay with it, and reach the others only once their clocks come within
+// the bound of their stamps (replicas defer copies stamped too far
+// ahead): the check of the end state takes that into account, as it
+// orders by version.
 func CheckClockBeyondBound(t *testing.T, c Cluster, dir string, cfg EventualConfig) *EventualResult {
 	t.Helper()
 	if why := Unsupported(c, FaultClockBeyond); why != "" {
