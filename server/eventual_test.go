@@ -455,3 +455,35 @@ func TestEventualRebalanceOnRemove(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// A node whose clock runs beyond the bound ahead of the others stops
+// coordinating writes, and its future stamps reach no other replica; once
+// its clock is right (and real time has passed what it stamped) it writes
+// again.
+func TestEventualClockAhead(t *testing.T) {
+	c := eventualCluster(t, 3, time.Second, 3, 1, 1)
+	c.Hooks(0).ClockSkew.Store(int64(2 * time.Second))
+	time.Sleep(1500 * time.Millisecond) // heartbeats measure the offset
+	_, err := c.Svc(0).Put(ctx(t), "ev/x", []byte("future"), kv.PutOptions{})
+	if !errors.Is(err, kv.ErrUnavailable) || !strings.Contains(err.Error(), "clock") {
+		t.Fatalf("a write on the node 2 s ahead: %v, want 503 naming its clock", err)
+	}
+	if _, err := c.Svc(1).Put(ctx(t), "ev/x", []byte("now"), kv.PutOptions{WriteQuorum: 3}); err != nil {
+		t.Fatalf("W=3 write on a node with a good clock: %v", err)
+	}
+	c.Hooks(0).ClockSkew.Store(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.Svc(0).Put(ctx(t), "ev/y", []byte("back"), kv.PutOptions{WriteQuorum: 3})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node's writes still fail after its clock was set right: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for i := range 3 {
+		waitLocal(t, c, i, "ev/x", "now", 5*time.Second)
+	}
+}
