@@ -384,7 +384,7 @@ func TestEventualRESP(t *testing.T) {
 	for name, err := range map[string]error{
 		"INCR":   rdb.Incr(cx, "ev/c").Err(),
 		"SET NX": rdb.SetNX(cx, "ev/new", "x", 0).Err(),
-		"GETSET": rdb.GetSet(cx, "ev/a", "x").Err(),
+		"GETSET": rdb.Do(cx, "GETSET", "ev/a", "x").Err(),
 		"APPEND": rdb.Append(cx, "ev/a", "x").Err(),
 		"RENAME": rdb.Rename(cx, "ev/a", "ev/q").Err(),
 	} {
