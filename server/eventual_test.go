@@ -487,3 +487,58 @@ func TestEventualClockAhead(t *testing.T) {
 		waitLocal(t, c, i, "ev/x", "now", 5*time.Second)
 	}
 }
+
+// A member removed while it runs hands the keys it held to their owners on
+// the smaller ring and then drops them.
+func TestEventualRemovedMemberHandsOff(t *testing.T) {
+	c := cluster.New(t, 4, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.AntiEntropyInterval = time.Second
+	}})
+	if _, err := c.Svc(0).PutKeyspace(ctx(t), keyspace.Policy{Prefix: "ev/", Mode: keyspace.Eventual, Replicas: 1, WriteQuorum: 1, ReadQuorum: 1}); err != nil {
+		t.Fatal(err)
+	}
+	gone := 3
+	if c.Leader() == gone {
+		gone = 2
+	}
+	// With one replica per key, some keys live on the leaving node only.
+	const keys = 100
+	mine := 0
+	for k := range keys {
+		key := fmt.Sprintf("ev/%d", k)
+		mustPut(t, c.Svc(0), key, "v")
+		if own := owners(t, c, key); len(own) == 1 && own[0] == gone {
+			mine++
+		}
+	}
+	if mine == 0 {
+		t.Fatal("the leaving node owns none of the keys")
+	}
+	via := (gone + 1) % 4
+	if err := c.Svc(via).RemoveMember(ctx(t), c.Nodes[gone].Name); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		held, missing := 0, ""
+		for k := range keys {
+			key := fmt.Sprintf("ev/%d", k)
+			if _, ok := localValue(t, c, gone, key); ok {
+				held++
+			}
+			own := owners(t, c, key)
+			if len(own) != 1 || own[0] == gone {
+				missing = fmt.Sprintf("%s: owners %v still name the removed node", key, own)
+			} else if _, ok := localValue(t, c, own[0], key); !ok && missing == "" {
+				missing = fmt.Sprintf("%s not on its new owner node %d", key, own[0])
+			}
+		}
+		if held == 0 && missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the removal: the removed node still holds %d keys; %s", held, missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -132,7 +132,7 @@ func (e *Engine) prepare(ctx context.Context, v *view, t *kv.Txn) (*prepared, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", kv.ErrUnavailable, err)
 	}
-	now := time.Now()
+	now := e.wall() // expiries are decided on the engine's clock
 	res := &kv.TxnResult{Succeeded: true, Timestamp: hlc.Format(stamp), Results: make([]kv.OpResult, 0, len(t.Success))}
 	var puts []put
 	var ops []int // index into res.Results for each put
@@ -491,7 +491,7 @@ func (e *Engine) Get(ctx context.Context, key string, o kv.ReadOptions) (*kv.Rec
 	} else {
 		rec, err = e.read(ctx, e.view.Load(), key, o)
 	}
-	if err != nil || !rec.live(unixNano()) {
+	if err != nil || !rec.live(e.wall().UnixNano()) {
 		return nil, err
 	}
 	return rec.kv(key), nil
@@ -670,7 +670,7 @@ func (e *Engine) List(ctx context.Context, prefix string, o kv.ListOptions, visi
 	}
 	res := &kv.ListResult{}
 	after := o.After
-	now := unixNano()
+	now := e.wall().UnixNano()
 	for {
 		page, more, err := e.listRound(ctx, v, members, prefix, after, n, r, o.Local)
 		if err != nil {

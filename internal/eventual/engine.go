@@ -131,6 +131,7 @@ func Open(cfg Config) (*Engine, error) {
 	if e.reps, err = openReplicas(filepath.Join(cfg.DataDir, "eventual"), e.log); err != nil {
 		return nil, err
 	}
+	e.reps.now = func() int64 { return e.wall().UnixNano() }
 	start, err := e.reps.loadClock()
 	if err == nil {
 		e.clock, err = hlc.NewClock(hlc.Options{Wall: cfg.Wall, MaxOffset: cfg.MaxClockOffset, Start: start, Persist: e.reps.saveClock})

@@ -56,6 +56,9 @@ type replicas struct {
 	done  chan struct{}
 	wg    sync.WaitGroup
 
+	// now is the clock expiries are judged by (unix ns).
+	now func() int64
+
 	// onApply, when set, is called by the committer for every record that
 	// replaced the stored version (the change feed; tests).
 	onApply func(key string, r *record)
@@ -96,7 +99,7 @@ func openReplicas(dir string, log *slog.Logger) (*replicas, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &replicas{db: db, log: log, queue: make(chan *commit, 1024), done: make(chan struct{})}
+	r := &replicas{db: db, log: log, now: unixNano, queue: make(chan *commit, 1024), done: make(chan struct{})}
 	r.wg.Add(1)
 	go r.committer()
 	return r, nil
@@ -194,7 +197,7 @@ func (r *replicas) apply(group []*commit) {
 			if cur, err = current(k); err != nil {
 				break
 			}
-			c.out[i].hadLive = cur.live(unixNano())
+			c.out[i].hadLive = cur.live(r.now())
 			c.out[i].applied = true
 			if cur != nil && p.rec.compare(cur.version) <= 0 {
 				continue // what is stored already wins
