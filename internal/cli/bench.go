@@ -23,9 +23,14 @@ func benchCmd(g *globals, env *Env) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if endpoints == "" {
-				endpoints = g.endpoints
 				if c.Protocol == "resp" {
 					endpoints = "127.0.0.1:7702"
+				} else {
+					s, err := g.resolveClient()
+					if err != nil {
+						return err
+					}
+					endpoints = strings.Join(s.Endpoints, ",")
 				}
 			}
 			c.Endpoints = strings.Split(endpoints, ",")

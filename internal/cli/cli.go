@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cairnkv/cairn/client"
 	"github.com/cairnkv/cairn/config"
@@ -62,15 +63,22 @@ func (u usageError) Unwrap() error { return u.err }
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 type globals struct {
-	endpoints string
-	output    string
-	timeout   time.Duration
-	cacert    string
-	cert      string
-	key       string
-	user      string
-	password  string
-	token     string
+	// The client flags below are read through resolveClient, which layers
+	// them over CAIRN_* and the client config file; only output is direct.
+	flags    *pflag.FlagSet
+	env      *Env
+	resolved *clientSettings
+
+	configFile string
+	endpoints  string
+	output     string
+	timeout    time.Duration
+	cacert     string
+	cert       string
+	key        string
+	user       string
+	password   string
+	token      string
 }
 
 // Main runs the command line and returns the process exit code.
@@ -119,7 +127,7 @@ func isCobraUsage(err error) bool {
 }
 
 func newRoot(ctx context.Context, env *Env) *cobra.Command {
-	g := &globals{}
+	g := &globals{env: env}
 	root := &cobra.Command{
 		Use:           "cairn",
 		Short:         "cairn: a replicated key-value store (server and client)",
@@ -128,19 +136,19 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	defEndpoints := env.Getenv("CAIRN_ENDPOINTS")
-	if defEndpoints == "" {
-		defEndpoints = "http://127.0.0.1:7700"
-	}
-	pf.StringVar(&g.endpoints, "endpoints", defEndpoints, "comma-separated client URLs (env CAIRN_ENDPOINTS)")
+	g.flags = pf
+	// Defaults are empty here: a flag wins only when given, then CAIRN_*,
+	// then the client config file, then the built-in default (clientconfig.go).
+	pf.StringVar(&g.configFile, "config", "", "client config file (env "+clientConfigEnv+"; default $XDG_CONFIG_HOME/cairn/client.yaml if it exists; \"\" for none); `cairn serve --config` is the server's")
+	pf.StringVar(&g.endpoints, "endpoints", "", "comma-separated client URLs (env CAIRN_ENDPOINTS; default "+defaultEndpoint+")")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
-	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "timeout of each request")
-	pf.StringVar(&g.cacert, "cacert", "", "CA certificate to verify the server with")
-	pf.StringVar(&g.cert, "cert", "", "client certificate (mutual TLS)")
-	pf.StringVar(&g.key, "key", "", "client key (mutual TLS)")
-	pf.StringVar(&g.user, "user", env.Getenv("CAIRN_USER"), "user name, or name:password, for HTTP Basic (env CAIRN_USER)")
-	pf.StringVar(&g.password, "password", env.Getenv("CAIRN_PASSWORD"), "password of --user (env CAIRN_PASSWORD)")
-	pf.StringVar(&g.token, "token", env.Getenv("CAIRN_TOKEN"), "bearer token (env CAIRN_TOKEN)")
+	pf.DurationVar(&g.timeout, "timeout", 0, "timeout of each request (env CAIRN_TIMEOUT; default 10s)")
+	pf.StringVar(&g.cacert, "cacert", "", "CA certificate to verify the server with (env CAIRN_CACERT)")
+	pf.StringVar(&g.cert, "cert", "", "client certificate, mutual TLS (env CAIRN_CERT)")
+	pf.StringVar(&g.key, "key", "", "client key, mutual TLS (env CAIRN_KEY)")
+	pf.StringVar(&g.user, "user", "", "user name, or name:password, for HTTP Basic (env CAIRN_USER)")
+	pf.StringVar(&g.password, "password", "", "password of --user (env CAIRN_PASSWORD)")
+	pf.StringVar(&g.token, "token", "", "bearer token (env CAIRN_TOKEN)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if g.output != "table" && g.output != "json" {
 			return usagef("--output must be table or json, not %q", g.output)
@@ -150,7 +158,7 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 	root.AddCommand(
 		serveCmd(env),
 		getCmd(g, env), putCmd(g, env), delCmd(g, env), listCmd(g, env), txnCmd(g, env),
-		membersCmd(g, env), keyspaceCmd(g, env), ringCmd(g, env), leaderCmd(g, env), statusCmd(g, env), benchCmd(g, env), authCmd(g, env),
+		membersCmd(g, env), keyspaceCmd(g, env), ringCmd(g, env), leaderCmd(g, env), statusCmd(g, env), benchCmd(g, env), authCmd(g, env), configCmd(g, env),
 		&cobra.Command{Use: "version", Short: "print the version", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(env.Stdout, "cairn", env.Version)
 			return nil
@@ -160,42 +168,36 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 }
 
 func (g *globals) client() (*client.Client, error) {
+	s, err := g.resolveClient()
+	if err != nil {
+		return nil, err
+	}
 	var tlsConf *tls.Config
-	if g.cacert != "" || g.cert != "" || g.key != "" {
+	if s.CACert != "" || s.Cert != "" {
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
-		if g.cacert != "" {
-			pem, err := os.ReadFile(g.cacert)
-			if err != nil {
-				return nil, fmt.Errorf("--cacert: %w", err)
+		if s.CACert != "" {
+			pem, rerr := os.ReadFile(s.CACert)
+			if rerr != nil {
+				return nil, fmt.Errorf("CA certificate (%s): %w", s.Source["cacert"], rerr)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, usagef("--cacert %s holds no certificate", g.cacert)
+				return nil, usagef("CA certificate %s (%s) holds no certificate", s.CACert, s.Source["cacert"])
 			}
 			tlsConf.RootCAs = pool
 		}
-		if (g.cert == "") != (g.key == "") {
-			return nil, usagef("--cert and --key go together")
-		}
-		if g.cert != "" {
-			cert, err := tls.LoadX509KeyPair(g.cert, g.key)
-			if err != nil {
-				return nil, fmt.Errorf("--cert/--key: %w", err)
+		if s.Cert != "" {
+			cert, lerr := tls.LoadX509KeyPair(s.Cert, s.Key)
+			if lerr != nil {
+				return nil, fmt.Errorf("client certificate and key (%s): %w", s.Source["cert"], lerr)
 			}
 			tlsConf.Certificates = []tls.Certificate{cert}
 		}
 	}
-	user, pass := g.user, g.password
-	if u, p, ok := strings.Cut(user, ":"); ok {
-		user, pass = u, p
-	}
-	if user != "" && g.token != "" {
-		return nil, usagef("give --user or --token, not both")
-	}
-	c, err := client.New(client.Config{Endpoints: strings.Split(g.endpoints, ","), Timeout: g.timeout, TLS: tlsConf,
-		User: user, Password: pass, Token: g.token})
+	c, err := client.New(client.Config{Endpoints: s.Endpoints, Timeout: s.Timeout, TLS: tlsConf,
+		User: s.User, Password: s.Password, Token: s.Token})
 	if err != nil {
-		return nil, usageError{err}
+		return nil, usageError{fmt.Errorf("%w (endpoints from %s)", err, s.Source["endpoints"])}
 	}
 	return c, nil
 }
