@@ -124,6 +124,9 @@ type Config struct {
 	LogFormat string `yaml:"log-format"` // text or json
 
 	// Set by programs that embed cairn (tests), never by flags or files.
+	// WatchHistory is how many revisions of strong events the watch history
+	// keeps (0: the engine's default, 10000).
+	WatchHistory   int64        `yaml:"-"`
 	Logger         *slog.Logger `yaml:"-"`
 	PeerListener   net.Listener `yaml:"-"`
 	ClientListener net.Listener `yaml:"-"`

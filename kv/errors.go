@@ -43,6 +43,9 @@ var (
 	// ErrInternal is an error the service has no code for (a bug or a
 	// broken disk); front ends answer it as a server error.
 	ErrInternal = errors.New("kv: internal error")
+	// ErrCompacted: a watch asked for a revision older than the history
+	// kept (see CompactedError, which carries the oldest one kept).
+	ErrCompacted = errors.New("kv: revision compacted")
 )
 
 // Code names what went wrong, independent of any protocol: the HTTP API maps
@@ -72,6 +75,7 @@ const (
 	CodeNotInteger         Code = "not_integer"
 	CodeNotFloat           Code = "not_float"
 	CodeInternal           Code = "internal"
+	CodeCompacted          Code = "compacted"
 )
 
 // codes pairs each code with its sentinel; CodeOf takes the first match.
@@ -98,6 +102,7 @@ var codes = []struct {
 	{CodeNotInteger, ErrNotInteger},
 	{CodeNotFloat, ErrNotFloat},
 	{CodeInternal, ErrInternal},
+	{CodeCompacted, ErrCompacted},
 }
 
 // CodeOf returns err's code: CodeOK for nil, CodeUnavailable for a deadline

@@ -217,6 +217,7 @@ func (s *Server) startStrong() (err error) {
 		},
 		RequestTimeout:      cfg.RequestTimeout,
 		UnsafeFollowerReads: debugUnsafeReads(),
+		WatchHistory:        cfg.WatchHistory,
 		Logger:              s.log,
 	})
 	if err != nil {
@@ -293,6 +294,9 @@ func (s *Server) startHTTP() (err error) {
 		}
 	}
 	s.httpLn = s.guard(s.httpLn, nil, "http/1.1")
+	// closing ends the watch streams when Shutdown starts, which otherwise
+	// waits for them until its deadline.
+	closing := make(chan struct{})
 	srv := &http.Server{
 		Handler: s.withDebug(httpapi.New(s.svc, httpapi.Options{
 			MaxValueBytes: cfg.MaxValueBytes,
@@ -303,6 +307,7 @@ func (s *Server) startHTTP() (err error) {
 			Inflight:      s.inflight,
 			Pprof:         pprofIf(cfg.EnablePprof),
 			ReposePrefix:  cfg.ReposePrefix,
+			Closing:       closing,
 		})),
 		ReadHeaderTimeout: min(10*time.Second, positive(cfg.ReadTimeout)),
 		ReadTimeout:       cfg.ReadTimeout,
@@ -311,6 +316,7 @@ func (s *Server) startHTTP() (err error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(func() { close(closing) })
 	s.onStop("http api", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

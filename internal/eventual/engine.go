@@ -15,6 +15,7 @@ import (
 	"github.com/cairnkv/cairn/internal/eventual/ring"
 	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/cairnkv/cairn/keyspace"
+	"github.com/cairnkv/cairn/internal/watch"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -79,6 +80,8 @@ type Engine struct {
 	prev atomic.Pointer[view]
 
 	hintWake chan struct{}
+	// feed is this node's change feed (feed.go).
+	feed watch.Hub
 
 	readyAt time.Time
 	ctx     context.Context
@@ -132,6 +135,7 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.reps.now = func() int64 { return e.wall().UnixNano() }
+	e.reps.onApply = e.publish
 	start, err := e.reps.loadClock()
 	if err == nil {
 		e.clock, err = hlc.NewClock(hlc.Options{Wall: cfg.Wall, MaxOffset: cfg.MaxClockOffset, Start: start, Persist: e.reps.saveClock})
@@ -178,6 +182,7 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.cancel()
+	e.feed.Close(errFeedClosed)
 	e.svc.Close()
 	e.wg.Wait()
 	e.send.wait()

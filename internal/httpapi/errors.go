@@ -41,6 +41,8 @@ type errorDetail struct {
 	Message string `json:"message"`
 	// Revision is the key's current mod revision (0 when absent) on 412.
 	Revision *int64 `json:"revision,omitempty"`
+	// OldestRevision is the oldest revision a watch may start from, on 410.
+	OldestRevision *int64 `json:"oldest_revision,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -87,6 +89,8 @@ var httpErrors = map[kv.Code]struct {
 	// Users or rules kept changing under a write: it had no effect; retry.
 	kv.CodeAuthChanged: {http.StatusServiceUnavailable, "unavailable"},
 	kv.CodeInternal:    {http.StatusInternalServerError, "internal"},
+	// A watch from a revision the history no longer has.
+	kv.CodeCompacted: {http.StatusGone, "compacted"},
 }
 
 // fail answers with the status and code that err maps to. Anything the
@@ -116,6 +120,9 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		w.Header().Set("X-Cairn-Revision", strconv.FormatInt(rev, 10))
 		writeError(w, e.status, e.code, err.Error(), &rev)
+		return
+	case code == kv.CodeCompacted:
+		writeJSON(w, e.status, errorBody{errorDetail{Code: e.code, Message: err.Error(), OldestRevision: compactedDetail(err)}})
 		return
 	case e.status == http.StatusInternalServerError:
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"iter"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -36,6 +37,7 @@ type fakeService struct {
 	transferLeadership func(ctx context.Context, to string) error
 	status             func(ctx context.Context) (*kv.Status, error)
 	ready              func() error
+	watch              func(ctx context.Context, prefix string, from int64) (iter.Seq2[[]kv.Event, error], error)
 	// keyspaces is the policy table (nil: every key strong).
 	keyspaces *keyspace.Table
 
@@ -48,6 +50,14 @@ var errUnexpectedCall = errors.New("fake: unexpected call")
 var _ Service = (*fakeService)(nil)
 
 func (f *fakeService) called(name string) { f.calls = append(f.calls, name) }
+
+func (f *fakeService) Watch(ctx context.Context, prefix string, from int64) (iter.Seq2[[]kv.Event, error], error) {
+	f.called("Watch")
+	if f.watch == nil {
+		return nil, errUnexpectedCall
+	}
+	return f.watch(ctx, prefix, from)
+}
 
 func (f *fakeService) Get(ctx context.Context, key string, o kv.ReadOptions) (*kv.Record, error) {
 	f.called("Get")

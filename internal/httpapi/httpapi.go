@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"context"
+	"iter"
 	"log/slog"
 	"net/http"
 	"path"
@@ -45,6 +46,8 @@ type Service interface {
 	Keyspace(ctx context.Context, prefix string) (*keyspace.Policy, error)
 	PutKeyspace(ctx context.Context, p keyspace.Policy) (*kv.KeyspaceChange, error)
 	DeleteKeyspace(ctx context.Context, prefix string) (*kv.KeyspaceChange, error)
+	// Watch streams the changes under a prefix, one command's events at a time.
+	Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]kv.Event, error], error)
 }
 
 // Options configure the handler returned by New.
@@ -72,6 +75,10 @@ type Options struct {
 	// object /powerapi/dist-datastore/objects/{name} is the key
 	// ReposePrefix+name. Empty means DefaultReposePrefix.
 	ReposePrefix string
+	// Closing, when closed, ends every watch stream (the node is shutting
+	// down: the server's Shutdown waits for handlers, and a stream never ends
+	// on its own).
+	Closing <-chan struct{}
 }
 
 // DefaultMaxValueBytes is the value limit when Options.MaxValueBytes is 0.
@@ -117,12 +124,16 @@ type api struct {
 	authn      Authenticator
 	admin      AuthAdmin
 	inflight   *auth.Inflight
+	// closing is Options.Closing; heartbeat is heartbeatInterval, shortened by tests.
+	closing   <-chan struct{}
+	heartbeat time.Duration
 }
 
 // New returns the handler for every route of the HTTP API v1.
 func New(svc Service, o Options) http.Handler {
 	a := &api{svc: svc, maxValue: o.MaxValueBytes, isStale: o.IsStale, log: o.Logger, mux: http.NewServeMux(), leaderWait: leaderWait,
-		authn: o.Authenticator, admin: o.Admin, inflight: o.Inflight, reposePrefix: o.ReposePrefix}
+		authn: o.Authenticator, admin: o.Admin, inflight: o.Inflight, reposePrefix: o.ReposePrefix,
+		closing: o.Closing, heartbeat: heartbeatInterval}
 	if a.reposePrefix == "" {
 		a.reposePrefix = DefaultReposePrefix
 	}
@@ -141,6 +152,7 @@ func New(svc Service, o Options) http.Handler {
 	a.repose = methods{http.MethodGet: a.reposeGet, http.MethodPut: a.reposePut, http.MethodDelete: a.reposeDelete, http.MethodPatch: a.reposePatch}
 	a.reposeAllow = a.handle(reposeObjects+"{name...}", a.repose)
 	a.handle("/v1/txn", methods{http.MethodPost: a.txn})
+	a.handle(watchPrefix+"{prefix...}", methods{http.MethodGet: a.watch})
 	a.handle("/v1/cluster/members", methods{http.MethodGet: a.members, http.MethodPost: a.addMember})
 	a.handle("/v1/cluster/members/{name}", methods{http.MethodDelete: a.removeMember})
 	a.handle("/v1/cluster/members/{name}/promote", methods{http.MethodPost: a.promote})

@@ -37,7 +37,14 @@ type Config struct {
 	// read index. It is wrong on purpose and only reachable in test builds, to
 	// show that the linearizability checker catches stale reads.
 	UnsafeFollowerReads bool
-	Logger              *slog.Logger
+	// WatchHistory is how many revisions of events the watch history keeps
+	// (0: DefaultWatchHistory); a watch from an older revision is refused
+	// with kv.CompactedError.
+	WatchHistory int64
+	// WatchBuffer is how many commands' events a watcher may fall behind
+	// by before it is dropped (0: watch.DefaultBuffer).
+	WatchBuffer int
+	Logger      *slog.Logger
 }
 
 // Engine is the strong engine on one node: a Raft member whose state
@@ -62,6 +69,7 @@ type Engine struct {
 var (
 	_ kv.Engine  = (*Engine)(nil)
 	_ kv.Control = (*Engine)(nil)
+	_ kv.Watcher = (*Engine)(nil)
 )
 
 // Open opens the state database, starts the Raft member (it rejoins with
@@ -88,6 +96,9 @@ func Open(cfg Config) (_ *Engine, err error) {
 	}
 	if e.machine, err = NewMachine(e.db); err != nil {
 		return nil, err
+	}
+	if cfg.WatchHistory > 0 {
+		e.machine.hist.limit = cfg.WatchHistory
 	}
 	rc := cfg.Raft
 	rc.StateDB, rc.StateMachine = e.db, e.machine
@@ -121,6 +132,9 @@ func (e *Engine) Close() error {
 	e.once.Do(func() {
 		close(e.stop)
 		e.wg.Wait()
+		if e.machine != nil {
+			e.machine.hist.hub.Close(errClosed)
+		}
 		if e.svc != nil {
 			e.svc.Close()
 		}

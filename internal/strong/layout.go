@@ -17,8 +17,12 @@ import (
 //	0x05 "r"                 ACL rules (JSON []auth.Rule)
 //	0x05 "v"                 auth revision: log index of the last auth change (be64)
 //	0x06 prefix              keyspace policy (JSON keyspace.Policy)
+//	0x07                     watch history: oldest revision kept (be64)
+//	0x07 be64(revision)      watch history: the events of the command of that revision
 //
-// Records (0x01, 0x02, 0x03) are the data; 0x04 to 0x06 are the control plane.
+// Records (0x01, 0x02, 0x03) are the data; 0x04 to 0x06 are the control plane;
+// 0x07 is the watch history (history.go), local to each replica's database
+// and outside the digest, though every replica writes the same entries.
 const (
 	prefixData     byte = 0x01
 	prefixTTL      byte = 0x02
@@ -26,6 +30,7 @@ const (
 	prefixMember   byte = 0x04
 	prefixAuth     byte = 0x05
 	prefixKeyspace byte = 0x06
+	prefixHistory  byte = 0x07
 )
 
 var (
@@ -34,6 +39,17 @@ var (
 )
 
 func authUserKey(name string) []byte { return append([]byte{prefixAuth, 'u'}, name...) }
+
+var historyOldestKey = []byte{prefixHistory}
+
+// historyKey is the key of the history entry of revision rev; -1 gives the
+// end of the history's range.
+func historyKey(rev int64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixHistory
+	binary.BigEndian.PutUint64(k[1:], uint64(rev))
+	return k
+}
 
 var revKey = []byte{prefixMeta, 'r', 'e', 'v'}
 

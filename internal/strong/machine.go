@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/cairnkv/cairn/internal/raftnode"
 	"github.com/cairnkv/cairn/internal/store"
+	"github.com/cairnkv/cairn/internal/watch"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
@@ -40,13 +43,16 @@ type Machine struct {
 	authState atomic.Pointer[kv.AuthState]
 	// keyspaces is the replicated keyspace policies (see keyspaces.go).
 	keyspaces *keyspace.Table
+	// hist is the watch history and its live subscribers (see history.go).
+	hist history
 }
 
 var _ raftnode.StateMachine = (*Machine)(nil)
 
 // NewMachine loads the machine's state from db.
 func NewMachine(db *store.DB) (*Machine, error) {
-	m := &Machine{db: db, recent: recordCache{budget: recordCacheBudget}, keyspaces: keyspace.NewTable()}
+	m := &Machine{db: db, recent: recordCache{budget: recordCacheBudget}, keyspaces: keyspace.NewTable(),
+		hist: history{limit: DefaultWatchHistory}}
 	if err := m.Restored(); err != nil {
 		return nil, err
 	}
@@ -68,6 +74,9 @@ func (m *Machine) Restored() error {
 		return err
 	}
 	m.rev.Store(rev)
+	if err := m.loadHistory(rev); err != nil {
+		return err
+	}
 	if err := m.loadAuth(); err != nil {
 		return err
 	}
@@ -102,6 +111,7 @@ type applyBatch struct {
 	b       *store.Batch
 	rev     int64
 	pending map[string]*kv.Record // nil value: deleted
+	groups  []watch.Group         // the events of each command, for the history
 }
 
 // Apply implements raftnode.StateMachine.
@@ -122,6 +132,7 @@ func (m *Machine) Apply(b *store.Batch, entries []raftnode.Entry) [][]byte {
 		}
 	}
 	m.staged = ab.pending
+	m.recordHistory(b, ab.groups, ab.rev)
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(ab.rev))
 	b.Set(revKey, v[:])
@@ -136,6 +147,7 @@ func (m *Machine) Committed() {
 		m.recent.put(k, r)
 	}
 	m.staged = nil
+	m.publishHistory()
 }
 
 // Cached returns key's committed record from the cache: (nil, true) means
@@ -213,9 +225,19 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 type view struct {
 	ab     *applyBatch
 	writes map[string]*kv.Record
+	// order is the keys of writes in the order the txn first wrote them.
+	order []string
 	// before remembers what the batch held for each key the txn read, so
 	// commit can fix the TTL index without reading the key again.
 	before map[string]*kv.Record
+}
+
+// set records a write of the txn (nil: a delete).
+func (v *view) set(key string, r *kv.Record) {
+	if _, ok := v.writes[key]; !ok {
+		v.order = append(v.order, key)
+	}
+	v.writes[key] = r
 }
 
 func (v *view) get(key string) (*kv.Record, error) {
@@ -363,7 +385,7 @@ func (ab *applyBatch) txn(now int64, t *kv.Txn) (*kv.TxnResult, error) {
 		}
 		res.Results = append(res.Results, r)
 	}
-	ab.commit(v.writes, v.before)
+	ab.commit(v.writes, v.before, v.order, rev)
 	ab.rev = rev
 	res.Revision = rev
 	return res, nil
@@ -385,7 +407,7 @@ func (v *view) applyOp(now int64, rev *int64, op kv.Op) (kv.OpResult, error) {
 			// Already expired (Redis SET PXAT in the past): the key is gone.
 			if cur != nil {
 				*rev++
-				v.writes[op.Key] = nil
+				v.set(op.Key, nil)
 			}
 			return nil
 		}
@@ -395,7 +417,7 @@ func (v *view) applyOp(now int64, rev *int64, op kv.Op) (kv.OpResult, error) {
 			nr.CreateRevision = cur.CreateRevision
 			nr.Version = cur.Version + 1
 		}
-		v.writes[op.Key] = nr
+		v.set(op.Key, nr)
 		return nr
 	}
 	keptExpiry := int64(0)
@@ -501,7 +523,7 @@ func (v *view) applyOp(now int64, rev *int64, op kv.Op) (kv.OpResult, error) {
 			break
 		}
 		*rev++
-		v.writes[op.Key] = nil
+		v.set(op.Key, nil)
 		old, err := v.live(dst, now)
 		if err != nil {
 			return r, err
@@ -510,12 +532,12 @@ func (v *view) applyOp(now int64, rev *int64, op kv.Op) (kv.OpResult, error) {
 		if old != nil {
 			nr.CreateRevision, nr.Version = old.CreateRevision, old.Version+1
 		}
-		v.writes[dst] = nr
+		v.set(dst, nr)
 		r.Record = nr
 	case kv.OpDelete:
 		if cur != nil {
 			*rev++
-			v.writes[op.Key] = nil
+			v.set(op.Key, nil)
 			r.Deleted = 1
 		}
 	case kv.OpDeletePrefix:
@@ -527,7 +549,7 @@ func (v *view) applyOp(now int64, rev *int64, op kv.Op) (kv.OpResult, error) {
 			*rev++
 		}
 		for _, k := range keys {
-			v.writes[k] = nil
+			v.set(k, nil)
 		}
 		r.Deleted = int64(len(keys))
 	default:
@@ -536,9 +558,15 @@ func (v *view) applyOp(now int64, rev *int64, op kv.Op) (kv.OpResult, error) {
 	return r, nil
 }
 
-// commit moves a txn's writes into the batch, keeping the TTL index in step.
-func (ab *applyBatch) commit(writes, before map[string]*kv.Record) {
-	for k, nr := range writes {
+// commit moves a txn's writes into the batch, keeping the TTL index in step,
+// and records their events at rev in the order of keys (nil: key order).
+func (ab *applyBatch) commit(writes, before map[string]*kv.Record, keys []string, rev int64) {
+	if keys == nil {
+		keys = slices.Sorted(maps.Keys(writes))
+	}
+	var evs []kv.Event
+	for _, k := range keys {
+		nr := writes[k]
 		old, seen := before[k]
 		if !seen {
 			old, _ = ab.get(k)
@@ -550,6 +578,15 @@ func (ab *applyBatch) commit(writes, before map[string]*kv.Record) {
 			ab.b.Set(ttlKey(nr.Expires, k), nil)
 		}
 		ab.pending[k] = nr
+		switch {
+		case nr != nil:
+			evs = append(evs, kv.Event{Type: kv.EventPut, Key: k, Value: nr.Value, Revision: rev})
+		case old != nil:
+			evs = append(evs, kv.Event{Type: kv.EventDelete, Key: k, Revision: rev})
+		}
+	}
+	if len(evs) > 0 {
+		ab.groups = append(ab.groups, watch.Group{Revision: rev, Events: evs})
 	}
 }
 
@@ -565,7 +602,7 @@ func (ab *applyBatch) expire(now int64, items []expireItem) {
 		ab.rev++
 		writes[it.Key] = nil
 	}
-	ab.commit(writes, nil)
+	ab.commit(writes, nil, nil, ab.rev)
 }
 
 func compare(r *kv.Record, c kv.Compare) (bool, error) {

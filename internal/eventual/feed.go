@@ -1,0 +1,52 @@
+package eventual
+
+import (
+	"context"
+	"fmt"
+	"iter"
+
+	"github.com/cairnkv/cairn/internal/eventual/hlc"
+	"github.com/cairnkv/cairn/internal/watch"
+	"github.com/cairnkv/cairn/kv"
+)
+
+var _ kv.Watcher = (*Engine)(nil)
+
+var errFeedClosed = fmt.Errorf("%w: the node is closing", kv.ErrUnavailable)
+
+// publish is the committer's onApply hook: every record that replaced this
+// node's stored version (a write it coordinated or received, a read repair,
+// a hint handed over, an anti-entropy exchange) is one event of the feed.
+func (e *Engine) publish(key string, r *record) {
+	ev := kv.Event{Type: kv.EventPut, Key: key, Value: r.value, Timestamp: hlc.Format(r.stamp), Origin: r.origin}
+	if r.tombstone {
+		ev.Type, ev.Value = kv.EventDelete, nil
+	}
+	e.feed.Publish(watch.Group{Events: []kv.Event{ev}})
+}
+
+// Watch implements kv.Watcher: this node's change feed for the keys under
+// prefix, from now. Eventual keys have no revisions, so a fromRevision is
+// refused. A watcher that falls behind is dropped with an error.
+func (e *Engine) Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]kv.Event, error], error) {
+	if fromRevision != 0 {
+		return nil, fmt.Errorf("%w: from_revision applies to strong keyspaces; the watch of an eventual keyspace is this node's change feed from now", kv.ErrInvalidArgument)
+	}
+	sub := e.feed.Subscribe(prefix, 0)
+	return func(yield func([]kv.Event, error) bool) {
+		defer sub.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case g := <-sub.C():
+				if !yield(g.Events, nil) {
+					return
+				}
+			case <-sub.Done():
+				yield(nil, sub.Err())
+				return
+			}
+		}
+	}, nil
+}

@@ -1,0 +1,257 @@
+package strong
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"sync/atomic"
+
+	"github.com/cairnkv/cairn/internal/store"
+	"github.com/cairnkv/cairn/internal/watch"
+	"github.com/cairnkv/cairn/kv"
+)
+
+// DefaultWatchHistory is how many revisions of events the watch history
+// keeps when Config.WatchHistory is 0.
+const DefaultWatchHistory = 10000
+
+// historyPage is how many commands a replay reads from the database at once.
+const historyPage = 256
+
+// history is the watch history: the events of every write command, stored
+// in the state database in the same batch as the write (0x07 be64(revision)),
+// trimmed to the newest limit revisions, and published to live subscribers
+// once the batch is committed. Only the apply goroutine writes it.
+type history struct {
+	limit int64
+	// oldest is the oldest revision a watch may start from: the history
+	// holds every event of revision >= oldest. It moves before the trimming
+	// batch commits, so a replay that reads it after a page never misses a gap.
+	oldest       atomic.Int64
+	oldestStored bool
+	staged       []watch.Group
+	hub          watch.Hub
+}
+
+var (
+	errSnapshotRestored = fmt.Errorf("%w: a snapshot replaced this node's state", kv.ErrUnavailable)
+	errClosed           = fmt.Errorf("%w: the node is closing", kv.ErrUnavailable)
+)
+
+// loadHistory reads the oldest revision kept; a database without one (new,
+// written before the history existed, or restored from such a snapshot)
+// has history from the revision after its last one.
+func (m *Machine) loadHistory(rev int64) error {
+	h := &m.hist
+	h.staged = nil
+	h.hub.Drop(errSnapshotRestored)
+	v, err := m.db.Get(historyOldestKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		h.oldest.Store(rev + 1)
+		h.oldestStored = false
+		return nil
+	case err != nil:
+		return err
+	case len(v) != 8:
+		return errCorruptRecord
+	}
+	h.oldest.Store(int64(binary.BigEndian.Uint64(v)))
+	h.oldestStored = true
+	return nil
+}
+
+// recordHistory writes the batch's events to b and trims the history to the
+// newest limit revisions at rev. It trims in steps of a sixteenth of the
+// limit, so each step is one range deletion rather than one per batch.
+func (m *Machine) recordHistory(b *store.Batch, groups []watch.Group, rev int64) {
+	h := &m.hist
+	for _, g := range groups {
+		b.Set(historyKey(g.Revision), encodeEvents(g.Events))
+	}
+	h.staged = groups
+	oldest := h.oldest.Load()
+	if h.limit > 0 {
+		want := rev - h.limit + 1
+		if want-oldest >= max(1, h.limit/16) {
+			b.DeleteRange(historyKey(0), historyKey(want))
+			oldest = want
+			h.oldest.Store(oldest)
+			h.oldestStored = false
+		}
+	}
+	if !h.oldestStored {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(oldest))
+		b.Set(historyOldestKey, v[:])
+		h.oldestStored = true
+	}
+}
+
+// publishHistory hands the committed batch's events to the subscribers.
+func (m *Machine) publishHistory() {
+	for _, g := range m.hist.staged {
+		m.hist.hub.Publish(g)
+	}
+	m.hist.staged = nil
+}
+
+// OldestRevision is the oldest revision a watch may start from.
+func (m *Machine) OldestRevision() int64 { return m.hist.oldest.Load() }
+
+// readHistory returns up to n commands' events of revision >= from, in
+// revision order.
+func (m *Machine) readHistory(from int64, n int) ([]watch.Group, error) {
+	var (
+		out  []watch.Group
+		derr error
+	)
+	err := m.db.Scan(historyKey(from), historyKey(-1), func(k, v []byte) bool {
+		evs, err := decodeEvents(v, int64(binary.BigEndian.Uint64(k[1:])))
+		if err != nil {
+			derr = err
+			return false
+		}
+		out = append(out, watch.Group{Revision: evs[0].Revision, Events: evs})
+		return len(out) < n
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+// Watch implements kv.Watcher: it replays the history from fromRevision (0:
+// from now), then delivers events live as batches commit. A subscriber that
+// falls behind, or a snapshot that replaces this node's state, ends the
+// sequence with an error that names the revision to resume from.
+func (e *Engine) Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]kv.Event, error], error) {
+	m := e.machine
+	sub := m.hist.hub.Subscribe(prefix, e.cfg.WatchBuffer)
+	next := fromRevision
+	if next == 0 {
+		next = m.Revision() + 1
+	} else if oldest := m.OldestRevision(); next < oldest {
+		sub.Close()
+		return nil, &kv.CompactedError{From: next, Oldest: oldest}
+	}
+	replay := fromRevision != 0
+	return func(yield func([]kv.Event, error) bool) {
+		defer sub.Close()
+		deliver := func(g watch.Group) bool {
+			var evs []kv.Event
+			for _, ev := range g.Events {
+				if strings.HasPrefix(ev.Key, prefix) {
+					evs = append(evs, ev)
+				}
+			}
+			next = g.Revision + 1
+			return len(evs) == 0 || yield(evs, nil)
+		}
+		for replay {
+			groups, err := m.readHistory(next, historyPage)
+			if err == nil && m.OldestRevision() > next {
+				err = &kv.CompactedError{From: next, Oldest: m.OldestRevision()}
+			}
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, g := range groups {
+				if !deliver(g) {
+					return
+				}
+			}
+			replay = len(groups) == historyPage
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case g := <-sub.C():
+				if g.Revision < next {
+					continue // replayed already
+				}
+				if !deliver(g) {
+					return
+				}
+			case <-sub.Done():
+				yield(nil, fmt.Errorf("%w; resume from revision %d", sub.Err(), next))
+				return
+			}
+		}
+	}, nil
+}
+
+// Events layout (the value of 0x07 be64(revision)): count uvarint, then per
+// event: type byte ('p' put, 'd' delete) | len(key) uvarint | key |
+// len(value) uvarint | value.
+func encodeEvents(evs []kv.Event) []byte {
+	n := 10
+	for _, ev := range evs {
+		n += 2 + 2*binary.MaxVarintLen32 + len(ev.Key) + len(ev.Value)
+	}
+	b := make([]byte, 0, n)
+	b = binary.AppendUvarint(b, uint64(len(evs)))
+	for _, ev := range evs {
+		t := byte('p')
+		if ev.Type == kv.EventDelete {
+			t = 'd'
+		}
+		b = append(b, t)
+		b = binary.AppendUvarint(b, uint64(len(ev.Key)))
+		b = append(b, ev.Key...)
+		b = binary.AppendUvarint(b, uint64(len(ev.Value)))
+		b = append(b, ev.Value...)
+	}
+	return b
+}
+
+func decodeEvents(b []byte, rev int64) ([]kv.Event, error) {
+	n, p := binary.Uvarint(b)
+	if p <= 0 || n == 0 || n > uint64(len(b)) {
+		return nil, errCorruptRecord
+	}
+	field := func() ([]byte, bool) {
+		l, k := binary.Uvarint(b[p:])
+		if k <= 0 || uint64(len(b)-p-k) < l {
+			return nil, false
+		}
+		p += k
+		f := b[p : p+int(l)]
+		p += int(l)
+		return f, true
+	}
+	evs := make([]kv.Event, 0, n)
+	for range n {
+		if p >= len(b) {
+			return nil, errCorruptRecord
+		}
+		ev := kv.Event{Type: kv.EventPut, Revision: rev}
+		switch b[p] {
+		case 'p':
+		case 'd':
+			ev.Type = kv.EventDelete
+		default:
+			return nil, errCorruptRecord
+		}
+		p++
+		key, ok := field()
+		if !ok {
+			return nil, errCorruptRecord
+		}
+		val, ok := field()
+		if !ok {
+			return nil, errCorruptRecord
+		}
+		ev.Key = string(key)
+		if ev.Type == kv.EventPut {
+			ev.Value = append([]byte{}, val...)
+		}
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}

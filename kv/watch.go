@@ -1,0 +1,113 @@
+package kv
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"strings"
+
+	"github.com/cairnkv/cairn/auth"
+)
+
+// EventType says what happened to a key.
+type EventType string
+
+// Event types.
+const (
+	EventPut    EventType = "put"
+	EventDelete EventType = "delete"
+)
+
+// Event is one change of one key as a watch delivers it.
+type Event struct {
+	Type  EventType
+	Key   string
+	Value []byte // nil for a delete
+	// Revision is, for a strong key, the revision of the command that made
+	// the change: the events of one transaction share its revision (the
+	// one its result reports) and are delivered together. 0 for eventual keys.
+	Revision int64
+	// Timestamp and Origin are, for an eventual key, the version's hybrid
+	// logical clock stamp and the node that coordinated it.
+	Timestamp string
+	Origin    string
+}
+
+// Watcher is implemented by engines that have a change feed.
+type Watcher interface {
+	// Watch returns the changes of keys under prefix, one command's events
+	// at a time (a transaction's events together). fromRevision 0 means
+	// from now; otherwise the engine replays its history from that
+	// revision first (CompactedError when it no longer has it) and goes on
+	// live without a gap or a duplicate. The sequence ends when ctx is done
+	// (with no error) or with an error: the watcher fell behind, the
+	// engine closed.
+	Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]Event, error], error)
+}
+
+// CompactedError is a watch from a revision older than the history the
+// engine keeps. It matches ErrCompacted.
+type CompactedError struct {
+	From   int64 // the revision asked for
+	Oldest int64 // the oldest revision a watch may start from
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("kv: revision compacted: %d is older than the oldest revision kept, %d", e.From, e.Oldest)
+}
+
+// Unwrap lets errors.Is(err, ErrCompacted) match.
+func (e *CompactedError) Unwrap() error { return ErrCompacted }
+
+// Watch returns the changes of the keys under prefix that the caller may
+// read (the ACL rules as they stand when each event is delivered, as List
+// filters keys). A prefix in strong keyspaces replays from fromRevision (0:
+// from now); a prefix in eventual keyspaces is this node's change feed from
+// now and refuses a fromRevision. A prefix that spans keyspaces of both
+// modes is refused.
+func (s *Service) Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]Event, error], error) {
+	if fromRevision < 0 {
+		return nil, fmt.Errorf("%w: negative from revision", ErrInvalidArgument)
+	}
+	if strings.IndexByte(prefix, 0) >= 0 {
+		return nil, fmt.Errorf("%w: prefix contains a NUL byte", ErrInvalidKey)
+	}
+	e, err := s.prefixEngine(prefix)
+	if err != nil {
+		return nil, err
+	}
+	w, ok := e.(Watcher)
+	if !ok {
+		return nil, fmt.Errorf("%w: the engine of prefix %q has no change feed", ErrUnsupportedMode, prefix)
+	}
+	if _, err := s.authView().caller(ctx); err != nil {
+		return nil, err
+	}
+	seq, err := w.Watch(ctx, prefix, fromRevision)
+	if err != nil {
+		return nil, err
+	}
+	id := auth.FromContext(ctx)
+	return func(yield func([]Event, error) bool) {
+		for evs, err := range seq {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			v := s.authView()
+			if _, err := v.caller(ctx); err != nil {
+				yield(nil, err)
+				return
+			}
+			allowed := evs[:0:0]
+			for _, ev := range evs {
+				if v.policy.Allow(id, auth.Read, ev.Key) {
+					allowed = append(allowed, ev)
+				}
+			}
+			if len(allowed) > 0 && !yield(allowed, nil) {
+				return
+			}
+		}
+	}, nil
+}
