@@ -129,8 +129,12 @@ func (m *Machine) readHistory(from int64, n int) ([]watch.Group, error) {
 // falls behind, or a snapshot that replaces this node's state, ends the
 // sequence with an error that names the revision to resume from.
 func (e *Engine) Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]kv.Event, error], error) {
-	m := e.machine
-	sub := m.hist.hub.Subscribe(prefix, e.cfg.WatchBuffer)
+	return e.machine.watch(ctx, prefix, fromRevision, e.cfg.WatchBuffer)
+}
+
+// watch is Watch on the machine, with a subscription of buffer commands.
+func (m *Machine) watch(ctx context.Context, prefix string, fromRevision int64, buffer int) (iter.Seq2[[]kv.Event, error], error) {
+	sub := m.hist.hub.Subscribe(prefix, buffer)
 	next := fromRevision
 	if next == 0 {
 		next = m.Revision() + 1
@@ -179,6 +183,12 @@ func (e *Engine) Watch(ctx context.Context, prefix string, fromRevision int64) (
 					return
 				}
 			case <-sub.Done():
+				// What was delivered before the drop still counts.
+				for len(sub.C()) > 0 {
+					if g := <-sub.C(); g.Revision >= next && !deliver(g) {
+						return
+					}
+				}
 				yield(nil, fmt.Errorf("%w; resume from revision %d", sub.Err(), next))
 				return
 			}

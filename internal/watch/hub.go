@@ -4,7 +4,7 @@
 package watch
 
 import (
-	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -12,7 +12,7 @@ import (
 )
 
 // ErrSlow ends a subscription whose buffer filled up.
-var ErrSlow = errors.New("watch: watcher fell behind")
+var ErrSlow = fmt.Errorf("%w: watcher fell behind", kv.ErrUnavailable)
 
 // DefaultBuffer is how many groups of events a subscription holds.
 const DefaultBuffer = 1024
@@ -67,7 +67,8 @@ func (s *Sub) C() <-chan Group { return s.c }
 // Done is closed when the hub dropped the subscription.
 func (s *Sub) Done() <-chan struct{} { return s.done }
 
-// Err is why the subscription was dropped (after Done is closed).
+// Err is why the subscription was dropped (after Done is closed); the
+// groups still in C were delivered before it was.
 func (s *Sub) Err() error { return s.err }
 
 // Close ends the subscription.
