@@ -14,8 +14,8 @@ import (
 	"github.com/cairnkv/cairn/internal/eventual/hlc"
 	"github.com/cairnkv/cairn/internal/eventual/ring"
 	"github.com/cairnkv/cairn/internal/peer"
-	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/internal/watch"
+	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
 
