@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnkv/cairn/client"
 	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/kv"
 	"github.com/cairnkv/cairn/test/cluster"
@@ -182,5 +183,36 @@ func TestWatchEventualFeed(t *testing.T) {
 	}
 	if _, err := c.Svc(2).Watch(ctx(t), "", 0); kv.CodeOf(err) != kv.CodeUnsupportedMode {
 		t.Fatalf("a prefix over both modes: %v", err)
+	}
+}
+
+// TestWatchOverHTTP: the Go client's Watch on one node sees writes made
+// through another, from a revision, over Server-Sent Events.
+func TestWatchOverHTTP(t *testing.T) {
+	c := cluster.New(t, 3, cluster.Options{})
+	first := mustPut(t, c.Svc(0), "w/k0", "0").ModRevision
+	for j := 1; j <= 5; j++ {
+		mustPut(t, c.Svc(1), fmt.Sprintf("w/k%d", j), "v")
+	}
+	cl, err := client.New(client.Config{Endpoints: []string{c.Running(2).ClientURL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var keys []string
+	stop := errors.New("enough")
+	err = cl.Watch(wctx, "w/", first+1, func(ev client.Event) error {
+		keys = append(keys, ev.Key)
+		if !ev.Last || ev.Revision <= first {
+			t.Errorf("event %+v", ev)
+		}
+		if len(keys) == 5 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || !slices.Equal(keys, []string{"w/k1", "w/k2", "w/k3", "w/k4", "w/k5"}) {
+		t.Fatalf("watch over HTTP: %v, keys %v", err, keys)
 	}
 }
