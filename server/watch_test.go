@@ -216,3 +216,83 @@ func TestWatchOverHTTP(t *testing.T) {
 		t.Fatalf("watch over HTTP: %v, keys %v", err, keys)
 	}
 }
+
+// replayRevs watches node i from rev until it has seen the revision last,
+// and returns the revisions of the commands it got.
+func replayRevs(t *testing.T, c *cluster.Cluster, i int, from, last int64) []int64 {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seq, err := c.Svc(i).Watch(wctx, "", from)
+	if err != nil {
+		t.Fatalf("node %d: watch from %d: %v", i, from, err)
+	}
+	var revs []int64
+	for evs, err := range seq {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		revs = append(revs, evs[0].Revision)
+		if evs[0].Revision >= last {
+			break
+		}
+	}
+	return revs
+}
+
+// TestWatchHistoryAcrossRestartAndSnapshot: a node's history survives its
+// restart, and a follower that catches up by installing a snapshot has the
+// history the snapshot carries, with a correct oldest revision.
+func TestWatchHistoryAcrossRestartAndSnapshot(t *testing.T) {
+	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.SnapshotEntries = 64
+		cfg.TrailingLogs = 16
+		cfg.SnapshotInterval = 200 * time.Millisecond
+		cfg.WatchHistory = 100
+	}})
+	l := c.WaitLeader(5 * time.Second)
+	f := (l + 1) % 3
+	var last int64
+	for i := range 50 {
+		last = mustPut(t, c.Svc(l), fmt.Sprintf("a%02d", i), "v").ModRevision
+	}
+	c.WaitConverged(10 * time.Second)
+	before := replayRevs(t, c, f, last-30, last)
+
+	// Restart: the history is in the state database.
+	c.Stop(f)
+	c.Start(f)
+	c.WaitReady(15 * time.Second)
+	waitValue(t, c.Svc(f), "a49", "v")
+	if after := replayRevs(t, c, f, last-30, last); !slices.Equal(after, before) {
+		t.Fatalf("history after a restart %v, before %v", after, before)
+	}
+
+	// Snapshot install: the follower misses 400 writes and the leader's log moves past it.
+	behind := c.Raft(f).AppliedIndex()
+	c.Stop(f)
+	for i := range 400 {
+		last = mustPut(t, c.Svc(l), fmt.Sprintf("k%03d", i), "v").ModRevision
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for c.Raft(l).LogFirstIndex() <= behind+1 {
+		if time.Now().After(deadline) {
+			t.Fatal("leader log not compacted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Start(f)
+	waitValue(t, c.Svc(f), "k399", "v")
+	c.WaitConverged(15 * time.Second)
+	want := replayRevs(t, c, l, last-60, last)
+	if got := replayRevs(t, c, f, last-60, last); !slices.Equal(got, want) {
+		t.Fatalf("the follower restored from a snapshot replays %v, the leader %v", got, want)
+	}
+	for _, i := range []int{l, f} {
+		_, err := c.Svc(i).Watch(ctx(t), "", 1)
+		var ce *kv.CompactedError
+		if !errors.As(err, &ce) || ce.Oldest > last-99 || ce.Oldest < last-99-100/16 {
+			t.Fatalf("node %d: watch from 1: %v (last revision %d, history 100)", i, err, last)
+		}
+	}
+}
