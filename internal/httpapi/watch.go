@@ -50,7 +50,9 @@ func (a *api) watch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc := http.NewResponseController(w)
-	// The server's write timeout is for answers, not for a stream.
+	// The server's timeouts are for requests and answers, not for a stream:
+	// the read deadline would even cancel the request's context.
+	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -153,3 +153,28 @@ func TestWatchResumeAndErrors(t *testing.T) {
 		t.Fatalf("POST: %d", w.Code)
 	}
 }
+
+// TestWatchOutlivesServerTimeouts: a stream lasts longer than the server's
+// read and write timeouts.
+func TestWatchOutlivesServerTimeouts(t *testing.T) {
+	var (
+		from   int64
+		prefix string
+	)
+	h := mustHandler(t, &fakeService{watch: feed(nil, nil, &from, &prefix)})
+	h.(*api).heartbeat = 50 * time.Millisecond
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/watch/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	start := time.Now()
+	got := readStream(t, resp, 21) // ": watching", then 20 heartbeats: about a second
+	if len(got) != 21 || got[20] != ": heartbeat" {
+		t.Fatalf("the stream ended after %v: %q", time.Since(start), got)
+	}
+}
