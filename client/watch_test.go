@@ -51,7 +51,7 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("410: %v", err)
 	}
 	stop := errors.New("stop")
-	if err := c.Watch(context.Background(), "app x/", 5, func(Event) error { return stop }); err != stop {
+	if err := c.Watch(context.Background(), "app x/", 5, func(Event) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("fn's error: %v", err)
 	}
 }
