@@ -76,7 +76,16 @@ func (a *api) watch(w http.ResponseWriter, r *http.Request) {
 	if !send([]byte(": watching\n\n")) {
 		return
 	}
+	// The heartbeat writes to w too: it must have stopped before the
+	// handler returns and the server finishes the response.
+	var beats sync.WaitGroup
+	defer func() {
+		cancel()
+		beats.Wait()
+	}()
+	beats.Add(1)
 	go func() {
+		defer beats.Done()
 		t := time.NewTicker(a.heartbeat)
 		defer t.Stop()
 		for {
