@@ -32,6 +32,10 @@ var (
 	// ErrConflict: the change contradicts the cluster's state, such as a
 	// keyspace policy over keys that exist (409 conflict); nothing changed.
 	ErrConflict = errors.New("client: conflict")
+	// ErrCompacted: a watch asked for a revision older than the server's
+	// history keeps (410 compacted); APIError.OldestRevision says where the
+	// history starts.
+	ErrCompacted = errors.New("client: revision compacted")
 )
 
 // APIError is an error answered by the server.
@@ -41,6 +45,9 @@ type APIError struct {
 	Message    string
 	// Revision is the key's current mod revision on a failed precondition.
 	Revision int64
+	// OldestRevision is the oldest revision a watch may start from, on a
+	// 410 compacted answer.
+	OldestRevision int64
 }
 
 func (e *APIError) Error() string {
@@ -62,6 +69,8 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == http.StatusForbidden
 	case ErrConflict:
 		return e.Code == "conflict"
+	case ErrCompacted:
+		return e.Code == "compacted"
 	}
 	return false
 }
@@ -262,14 +271,16 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 func apiError(r *response) error {
 	var body struct {
 		Error struct {
-			Code     string `json:"code"`
-			Message  string `json:"message"`
-			Revision int64  `json:"revision"`
+			Code           string `json:"code"`
+			Message        string `json:"message"`
+			Revision       int64  `json:"revision"`
+			OldestRevision int64  `json:"oldest_revision"`
 		} `json:"error"`
 	}
 	e := &APIError{StatusCode: r.status}
 	if json.Unmarshal(r.body, &body) == nil && body.Error.Code != "" {
 		e.Code, e.Message, e.Revision = body.Error.Code, body.Error.Message, body.Error.Revision
+		e.OldestRevision = body.Error.OldestRevision
 	} else {
 		e.Code, e.Message = "http_"+strconv.Itoa(r.status), strings.TrimSpace(string(r.body))
 	}

@@ -47,7 +47,7 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("events %+v", got)
 	}
 	err = c.Watch(context.Background(), "app x/", 1, func(Event) error { return nil })
-	if !errors.As(err, &ae) || ae.StatusCode != http.StatusGone || ae.Code != "compacted" {
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusGone || ae.Code != "compacted" || ae.OldestRevision != 9 || !errors.Is(err, ErrCompacted) {
 		t.Fatalf("410: %v", err)
 	}
 	stop := errors.New("stop")
