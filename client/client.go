@@ -149,6 +149,9 @@ type Item struct {
 	// are empty for strong keys.
 	Timestamp string
 	Origin    string
+	// Hash is the SHA-256 of the value, "sha256:<hex>", in a listing asked
+	// with ListOptions.Hashes (also when KeysOnly leaves the value out).
+	Hash string
 }
 
 // Eventual reports whether the item is a key of an eventual keyspace.
@@ -163,11 +166,12 @@ type wireItem struct {
 	Expires        string  `json:"expires,omitempty"`
 	Timestamp      string  `json:"timestamp,omitempty"`
 	Origin         string  `json:"origin,omitempty"`
+	Hash           string  `json:"hash,omitempty"`
 }
 
 func (w *wireItem) item() (Item, error) {
 	it := Item{Key: w.Key, CreateRevision: w.CreateRevision, ModRevision: w.ModRevision, Version: w.Version,
-		Timestamp: w.Timestamp, Origin: w.Origin}
+		Timestamp: w.Timestamp, Origin: w.Origin, Hash: w.Hash}
 	if w.Value != nil {
 		v, err := base64.StdEncoding.DecodeString(*w.Value)
 		if err != nil {
@@ -334,6 +338,9 @@ type ListOptions struct {
 	// Local and ReadQuorum are as the read options Local and ReadQuorum.
 	Local      bool
 	ReadQuorum int
+	// Hashes asks for each value's SHA-256 (Item.Hash); with KeysOnly the
+	// hashes come without the values.
+	Hashes bool
 }
 
 // ListResult is one page of keys.
@@ -354,6 +361,9 @@ func (c *Client) List(ctx context.Context, prefix string, o ListOptions) (*ListR
 	}
 	if o.KeysOnly {
 		q.Set("keys_only", "true")
+	}
+	if o.Hashes {
+		q.Set("hashes", "true")
 	}
 	switch {
 	case o.Local:

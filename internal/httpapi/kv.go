@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -258,9 +260,17 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 
 // listResponse is the answer to GET /v1/kv/{prefix}?list=true.
 type listResponse struct {
-	Revision int64   `json:"revision"`
-	Items    []*item `json:"items"`
-	More     bool    `json:"more"`
+	Revision int64        `json:"revision"`
+	Items    []listedItem `json:"items"`
+	More     bool         `json:"more"`
+}
+
+// listedItem is a key of a listing; with ?hashes=true, also the SHA-256 of
+// its value ("sha256:<hex>"), sent even with keys_only=true so that a
+// client (cairn sync) can compare values without downloading them.
+type listedItem struct {
+	*item
+	Hash string `json:"hash,omitempty"`
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request, q url.Values) {
@@ -275,6 +285,14 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, q url.Values) {
 		a.fail(w, r, err)
 		return
 	}
+	hashes, err := boolParam(q, "hashes")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	// The hashes need the values, even when they are not sent.
+	keysOnly := o.KeysOnly
+	o.KeysOnly = keysOnly && !hashes
 	if v := q.Get("limit"); v != "" {
 		if o.Limit, err = strconv.Atoi(v); err != nil || o.Limit < 0 {
 			a.fail(w, r, badRequest("limit must be a non-negative integer, not %q", v))
@@ -293,10 +311,15 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, q url.Values) {
 		a.fail(w, r, err)
 		return
 	}
-	out := listResponse{Revision: res.Revision, Items: make([]*item, 0, len(res.Items)), More: res.More}
+	out := listResponse{Revision: res.Revision, Items: make([]listedItem, 0, len(res.Items)), More: res.More}
 	for _, rec := range res.Items {
 		if rec != nil {
-			out.Items = append(out.Items, itemOf(rec, !o.KeysOnly))
+			li := listedItem{item: itemOf(rec, !keysOnly)}
+			if hashes {
+				sum := sha256.Sum256(rec.Value)
+				li.Hash = "sha256:" + hex.EncodeToString(sum[:])
+			}
+			out.Items = append(out.Items, li)
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
