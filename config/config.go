@@ -4,6 +4,7 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -39,6 +40,49 @@ func (l *StringList) Set(v string) error {
 
 // Type implements pflag.Value.
 func (l *StringList) Type() string { return "list" }
+
+// MaterializeList is the node's own materialized prefixes: a YAML list of
+// {prefix, dir, file_mode, dir_mode, strip_prefix, on_change, debounce,
+// hook_timeout} in the config file, and PREFIX=DIR (repeatable, or
+// comma-separated) as a flag or in CAIRN_MATERIALIZE. A flag's entry
+// replaces the file's entry for the same prefix.
+type MaterializeList []keyspace.Materialize
+
+func (l *MaterializeList) String() string {
+	var parts []string
+	for _, m := range *l {
+		parts = append(parts, m.Prefix+"="+m.Dir)
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set implements pflag.Value: it adds PREFIX=DIR entries.
+func (l *MaterializeList) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		prefix, dir, ok := strings.Cut(part, "=")
+		if !ok || dir == "" {
+			return fmt.Errorf("materialize %q: want PREFIX=DIR", part)
+		}
+		m := keyspace.Materialize{Prefix: prefix, Dir: dir}
+		if err := m.Validate(); err != nil {
+			return err
+		}
+		kept := (*l)[:0]
+		for _, o := range *l {
+			if o.Prefix != prefix {
+				kept = append(kept, o)
+			}
+		}
+		*l = append(kept, m)
+	}
+	return nil
+}
+
+// Type implements pflag.Value.
+func (l *MaterializeList) Type() string { return "PREFIX=DIR" }
 
 // Config is everything a cairn server needs. The yaml names equal the flag names.
 type Config struct {
@@ -97,6 +141,13 @@ type Config struct {
 
 	MaxValueBytes int64 `yaml:"max-value-bytes"`
 
+	// Materialize lists the prefixes this node writes as files into local
+	// directories, beyond (or overriding) what keyspace policies say.
+	Materialize MaterializeList `yaml:"materialize"`
+	// WatchHistory is how many revisions of strong events the watch
+	// history keeps for watches that resume (0: 10000).
+	WatchHistory int64 `yaml:"watch-history"`
+
 	HeartbeatTimeout time.Duration `yaml:"heartbeat-timeout"`
 	ElectionTimeout  time.Duration `yaml:"election-timeout"`
 	// RequestTimeout bounds how long a request waits for a leader and a quorum.
@@ -124,9 +175,6 @@ type Config struct {
 	LogFormat string `yaml:"log-format"` // text or json
 
 	// Set by programs that embed cairn (tests), never by flags or files.
-	// WatchHistory is how many revisions of strong events the watch history
-	// keeps (0: the engine's default, 10000).
-	WatchHistory   int64        `yaml:"-"`
 	Logger         *slog.Logger `yaml:"-"`
 	PeerListener   net.Listener `yaml:"-"`
 	ClientListener net.Listener `yaml:"-"`

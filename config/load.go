@@ -60,6 +60,8 @@ var flagHelp = map[string]string{
 	"snapshot-entries":      "log entries between snapshots",
 	"snapshot-interval":     "how often to check whether a snapshot is due",
 	"trailing-logs":         "log entries kept behind a snapshot for slow followers",
+	"materialize":           "write the keys under PREFIX as files into DIR on this node (PREFIX=DIR, repeatable)",
+	"watch-history":         "revisions of strong changes kept for watches that resume from a revision",
 	"enable-pprof":          "serve Go's profiler under /debug/pprof/ on the client port",
 	"log-level":             "debug, info, warn or error",
 	"log-format":            "text or json",
@@ -174,6 +176,22 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data-dir is empty")
+	}
+	if c.WatchHistory < 0 {
+		bad("watch-history %d is negative", c.WatchHistory)
+	}
+	dirs, prefixes := map[string]string{}, map[string]bool{}
+	for _, m := range c.Materialize {
+		if err := m.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+		}
+		if prefixes[m.Prefix] {
+			bad("materialize: prefix %q listed twice", m.Prefix)
+		}
+		if p, ok := dirs[m.Dir]; ok {
+			bad("materialize: prefixes %q and %q both use directory %s", p, m.Prefix, m.Dir)
+		}
+		prefixes[m.Prefix], dirs[m.Dir] = true, m.Prefix
 	}
 	for _, a := range []struct{ flag, v string }{{"listen-client", c.ListenClient}, {"listen-peer", c.ListenPeer}, {"listen-resp", c.ListenResp}} {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {

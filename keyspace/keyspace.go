@@ -50,6 +50,9 @@ type Policy struct {
 	// from JSON or YAML it defaults to true for eventual policies; strong
 	// policies ignore it.
 	SloppyQuorum bool
+	// Materialize, when set, has every node write the keyspace's keys as
+	// files into a directory (a node's own setting overrides it there).
+	Materialize *Materialize
 }
 
 // policyJSON is Policy on the wire.
@@ -62,6 +65,7 @@ type policyJSON struct {
 	DefaultTTL    string          `json:"default_ttl,omitempty"`
 	MaxValueBytes int64           `json:"max_value_bytes,omitempty"`
 	SloppyQuorum  *bool           `json:"sloppy_quorum,omitempty"`
+	Materialize   json.RawMessage `json:"materialize,omitempty"`
 }
 
 // MarshalJSON writes replicas 0 of an eventual policy as "all", the TTL as
@@ -79,6 +83,13 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 	}
 	if p.Mode == Eventual {
 		j.SloppyQuorum = &p.SloppyQuorum
+	}
+	if p.Materialize != nil {
+		b, err := json.Marshal(p.Materialize)
+		if err != nil {
+			return nil, err
+		}
+		j.Materialize = b
 	}
 	return json.Marshal(j)
 }
@@ -123,6 +134,13 @@ func (p *Policy) decodeJSON(b []byte, strict bool) error {
 			w.Replicas = string(j.Replicas)
 		}
 	}
+	if len(j.Materialize) > 0 && string(j.Materialize) != "null" {
+		m, err := decodeMaterialize(j.Materialize, strict)
+		if err != nil {
+			return err
+		}
+		w.Materialize = &m
+	}
 	out, err := w.policy()
 	if err != nil {
 		return err
@@ -156,11 +174,13 @@ type wirePolicy struct {
 	ReadQuorum    int    `yaml:"read_quorum"`
 	DefaultTTL    string `yaml:"default_ttl"`
 	MaxValueBytes int64  `yaml:"max_value_bytes"`
-	SloppyQuorum  *bool  `yaml:"sloppy_quorum"`
+	SloppyQuorum  *bool        `yaml:"sloppy_quorum"`
+	Materialize   *Materialize `yaml:"materialize"`
 }
 
 func (w wirePolicy) policy() (Policy, error) {
-	out := Policy{Prefix: w.Prefix, Mode: w.Mode, WriteQuorum: w.WriteQuorum, ReadQuorum: w.ReadQuorum, MaxValueBytes: w.MaxValueBytes}
+	out := Policy{Prefix: w.Prefix, Mode: w.Mode, WriteQuorum: w.WriteQuorum, ReadQuorum: w.ReadQuorum, MaxValueBytes: w.MaxValueBytes,
+		Materialize: w.Materialize}
 	if w.Replicas != "" && w.Replicas != "all" {
 		n, err := strconv.Atoi(w.Replicas)
 		if err != nil {
@@ -199,6 +219,17 @@ func (p Policy) Validate() error {
 	}
 	if p.DefaultTTL < 0 || p.MaxValueBytes < 0 {
 		return fmt.Errorf("%w: negative default_ttl or max_value_bytes", ErrInvalidPolicy)
+	}
+	if m := p.Materialize; m != nil {
+		if m.Prefix != "" && m.Prefix != p.Prefix {
+			return fmt.Errorf("%w: materialize: prefix %q differs from the policy's %q", ErrInvalidPolicy, m.Prefix, p.Prefix)
+		}
+		if err := m.Validate(); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(p.Prefix, m.StripPrefix) {
+			return fmt.Errorf("%w: materialize: strip_prefix %q is not a prefix of %q", ErrInvalidPolicy, m.StripPrefix, p.Prefix)
+		}
 	}
 	return nil
 }

@@ -98,7 +98,8 @@ func TestPolicyJSON(t *testing.T) {
 		t.Errorf("unknown field from a person: %v", err)
 	}
 	var newer Policy
-	if err := json.Unmarshal([]byte(`{"prefix":"a/","mode":"strong","materialize":{"dir":"/x"}}`), &newer); err != nil || newer != (Policy{Prefix: "a/", Mode: Strong}) {
+	if err := json.Unmarshal([]byte(`{"prefix":"a/","mode":"strong","backup":{"url":"s3://b/"},"materialize":{"dir":"/x","future":1}}`), &newer); err != nil ||
+		!newer.Equal(Policy{Prefix: "a/", Mode: Strong, Materialize: &Materialize{Dir: "/x"}}) {
 		t.Errorf("a newer version's field in the log: %+v %v", newer, err)
 	}
 	for _, in := range []string{

@@ -106,6 +106,10 @@ type Config struct {
 	// evaluated before the replicated ones (see auth.go).
 	AuthUsers []auth.User
 	AuthRules []auth.Rule
+	// CheckWrite, when set, may refuse a key about to be written (an
+	// ErrInvalidKey): the node's materialized directories use it to refuse
+	// keys that cannot be files.
+	CheckWrite func(key string) error
 }
 
 // Service implements the cairn API on one node.
@@ -173,6 +177,9 @@ func (s *Service) prefixEngine(prefix string) (Engine, error) {
 }
 
 func (s *Service) checkValue(key string, v []byte) error {
+	if err := s.checkWrite(key); err != nil {
+		return err
+	}
 	limit := s.cfg.MaxValueBytes
 	if p := s.ctl.Keyspaces().Lookup(key); p.MaxValueBytes > 0 && p.MaxValueBytes < limit {
 		limit = p.MaxValueBytes
@@ -181,6 +188,13 @@ func (s *Service) checkValue(key string, v []byte) error {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(v), limit)
 	}
 	return nil
+}
+
+func (s *Service) checkWrite(key string) error {
+	if s.cfg.CheckWrite == nil {
+		return nil
+	}
+	return s.cfg.CheckWrite(key)
 }
 
 // Get returns the record at key, or ErrKeyNotFound.
@@ -469,15 +483,24 @@ func (s *Service) validateTxn(t *Txn) (Engine, error) {
 					return nil, err
 				}
 			case OpIncr:
+				if err := s.checkWrite(op.Key); err != nil {
+					return nil, err
+				}
 				if _, err := strconv.ParseInt(string(op.Value), 10, 64); err != nil {
 					return nil, fmt.Errorf("%w: increment %q", ErrNotInteger, op.Value)
 				}
 			case OpIncrFloat:
+				if err := s.checkWrite(op.Key); err != nil {
+					return nil, err
+				}
 				if f, err := strconv.ParseFloat(string(op.Value), 64); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 					return nil, fmt.Errorf("%w: increment %q", ErrNotFloat, op.Value)
 				}
 			case OpRename:
 				if err := use(string(op.Value)); err != nil {
+					return nil, err
+				}
+				if err := s.checkWrite(string(op.Value)); err != nil {
 					return nil, err
 				}
 			case OpPatch:

@@ -33,6 +33,7 @@ import (
 	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/internal/eventual"
 	"github.com/cairnkv/cairn/internal/httpapi"
+	"github.com/cairnkv/cairn/internal/materialize"
 	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/cairnkv/cairn/internal/raftnode"
 	"github.com/cairnkv/cairn/internal/respapi"
@@ -63,6 +64,7 @@ type Server struct {
 	strong           *strong.Engine
 	eventual         *eventual.Engine
 	svc              *kv.Service
+	materialize      *materialize.Manager
 	httpLn, respLn   net.Listener
 
 	// stops holds each started component's stop, run in reverse by Close.
@@ -113,6 +115,7 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		{"eventual engine", s.startEventual}, // replica database, ring, coordinator, anti-entropy
 		{"peer serving", s.servePeer},        // the peer mux, once every engine has registered
 		{"service", s.startService},          // kv.Service over the engines
+		{"materialize", s.startMaterialize},  // keyspaces written as files into local directories
 		{"http api", s.startHTTP},            // the client port
 		{"resp api", s.startRESP},            // the Redis-protocol port
 	}
@@ -282,7 +285,26 @@ func (s *Server) startService() error {
 		Logger:        s.log,
 		AuthUsers:     s.cfg.Auth.Users,
 		AuthRules:     s.cfg.Auth.Rules,
+		CheckWrite:    func(key string) error { return s.materialize.CheckWrite(key) },
 	}, map[keyspace.Mode]kv.Engine{keyspace.Strong: s.strong, keyspace.Eventual: s.eventual}, s.strong)
+	s.materialize = materialize.NewManager(s.svc, s.cfg.Materialize, s.strong.Keyspaces(), s.log)
+	return nil
+}
+
+// startMaterialize writes the materialized prefixes into their
+// directories and keeps them in step (package materialize).
+func (s *Server) startMaterialize() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.materialize.Run(ctx)
+	}()
+	s.onStop("materialize", func() error {
+		cancel()
+		<-done
+		return nil
+	})
 	return nil
 }
 
@@ -527,9 +549,9 @@ func (s *Server) bootstrapKeyspaces() {
 			ctx = auth.WithIdentity(ctx, auth.System)
 			cur, err := s.svc.Keyspace(ctx, p.Prefix)
 			switch {
-			case err == nil && *cur == p:
+			case err == nil && cur.Equal(p):
 				return nil
-			case err == nil && !(p.Prefix == "" && *cur == builtin):
+			case err == nil && !(p.Prefix == "" && cur.Equal(builtin)):
 				file, _ := json.Marshal(p)
 				in, _ := json.Marshal(*cur)
 				s.log.Warn("the config file's keyspace differs from the cluster's; the cluster's stays in force",
