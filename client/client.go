@@ -255,7 +255,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			lastErr = fmt.Errorf("client: %s: %w", c.endpoints[idx], err)
 			continue
 		}
-		body, err := io.ReadAll(resp.Body)
+		body, err := readBody(resp)
 		resp.Body.Close()
 		if err != nil {
 			lastErr = fmt.Errorf("client: %s: %w", c.endpoints[idx], err)
@@ -271,6 +271,24 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	}
 	return nil, fmt.Errorf("client: every endpoint failed: %w", lastErr)
 }
+
+// readBody reads an answer's body: into one buffer of its Content-Length
+// when the server sent one (a value of 50 MiB costs 50 MiB, not the sum of a
+// buffer grown by doubling), else as it comes.
+func readBody(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= maxPresizedBody {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// maxPresizedBody bounds the buffer readBody allocates up front: the
+// largest value a server may be configured to hold (64 MiB) plus room.
+const maxPresizedBody = 65 << 20
 
 func apiError(r *response) error {
 	var body struct {

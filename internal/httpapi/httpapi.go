@@ -228,7 +228,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(auth.WithIdentity(r.Context(), id))
-	if id.Via == "anonymous" && a.authn != nil && a.authn.AuthRequired() {
+	if a.unauthenticated(r) {
 		r.Body = http.MaxBytesReader(w, r.Body, unauthBodyLimit)
 	}
 	if r.Method != http.MethodConnect {
@@ -249,6 +249,12 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.mux.ServeHTTP(w, r)
+}
+
+// unauthenticated reports whether r comes from an anonymous client while
+// the node requires authentication: its body is bounded by unauthBodyLimit.
+func (a *api) unauthenticated(r *http.Request) bool {
+	return auth.FromContext(r.Context()).Via == "anonymous" && a.authn != nil && a.authn.AuthRequired()
 }
 
 // isCleanPath reports whether http.ServeMux would serve p as it is rather

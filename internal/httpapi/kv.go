@@ -199,12 +199,32 @@ func parseIfMatch(h http.Header) (*int64, error) {
 }
 
 // readValue reads a value body, refusing one over the limit before the
-// service sees it.
+// service sees it. A body with a Content-Length is read into one buffer of
+// exactly that size (a 50 MiB value costs 50 MiB, not the 64 + 32 + 16 …
+// MiB that growing a buffer by doubling allocates); a chunked body, whose
+// size is not known in advance, grows as it arrives, up to the limit.
 func (a *api) readValue(r *http.Request) ([]byte, error) {
 	if r.ContentLength > a.maxValue {
 		return nil, tooLarge("the value is %d bytes, the limit is %d", r.ContentLength, a.maxValue)
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, a.maxValue+1))
+	if r.ContentLength > unauthBodyLimit && a.unauthenticated(r) {
+		// Refused before the buffer is allocated, not when the body's
+		// bytes have reached the limit.
+		return nil, tooLarge("the body is over the limit of %d bytes for a client that has not authenticated", unauthBodyLimit)
+	}
+	var (
+		b   []byte
+		err error
+	)
+	if r.ContentLength >= 0 {
+		b = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, b)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) && r.ContentLength > 0 {
+			err = fmt.Errorf("the body ended before its Content-Length of %d bytes: %w", r.ContentLength, err)
+		}
+	} else {
+		b, err = io.ReadAll(io.LimitReader(r.Body, a.maxValue+1))
+	}
 	if mb, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return nil, tooLarge("the body is over the limit of %d bytes for a client that has not authenticated", mb.Limit)
 	}
