@@ -90,9 +90,15 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	b := s.db.NewBatch()
+	// Each entry is encoded in place in a batch allocated once for all of
+	// them: a large entry is copied into the batch and nowhere else.
+	n := 0
 	for _, l := range logs {
-		b.Set(logKey(l.Index), encodeLog(l))
+		n += 9 + encodedLogLen(l)
+	}
+	b := s.db.NewBatchSize(n)
+	for _, l := range logs {
+		putLog(b.SetBuffer(logKey(l.Index), encodedLogLen(l)), l)
 	}
 	if err := b.Commit(true); err != nil {
 		return err
@@ -167,19 +173,25 @@ func (s *LogStore) GetUint64(key []byte) (uint64, error) {
 }
 
 // Entry layout: term u64 | type u8 | appendedAt i64 | len(data) uvarint | data | extensions.
-func encodeLog(l *raft.Log) []byte {
-	buf := make([]byte, 0, 17+binary.MaxVarintLen64+len(l.Data)+len(l.Extensions))
-	buf = binary.BigEndian.AppendUint64(buf, l.Term)
-	buf = append(buf, byte(l.Type))
+
+// encodedLogLen is the size of l's encoding.
+func encodedLogLen(l *raft.Log) int {
+	var v [binary.MaxVarintLen64]byte
+	return 17 + binary.PutUvarint(v[:], uint64(len(l.Data))) + len(l.Data) + len(l.Extensions)
+}
+
+// putLog encodes l into buf, which is encodedLogLen(l) bytes long.
+func putLog(buf []byte, l *raft.Log) {
+	binary.BigEndian.PutUint64(buf, l.Term)
+	buf[8] = byte(l.Type)
 	var at int64
 	if !l.AppendedAt.IsZero() {
 		at = l.AppendedAt.UnixNano()
 	}
-	buf = binary.BigEndian.AppendUint64(buf, uint64(at))
-	buf = binary.AppendUvarint(buf, uint64(len(l.Data)))
-	buf = append(buf, l.Data...)
-	buf = append(buf, l.Extensions...)
-	return buf
+	binary.BigEndian.PutUint64(buf[9:], uint64(at))
+	k := 17 + binary.PutUvarint(buf[17:], uint64(len(l.Data)))
+	k += copy(buf[k:], l.Data)
+	copy(buf[k:], l.Extensions)
 }
 
 func decodeLog(v []byte, index uint64, out *raft.Log) error {

@@ -74,7 +74,32 @@ type Config struct {
 	SnapshotEntries  uint64
 	SnapshotInterval time.Duration
 	TrailingLogs     uint64
-	Logger           *slog.Logger
+	// MaxValueBytes is the largest value a command may carry (the node's
+	// max-value-bytes; 0: 1 MiB). Entries of that size bound how many
+	// entries one AppendEntries carries (appendEntries) and how long the
+	// transport waits for one (transportTimeout).
+	MaxValueBytes int64
+	Logger        *slog.Logger
+}
+
+// appendBudget is about the most bytes of entries one AppendEntries carries
+// when every entry holds a value of MaxValueBytes; with the default 1 MiB
+// it allows hashicorp/raft's usual 512 entries.
+const appendBudget = 512 << 20
+
+// appendEntries is raft's MaxAppendEntries for values of up to maxValue
+// bytes: the entries the leader reads from its log and sends a follower
+// that catches up are held in memory on both sides at once, so with 64 MiB
+// values it is 8, not 512 (32 GiB).
+func appendEntries(maxValue int64) int {
+	return int(min(max(appendBudget/max(maxValue, 1), 8), 512))
+}
+
+// transportTimeout is the Raft transport's I/O deadline: 10 s, plus a
+// second per 10 MiB that the largest command (two values of maxValue) adds,
+// so a slow link still carries an entry of 64 MiB.
+func transportTimeout(maxValue int64) time.Duration {
+	return 10*time.Second + time.Duration(2*maxValue/(10<<20))*time.Second
 }
 
 // Node is one member of a Raft group.
@@ -130,6 +155,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
+	if cfg.MaxValueBytes <= 0 {
+		cfg.MaxValueBytes = 1 << 20
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "raft"), done: make(chan struct{}), down: make(chan struct{})}
 	ok := false
 	defer func() {
@@ -164,7 +192,7 @@ func Start(cfg Config) (*Node, error) {
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{Listener: raftLn, dialer: cfg.Dialer, addr: advertiseAddr(cfg.AdvertiseAddr)},
 		MaxPool: 4,
-		Timeout: 10 * time.Second,
+		Timeout: transportTimeout(cfg.MaxValueBytes),
 		Logger:  hclogFor(n.log, "raft-net"),
 	})
 
@@ -178,17 +206,14 @@ func Start(cfg Config) (*Node, error) {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = 512
+	rc.MaxAppendEntries = appendEntries(cfg.MaxValueBytes)
 	rc.NoSnapshotRestoreOnStart = true // the pebble state survives restarts
 	rc.Logger = hlog
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 
-	cached, err := raft.NewLogCache(1024, logs)
-	if err != nil {
-		return nil, fmt.Errorf("raftnode: %w", err)
-	}
+	cached := newLogCache(logs)
 	hasState, err := raft.HasExistingState(cached, logs, n.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)

@@ -196,8 +196,29 @@ type Batch struct {
 // NewBatch starts an empty batch.
 func (d *DB) NewBatch() *Batch { return &Batch{b: d.db.NewBatch(), db: d} }
 
+// NewBatchSize starts an empty batch with room for about n bytes of keys
+// and values, so a batch carrying a large value is allocated once instead of
+// grown by doubling (a 50 MiB value would otherwise leave a 64 MiB buffer
+// and 64 MiB of smaller ones behind).
+func (d *DB) NewBatchSize(n int) *Batch {
+	return &Batch{b: d.db.NewBatchWithSize(n + batchOverhead), db: d}
+}
+
+// batchOverhead is room for the batch header and a few records' tags.
+const batchOverhead = 256
+
 // Set records key=value in the batch.
 func (b *Batch) Set(key, value []byte) { _ = b.b.Set(key, value, nil) }
+
+// SetBuffer records key with a value of n bytes and returns the value's
+// bytes inside the batch, for the caller to fill in before Commit: a large
+// value is encoded in place rather than built and then copied.
+func (b *Batch) SetBuffer(key []byte, n int) []byte {
+	op := b.b.SetDeferred(len(key), n)
+	copy(op.Key, key)
+	_ = op.Finish()
+	return op.Value
+}
 
 // Delete records the removal of key in the batch.
 func (b *Batch) Delete(key []byte) { _ = b.b.Delete(key, nil) }
