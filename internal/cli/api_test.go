@@ -19,9 +19,17 @@ import (
 // against what the server does. It returns the --endpoints flag.
 func realAPI(t *testing.T, opts ...kvtest.Option) (ep string, srv *httptest.Server, svc *kv.Service) {
 	t.Helper()
+	return realAPIWith(t, httpapi.Options{}, opts...)
+}
+
+// realAPIWith is realAPI with the HTTP API's options (IsStale and Closing
+// are filled in).
+func realAPIWith(t *testing.T, ho httpapi.Options, opts ...kvtest.Option) (ep string, srv *httptest.Server, svc *kv.Service) {
+	t.Helper()
 	svc = kvtest.NewService(t, opts...)
 	closing := make(chan struct{})
-	srv = httptest.NewServer(httpapi.New(svc, httpapi.Options{IsStale: svc.IsStale, Closing: closing}))
+	ho.IsStale, ho.Closing = svc.IsStale, closing
+	srv = httptest.NewServer(httpapi.New(svc, ho))
 	t.Cleanup(srv.Close)
 	// Runs before srv.Close: watch streams end, so Close need not wait.
 	t.Cleanup(func() { close(closing) })

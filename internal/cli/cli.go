@@ -52,6 +52,9 @@ type Env struct {
 	Version        string
 	// StdoutIsTerminal decides whether `get` ends its output with a newline.
 	StdoutIsTerminal bool
+	// StderrIsTerminal shows progress bars on stderr; without it they show
+	// when Stderr is an *os.File on a terminal.
+	StderrIsTerminal bool
 }
 
 // usageError marks errors in how a command was called.
@@ -157,7 +160,7 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 	}
 	root.AddCommand(
 		serveCmd(env),
-		getCmd(g, env), putCmd(g, env), delCmd(g, env), listCmd(g, env), txnCmd(g, env), watchCmd(g, env),
+		getCmd(g, env), putCmd(g, env), delCmd(g, env), listCmd(g, env), txnCmd(g, env), watchCmd(g, env), syncCmd(g, env),
 		membersCmd(g, env), keyspaceCmd(g, env), ringCmd(g, env), leaderCmd(g, env), statusCmd(g, env), benchCmd(g, env), authCmd(g, env), configCmd(g, env),
 		&cobra.Command{Use: "version", Short: "print the version", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(env.Stdout, "cairn", env.Version)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -233,6 +234,19 @@ func (w *watcher) startingPoint(ctx context.Context) (eventual bool, err error) 
 type keyspaceModes struct {
 	governing string // keyspace prefix that governs PREFIX
 	modes     map[string]string
+}
+
+// String lists the keyspaces and their modes: "" strong, "a/ev/" eventual.
+func (m keyspaceModes) String() string {
+	keys := make([]string, 0, len(m.modes))
+	for k := range m.modes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		keys[i] = strconv.Quote(k) + " " + m.modes[k]
+	}
+	return strings.Join(keys, ", ")
 }
 
 func (m keyspaceModes) eventual() bool { return !m.mixed() && m.modes[m.governing] == "eventual" }
