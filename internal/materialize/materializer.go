@@ -2,8 +2,6 @@ package materialize
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -340,42 +338,39 @@ func (m *Materializer) apply(evs []kv.Event) {
 		if !m.learn(st) {
 			continue
 		}
-		if st.deleted {
-			delete(m.fresh, ev.Key)
+		if st.deleted || ev.ValueOmitted {
+			delete(m.fresh, ev.Key) // an omitted value is read when published
 		} else {
 			m.fresh[ev.Key] = append([]byte{}, ev.Value...)
 		}
 	}
 }
 
-// publish makes the tree match what is known, fetching the content of
-// keys that changed and did not come with an event.
+// publish makes the tree match what is known, loading the content of
+// keys that changed and did not come with an event while the version is
+// built.
 func (m *Materializer) publish(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	target := m.target()
 	cur := m.tree.Manifest().Files
-	for attempt := 0; ; attempt++ {
-		for rel, e := range target {
-			if e.Content != nil {
-				continue
-			}
-			if old, ok := cur[rel]; ok && old.sameVersion(e.Meta) && old.SHA256 != "" {
-				e.Meta.SHA256, e.Meta.Size = old.SHA256, old.Size
-				target[rel] = e
-				continue
-			}
-			if err := m.fetch(ctx, rel, target); err != nil {
-				return err
-			}
+	for rel, e := range target {
+		if e.Content != nil {
+			continue
 		}
+		if old, ok := cur[rel]; ok && old.sameVersion(e.Meta) && old.SHA256 != "" {
+			e.Meta.SHA256, e.Meta.Size = old.SHA256, old.Size
+			target[rel] = e
+			continue
+		}
+		target[rel] = m.loader(ctx, e.Meta)
+	}
+	for attempt := 0; ; attempt++ {
 		changed, err := m.tree.Publish(target)
 		var missing *MissingError
 		if errors.As(err, &missing) && attempt < 3 {
 			m.log.Warn("materialize: a file was removed from the published directory; writing it again", "path", missing.Rel)
-			if err := m.fetch(ctx, missing.Rel, target); err != nil {
-				return err
-			}
+			target[missing.Rel] = m.loader(ctx, target[missing.Rel].Meta)
 			continue
 		}
 		if err != nil {
@@ -395,36 +390,27 @@ func (m *Materializer) publish(ctx context.Context) error {
 	}
 }
 
-// fetch reads the current value of target[rel]'s key into it.
-func (m *Materializer) fetch(ctx context.Context, rel string, target map[string]Entry) error {
-	e := target[rel]
-	rec, err := m.src.Get(ctx, e.Meta.Key, m.readOptions(false))
-	if errors.Is(err, kv.ErrKeyNotFound) {
-		// Deleted since it was listed: the feed will say so; drop it now.
-		m.keys[e.Meta.Key] = keyState{meta: e.Meta, deleted: true}
-		delete(target, rel)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading %q: %w", e.Meta.Key, err)
-	}
-	meta := metaOf(rec)
-	if newer(meta, e.Meta) {
-		m.keys[rec.Key] = keyState{meta: meta}
-	} else {
-		meta = e.Meta
-	}
-	target[rel] = m.entry(meta, rec.Value)
-	return nil
-}
-
-func (m *Materializer) entry(meta FileMeta, v []byte) Entry {
-	if v == nil {
-		v = []byte{}
-	}
-	sum := sha256.Sum256(v)
-	meta.SHA256, meta.Size = hex.EncodeToString(sum[:]), int64(len(v))
-	return Entry{Meta: meta, Content: v}
+// loader is the entry of a key whose content is read when the version is
+// built: its current value, which may be newer than meta.
+func (m *Materializer) loader(ctx context.Context, meta FileMeta) Entry {
+	return Entry{Meta: meta, Load: func() (FileMeta, []byte, error) {
+		rec, err := m.src.Get(ctx, meta.Key, m.readOptions(false))
+		if errors.Is(err, kv.ErrKeyNotFound) {
+			// Deleted since it was listed: the feed says so too.
+			m.keys[meta.Key] = keyState{meta: meta, deleted: true}
+			return FileMeta{}, nil, ErrGone
+		}
+		if err != nil {
+			return FileMeta{}, nil, fmt.Errorf("reading %q: %w", meta.Key, err)
+		}
+		got := metaOf(rec)
+		if newer(got, meta) {
+			m.keys[rec.Key] = keyState{meta: got}
+		} else {
+			got = meta
+		}
+		return got, rec.Value, nil
+	}}
 }
 
 // target is the tree the known keys make: each live key whose name is a
@@ -461,7 +447,7 @@ func (m *Materializer) target() map[string]Entry {
 			continue
 		}
 		if v, ok := m.fresh[meta.Key]; ok {
-			out[rel] = m.entry(meta, v)
+			out[rel] = newEntry(meta, v)
 			continue
 		}
 		out[rel] = Entry{Meta: meta}

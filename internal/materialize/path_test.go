@@ -98,7 +98,5 @@ func FuzzNoEscape(f *testing.F) {
 }
 
 func entry(key, content string) Entry {
-	m := &Materializer{}
-	e := m.entry(FileMeta{Key: key, Revision: 1}, []byte(content))
-	return e
+	return newEntry(FileMeta{Key: key, Revision: 1}, []byte(content))
 }

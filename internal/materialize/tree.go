@@ -1,6 +1,8 @@
 package materialize
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,11 +84,19 @@ func (e *MissingError) Error() string {
 func (e *MissingError) Unwrap() error { return e.Err }
 
 // Entry is one file of a version to publish: its metadata and, when it is
-// not already in the current version, its content.
+// not already in the current version, its content, given or loaded while
+// the version is built (so a large tree is never all in memory).
 type Entry struct {
 	Meta    FileMeta
-	Content []byte // nil: link the current version's file (its SHA256 must match)
+	Content []byte
+	// Load, when Content is nil, returns the file's content and metadata
+	// (ErrGone: leave the file out). Neither: link the current version's
+	// file of the same path.
+	Load func() (FileMeta, []byte, error)
 }
+
+// ErrGone is what an Entry's Load returns for a file that no longer exists.
+var ErrGone = errors.New("materialize: gone")
 
 type hookPending struct {
 	Keys []string `json:"keys"`
@@ -232,25 +242,27 @@ func (t *Tree) newVersionName() string {
 // needs their place. When nothing would change on disk it only records
 // target's metadata.
 func (t *Tree) Publish(target map[string]Entry) (changed []string, err error) {
-	changed = t.diff(target)
-	next := Manifest{Prefix: t.man.Prefix, Files: make(map[string]FileMeta, len(target))}
-	for rel, e := range target {
-		next.Files[rel] = e.Meta
+	lazy := false
+	for _, e := range target {
+		lazy = lazy || (e.Content == nil && e.Load != nil)
 	}
-	if len(changed) == 0 && t.cur != "" {
-		next.Version = t.cur
-		if err := t.writeJSON(t.cur+".json", next); err != nil {
-			return nil, err
+	if !lazy && t.cur != "" {
+		if changed = t.diff(target); len(changed) == 0 {
+			next := t.manifestOf(t.cur, target)
+			if err := t.writeJSON(t.cur+".json", next); err != nil {
+				return nil, err
+			}
+			t.man = next
+			return nil, nil
 		}
-		t.man = next
-		return nil, nil
 	}
 	ver := t.newVersionName()
-	next.Version = ver
 	if err := t.build(ver, target); err != nil {
 		_ = t.root.RemoveAll(ver)
 		return nil, err
 	}
+	changed = t.diff(target)
+	next := t.manifestOf(ver, target)
 	if err := t.writeJSON(ver+".json", next); err != nil {
 		_ = t.root.RemoveAll(ver)
 		return nil, err
@@ -266,6 +278,14 @@ func (t *Tree) Publish(target map[string]Entry) (changed []string, err error) {
 	}
 	t.removeOld()
 	return changed, nil
+}
+
+func (t *Tree) manifestOf(ver string, target map[string]Entry) Manifest {
+	m := Manifest{Prefix: t.man.Prefix, Version: ver, Files: make(map[string]FileMeta, len(target))}
+	for rel, e := range target {
+		m.Files[rel] = e.Meta
+	}
+	return m
 }
 
 // diff lists the keys whose file differs between the current version and target.
@@ -287,7 +307,9 @@ func (t *Tree) diff(target map[string]Entry) []string {
 
 // build writes version ver: target's files first (into an empty
 // directory, so no entry there is anyone else's), then the current
-// version's foreign files where they still fit, then fsyncs it all.
+// version's foreign files where they still fit, then fsyncs it all. It
+// replaces each loaded entry of target by what was written (content
+// dropped) and removes the entries that are gone.
 func (t *Tree) build(ver string, target map[string]Entry) error {
 	if err := t.root.Mkdir(ver, t.dirMode); err != nil {
 		return fmt.Errorf("materialize: %w", err)
@@ -313,6 +335,17 @@ func (t *Tree) build(ver string, target map[string]Entry) error {
 	}
 	for _, rel := range rels {
 		e := target[rel]
+		if e.Content == nil && e.Load != nil {
+			meta, b, err := e.Load()
+			if errors.Is(err, ErrGone) {
+				delete(target, rel)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			e = newEntry(meta, b)
+		}
 		if err := mkdirs(rel); err != nil {
 			return fmt.Errorf("materialize: %s: %w", rel, err)
 		}
@@ -329,6 +362,7 @@ func (t *Tree) build(ver string, target map[string]Entry) error {
 		if err := t.writeFile(name, e.Content, t.fileMode); err != nil {
 			return fmt.Errorf("materialize: %s: %w", rel, err)
 		}
+		target[rel] = Entry{Meta: e.Meta}
 	}
 	if t.cur != "" {
 		if err := t.carryForeign(ver, target, mkdirs); err != nil {
@@ -497,4 +531,14 @@ func (t *Tree) ClearPending(gen uint64) error {
 	}
 	t.pending = hookPending{Gen: gen}
 	return t.syncDir(".")
+}
+
+// newEntry is a file with content b; meta gets its hash and size.
+func newEntry(meta FileMeta, b []byte) Entry {
+	if b == nil {
+		b = []byte{}
+	}
+	sum := sha256.Sum256(b)
+	meta.SHA256, meta.Size = hex.EncodeToString(sum[:]), int64(len(b))
+	return Entry{Meta: meta, Content: b}
 }
