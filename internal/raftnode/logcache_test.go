@@ -1,0 +1,57 @@
+package raftnode
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/cairnkv/cairn/internal/store"
+	"github.com/hashicorp/raft"
+)
+
+// TestLogCacheKeepsOnlySmallEntries: a large entry is served from the store,
+// never from memory, and the slot it took holds no stale entry.
+func TestLogCacheKeepsOnlySmallEntries(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "raft"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	logs, err := NewLogStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newLogCache(logs)
+	small := &raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("small")}
+	big := &raft.Log{Index: 1 + logCacheEntries, Term: 2, Type: raft.LogCommand, Data: make([]byte, maxCachedEntry+1)}
+	big.Data[0] = 7
+	if err := c.StoreLogs([]*raft.Log{small}); err != nil {
+		t.Fatal(err)
+	}
+	if c.ring[1] != small {
+		t.Fatal("the small entry is not cached")
+	}
+	if err := c.StoreLogs([]*raft.Log{big}); err != nil {
+		t.Fatal(err)
+	}
+	if c.ring[1] != nil {
+		t.Fatal("the large entry's slot still holds an entry")
+	}
+	var out raft.Log
+	if err := c.GetLog(big.Index, &out); err != nil || out.Term != 2 || len(out.Data) != len(big.Data) || out.Data[0] != 7 {
+		t.Fatalf("large entry read back: %v term %d, %d bytes", err, out.Term, len(out.Data))
+	}
+	if err := c.GetLog(1, &out); err != nil || string(out.Data) != "small" {
+		t.Fatalf("small entry read back: %v %q", err, out.Data)
+	}
+}
+
+func TestAppendEntriesScaleWithTheValueLimit(t *testing.T) {
+	for _, tc := range []struct {
+		maxValue int64
+		want     int
+	}{{1 << 20, 512}, {8 << 20, 64}, {64 << 20, 8}, {1, 512}} {
+		if got := appendEntries(tc.maxValue); got != tc.want {
+			t.Errorf("appendEntries(%d) = %d, want %d", tc.maxValue, got, tc.want)
+		}
+	}
+}
