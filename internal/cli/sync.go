@@ -139,6 +139,16 @@ func (o *syncOptions) excluded(rel string) bool {
 	return false
 }
 
+// underAny reports whether rel or a directory above it is in set.
+func underAny(set map[string]bool, rel string) bool {
+	for i := 0; i <= len(rel); i++ {
+		if (i == len(rel) || rel[i] == '/') && set[rel[:i]] {
+			return true
+		}
+	}
+	return false
+}
+
 // localFile is a regular file found under DIR.
 type localFile struct {
 	rel, path, key string
@@ -175,8 +185,9 @@ type syncSummary struct {
 	Excluded      int           `json:"excluded"`
 	Skipped       []skippedPath `json:"skipped"`
 	Revision      int64         `json:"revision,omitempty"`
-	Changes       []syncChange  `json:"changes,omitempty"`
-	Error         string        `json:"error,omitempty"`
+	// Changes is the plan of a dry run ([] when there is nothing to do).
+	Changes *[]syncChange `json:"changes,omitempty"`
+	Error   string        `json:"error,omitempty"`
 }
 
 func runSync(ctx context.Context, g *globals, env *Env, o syncOptions) error {
@@ -210,9 +221,10 @@ func runSync(ctx context.Context, g *globals, env *Env, o syncOptions) error {
 
 	// What changes: the files whose hash differs, then the deletes.
 	var changes []syncChange
-	local := make(map[string]bool, len(files)+len(skipped))
+	local := make(map[string]bool, len(files))
+	kept := make(map[string]bool, len(skipped)) // skipped paths: their keys, and those below them, stay
 	for _, s := range skipped {
-		local[o.prefix+s.Path] = true
+		kept[s.Path] = true
 	}
 	for i := range files {
 		f := &files[i]
@@ -220,6 +232,7 @@ func runSync(ctx context.Context, g *globals, env *Env, o syncOptions) error {
 		h, err := hashFile(f.path)
 		if err != nil {
 			skipped = append(skipped, skippedPath{f.rel, "cannot be read: " + err.Error()})
+			kept[f.rel] = true
 			continue
 		}
 		if remote[f.key] == h {
@@ -232,8 +245,9 @@ func runSync(ctx context.Context, g *globals, env *Env, o syncOptions) error {
 		var gone []string
 		for key := range remote {
 			rel := key[len(o.prefix):]
-			// The prefix's own key has no file; excluded paths are kept.
-			if !local[key] && rel != "" && !o.excluded(rel) {
+			// The prefix's own key has no file; excluded and skipped paths
+			// (an unreadable directory, a symlink) are kept.
+			if !local[key] && rel != "" && !o.excluded(rel) && !underAny(kept, rel) {
 				gone = append(gone, key)
 			}
 		}
@@ -255,7 +269,10 @@ func runSync(ctx context.Context, g *globals, env *Env, o syncOptions) error {
 	sum.Transactions = len(batches)
 	sum.Atomic = len(batches) == 1 && batches[0].txn && sum.Mode != "eventual"
 	if o.dryRun {
-		sum.Changes = changes
+		if changes == nil {
+			changes = []syncChange{}
+		}
+		sum.Changes = &changes
 		for _, ch := range changes {
 			if ch.Op == "put" {
 				sum.Uploaded++
@@ -571,7 +588,7 @@ func printSyncSummary(g *globals, env *Env, sum *syncSummary, err error) error {
 		return err
 	}
 	if sum.DryRun {
-		for _, ch := range sum.Changes {
+		for _, ch := range *sum.Changes {
 			if ch.Op == "put" {
 				fmt.Fprintf(env.Stdout, "put %s (%d bytes)\n", ch.Key, ch.Bytes)
 			} else {

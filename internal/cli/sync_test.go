@@ -113,7 +113,7 @@ func TestSyncTree(t *testing.T) {
 	s = mustSync(t, ep, "--delete", "--dry-run", dir, "pkgs/")
 	wantCounts(t, "dry run", s, 1, 2, 199)
 	wantChanges := `[{"op":"put","key":"pkgs/d4/f004.txt","path":"d4/f004.txt","bytes":13},{"op":"delete","key":"pkgs/d2/f002.txt"},{"op":"delete","key":"pkgs/d5/f005.txt"}]`
-	if b, _ := json.Marshal(s.Changes); string(b) != wantChanges || !s.DryRun {
+	if b, _ := json.Marshal(s.Changes); string(b) != wantChanges || !s.DryRun || s.Changes == nil {
 		t.Fatalf("dry run plan %s, want %s", b, wantChanges)
 	}
 	if after := kvtest.MustRevision(t, svc); after != before {
@@ -157,6 +157,7 @@ func TestSyncExcludeAndSymlinks(t *testing.T) {
 	kvtest.MustPut(t, svc, "site/build/old", "remote only, under an excluded dir", kv.PutOptions{})
 	kvtest.MustPut(t, svc, "site/gone", "remote only", kv.PutOptions{})
 	kvtest.MustPut(t, svc, "site/link", "a key where DIR has a symlink", kv.PutOptions{})
+	kvtest.MustPut(t, svc, "site/linkdir/x", "a key below a symlink in DIR", kv.PutOptions{})
 	kvtest.MustPut(t, svc, "sitefoo/x", "not under site/", kv.PutOptions{})
 
 	code, out, errOut := run(t, "", ep, "-o", "json", "sync", "--delete", "--exclude", "*.tmp", "--exclude", "build", dir, "site/")
@@ -177,7 +178,7 @@ func TestSyncExcludeAndSymlinks(t *testing.T) {
 	}
 	got := mustKeys(t, svc, "site")
 	want := map[string]string{"site/keep.txt": "k", "site/old.tmp": "remote only, excluded", "site/build/old": "remote only, under an excluded dir",
-		"site/link": "a key where DIR has a symlink", "sitefoo/x": "not under site/"}
+		"site/link": "a key where DIR has a symlink", "site/linkdir/x": "a key below a symlink in DIR", "sitefoo/x": "not under site/"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("keys\n%v\nwant\n%v", got, want)
 	}

@@ -149,14 +149,25 @@ func (w *watcher) run(ctx context.Context) error {
 	backoff := watchBackoffMin
 	for {
 		got := false
+		// The events of a strong write are printed once its last one has
+		// arrived: a write cut off by a drop comes again whole on the
+		// resumed stream, and is printed once.
+		var pending []client.Event
 		err := w.c.Watch(ctx, w.prefix, w.from, func(ev client.Event) error {
 			got = true
 			if ev.Timestamp != "" {
 				eventual = true
 			}
-			if err := w.print(ev); err != nil {
-				return outputError{err}
+			if ev.Revision > 0 && !ev.Last {
+				pending = append(pending, ev)
+				return nil
 			}
+			for _, e := range append(pending, ev) {
+				if err := w.print(e); err != nil {
+					return outputError{err}
+				}
+			}
+			pending = pending[:0]
 			if ev.Last && ev.Revision > 0 {
 				w.from = ev.Revision + 1
 			}

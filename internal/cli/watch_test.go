@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cairnkv/cairn/internal/kvtest"
@@ -141,5 +142,40 @@ func TestWatchUsage(t *testing.T) {
 		if code, _, errOut := run(t, "", append([]string{"--endpoints=http://127.0.0.1:1"}, args...)...); code != ExitUsage {
 			t.Errorf("cairn %v: exit %d, stderr %q", args, code, errOut)
 		}
+	}
+}
+
+// A write cut off midway by a drop is printed once, whole, from the
+// resumed stream.
+func TestWatchCutWriteOnce(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/keyspaces" {
+			fmt.Fprint(w, `{"keyspaces":[{"prefix":"","mode":"strong"}]}`)
+			return
+		}
+		if got := r.URL.Query().Get("from_revision"); got != "5" {
+			t.Errorf("watch %d from %q, want 5", calls.Load(), got)
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		a := "data: {\"type\":\"put\",\"key\":\"t/a\",\"value\":\"MQ==\",\"revision\":7}\n\n"
+		b := "id: 7\ndata: {\"type\":\"put\",\"key\":\"t/b\",\"value\":\"Mg==\",\"revision\":7}\n\n"
+		if calls.Add(1) == 1 {
+			fmt.Fprint(w, ": watching\n\n"+a) // and the stream ends
+			return
+		}
+		fmt.Fprint(w, ": watching\n\n"+a+b)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	var out, errb syncBuffer
+	stop := background(t, Env{Stdout: &out, Stderr: &errb}, "--endpoints="+srv.URL, "watch", "t/", "--from-revision", "5")
+	waitFor(t, "the whole write", func() bool { return strings.Contains(out.String(), "t/b") })
+	if code := stop(); code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if got := out.String(); got != "put t/a rev=7 1\nput t/b rev=7 2\n" {
+		t.Fatalf("printed %q", got)
 	}
 }
