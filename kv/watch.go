@@ -31,6 +31,11 @@ type Event struct {
 	// logical clock stamp and the node that coordinated it.
 	Timestamp string
 	Origin    string
+	// ValueOmitted marks a put whose value is not in the event: a value
+	// larger than the strong watch history keeps (1 MiB), replayed after a
+	// later write replaced it. A watcher reads the key for its current
+	// value; the later change comes as an event of its own.
+	ValueOmitted bool
 }
 
 // Watcher is implemented by engines that have a change feed.

@@ -27,6 +27,9 @@ type watchEvent struct {
 	Revision  int64        `json:"revision,omitempty"`
 	Timestamp string       `json:"timestamp,omitempty"`
 	Origin    string       `json:"origin,omitempty"`
+	// ValueOmitted: a put replayed without its value (over the history's
+	// 1 MiB, and replaced since); GET the key for its current value.
+	ValueOmitted bool `json:"value_omitted,omitempty"`
 }
 
 // watch serves GET /v1/watch/{prefix} as Server-Sent Events: one "data:"
@@ -111,7 +114,7 @@ func (a *api) watch(w http.ResponseWriter, r *http.Request) {
 		buf = buf[:0]
 		for i, ev := range evs {
 			b, _ := json.Marshal(watchEvent{Type: ev.Type, Key: ev.Key, Value: ev.Value, Revision: ev.Revision,
-				Timestamp: ev.Timestamp, Origin: ev.Origin})
+				Timestamp: ev.Timestamp, Origin: ev.Origin, ValueOmitted: ev.ValueOmitted})
 			if ev.Revision != 0 && i == len(evs)-1 {
 				buf = append(buf, "id: "...)
 				buf = strconv.AppendInt(buf, ev.Revision, 10)

@@ -113,7 +113,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if last <= applied {
 		return out
 	}
-	b := f.db.NewBatch()
+	b := f.newBatch(entries)
 	if len(entries) > 0 {
 		res := f.sm.Apply(b, entries)
 		for j, p := range pos {
@@ -298,6 +298,23 @@ func frame(kind byte, t time.Time, data []byte) []byte {
 	copy(out[9:], data)
 	return out
 }
+
+// newBatch starts the batch that applies entries. Entries carrying large
+// values get a batch sized for them up front (what they write is about what
+// they carry), so it is allocated once rather than grown by doubling.
+func (f *fsm) newBatch(entries []Entry) *store.Batch {
+	n := 0
+	for _, e := range entries {
+		n += len(e.Data)
+	}
+	if n < presizeBatch {
+		return f.db.NewBatch()
+	}
+	return f.db.NewBatchSize(n + n/64 + 4<<10)
+}
+
+// presizeBatch is the size from which newBatch sizes the batch itself.
+const presizeBatch = 1 << 20
 
 func unframe(b []byte) (int64, []byte, byte, error) {
 	if len(b) < 9 || (b[0] != kindCommand && b[0] != kindTermStart) {

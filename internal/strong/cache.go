@@ -34,6 +34,8 @@ type cacheShard struct {
 
 const (
 	recordCacheBudget = 64 << 20
+	// maxCachedValue is the largest value the cache keeps.
+	maxCachedValue = 1 << 20
 	cacheShards       = 32
 )
 
@@ -67,11 +69,17 @@ func (c *recordCache) get(key string) (*kv.Record, bool) {
 	return r, ok || g.complete
 }
 
-// put records key's committed record; apply goroutine only.
+// put records key's committed record; apply goroutine only. A record with
+// a value over maxCachedValue is not kept (its key is read from the
+// database): a few such values would take the whole budget, and each would
+// stay in memory until the generation turns over.
 func (c *recordCache) put(key string, r *kv.Record) {
 	g := c.gen.Load()
-	if g == nil || c.bytes > c.budget {
-		g = newCacheGen(g != nil && g.complete && c.bytes == 0)
+	large := r != nil && len(r.Value) > maxCachedValue
+	if g == nil || c.bytes > c.budget || large && g.complete {
+		// A complete generation answers "absent" for a key it lacks, so a
+		// record it may not hold needs an incomplete one.
+		g = newCacheGen(g != nil && g.complete && c.bytes == 0 && !large)
 		c.gen.Store(g)
 		c.bytes = 0
 	}
@@ -80,9 +88,13 @@ func (c *recordCache) put(key string, r *kv.Record) {
 	if old, ok := sh.m[key]; ok {
 		c.bytes -= cacheSize(key, old)
 	}
-	sh.m[key] = r
+	if large {
+		delete(sh.m, key)
+	} else {
+		sh.m[key] = r
+		c.bytes += cacheSize(key, r)
+	}
 	sh.mu.Unlock()
-	c.bytes += cacheSize(key, r)
 }
 
 func cacheSize(key string, r *kv.Record) int {

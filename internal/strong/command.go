@@ -199,8 +199,32 @@ func (d *dec) count(min int) int {
 	return int(n)
 }
 
+// txnBytes is about the size of t's encoding (at least it): what a command
+// carrying t adds to a Raft entry.
+func txnBytes(t *kv.Txn) int {
+	if t == nil {
+		return 0
+	}
+	n := 3 * binary.MaxVarintLen64
+	for _, c := range t.Compare {
+		n += len(c.Key) + len(c.Value) + 3 + 3*binary.MaxVarintLen64
+	}
+	for _, ops := range [][]kv.Op{t.Success, t.Failure} {
+		for _, op := range ops {
+			n += len(op.Key) + len(op.Value) + 2 + 4*binary.MaxVarintLen64
+		}
+	}
+	return n
+}
+
 func encodeCommand(c command) ([]byte, error) {
-	e := &enc{b: make([]byte, 0, 64)}
+	// Sized up front: a command carrying a large value is allocated once,
+	// not grown by doubling.
+	n := 64 + txnBytes(c.Txn)
+	for i := range c.Batch {
+		n += txnBytes(&c.Batch[i])
+	}
+	e := &enc{b: make([]byte, 0, n)}
 	switch c.Type {
 	case cmdTxn:
 		e.byte(cmdCodeTxn)

@@ -44,7 +44,24 @@ type Config struct {
 	// WatchBuffer is how many commands' events a watcher may fall behind
 	// by before it is dropped (0: watch.DefaultBuffer).
 	WatchBuffer int
-	Logger      *slog.Logger
+	// MaxValueBytes is the node's max-value-bytes (0: 1 MiB). One command,
+	// a Raft entry, carries at most MaxEntryBytes of it: a transaction over
+	// that is refused, and a batch of transactions over it is proposed as
+	// several entries.
+	MaxValueBytes int64
+	Logger        *slog.Logger
+}
+
+// MaxEntryBytes is the largest command the engine proposes for values of up
+// to maxValue bytes: a transaction of two such values (an HTTP transaction
+// body holds at most 2 × max-value-bytes) and 1 MiB of keys and options.
+// The peer RPC frame limit is derived from it (server), so a forwarded
+// proposal always fits.
+func MaxEntryBytes(maxValue int64) int64 {
+	if maxValue <= 0 {
+		maxValue = 1 << 20
+	}
+	return 2*maxValue + 1<<20
 }
 
 // Engine is the strong engine on one node: a Raft member whose state
@@ -84,6 +101,12 @@ func Open(cfg Config) (_ *Engine, err error) {
 	}
 	if cfg.ExpiryInterval <= 0 {
 		cfg.ExpiryInterval = 200 * time.Millisecond
+	}
+	if cfg.MaxValueBytes <= 0 {
+		cfg.MaxValueBytes = 1 << 20
+	}
+	if cfg.Raft.MaxValueBytes <= 0 {
+		cfg.Raft.MaxValueBytes = cfg.MaxValueBytes
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger.With("subsystem", "strong"), stop: make(chan struct{}), opened: time.Now()}
 	defer func() {
@@ -290,6 +313,65 @@ func (e *Engine) List(ctx context.Context, prefix string, o kv.ListOptions, visi
 func (e *Engine) Apply(ctx context.Context, txns []kv.Txn, authRev uint64) ([]*kv.TxnResult, []error, error) {
 	results := make([]*kv.TxnResult, len(txns))
 	errs := make([]error, len(txns))
+	limit := int(MaxEntryBytes(e.cfg.MaxValueBytes))
+	total := 0
+	var fit []int // when some transaction is too large: the others
+	for i := range txns {
+		n := txnBytes(&txns[i])
+		if n > limit {
+			errs[i] = fmt.Errorf("%w: a transaction of %d bytes; one transaction carries at most %d (2 × max-value-bytes + 1 MiB)",
+				kv.ErrValueTooLarge, n, limit)
+			if fit == nil {
+				fit = make([]int, 0, len(txns))
+				for j := range i {
+					fit = append(fit, j)
+				}
+			}
+			continue
+		}
+		if fit != nil {
+			fit = append(fit, i)
+		}
+		total += n
+	}
+	if fit != nil {
+		if len(txns) == 1 {
+			return nil, nil, errs[0]
+		}
+		rest := make([]kv.Txn, len(fit))
+		for k, i := range fit {
+			rest[k] = txns[i]
+		}
+		if len(rest) > 0 {
+			res, es, err := e.Apply(ctx, rest, authRev)
+			if err != nil {
+				return nil, nil, err
+			}
+			for k, i := range fit {
+				results[i], errs[i] = res[k], es[k]
+			}
+		}
+		return results, errs, nil
+	}
+	if len(txns) > 1 && total > limit {
+		// Too much for one entry (a pipeline of large writes): several
+		// entries, proposed one after another so they commit in order.
+		for start := 0; start < len(txns); {
+			end, n := start, 0
+			for end < len(txns) && (end == start || n+txnBytes(&txns[end]) <= limit) {
+				n += txnBytes(&txns[end])
+				end++
+			}
+			res, es, err := e.Apply(ctx, txns[start:end], authRev)
+			if err != nil {
+				return nil, nil, err
+			}
+			copy(results[start:], res)
+			copy(errs[start:], es)
+			start = end
+		}
+		return results, errs, nil
+	}
 	if len(txns) == 1 {
 		out, err := e.replicate(ctx, command{Type: cmdTxn, Txn: &txns[0], AuthChecked: true, AuthRev: authRev})
 		if err != nil {

@@ -21,6 +21,17 @@ const DefaultWatchHistory = 10000
 // historyPage is how many commands a replay reads from the database at once.
 const historyPage = 256
 
+// historyValueBytes is the largest value the watch history stores in an
+// event. A put of a larger value is stored without it (type 'P'): 10000
+// revisions of 64 MiB values would be 640 GiB. A replay fills the value in
+// from the key's current record when no later command has written the key
+// (the record is then the one the event made); otherwise the event comes
+// with ValueOmitted, and the later write's own event follows it. Live events
+// always carry their value (it is the command's, shared, not copied). The
+// limit is the default max-value-bytes, so a node with the default limit
+// replays every value.
+const historyValueBytes = 1 << 20
+
 // history is the watch history: the events of every write command, stored
 // in the state database in the same batch as the write (0x07 be64(revision)),
 // trimmed to the newest limit revisions, and published to live subscribers
@@ -121,7 +132,44 @@ func (m *Machine) readHistory(from int64, n int) ([]watch.Group, error) {
 	if err == nil {
 		err = derr
 	}
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range out {
+		for i := range g.Events {
+			if ev := &g.Events[i]; ev.ValueOmitted {
+				if err := m.fillOmitted(ev); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// fillOmitted gives a replayed put whose value the history did not keep the
+// key's current value, when the current record is the one the event's
+// command wrote: its mod revision is at most the event's (a later write
+// would have a greater one; the command's own ops have revisions up to the
+// event's).
+func (m *Machine) fillOmitted(ev *kv.Event) error {
+	r, ok := m.recent.get(ev.Key)
+	if !ok {
+		raw, err := m.db.Get(dataKey(ev.Key))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			if r, err = decodeRecord(ev.Key, raw); err != nil {
+				return err
+			}
+		}
+	}
+	if r != nil && r.ModRevision <= ev.Revision {
+		ev.Value, ev.ValueOmitted = r.Value, false
+	}
+	return nil
 }
 
 // Watch implements kv.Watcher: it replays the history from fromRevision (0:
@@ -197,25 +245,32 @@ func (m *Machine) watch(ctx context.Context, prefix string, fromRevision int64, 
 }
 
 // Events layout (the value of 0x07 be64(revision)): count uvarint, then per
-// event: type byte ('p' put, 'd' delete) | len(key) uvarint | key |
-// len(value) uvarint | value.
+// event: type byte ('p' put, 'P' put of a value over historyValueBytes,
+// stored empty, 'd' delete) | len(key) uvarint | key | len(value) uvarint |
+// value.
 func encodeEvents(evs []kv.Event) []byte {
 	n := 10
 	for _, ev := range evs {
-		n += 2 + 2*binary.MaxVarintLen32 + len(ev.Key) + len(ev.Value)
+		n += 2 + 2*binary.MaxVarintLen32 + len(ev.Key)
+		if len(ev.Value) <= historyValueBytes {
+			n += len(ev.Value)
+		}
 	}
 	b := make([]byte, 0, n)
 	b = binary.AppendUvarint(b, uint64(len(evs)))
 	for _, ev := range evs {
-		t := byte('p')
-		if ev.Type == kv.EventDelete {
+		t, v := byte('p'), ev.Value
+		switch {
+		case ev.Type == kv.EventDelete:
 			t = 'd'
+		case len(v) > historyValueBytes || ev.ValueOmitted:
+			t, v = 'P', nil
 		}
 		b = append(b, t)
 		b = binary.AppendUvarint(b, uint64(len(ev.Key)))
 		b = append(b, ev.Key...)
-		b = binary.AppendUvarint(b, uint64(len(ev.Value)))
-		b = append(b, ev.Value...)
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
 	}
 	return b
 }
@@ -243,6 +298,8 @@ func decodeEvents(b []byte, rev int64) ([]kv.Event, error) {
 		ev := kv.Event{Type: kv.EventPut, Revision: rev}
 		switch b[p] {
 		case 'p':
+		case 'P':
+			ev.ValueOmitted = true
 		case 'd':
 			ev.Type = kv.EventDelete
 		default:
@@ -258,7 +315,7 @@ func decodeEvents(b []byte, rev int64) ([]kv.Event, error) {
 			return nil, errCorruptRecord
 		}
 		ev.Key = string(key)
-		if ev.Type == kv.EventPut {
+		if ev.Type == kv.EventPut && !ev.ValueOmitted {
 			ev.Value = append([]byte{}, val...)
 		}
 		evs = append(evs, ev)

@@ -251,3 +251,33 @@ func TestEventsCodec(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryOmitsLargeValues: a value over historyValueBytes is not
+// stored in the history; a replay fills it in from the record while no
+// later write replaced it, and marks it omitted once one has.
+func TestHistoryOmitsLargeValues(t *testing.T) {
+	m, db := mustMachine(t)
+	big := strings.Repeat("x", historyValueBytes+1)
+	applyTxns(t, m, db, 1, kv.Txn{Success: []kv.Op{put("big", big), put("small", "s")}})
+	m.Committed()
+	raw, err := db.Get(historyKey(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) > 100 {
+		t.Fatalf("the history entry is %d bytes: it holds the large value", len(raw))
+	}
+	evs := mustHistory(t, m, 1)[0]
+	if string(evs[0].Value) != big || evs[0].ValueOmitted || string(evs[1].Value) != "s" {
+		t.Fatalf("replay before any later write: %d bytes, omitted %v; %q", len(evs[0].Value), evs[0].ValueOmitted, evs[1].Value)
+	}
+	applyTxns(t, m, db, 1, kv.Txn{Success: []kv.Op{put("big", "later")}})
+	m.Committed()
+	got := mustHistory(t, m, 1)
+	if ev := got[0][0]; ev.Value != nil || !ev.ValueOmitted || ev.Type != kv.EventPut {
+		t.Fatalf("replay after a later write: %+v", ev)
+	}
+	if ev := got[1][0]; string(ev.Value) != "later" || ev.ValueOmitted {
+		t.Fatalf("the later write's event: %+v", ev)
+	}
+}
