@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"iter"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -413,39 +414,24 @@ func (m *Materializer) loader(ctx context.Context, meta FileMeta) Entry {
 	}}
 }
 
-// target is the tree the known keys make: each live key whose name is a
-// safe path, except a key whose path is another key's directory (key "a"
-// beside "a/b": the directory wins, on every node alike, whatever the
-// order the keys came in).
+// target is the tree the known keys make (see Plan), with the content
+// that came with events.
 func (m *Materializer) target() map[string]Entry {
-	rels := map[string]FileMeta{}
-	dirs := map[string]bool{}
-	for key, st := range m.keys {
-		if st.deleted {
-			continue
-		}
-		rel, err := RelPath(key, m.spec.StripPrefix)
-		if err != nil {
-			if !m.refused[key] {
-				m.refused[key] = true
-				m.log.Warn("materialize: key not written to disk", "key", key, "err", err)
-			}
-			continue
-		}
-		rels[rel] = st.meta
-		for i := strings.LastIndexByte(rel, '/'); i > 0; i = strings.LastIndexByte(rel[:i], '/') {
-			dirs[rel[:i]] = true
+	var live []FileMeta
+	for _, st := range m.keys {
+		if !st.deleted {
+			live = append(live, st.meta)
 		}
 	}
-	out := make(map[string]Entry, len(rels))
-	for rel, meta := range rels {
-		if dirs[rel] {
-			if !m.refused[meta.Key] {
-				m.refused[meta.Key] = true
-				m.log.Warn("materialize: key not written to disk: another key uses its name as a directory", "key", meta.Key)
-			}
-			continue
+	files, skipped := Plan(live, m.spec.StripPrefix)
+	for _, s := range skipped {
+		if !m.refused[s.Key] {
+			m.refused[s.Key] = true
+			m.log.Warn("materialize: key not written to disk", "key", s.Key, "reason", s.Reason)
 		}
+	}
+	out := make(map[string]Entry, len(files))
+	for rel, meta := range files {
 		if v, ok := m.fresh[meta.Key]; ok {
 			out[rel] = newEntry(meta, v)
 			continue
@@ -453,6 +439,42 @@ func (m *Materializer) target() map[string]Entry {
 		out[rel] = Entry{Meta: meta}
 	}
 	return out
+}
+
+// Skipped is a key Plan leaves out, and why.
+type Skipped struct {
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+}
+
+// Plan maps keys to the paths of their files: each key whose name, once
+// strip is cut, is a safe path (RelPath), except a key whose path another
+// key uses as a directory (key "a" beside "a/b": the directory wins, on
+// every node alike, whatever order the keys came in).
+func Plan(keys []FileMeta, strip string) (files map[string]FileMeta, skipped []Skipped) {
+	rels := map[string]FileMeta{}
+	dirs := map[string]bool{}
+	for _, meta := range keys {
+		rel, err := RelPath(meta.Key, strip)
+		if err != nil {
+			skipped = append(skipped, Skipped{Key: meta.Key, Reason: err.Error()})
+			continue
+		}
+		rels[rel] = meta
+		for i := strings.LastIndexByte(rel, '/'); i > 0; i = strings.LastIndexByte(rel[:i], '/') {
+			dirs[rel[:i]] = true
+		}
+	}
+	files = make(map[string]FileMeta, len(rels))
+	for rel, meta := range rels {
+		if dirs[rel] {
+			skipped = append(skipped, Skipped{Key: meta.Key, Reason: "another key uses its path as a directory"})
+			continue
+		}
+		files[rel] = meta
+	}
+	sort.Slice(skipped, func(i, j int) bool { return skipped[i].Key < skipped[j].Key })
+	return files, skipped
 }
 
 func (m *Materializer) pending() ([]string, uint64) {

@@ -25,10 +25,10 @@ func TestRelPathRefusesHostileKeys(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]string{
-		"certs/example.org/fullchain.pem": "example.org/fullchain.pem",
-		"certs/..hidden":                  "..hidden",
-		"certs/a b/c,d=e":                 "a b/c,d=e",
-		"certs/ünïcode":                   "ünïcode",
+		"certs/example.org/fullchain.pem":   "example.org/fullchain.pem",
+		"certs/..hidden":                    "..hidden",
+		"certs/a b/c,d=e":                   "a b/c,d=e",
+		"certs/ünïcode":                     "ünïcode",
 		"certs/" + strings.Repeat("n", 255): strings.Repeat("n", 255),
 	} {
 		if rel, err := RelPath(k, "certs/"); err != nil || rel != want {
