@@ -294,15 +294,14 @@ func runSync(ctx context.Context, g *globals, env *Env, o syncOptions) error {
 // walkDir finds the regular files under o.dir, in path order.
 func walkDir(o syncOptions) (files []localFile, skipped []skippedPath, excluded int, err error) {
 	root, err := filepath.EvalSymlinks(o.dir) // DIR itself may be a symlink; nothing under it is followed
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("sync: %w", err)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = os.Stat(root); err == nil && !fi.IsDir() {
+			return nil, nil, 0, fmt.Errorf("sync: %s is not a directory", o.dir)
+		}
 	}
-	fi, err := os.Stat(root)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("sync: %w", err)
-	}
-	if !fi.IsDir() {
-		return nil, nil, 0, fmt.Errorf("sync: %s is not a directory", o.dir)
+		return nil, nil, 0, fmt.Errorf("sync: the directory %s: %w", o.dir, err)
 	}
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if p == root {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -106,11 +107,22 @@ func eventPrinter(g *globals, env *Env) func(client.Event) error {
 			parts = append(parts, "rev="+strconv.FormatInt(ev.Revision, 10))
 		}
 		if ev.Type != "delete" {
-			parts = append(parts, preview(ev.Value))
+			parts = append(parts, eventPreview(ev.Value))
 		}
 		_, err := fmt.Fprintln(env.Stdout, strings.Join(parts, " "))
 		return err
 	}
+}
+
+// eventPreview is preview, but a value with control characters (other
+// than newlines and tabs) shows as its size: a watch prints to a terminal.
+func eventPreview(v []byte) string {
+	for _, r := range string(v) {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return fmt.Sprintf("<%d bytes>", len(v))
+		}
+	}
+	return preview(v)
 }
 
 // watcher runs one `cairn watch`: a client watch, resumed after each drop.

@@ -20,18 +20,19 @@ func TestWatchPrintsEvents(t *testing.T) {
 	first := kvtest.MustPut(t, svc, "app/a", "hello", kv.PutOptions{}).ModRevision
 	kvtest.MustTxn(t, svc, kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "app/b", Value: []byte("B")},
 		{Type: kv.OpPut, Key: "app/bin", Value: []byte{0xff, 0xfe}}}})
-	kvtest.MustPut(t, svc, "other/x", "not watched", kv.PutOptions{})
+	kvtest.MustPut(t, svc, "app/ctl", "\x00\x01", kv.PutOptions{})
 	kvtest.MustTxn(t, svc, kv.Txn{Success: []kv.Op{{Type: kv.OpDelete, Key: "app/a"}}})
 	want := []string{
 		fmt.Sprintf("put app/a rev=%d hello", first),
 		fmt.Sprintf("put app/b rev=%d B", first+2), // each op bumps the revision; the events share the last
 		fmt.Sprintf("put app/bin rev=%d <2 bytes>", first+2),
+		fmt.Sprintf("put app/ctl rev=%d <2 bytes>", first+3),
 		fmt.Sprintf("delete app/a rev=%d", first+4),
 	}
 
 	var out, errb syncBuffer
 	stop := background(t, Env{Stdout: &out, Stderr: &errb}, ep, "watch", "app/", "--from-revision", fmt.Sprint(first))
-	waitFor(t, "four events", func() bool { return strings.Count(out.String(), "\n") >= 4 })
+	waitFor(t, "five events", func() bool { return strings.Count(out.String(), "\n") >= 5 })
 	if code := stop(); code != ExitOK {
 		t.Fatalf("exit %d after Ctrl-C, stderr %s", code, errb.String())
 	}
@@ -41,7 +42,7 @@ func TestWatchPrintsEvents(t *testing.T) {
 
 	var jout syncBuffer
 	stop = background(t, Env{Stdout: &jout, Stderr: &errb}, ep, "-o", "json", "watch", "app/", "--from-revision", fmt.Sprint(first))
-	waitFor(t, "four JSON events", func() bool { return strings.Count(jout.String(), "\n") >= 4 })
+	waitFor(t, "five JSON events", func() bool { return strings.Count(jout.String(), "\n") >= 5 })
 	if code := stop(); code != ExitOK {
 		t.Fatalf("json: exit %d", code)
 	}
@@ -56,8 +57,8 @@ func TestWatchPrintsEvents(t *testing.T) {
 		string(*ev.Value) != "\xff\xfe" || ev.Revision != first+2 || !strings.Contains(lines[2], `"value":"//4="`) {
 		t.Fatalf("json line %q: %+v %v", lines[2], ev, err)
 	}
-	if err := json.Unmarshal([]byte(lines[3]), &ev); err != nil || ev.Type != "delete" || strings.Contains(lines[3], "value") {
-		t.Fatalf("json delete %q: %v", lines[3], err)
+	if err := json.Unmarshal([]byte(lines[4]), &ev); err != nil || ev.Type != "delete" || strings.Contains(lines[4], "value") {
+		t.Fatalf("json delete %q: %v", lines[4], err)
 	}
 }
 
