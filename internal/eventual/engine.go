@@ -59,8 +59,16 @@ type Config struct {
 	// NoRepair switches anti-entropy, read repair, hints and handoff off:
 	// only test builds that prove the convergence checker can fail use it.
 	NoRepair bool
-	Logger   *slog.Logger
+	// MaxMessageBytes bounds the records one message to a peer carries (a
+	// batch of writes, a page of a scan), so each fits in the peer RPC
+	// frame limit (0: DefaultMaxMessageBytes). A single record larger than
+	// it still travels alone.
+	MaxMessageBytes int
+	Logger          *slog.Logger
 }
+
+// DefaultMaxMessageBytes is Config.MaxMessageBytes when it is 0.
+const DefaultMaxMessageBytes = 32 << 20
 
 // Engine is the eventual engine on one node; it implements kv.Engine and
 // kv.Placement.
@@ -119,6 +127,9 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if cfg.AntiEntropyInterval <= 0 {
 		cfg.AntiEntropyInterval = 30 * time.Second

@@ -16,13 +16,21 @@ var errFeedClosed = fmt.Errorf("%w: the node is closing", kv.ErrUnavailable)
 
 // publish is the committer's onApply hook: every record that replaced this
 // node's stored version (a write it coordinated or received, a read repair,
-// a hint handed over, an anti-entropy exchange) is one event of the feed.
-func (e *Engine) publish(key string, r *record) {
-	ev := kv.Event{Type: kv.EventPut, Key: key, Value: r.value, Timestamp: hlc.Format(r.stamp), Origin: r.origin}
-	if r.tombstone {
-		ev.Type, ev.Value = kv.EventDelete, nil
+// a hint handed over, an anti-entropy exchange) is one event of the feed,
+// and the records of one committed batch are one group, delivered
+// together: the puts of one transaction that reach this node in one
+// message (as a coordinator sends them) arrive as one batch.
+func (e *Engine) publish(applied []put) {
+	evs := make([]kv.Event, 0, len(applied))
+	for _, p := range applied {
+		r := p.rec
+		ev := kv.Event{Type: kv.EventPut, Key: p.key, Value: r.value, Timestamp: hlc.Format(r.stamp), Origin: r.origin}
+		if r.tombstone {
+			ev.Type, ev.Value = kv.EventDelete, nil
+		}
+		evs = append(evs, ev)
 	}
-	e.feed.Publish(watch.Group{Events: []kv.Event{ev}})
+	e.feed.Publish(watch.Group{Events: evs})
 }
 
 // Watch implements kv.Watcher: this node's change feed for the keys under

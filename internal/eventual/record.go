@@ -100,7 +100,20 @@ func (w *writer) bytes(p []byte)   { w.uvarint(uint64(len(p))); w.b = append(w.b
 func (w *writer) str(s string)     { w.uvarint(uint64(len(s))); w.b = append(w.b, s...) }
 func (w *writer) byte1(c byte)     { w.b = append(w.b, c) }
 func (w *writer) u64(v uint64)     { w.b = binary.BigEndian.AppendUint64(w.b, v) }
-func (w *writer) rec(r *record)    { w.bytes(r.encode()) }
+func (w *writer) rec(r *record) { // in place: a large value is copied once
+	w.uvarint(uint64(r.encodedLen()))
+	w.b = r.appendTo(w.b)
+}
+
+// encodedLen is the size of r's encoding.
+func (r *record) encodedLen() int {
+	var v [binary.MaxVarintLen64]byte
+	return recordFixedLen + binary.PutUvarint(v[:], uint64(len(r.origin))) + len(r.origin) + len(r.value)
+}
+
+// wireLen is about what r adds to a message beside a key: its encoding and
+// a few length prefixes.
+func (r *record) wireLen() int { return r.encodedLen() + 3*binary.MaxVarintLen64 + 1 }
 
 type reader struct {
 	b   []byte

@@ -2,6 +2,7 @@ package eventual
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 
 	"github.com/cairnkv/cairn/internal/eventual/hlc"
@@ -112,8 +113,8 @@ func isClockRefusal(err error) bool {
 func (e *Engine) handleGet(_ context.Context, b []byte) ([]byte, error) {
 	rd := reader{b: b}
 	n := rd.count(1)
-	var w writer
-	w.uvarint(uint64(n))
+	recs := make([]*record, 0, n)
+	size := binary.MaxVarintLen64
 	for range n {
 		key := rd.str()
 		if rd.err != nil {
@@ -123,6 +124,16 @@ func (e *Engine) handleGet(_ context.Context, b []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		recs = append(recs, rec)
+		size++
+		if rec != nil {
+			size += rec.wireLen()
+		}
+	}
+	// Sized up front: a large value is copied into the reply once.
+	w := writer{b: make([]byte, 0, size)}
+	w.uvarint(uint64(n))
+	for _, rec := range recs {
 		if rec == nil {
 			w.byte1(0)
 			continue
@@ -171,11 +182,15 @@ func (e *Engine) localScan(prefix, after string, limit int) (items []scanItem, m
 	if limit <= 0 || limit > maxScanPage {
 		limit = maxScanPage
 	}
+	size := 0
 	err = e.reps.scan(prefix, after, func(key string, rec *record) bool {
-		if len(items) == limit {
+		// A page ends at limit records, or at MaxMessageBytes (at least
+		// one record), so it fits in one reply.
+		if len(items) == limit || len(items) > 0 && size+len(key)+rec.wireLen() > e.cfg.MaxMessageBytes {
 			more = true
 			return false
 		}
+		size += len(key) + rec.wireLen()
 		items = append(items, scanItem{key, rec})
 		return true
 	})
@@ -185,7 +200,11 @@ func (e *Engine) localScan(prefix, after string, limit int) (items []scanItem, m
 const maxScanPage = 1000
 
 func encodeScan(items []scanItem, more bool) []byte {
-	var w writer
+	n := 1 + binary.MaxVarintLen64
+	for _, it := range items {
+		n += len(it.key) + it.rec.wireLen()
+	}
+	w := writer{b: make([]byte, 0, n)}
 	if more {
 		w.byte1(1)
 	} else {

@@ -2,6 +2,7 @@ package eventual
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -23,6 +24,7 @@ type senders struct {
 type sender struct {
 	queue chan *sendReq
 	slots chan struct{} // calls in flight at once
+	held  *sendReq      // taken from queue, too large for the last batch: the next one's first (loop only)
 }
 
 // sendReq is one caller's puts for one peer, answered on done.
@@ -42,8 +44,44 @@ const (
 
 func newSenders(e *Engine) *senders { return &senders{e: e, peers: map[string]*sender{}} }
 
-// put sends puts to the peer at addr and waits for its answer or ctx.
+// put sends puts to the peer at addr and waits for its answer or ctx. Puts
+// of more than MaxMessageBytes go in several messages.
 func (s *senders) put(ctx context.Context, addr string, puts []put, check bool) ([]outcome, error) {
+	limit := s.e.cfg.MaxMessageBytes
+	if putsBytes(puts) <= limit {
+		return s.putOne(ctx, addr, puts, check)
+	}
+	out := make([]outcome, 0, len(puts))
+	var errs []error
+	for start := 0; start < len(puts); {
+		end, n := start, 0
+		for end < len(puts) && (end == start || n+putBytes(puts[end]) <= limit) {
+			n += putBytes(puts[end])
+			end++
+		}
+		o, err := s.putOne(ctx, addr, puts[start:end], check)
+		if err != nil && o == nil {
+			return nil, err
+		}
+		out = append(out, o...)
+		errs = append(errs, err)
+		start = end
+	}
+	return out, errors.Join(errs...)
+}
+
+// putBytes is about what p adds to a message.
+func putBytes(p put) int { return len(p.key) + len(p.hint) + p.rec.wireLen() }
+
+func putsBytes(puts []put) int {
+	n := 0
+	for _, p := range puts {
+		n += putBytes(p)
+	}
+	return n
+}
+
+func (s *senders) putOne(ctx context.Context, addr string, puts []put, check bool) ([]outcome, error) {
 	dl, ok := ctx.Deadline()
 	if !ok {
 		dl = time.Now().Add(s.e.cfg.RequestTimeout)
@@ -89,19 +127,30 @@ func (s *senders) loop(addr string, sd *sender) {
 			return
 		}
 		var batch []*sendReq
-		select {
-		case r := <-sd.queue:
-			batch = append(batch, r)
-		case <-s.e.ctx.Done():
-			return
-		}
-		n := len(batch[0].puts)
-	more:
-		for n < maxSendBatch {
+		if sd.held != nil {
+			batch, sd.held = append(batch, sd.held), nil
+		} else {
 			select {
 			case r := <-sd.queue:
 				batch = append(batch, r)
+			case <-s.e.ctx.Done():
+				return
+			}
+		}
+		// A batch ends at maxSendBatch records or MaxMessageBytes, the
+		// first request that would take it over waiting for the next.
+		n, size := len(batch[0].puts), putsBytes(batch[0].puts)
+	more:
+		for n < maxSendBatch && size < s.e.cfg.MaxMessageBytes {
+			select {
+			case r := <-sd.queue:
+				if size+putsBytes(r.puts) > s.e.cfg.MaxMessageBytes {
+					sd.held = r
+					break more
+				}
+				batch = append(batch, r)
 				n += len(r.puts)
+				size += putsBytes(r.puts)
 			default:
 				break more
 			}
@@ -118,7 +167,11 @@ func (s *senders) loop(addr string, sd *sender) {
 // call sends one batch in one RPC and hands each request its outcomes.
 func (s *senders) call(addr string, batch []*sendReq) {
 	dl := batch[0].deadline
-	var w writer
+	size := binary.MaxVarintLen64
+	for _, r := range batch {
+		size += putsBytes(r.puts)
+	}
+	w := writer{b: make([]byte, 0, size)}
 	total := 0
 	for _, r := range batch {
 		total += len(r.puts)

@@ -61,7 +61,7 @@ type replicas struct {
 
 	// onApply, when set, is called by the committer for every record that
 	// replaced the stored version (the change feed; tests).
-	onApply func(key string, r *record)
+	onApply func(applied []put)
 }
 
 // put is one record to merge into the store, optionally as a hint for owner.
@@ -167,7 +167,18 @@ func (r *replicas) drain() {
 }
 
 func (r *replicas) apply(group []*commit) {
-	b := r.db.NewBatch()
+	// A group carrying large values gets a batch of its size, allocated
+	// once, and each record is encoded in place in it.
+	size := 0
+	for _, c := range group {
+		size += putsBytes(c.puts)
+	}
+	var b *store.Batch
+	if size >= 1<<20 {
+		b = r.db.NewBatchSize(size + 4<<10)
+	} else {
+		b = r.db.NewBatch()
+	}
 	// pending holds what this batch writes, so two writes of one key in a
 	// group merge with each other, not only with the stored version.
 	pending := map[string]*record{}
@@ -202,7 +213,7 @@ func (r *replicas) apply(group []*commit) {
 			if cur != nil && p.rec.compare(cur.version) <= 0 {
 				continue // what is stored already wins
 			}
-			b.Set(k, p.rec.encode())
+			p.rec.appendTo(b.SetBuffer(k, p.rec.encodedLen())[:0])
 			pending[string(k)] = p.rec
 			if p.hint == "" {
 				applied = append(applied, p)
@@ -241,10 +252,8 @@ func (r *replicas) apply(group []*commit) {
 		c.err = err
 		close(c.done)
 	}
-	if err == nil && r.onApply != nil {
-		for _, p := range applied {
-			r.onApply(p.key, p.rec)
-		}
+	if err == nil && r.onApply != nil && len(applied) > 0 {
+		r.onApply(applied)
 	}
 }
 
