@@ -59,8 +59,9 @@ type replicas struct {
 	// now is the clock expiries are judged by (unix ns).
 	now func() int64
 
-	// onApply, when set, is called by the committer for every record that
-	// replaced the stored version (the change feed; tests).
+	// onApply, when set, is called by the committer after each committed
+	// batch with its records that replaced the stored version (the change
+	// feed).
 	onApply func(applied []put)
 }
 
