@@ -13,12 +13,26 @@ import (
 // their size, which with 64 MiB values is up to 64 GiB per node. A large
 // entry is read back from the store when it is needed (its bytes are in
 // pebble's memtable or block cache right after it was written).
+//
+// Raft reads the entry before the ones it sends a follower for its term
+// (every AppendEntries, every CommitTimeout while followers are caught up),
+// so the newest entries must be cached whatever their size, or each of those
+// reads copies a large entry out of pebble. Large entries are therefore kept
+// too while they are among the last recentLarge entries of the log, and at
+// most keepLarge of them: once a few entries follow a large one, its memory
+// is released.
 type logCache struct {
 	raft.LogStore
 
-	mu   sync.RWMutex
-	ring []*raft.Log // by index modulo len(ring)
+	mu    sync.RWMutex
+	ring  []*raft.Log // by index modulo len(ring)
+	large []*raft.Log // recent large entries, in index order
 }
+
+const (
+	recentLarge = 8
+	keepLarge   = 2
+)
 
 const (
 	logCacheEntries = 1024
@@ -38,7 +52,17 @@ func (c *logCache) GetLog(index uint64, out *raft.Log) error {
 	c.mu.RLock()
 	l := c.ring[index%uint64(len(c.ring))]
 	c.mu.RUnlock()
-	if l != nil && l.Index == index {
+	if l == nil || l.Index != index {
+		l = nil
+		c.mu.RLock()
+		for _, e := range c.large {
+			if e.Index == index {
+				l = e
+			}
+		}
+		c.mu.RUnlock()
+	}
+	if l != nil {
 		*out = *l
 		return nil
 	}
@@ -55,11 +79,32 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 	c.mu.Lock()
 	for _, l := range logs {
 		slot := &c.ring[l.Index%uint64(len(c.ring))]
-		if err == nil && len(l.Data)+len(l.Extensions) <= maxCachedEntry {
-			*slot = l
-		} else {
+		switch {
+		case err != nil:
 			*slot = nil
+		case len(l.Data)+len(l.Extensions) <= maxCachedEntry:
+			*slot = l
+		default:
+			*slot = nil
+			c.large = append(c.large, l)
 		}
+	}
+	if err != nil {
+		c.large = nil
+	}
+	if n := len(logs); n > 0 {
+		last := logs[n-1].Index
+		keep := c.large[:0]
+		for _, e := range c.large {
+			if e.Index+recentLarge > last && e.Index <= last {
+				keep = append(keep, e)
+			}
+		}
+		if len(keep) > keepLarge {
+			keep = append(keep[:0], keep[len(keep)-keepLarge:]...)
+		}
+		clear(c.large[len(keep):])
+		c.large = keep
 	}
 	c.mu.Unlock()
 	return err
@@ -69,6 +114,7 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 func (c *logCache) DeleteRange(min, max uint64) error {
 	c.mu.Lock()
 	clear(c.ring)
+	c.large = nil
 	c.mu.Unlock()
 	return c.LogStore.DeleteRange(min, max)
 }

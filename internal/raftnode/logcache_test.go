@@ -36,6 +36,19 @@ func TestLogCacheKeepsOnlySmallEntries(t *testing.T) {
 	if c.ring[1] != nil {
 		t.Fatal("the large entry's slot still holds an entry")
 	}
+	if len(c.large) != 1 {
+		t.Fatal("the newest large entry is not kept")
+	}
+	var tail []*raft.Log
+	for i := range uint64(recentLarge) {
+		tail = append(tail, &raft.Log{Index: big.Index + 1 + i, Term: 2, Type: raft.LogCommand})
+	}
+	if err := c.StoreLogs(tail); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.large) != 0 {
+		t.Fatalf("%d large entries kept %d entries after them", len(c.large), recentLarge)
+	}
 	var out raft.Log
 	if err := c.GetLog(big.Index, &out); err != nil || out.Term != 2 || len(out.Data) != len(big.Data) || out.Data[0] != 7 {
 		t.Fatalf("large entry read back: %v term %d, %d bytes", err, out.Term, len(out.Data))
