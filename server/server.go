@@ -176,7 +176,8 @@ func (s *Server) startPeer() (err error) {
 	}
 	s.dialer = &peer.Dialer{TLS: s.dialTLS, Faults: s.hooks.Faults}
 	s.mux = peer.NewMux(s.peerLn, s.peerTLS, s.hooks.Faults, s.log.With("subsystem", "peer"))
-	if s.rpc, err = peer.NewRPC(s.mux, s.dialer, peer.RPCOptions{Logger: s.log.With("subsystem", "rpc")}); err != nil {
+	if s.rpc, err = peer.NewRPC(s.mux, s.dialer, peer.RPCOptions{Logger: s.log.With("subsystem", "rpc"),
+		MaxFrameBytes: frameLimit(s.cfg.MaxValueBytes)}); err != nil {
 		_ = s.mux.Close()
 		return err
 	}
@@ -217,10 +218,12 @@ func (s *Server) startStrong() (err error) {
 			SnapshotEntries:  cfg.SnapshotEntries,
 			SnapshotInterval: cfg.SnapshotInterval,
 			TrailingLogs:     cfg.TrailingLogs,
+			MaxValueBytes:    cfg.MaxValueBytes,
 		},
 		RequestTimeout:      cfg.RequestTimeout,
 		UnsafeFollowerReads: debugUnsafeReads(),
 		WatchHistory:        cfg.WatchHistory,
+		MaxValueBytes:       cfg.MaxValueBytes,
 		Logger:              s.log,
 	})
 	if err != nil {
@@ -245,6 +248,7 @@ func (s *Server) startEventual() (err error) {
 		RequestTimeout:      s.cfg.RequestTimeout,
 		AntiEntropyInterval: s.cfg.AntiEntropyInterval,
 		MaxClockOffset:      s.cfg.MaxClockOffset,
+		MaxMessageBytes:     int(strong.MaxEntryBytes(s.cfg.MaxValueBytes)),
 		NoRepair:            s.hooks.NoRepair || brokenConvergence,
 		Logger:              s.log,
 	})
@@ -253,6 +257,14 @@ func (s *Server) startEventual() (err error) {
 	}
 	s.onStop("eventual engine", s.eventual.Close)
 	return nil
+}
+
+// frameLimit bounds one peer RPC frame, from max-value-bytes (the same on
+// every member): a forwarded command of the largest size
+// (strong.MaxEntryBytes) and an answer as large, never below 64 MiB
+// (multi-key reads, transaction results). 259 MiB at 64 MiB values.
+func frameLimit(maxValue int64) int {
+	return int(max(64<<20, 2*strong.MaxEntryBytes(maxValue)+1<<20))
 }
 
 // controlPlane is what the eventual engine learns from the strong one: the

@@ -1,0 +1,176 @@
+package server_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairnkv/cairn/config"
+	"github.com/cairnkv/cairn/test/cluster"
+)
+
+// heapSampler records the peak of the process's live heap while it runs.
+type heapSampler struct {
+	base, peak uint64
+	stop, done chan struct{}
+}
+
+func sampleHeap() *heapSampler {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	h := &heapSampler{base: ms.HeapAlloc, peak: ms.HeapAlloc, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+				runtime.ReadMemStats(&ms)
+				h.peak = max(h.peak, ms.HeapAlloc)
+			}
+		}
+	}()
+	return h
+}
+
+// end stops sampling and returns the peak growth and, after a GC, what the
+// heap still holds over the base, in MiB.
+func (h *heapSampler) end() (peak, retained float64) {
+	close(h.stop)
+	<-h.done
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mib := func(a, b uint64) float64 { return (float64(a) - float64(b)) / (1 << 20) }
+	return mib(h.peak, h.base), mib(ms.HeapAlloc, h.base)
+}
+
+func httpDo(t *testing.T, method, url string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
+	}
+	return resp.StatusCode, b
+}
+
+// TestLargeValues puts a value of many MiB into a strong and an eventual key
+// of a 3-node cluster with --max-value-bytes 64 MiB, through a follower's
+// HTTP API, reads it back byte for byte from every node (a follower
+// restarted after the write too), and reports the peak heap growth of the
+// process (the three nodes and the test client share it). 8 MiB in the
+// short suite; 50 MiB (the Debian package of the issue) otherwise.
+func TestLargeValues(t *testing.T) {
+	sizes := []int{8 << 20}
+	if !testing.Short() {
+		sizes = append(sizes, 50<<20)
+	}
+	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.MaxValueBytes = config.MaxMaxValueBytes
+		// The production timeouts: the test cluster's 300 ms elect a new
+		// leader whenever the two shared cores are busy copying 50 MiB.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout = time.Second, time.Second
+		cfg.RequestTimeout = 10 * time.Second
+	}})
+	l := c.WaitLeader(5 * time.Second)
+	if code, b := httpDo(t, http.MethodPut, "http://"+c.Nodes[l].ClientAddr+"/v1/keyspaces/ev/",
+		[]byte(`{"mode":"eventual","replicas":3}`)); code != http.StatusOK {
+		t.Fatalf("create the eventual keyspace: %d %s", code, b)
+	}
+	for _, size := range sizes {
+		for _, key := range []string{"files/pkg.deb", "ev/pkg.deb"} {
+			t.Run(fmt.Sprintf("%s/%dMiB", key, size>>20), func(t *testing.T) {
+				val := make([]byte, size)
+				_, _ = rand.Read(val)
+				want := sha256.Sum256(val)
+				f := c.Follower()
+				h := sampleHeap()
+				start := time.Now()
+				// ?w=3: an eventual write is answered once every replica has
+				// it, so each node's own copy can be read below.
+				code, b := httpDo(t, http.MethodPut, "http://"+c.Nodes[f].ClientAddr+"/v1/kv/"+key+"?w=3", val)
+				if code != http.StatusOK {
+					t.Fatalf("put: %d %s", code, b)
+				}
+				took := time.Since(start)
+				peak, retained := h.end()
+				t.Logf("put %d MiB via a follower in %s: heap peak +%.0f MiB (%.1f copies per node), after GC +%.0f MiB",
+					size>>20, took.Round(time.Millisecond), peak, peak/float64(size>>20)/3, retained)
+				h = sampleHeap()
+				var wg sync.WaitGroup
+				for i := range c.Nodes {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						q := ""
+						if strings.HasPrefix(key, "ev/") {
+							q = "?consistency=local"
+						}
+						code, b := httpDo(t, http.MethodGet, "http://"+c.Nodes[i].ClientAddr+"/v1/kv/"+key+q, nil)
+						if code != http.StatusOK || sha256.Sum256(b) != want {
+							t.Errorf("node %d: %d, %d bytes, sha256 differs: %v", i, code, len(b), sha256.Sum256(b) != want)
+						}
+					}()
+				}
+				wg.Wait()
+				peak, retained = h.end()
+				t.Logf("3 GETs at once: heap peak +%.0f MiB, after GC +%.0f MiB", peak, retained)
+			})
+		}
+	}
+	t.Run("restarted follower", func(t *testing.T) {
+		f := c.Follower()
+		c.Stop(f)
+		c.Start(f)
+		c.WaitReady(30 * time.Second)
+		for _, key := range []string{"files/pkg.deb", "ev/pkg.deb"} {
+			code, b := httpDo(t, http.MethodGet, "http://"+c.Nodes[f].ClientAddr+"/v1/kv/"+key+"?consistency=local", nil)
+			if code != http.StatusOK || len(b) != sizes[len(sizes)-1] {
+				t.Errorf("%s after a restart: %d, %d bytes", key, code, len(b))
+			}
+		}
+	})
+}
+
+// TestValueOverTheLimit: a value one byte over --max-value-bytes is a 413
+// that names the limit, refused before anything is written.
+func TestValueOverTheLimit(t *testing.T) {
+	const limit = 4 << 20
+	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) { cfg.MaxValueBytes = limit }})
+	url := "http://" + c.Nodes[c.Follower()].ClientAddr + "/v1/kv/big"
+	if code, b := httpDo(t, http.MethodPut, url, []byte("before")); code != http.StatusOK {
+		t.Fatalf("put: %d %s", code, b)
+	}
+	code, b := httpDo(t, http.MethodPut, url, make([]byte, limit+1))
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), fmt.Sprint(limit)) || !strings.Contains(string(b), "value_too_large") {
+		t.Fatalf("over the limit: %d %s", code, b)
+	}
+	if code, b := httpDo(t, http.MethodGet, url, nil); code != http.StatusOK || string(b) != "before" {
+		t.Fatalf("after the refused put: %d %q", code, b)
+	}
+	// At the limit exactly it is taken.
+	if code, b := httpDo(t, http.MethodPut, url, make([]byte, limit)); code != http.StatusOK {
+		t.Fatalf("at the limit: %d %s", code, b)
+	}
+}
