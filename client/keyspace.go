@@ -21,6 +21,21 @@ type Keyspace struct {
 	DefaultTTL    string   `json:"default_ttl,omitempty"`
 	MaxValueBytes int64    `json:"max_value_bytes,omitempty"`
 	SloppyQuorum  *bool    `json:"sloppy_quorum,omitempty"`
+	// Materialize has every node write the keyspace's keys as files
+	// (docs/FILES.md).
+	Materialize *Materialize `json:"materialize,omitempty"`
+}
+
+// Materialize is a keyspace's materialize setting: modes as octal strings
+// ("0644"), durations as Go durations ("2s"), OnChange the hook's argv.
+type Materialize struct {
+	Dir         string   `json:"dir"`
+	FileMode    string   `json:"file_mode,omitempty"`
+	DirMode     string   `json:"dir_mode,omitempty"`
+	StripPrefix string   `json:"strip_prefix,omitempty"`
+	OnChange    []string `json:"on_change,omitempty"`
+	Debounce    string   `json:"debounce,omitempty"`
+	HookTimeout string   `json:"hook_timeout,omitempty"`
 }
 
 // Replicas is a replica count ("3") or "all"; empty means the default.

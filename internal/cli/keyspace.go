@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairnkv/cairn/client"
+	"github.com/cairnkv/cairn/keyspace"
 )
 
 func printKeyspaces(g *globals, env *Env, ks []client.Keyspace) error {
@@ -100,8 +101,10 @@ The empty prefix ("") always has a strong policy. See docs/API.md, "Keyspaces".`
 		},
 	})
 	var (
-		k      client.Keyspace
-		sloppy bool
+		k        client.Keyspace
+		sloppy   bool
+		mat      client.Materialize
+		onChange string
 	)
 	create := &cobra.Command{
 		Use:   "create PREFIX",
@@ -116,6 +119,19 @@ have not yet.`,
 			k.Prefix = args[0]
 			if cmd.Flags().Changed("sloppy-quorum") {
 				k.SloppyQuorum = &sloppy
+			}
+			if mat.Dir != "" {
+				if onChange != "" {
+					argv, err := keyspace.SplitCommand(onChange)
+					if err != nil {
+						return usageError{err}
+					}
+					mat.OnChange = argv
+				}
+				k.Materialize = &mat
+			} else if cmd.Flags().Changed("on-change") || cmd.Flags().Changed("file-mode") || cmd.Flags().Changed("dir-mode") ||
+				cmd.Flags().Changed("strip-prefix") || cmd.Flags().Changed("debounce") || cmd.Flags().Changed("hook-timeout") {
+				return usagef("the materialize flags need --materialize DIR")
 			}
 			if r := string(k.Replicas); r != "" && r != "all" {
 				if n, err := strconv.Atoi(r); err != nil || n < 1 {
@@ -146,6 +162,13 @@ have not yet.`,
 	f.StringVar(&k.DefaultTTL, "default-ttl", "", `TTL of writes that give none, a duration ("60s")`)
 	f.Int64Var(&k.MaxValueBytes, "max-value-bytes", 0, "largest value under the prefix (default: the node's limit)")
 	f.BoolVar(&sloppy, "sloppy-quorum", true, "eventual: write to the next healthy node for an unreachable owner")
+	f.StringVar(&mat.Dir, "materialize", "", "write the keys as files into this directory on every node (docs/FILES.md)")
+	f.StringVar(&mat.FileMode, "file-mode", "", "materialize: the files' permissions (default 0644)")
+	f.StringVar(&mat.DirMode, "dir-mode", "", "materialize: the directories' permissions (default 0755)")
+	f.StringVar(&mat.StripPrefix, "strip-prefix", "", "materialize: cut this from each key to make its path (default: PREFIX)")
+	f.StringVar(&onChange, "on-change", "", "materialize: command run after changes are published (no shell; quotes group words)")
+	f.StringVar(&mat.Debounce, "debounce", "", "materialize: quiet time before the hook runs (default 1s)")
+	f.StringVar(&mat.HookTimeout, "hook-timeout", "", "materialize: how long the hook may run (default 30s)")
 	cmd.AddCommand(create)
 	cmd.AddCommand(&cobra.Command{
 		Use: "delete PREFIX", Short: "delete the policy of PREFIX (refused while its keyspace holds keys)", Args: cobra.ExactArgs(1),

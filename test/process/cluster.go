@@ -53,6 +53,9 @@ type Options struct {
 	Env []string
 	// Args are extra `cairn serve` flags for every node; DefaultArgs when nil.
 	Args []string
+	// NodeArgs, when set, gives the extra flags of node i (its own
+	// directories, say), after Args.
+	NodeArgs func(i int) []string
 	// Logf receives progress lines (t.Logf); nil discards them.
 	Logf func(format string, args ...any)
 	// Docker, when set, runs each node in its own container on a private
@@ -503,7 +506,15 @@ func (c *Cluster) serveArgs(n *Node) []string {
 	} else {
 		args = append(args, "--initial-cluster", c.spec, "--initial-cluster-state", "new")
 	}
-	return append(args, c.opts.Args...)
+	args = append(args, c.opts.Args...)
+	if c.opts.NodeArgs != nil {
+		for i, o := range c.Nodes {
+			if o == n {
+				args = append(args, c.opts.NodeArgs(i)...)
+			}
+		}
+	}
+	return args
 }
 
 func (c *Cluster) startLocal(args []string, logf *os.File) (proc, error) {
