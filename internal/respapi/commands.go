@@ -27,6 +27,8 @@ const (
 	flagWrite
 	flagRead
 	flagAdmin
+	// flagPubSub: allowed in subscribed mode.
+	flagPubSub
 )
 
 // command is one entry of the command table. Exactly one of plan and run is set.
@@ -121,6 +123,7 @@ func init() {
 	register(connectionCommands()...)
 	register(multiCommands()...)
 	register(adminCommands()...)
+	register(pubsubCommands()...)
 	for n := range commands {
 		commandNames = append(commandNames, n)
 	}

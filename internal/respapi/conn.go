@@ -3,9 +3,11 @@ package respapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairnkv/cairn/auth"
@@ -36,6 +38,8 @@ type conn struct {
 	// client certificate, or no authentication is required).
 	authed bool
 	user   string
+	// cert is the identity of the client certificate, which RESET keeps.
+	cert *auth.Identity
 	// ctx carries the connection's identity to the service.
 	ctx context.Context
 	// readonly makes this connection's reads serializable (READONLY).
@@ -58,6 +62,19 @@ type conn struct {
 	out      [][]byte
 	outBytes int
 	pending  []pendingWrite
+
+	// Subscriptions (pubsub.go): the channels and patterns, the watches
+	// that deliver their notifications by key prefix, and the copy of the
+	// subscriptions those watches read (view, under wmu), stale while
+	// viewDirty.
+	channels  map[string]struct{}
+	patterns  map[string]struct{}
+	watches   map[string]*feedWatch
+	view      *subView
+	viewDirty bool
+	// wmu serializes writes to w: the group's replies, and the messages
+	// the watch goroutines write.
+	wmu sync.Mutex
 }
 
 type pendingWrite struct {
@@ -162,6 +179,8 @@ func (c *conn) setReadDeadline(midFrame bool) {
 	d := c.s.opt.IdleTimeout
 	if midFrame {
 		d = c.s.opt.ReadTimeout
+	} else if c.subscribed() {
+		d = 0 // a subscriber waits for messages, as Redis's timeout spares it
 	}
 	if d <= 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
@@ -195,6 +214,12 @@ func (c *conn) reply(b []byte) {
 // writeOut sends the pending writes, then every reply of the group in order.
 func (c *conn) writeOut(ctx context.Context) error {
 	c.flushWrites(ctx)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.viewDirty {
+		// After the confirmations below: they precede every message.
+		defer c.installView()
+	}
 	if len(c.out) == 0 {
 		return nil
 	}
@@ -298,8 +323,16 @@ func (c *conn) dispatch(ctx context.Context, args [][]byte) {
 		c.reply(replyWrongArgs(cmd.name))
 		return
 	}
+	if c.subscribed() && cmd.flags&flagPubSub == 0 {
+		c.reply(replyErr(fmt.Sprintf(msgSubscribedOnly, cmd.name)))
+		return
+	}
 	if c.multi && cmd.flags&flagMultiCtl == 0 {
 		c.queue(cmd, args)
+		return
+	}
+	if c.subscribed() && cmd.name == "ping" {
+		c.reply(subscribedPing(args))
 		return
 	}
 	if cmd.flags&flagAdmin != 0 {

@@ -2,9 +2,11 @@ package respapi
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 
+	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -15,13 +17,14 @@ const redisVersion = "7.2.0"
 func connectionCommands() []*command {
 	const state = flagNoMulti | flagNoState
 	return []*command{
-		{name: "ping", arity: -1, flags: flagNoState, plan: planPing},
+		{name: "ping", arity: -1, flags: flagNoState | flagPubSub, plan: planPing},
 		{name: "echo", arity: 2, flags: flagNoState, plan: planEcho},
 		{name: "auth", arity: -2, flags: flagNoAuth | state, run: runAuth},
 		{name: "hello", arity: -1, flags: flagNoAuth | state, run: runHello},
 		{name: "client", arity: -2, flags: state, run: runClient},
 		{name: "select", arity: 2, flags: state, run: runSelect},
-		{name: "quit", arity: -1, flags: flagNoAuth | flagMultiCtl | flagNoState, run: runQuit},
+		{name: "quit", arity: -1, flags: flagNoAuth | flagMultiCtl | flagNoState | flagPubSub, run: runQuit},
+		{name: "reset", arity: 1, flags: flagNoAuth | flagMultiCtl | flagNoMulti | flagPubSub, run: runReset},
 		{name: "readonly", arity: 1, flags: state, run: runReadonly(true)},
 		{name: "readwrite", arity: 1, flags: state, run: runReadonly(false)},
 		{name: "command", arity: -1, flags: state, run: runCommand},
@@ -217,11 +220,15 @@ func runClient(_ context.Context, c *conn, a [][]byte) []byte {
 // info is this connection's line of CLIENT INFO.
 func (c *conn) info() string {
 	flags := "N"
-	if c.multi {
+	switch {
+	case c.multi:
 		flags = "x"
+	case c.subscribed():
+		flags = "P"
 	}
 	return "id=" + itoa(c.id) + " addr=" + c.remote() + " laddr=" + c.local() + " name=" + c.name +
-		" db=0 flags=" + flags + " multi=" + itoa(int64(len(c.queued))) + " watch=" + itoa(int64(len(c.watched))) +
+		" db=0 flags=" + flags + " sub=" + itoa(int64(len(c.channels))) + " psub=" + itoa(int64(len(c.patterns))) +
+		" multi=" + itoa(int64(len(c.queued))) + " watch=" + itoa(int64(len(c.watched))) +
 		" user=" + c.user + " lib-name=" + c.lib + " lib-ver=" + c.libVer + " resp=2"
 }
 
@@ -239,6 +246,25 @@ func runSelect(_ context.Context, _ *conn, a [][]byte) []byte {
 func runQuit(_ context.Context, c *conn, _ [][]byte) []byte {
 	c.quit = true
 	return replyOK
+}
+
+// runReset is RESET: the connection as it was when it connected. MULTI is
+// discarded, watched keys forgotten, subscriptions ended, reads
+// linearizable again, the name cleared, and the identity back to the
+// client certificate's or none (writes queued before are sent first, under
+// the identity they were sent with).
+func runReset(_ context.Context, c *conn, _ [][]byte) []byte {
+	c.resetMulti()
+	c.unsubscribeAll()
+	c.readonly = false
+	c.name = ""
+	if c.cert != nil {
+		c.setIdentity(*c.cert)
+	} else {
+		c.authed, c.user = false, ""
+		c.ctx = auth.WithIdentity(c.s.ctx, auth.Anonymous)
+	}
+	return replyStatus("RESET")
 }
 
 // runReadonly is READONLY (on: this connection's reads are served from the
@@ -310,7 +336,8 @@ func commandInfo(cmd *command) []byte {
 
 // configValues answers CONFIG GET for the parameters tools ask about
 // (redis-benchmark reads save and appendonly); cairn's configuration lives in
-// its own flags and file.
+// its own flags and file. notify-keyspace-events is the one parameter
+// CONFIG SET changes (see configNotify).
 var configValues = map[string]string{
 	"save":        "",
 	"appendonly":  "no",
@@ -319,14 +346,23 @@ var configValues = map[string]string{
 	"requirepass": "",
 }
 
-func runConfig(_ context.Context, _ *conn, a [][]byte) []byte {
+// configNotify is the parameter of the keyspace notification setting: per
+// node, in memory, empty (off) at start, as in a Redis without it in its
+// configuration file.
+const configNotify = "notify-keyspace-events"
+
+func runConfig(_ context.Context, c *conn, a [][]byte) []byte {
 	switch lower(a[1]) {
 	case "get":
 		if len(a) < 3 {
 			return replyWrongArgs("config|get")
 		}
+		values := map[string]string{configNotify: notifyFlags(c.s.notify.Load()).String()}
+		for n, v := range configValues {
+			values[n] = v
+		}
 		var names []string
-		for n := range configValues {
+		for n := range values {
 			for _, p := range a[2:] {
 				if globMatch(lower(p), n) {
 					names = append(names, n)
@@ -337,7 +373,7 @@ func runConfig(_ context.Context, _ *conn, a [][]byte) []byte {
 		sort.Strings(names)
 		var pairs []string
 		for _, n := range names {
-			v := configValues[n]
+			v := values[n]
 			if n == "requirepass" {
 				v = "" // never reveal it
 			}
@@ -345,11 +381,39 @@ func runConfig(_ context.Context, _ *conn, a [][]byte) []byte {
 		}
 		return replyPairs(pairs...)
 	case "set":
-		return replyErr("ERR CONFIG SET is not supported: cairn is configured with its flags and config file")
+		return c.configSet(a)
 	case "resetstat":
 		return replyOK
 	}
 	return replyErr("ERR unknown subcommand '" + string(a[1]) + "'. Try CONFIG HELP.")
+}
+
+// configSet is CONFIG SET parameter value [parameter value …]: every
+// parameter is checked before any changes, so a refused one changes
+// nothing.
+func (c *conn) configSet(a [][]byte) []byte {
+	if len(a) < 4 || len(a)%2 != 0 {
+		return replyWrongArgs("config|set")
+	}
+	var notify *notifyFlags
+	for i := 2; i < len(a); i += 2 {
+		name := lower(a[i])
+		if name != configNotify {
+			if _, ok := configValues[name]; ok {
+				return replyErr("ERR CONFIG SET is not supported for '" + oneLine(name) + "': cairn is configured with its flags and config file; only notify-keyspace-events can be set")
+			}
+			return replyErr("ERR Unknown option or number of arguments for CONFIG SET - '" + oneLine(string(a[i])) + "'")
+		}
+		f, bad, ok := parseNotifyFlags(string(a[i+1]))
+		if !ok {
+			return replyErr(fmt.Sprintf(msgBadNotifyFlags, bad))
+		}
+		notify = &f
+	}
+	if notify != nil {
+		c.s.notify.Store(uint32(*notify))
+	}
+	return replyOK
 }
 
 // statusOf fetches the node status for INFO, RAFT and MACHINE.

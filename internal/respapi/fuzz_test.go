@@ -36,6 +36,9 @@ func FuzzCommand(f *testing.F) {
 		encode("INFO"),
 		encode("COMMAND"),
 		[]byte("PING\r\nSET a b\r\n"),
+		append(encode("CONFIG", "SET", "notify-keyspace-events", "KEA"), encode("PSUBSCRIBE", "__keyspace@0__:*")...),
+		bytes.Join([][]byte{encode("SUBSCRIBE", "__keyevent@0__:set", "x"), encode("GET", "a"), encode("PING"),
+			encode("UNSUBSCRIBE", "x"), encode("RESET"), encode("SET", "a", "1")}, nil),
 		[]byte("*1\r\n$-5\r\n"),
 		[]byte("*2\r\n$3\r\nGET\r\n$1\r\nab\r\n"),
 		[]byte("*3\r\n$3\r\nSET\r\n$1\r\na\r\n$99999999999\r\n"),
@@ -72,7 +75,9 @@ func runConn(t *testing.T, svc Service, o Options, in []byte) []byte {
 		io.Reader
 		io.Writer
 	}{bytes.NewReader(in), &out})
-	if err := c.serve(); err != nil {
+	err := c.serve()
+	c.stopFeed() // as Server.handle does: no message after this
+	if err != nil {
 		var pe *protocolError
 		if !errors.As(err, &pe) {
 			t.Fatalf("serve: %v", err)

@@ -11,6 +11,11 @@
 // are written in request order. MULTI/EXEC becomes one atomic transaction,
 // with WATCH turned into mod-revision compares.
 //
+// SUBSCRIBE and PSUBSCRIBE carry Redis's keyspace notifications, made from
+// the service's change feed (Service.Watch) and written by one goroutine per
+// watch under the lock the replies are written under (pubsub.go); there is
+// no other pub/sub.
+//
 // Reply encoding uses github.com/tidwall/redcon. Request parsing is our own
 // (reader.go): redcon's Reader (v1.6) has no bound on the number of arguments
 // or the size of a frame — it doubles its buffer for as long as a client keeps
@@ -26,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -59,6 +65,10 @@ type Service interface {
 	// Keyspaces is the policy table the service routes keys by (WATCH
 	// refuses keys of eventual keyspaces).
 	Keyspaces() *keyspace.Table
+	// Watch is the change feed keyspace notifications are made of
+	// (SUBSCRIBE, PSUBSCRIBE): the changes of the keys under prefix that
+	// ctx's identity may read.
+	Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]kv.Event, error], error)
 }
 
 // Authenticator checks AUTH credentials and says whether authentication is
@@ -109,6 +119,9 @@ type Server struct {
 
 	nextID  atomic.Int64
 	cursors *cursorTable
+	// notify is the notify-keyspace-events setting (notifyFlags): this
+	// node's, in memory, as CONFIG SET left it.
+	notify atomic.Uint32
 
 	mu     sync.Mutex
 	closed bool
@@ -232,6 +245,12 @@ func (s *Server) handle(nc net.Conn) {
 		rw = gw
 	}
 	c := newConn(s, nc, rw)
+	// First of the deferred calls: closing nc ends a write of keyspace
+	// notifications that blocks, so their goroutines can be waited for.
+	defer func() {
+		nc.Close()
+		c.stopFeed()
+	}()
 	if tc, ok := nc.(*tls.Conn); ok {
 		// The handshake is bounded like any read; its client certificate,
 		// verified against trusted-ca-file, names the connection.
@@ -243,7 +262,9 @@ func (s *Server) handle(nc net.Conn) {
 		_ = tc.SetDeadline(time.Time{})
 		cs := tc.ConnectionState()
 		if cn := auth.PeerIdentity(&cs); cn != "" {
-			c.setIdentity(auth.Identity{Name: cn, Via: "cert"})
+			id := auth.Identity{Name: cn, Via: "cert"}
+			c.cert = &id
+			c.setIdentity(id)
 		}
 	}
 	err := c.serve()
@@ -265,8 +286,12 @@ func (s *Server) handle(nc net.Conn) {
 // system call (and TLS record) per reply, which was the largest CPU cost of
 // pipelined writes. Every blocking read flushes first, so a client never
 // waits for a reply that is held here.
+//
+// Keyspace notifications are written from a watch goroutine while the
+// connection's goroutine may be reading, so buf is guarded by mu.
 type groupWriter struct {
 	net.Conn
+	mu  sync.Mutex
 	buf []byte
 	err error
 }
@@ -275,11 +300,13 @@ type groupWriter struct {
 const groupWriterMax = 256 << 10
 
 func (w *groupWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.err != nil {
 		return 0, w.err
 	}
 	if len(w.buf)+len(p) > groupWriterMax {
-		if err := w.flush(); err != nil {
+		if err := w.flushLocked(); err != nil {
 			return 0, err
 		}
 		if len(p) > groupWriterMax {
@@ -298,6 +325,12 @@ func (w *groupWriter) Read(p []byte) (int, error) {
 }
 
 func (w *groupWriter) flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flushLocked()
+}
+
+func (w *groupWriter) flushLocked() error {
 	if len(w.buf) == 0 || w.err != nil {
 		return w.err
 	}

@@ -2,6 +2,7 @@ package respapi
 
 import (
 	"context"
+	"iter"
 	"sync"
 	"testing"
 
@@ -49,6 +50,7 @@ type spy struct {
 	statusFn       func(ctx context.Context) (*kv.Status, error)
 	addMemberFn    func(ctx context.Context, m kv.MemberSpec) error
 	removeMemberFn func(ctx context.Context, name string) error
+	watchFn        func(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]kv.Event, error], error)
 
 	calls   []string         // "get", "list", "txn", "batch" in call order
 	batches []int            // the size of every TxnBatch call
@@ -127,6 +129,16 @@ func (s *spy) RemoveMember(ctx context.Context, name string) error {
 		return fn(ctx, name)
 	}
 	return s.Service.RemoveMember(ctx, name)
+}
+
+func (s *spy) Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]kv.Event, error], error) {
+	s.mu.Lock()
+	fn := s.watchFn
+	s.mu.Unlock()
+	if fn != nil {
+		return fn(ctx, prefix, fromRevision)
+	}
+	return s.Service.Watch(ctx, prefix, fromRevision)
 }
 
 // set changes the spy's function fields while servers may be calling it.
