@@ -36,7 +36,7 @@ const (
 	recordCacheBudget = 64 << 20
 	// maxCachedValue is the largest value the cache keeps.
 	maxCachedValue = 1 << 20
-	cacheShards       = 32
+	cacheShards    = 32
 )
 
 func newCacheGen(complete bool) *cacheGen {
