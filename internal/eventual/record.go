@@ -96,7 +96,6 @@ func decodeRecord(b []byte) (*record, error) {
 type writer struct{ b []byte }
 
 func (w *writer) uvarint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
-func (w *writer) bytes(p []byte)   { w.uvarint(uint64(len(p))); w.b = append(w.b, p...) }
 func (w *writer) str(s string)     { w.uvarint(uint64(len(s))); w.b = append(w.b, s...) }
 func (w *writer) byte1(c byte)     { w.b = append(w.b, c) }
 func (w *writer) u64(v uint64)     { w.b = binary.BigEndian.AppendUint64(w.b, v) }
