@@ -3,6 +3,7 @@ package respapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"net"
 	"strings"
@@ -82,6 +83,14 @@ func TestKeyspaceNotificationsGoRedis(t *testing.T) {
 		if !ok || m.Pattern != w.Pattern || m.Channel != w.Channel || m.Payload != w.Payload {
 			t.Fatalf("got %#v, want %+v", msg, w)
 		}
+	}
+	if err := ps.Ping(ctx, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := ps.ReceiveTimeout(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	} else if p, ok := msg.(*redis.Pong); !ok || p.Payload != "hi" {
+		t.Fatalf("got %#v, want the pong", msg)
 	}
 }
 
@@ -367,5 +376,48 @@ func TestSubscriberIsNotIdle(t *testing.T) {
 	c.mustDo(`["unsubscribe" "news" :0]`, "UNSUBSCRIBE")
 	if !c.closed() {
 		t.Error("an idle connection outside subscribed mode stays open")
+	}
+}
+
+// A pipeline is refused command by command once SUBSCRIBE has entered
+// subscribed mode.
+func TestSubscribedModePipelined(t *testing.T) {
+	c := dial(t, startServer(t, newService(t), Options{}))
+	c.send(append(append(encode("SET", "k", "1"), encode("SUBSCRIBE", "news")...), encode("GET", "k")...))
+	c.mustRead("+OK")
+	c.mustRead(`["subscribe" "news" :1]`)
+	c.mustRead("-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+}
+
+// The prefixes watched: the narrowest that cover every subscription, one
+// shared watch past maxFeedWatches.
+func TestWatchPrefixes(t *testing.T) {
+	cases := []struct {
+		channels, patterns, want []string
+	}{
+		{[]string{"news", "__keyevent@0__:expired", "__keyspace@1__:a"}, nil, nil},
+		{[]string{"__keyspace@0__:user:1", "__keyspace@0__:user:10", "__keyspace@0__:order:2"}, nil, []string{"order:2", "user:1"}},
+		{[]string{"__keyspace@0__:user:1"}, []string{"__keyspace@0__:user:*"}, []string{"user:"}},
+		{[]string{"__keyspace@0__:a", "__keyevent@0__:del"}, nil, []string{""}},
+		{[]string{"__keyspace@0__:a\x00b"}, nil, nil},
+	}
+	for _, tc := range cases {
+		c := &conn{channels: map[string]struct{}{}, patterns: map[string]struct{}{}}
+		for _, ch := range tc.channels {
+			c.channels[ch] = struct{}{}
+		}
+		for _, p := range tc.patterns {
+			c.patterns[p] = struct{}{}
+		}
+		if got := c.watchPrefixes(); strings.Join(got, ",") != strings.Join(tc.want, ",") || len(got) != len(tc.want) {
+			t.Errorf("%q %q: watch %q, want %q", tc.channels, tc.patterns, got, tc.want)
+		}
+	}
+	c := &conn{channels: map[string]struct{}{}}
+	for i := range maxFeedWatches + 1 {
+		c.channels[fmt.Sprintf("__keyspace@0__:tenant/%03d/x", i)] = struct{}{}
+	}
+	if got := c.watchPrefixes(); len(got) != 1 || got[0] != "tenant/0" {
+		t.Errorf("watch %q, want [tenant/0]", got)
 	}
 }
