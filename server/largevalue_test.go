@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cairnkv/cairn/config"
+	"github.com/cairnkv/cairn/kv"
 	"github.com/cairnkv/cairn/test/cluster"
 )
 
@@ -172,5 +173,60 @@ func TestValueOverTheLimit(t *testing.T) {
 	// At the limit exactly it is taken.
 	if code, b := httpDo(t, http.MethodPut, url, make([]byte, limit)); code != http.StatusOK {
 		t.Fatalf("at the limit: %d %s", code, b)
+	}
+}
+
+// TestLargeValueInSnapshot: a follower that was down while a large value
+// was written, and whose missing entries the leader compacted away, gets it
+// with a snapshot install; a watch replayed there from the value's revision
+// delivers it whole although the history does not store it.
+func TestLargeValueInSnapshot(t *testing.T) {
+	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.MaxValueBytes = config.MaxMaxValueBytes
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout = time.Second, time.Second
+		cfg.SnapshotEntries = 64
+		cfg.TrailingLogs = 16
+		cfg.SnapshotInterval = 200 * time.Millisecond
+	}})
+	l := c.WaitLeader(5 * time.Second)
+	f := (l + 1) % 3
+	mustPut(t, c.Svc(l), "first", "1")
+	c.WaitConverged(10 * time.Second)
+	behind := c.Raft(f).AppliedIndex()
+	c.Stop(f)
+	val := make([]byte, 8<<20)
+	_, _ = rand.Read(val)
+	rec, err := c.Svc(l).Put(ctx(t), "files/big", val, kv.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		mustPut(t, c.Svc(l), fmt.Sprintf("k%03d", i), "v")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for c.Raft(l).LogFirstIndex() <= behind+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("leader log not compacted (first index %d, follower at %d)", c.Raft(l).LogFirstIndex(), behind)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Start(f)
+	waitValue(t, c.Svc(f), "k199", "v")
+	got, err := c.Svc(f).Get(ctx(t), "files/big", kv.ReadOptions{Serializable: true})
+	if err != nil || !bytes.Equal(got.Value, val) {
+		t.Fatalf("after the snapshot install: %v, equal %v", err, err == nil && bytes.Equal(got.Value, val))
+	}
+	seq, err := c.Svc(f).Watch(ctx(t), "files/", rec.ModRevision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for evs, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].ValueOmitted || !bytes.Equal(evs[0].Value, val) {
+			t.Fatalf("replayed event: %d events, omitted %v, %d bytes", len(evs), evs[0].ValueOmitted, len(evs[0].Value))
+		}
+		break
 	}
 }

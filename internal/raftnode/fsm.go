@@ -251,12 +251,23 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			b.Close()
 			return fmt.Errorf("raftnode: read snapshot: bad value length: %w", err)
 		}
-		v := make([]byte, vl)
-		if _, err := io.ReadFull(r, v); err != nil {
+		if vl > presizeBatch {
+			// A large value gets a batch of its own, sized for it, and
+			// is read straight into it: one copy, not a read buffer plus a
+			// batch grown by doubling.
+			if !b.Empty() {
+				if err := b.Commit(false); err != nil {
+					return err
+				}
+			} else {
+				b.Close()
+			}
+			b = f.db.NewBatchSize(int(kl + vl))
+		}
+		if _, err := io.ReadFull(r, b.SetBuffer(k, int(vl))); err != nil {
 			b.Close()
 			return fmt.Errorf("raftnode: read snapshot: %w", err)
 		}
-		b.Set(k, v)
 		if b.Len() > 4<<20 {
 			if err := b.Commit(false); err != nil {
 				return err
