@@ -31,6 +31,10 @@ type Event struct {
 	// logical clock stamp and the node that coordinated it.
 	Timestamp string
 	Origin    string
+	// Expires is, for an eventual put with a TTL, when the version expires
+	// (unix ns; 0: never). An eventual key that expires sends no event of
+	// its own; a strong key's expiry is a delete event.
+	Expires int64
 	// ValueOmitted marks a put whose value is not in the event: a value
 	// larger than the strong watch history keeps (1 MiB), replayed after a
 	// later write replaced it. A watcher reads the key for its current

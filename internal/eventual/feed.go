@@ -24,9 +24,9 @@ func (e *Engine) publish(applied []put) {
 	evs := make([]kv.Event, 0, len(applied))
 	for _, p := range applied {
 		r := p.rec
-		ev := kv.Event{Type: kv.EventPut, Key: p.key, Value: r.value, Timestamp: hlc.Format(r.stamp), Origin: r.origin}
+		ev := kv.Event{Type: kv.EventPut, Key: p.key, Value: r.value, Timestamp: hlc.Format(r.stamp), Origin: r.origin, Expires: r.expires}
 		if r.tombstone {
-			ev.Type, ev.Value = kv.EventDelete, nil
+			ev.Type, ev.Value, ev.Expires = kv.EventDelete, nil, 0
 		}
 		evs = append(evs, ev)
 	}

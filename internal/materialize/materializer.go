@@ -96,12 +96,15 @@ type Materializer struct {
 	keys    map[string]keyState
 	fresh   map[string][]byte // content that arrived with an event, until published
 	refused map[string]bool   // keys that cannot be paths, logged once
+	// nextExpiry is when the next live key expires (unix ns; 0: none).
+	nextExpiry int64
 }
 
 // keyState is the newest version of one key the materializer knows.
 type keyState struct {
 	meta    FileMeta
 	deleted bool
+	expires int64 // unix ns; 0: never
 }
 
 // newer reports whether a is a later version of its key than b.
@@ -229,12 +232,19 @@ func (m *Materializer) session(ctx context.Context) error {
 		defer t.Stop()
 		resync = t.C
 	}
+	expiry := time.NewTimer(time.Hour)
+	defer expiry.Stop()
 	for {
+		expiry.Stop()
+		if m.nextExpiry != 0 {
+			expiry.Reset(time.Until(time.Unix(0, m.nextExpiry)) + time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-feedErr:
 			return err
+		case <-expiry.C:
 		case <-resync:
 			if _, err := m.list(ctx); err != nil {
 				m.log.Warn("materialize: listing for the periodic resync failed", "err", err)
@@ -293,7 +303,7 @@ func (m *Materializer) listWith(ctx context.Context, ro kv.ReadOptions) (int64, 
 		}
 		for _, r := range page.Items {
 			seen[r.Key] = true
-			m.learn(keyState{meta: metaOf(r)})
+			m.learn(keyState{meta: metaOf(r), expires: r.Expires})
 			after = r.Key
 		}
 		if !page.More || len(page.Items) == 0 {
@@ -335,7 +345,7 @@ func (m *Materializer) learn(st keyState) bool {
 func (m *Materializer) apply(evs []kv.Event) {
 	for _, ev := range evs {
 		meta := FileMeta{Key: ev.Key, Revision: ev.Revision, Timestamp: ev.Timestamp, Origin: ev.Origin}
-		st := keyState{meta: meta, deleted: ev.Type == kv.EventDelete}
+		st := keyState{meta: meta, deleted: ev.Type == kv.EventDelete, expires: ev.Expires}
 		if !m.learn(st) {
 			continue
 		}
@@ -406,7 +416,7 @@ func (m *Materializer) loader(ctx context.Context, meta FileMeta) Entry {
 		}
 		got := metaOf(rec)
 		if newer(got, meta) {
-			m.keys[rec.Key] = keyState{meta: got}
+			m.keys[rec.Key] = keyState{meta: got, expires: rec.Expires}
 		} else {
 			got = meta
 		}
@@ -418,9 +428,18 @@ func (m *Materializer) loader(ctx context.Context, meta FileMeta) Entry {
 // that came with events.
 func (m *Materializer) target() map[string]Entry {
 	var live []FileMeta
+	now := time.Now().UnixNano()
+	m.nextExpiry = 0
 	for _, st := range m.keys {
-		if !st.deleted {
+		switch {
+		case st.deleted:
+		case st.expires != 0 && st.expires <= now:
+			// Expired: an eventual key's expiry sends no event.
+		default:
 			live = append(live, st.meta)
+			if st.expires != 0 && (m.nextExpiry == 0 || st.expires < m.nextExpiry) {
+				m.nextExpiry = st.expires
+			}
 		}
 	}
 	files, skipped := Plan(live, m.spec.StripPrefix)
