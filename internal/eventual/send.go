@@ -193,7 +193,7 @@ func (s *senders) call(addr string, batch []*sendReq) {
 		}
 	}
 	ctx, cancel := context.WithDeadline(s.e.ctx, dl)
-	out, err := s.e.cfg.RPC.Call(ctx, addr, methodPut, w.b)
+	out, err := s.e.cfg.RPC.CallOwned(ctx, addr, methodPut, w.b) // w.b is this call's
 	cancel()
 	var outs []outcome
 	var errs []error

@@ -262,6 +262,18 @@ func (r *RPC) Close() error {
 // (the handler's context ends at the same deadline), or a dial error
 // (nothing was sent). Call does not keep payload after it returns.
 func (r *RPC) Call(ctx context.Context, addr, method string, payload []byte) ([]byte, error) {
+	return r.call(ctx, addr, method, payload, false)
+}
+
+// CallOwned is Call for a payload the caller hands over: it is written
+// from where it is, not copied into the frame (a forwarded 64 MiB command
+// costs no second 64 MiB), so the caller must not change it after the
+// call, even once CallOwned has returned.
+func (r *RPC) CallOwned(ctx context.Context, addr, method string, payload []byte) ([]byte, error) {
+	return r.call(ctx, addr, method, payload, true)
+}
+
+func (r *RPC) call(ctx context.Context, addr, method string, payload []byte, owned bool) ([]byte, error) {
 	if method == "" || len(method) > maxMethodLen {
 		return nil, fmt.Errorf("%w: method %q", ErrBadName, method)
 	}
@@ -273,7 +285,7 @@ func (r *RPC) Call(ctx context.Context, addr, method string, payload []byte) ([]
 		if err != nil {
 			return nil, fmt.Errorf("peer: rpc %s to %s: %w", method, addr, err)
 		}
-		out, sent, err := cc.call(ctx, method, payload)
+		out, sent, err := cc.call(ctx, method, payload, owned)
 		if err != nil && !sent && attempt == 0 && errors.Is(err, ErrConnLost) {
 			// The connection broke before this call used it (a peer that
 			// restarted since the last call): redial once.
@@ -377,7 +389,7 @@ type callResult struct {
 
 // call sends one request and waits for its reply; sent is false when the
 // request certainly did not leave (so it is safe to try again).
-func (cc *clientConn) call(ctx context.Context, method string, payload []byte) (out []byte, sent bool, err error) {
+func (cc *clientConn) call(ctx context.Context, method string, payload []byte, owned bool) (out []byte, sent bool, err error) {
 	var timeout time.Duration
 	if d, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(d); timeout <= 0 {
@@ -399,11 +411,17 @@ func (cc *clientConn) call(ctx context.Context, method string, payload []byte) (
 	cc.pending[id] = ch
 	cc.mu.Unlock()
 
-	// The payload is copied into the frame: the writer may still hold the
-	// frame after a caller whose context ended has returned.
-	b := appendRequestHead(make([]byte, 0, frameLenSize+requestFixed+len(method)+len(payload)), id, timeout, method, len(payload))
-	b = append(b, payload...)
-	if err := cc.w.send(ctx, outFrame{head: b}); err != nil {
+	// Unless the caller handed it over, the payload is copied into the
+	// frame: the writer may still hold the frame after a caller whose
+	// context ended has returned.
+	var f outFrame
+	if owned {
+		f = outFrame{head: appendRequestHead(nil, id, timeout, method, len(payload)), payload: payload}
+	} else {
+		b := appendRequestHead(make([]byte, 0, frameLenSize+requestFixed+len(method)+len(payload)), id, timeout, method, len(payload))
+		f = outFrame{head: append(b, payload...)}
+	}
+	if err := cc.w.send(ctx, f); err != nil {
 		cc.abandon(id)
 		if ctx.Err() != nil {
 			return nil, false, ctx.Err()

@@ -547,3 +547,22 @@ func benchRPC(b *testing.B) (*RPC, string) {
 	b.Cleanup(func() { r.Close(); m.Close() })
 	return r, m.Addr().String()
 }
+
+// CallOwned sends the payload without copying it, large or small, and a
+// payload over the frame limit is refused before anything is sent.
+func TestRPCCallOwned(t *testing.T) {
+	leakCheck(t)
+	srv, addr := mustRPC(t, RPCOptions{MaxFrameBytes: 4 << 20})
+	mustRegister(t, srv, "echo", map[string]Handler{"Echo": echo})
+	cli, _ := mustRPC(t, RPCOptions{MaxFrameBytes: 4 << 20})
+	for _, n := range []int{0, 10, 3 << 20} {
+		p := bytes.Repeat([]byte{byte(n)}, n)
+		out, err := cli.CallOwned(context.Background(), addr, "echo.Echo", p)
+		if err != nil || !bytes.Equal(out, p) {
+			t.Fatalf("%d bytes: %v, %d bytes back", n, err, len(out))
+		}
+	}
+	if _, err := cli.CallOwned(context.Background(), addr, "echo.Echo", make([]byte, 4<<20)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("over the frame limit: %v, want ErrFrameTooLarge", err)
+	}
+}

@@ -96,7 +96,7 @@ func (n *Node) serveMembership(ctx context.Context, p []byte) ([]byte, error) {
 // ErrShutdown; anything else (the connection, the deadline) leaves the
 // outcome unknown: ErrTimeout.
 func (n *Node) call(ctx context.Context, addr, method string, payload []byte) ([]byte, error) {
-	out, err := n.rpc.Call(ctx, addr, method, payload)
+	out, err := n.rpc.CallOwned(ctx, addr, method, payload) // proposals are not changed after they are sent
 	var re *peer.Error
 	switch {
 	case err == nil:
