@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+	"sync"
 
 	"github.com/cairnkv/cairn/auth"
 )
@@ -73,7 +74,9 @@ func (e *CompactedError) Unwrap() error { return ErrCompacted }
 // filters keys). A prefix in strong keyspaces replays from fromRevision (0:
 // from now); a prefix in eventual keyspaces is this node's change feed from
 // now and refuses a fromRevision. A prefix that spans keyspaces of both
-// modes is refused.
+// modes (the empty prefix, once an eventual keyspace exists) merges both
+// feeds from now, each engine's batches whole and in its own order, and
+// refuses a fromRevision.
 func (s *Service) Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]Event, error], error) {
 	if fromRevision < 0 {
 		return nil, fmt.Errorf("%w: negative from revision", ErrInvalidArgument)
@@ -81,19 +84,30 @@ func (s *Service) Watch(ctx context.Context, prefix string, fromRevision int64) 
 	if strings.IndexByte(prefix, 0) >= 0 {
 		return nil, fmt.Errorf("%w: prefix contains a NUL byte", ErrInvalidKey)
 	}
-	e, err := s.prefixEngine(prefix)
+	engines, err := s.listEngines(prefix)
 	if err != nil {
 		return nil, err
 	}
-	w, ok := e.(Watcher)
-	if !ok {
-		return nil, fmt.Errorf("%w: the engine of prefix %q has no change feed", ErrUnsupportedMode, prefix)
+	if len(engines) > 1 && fromRevision != 0 {
+		return nil, fmt.Errorf("%w: prefix %q spans strong and eventual keyspaces; a watch of it starts from now (from_revision applies to a prefix inside strong keyspaces)", ErrInvalidArgument, prefix)
+	}
+	var watchers []Watcher
+	for _, e := range engines {
+		w, ok := e.(Watcher)
+		if !ok {
+			return nil, fmt.Errorf("%w: the engine of prefix %q has no change feed", ErrUnsupportedMode, prefix)
+		}
+		watchers = append(watchers, w)
 	}
 	if _, err := s.authView().caller(ctx); err != nil {
 		return nil, err
 	}
-	seq, err := w.Watch(ctx, prefix, fromRevision)
-	if err != nil {
+	var seq iter.Seq2[[]Event, error]
+	if len(watchers) == 1 {
+		if seq, err = watchers[0].Watch(ctx, prefix, fromRevision); err != nil {
+			return nil, err
+		}
+	} else if seq, err = mergeWatches(ctx, watchers, prefix); err != nil {
 		return nil, err
 	}
 	id := auth.FromContext(ctx)
@@ -116,6 +130,59 @@ func (s *Service) Watch(ctx context.Context, prefix string, fromRevision int64) 
 			}
 			if len(allowed) > 0 && !yield(allowed, nil) {
 				return
+			}
+		}
+	}, nil
+}
+
+// mergeWatches is one sequence of the feeds of several engines, from now.
+// It ends with the first error of any of them.
+func mergeWatches(ctx context.Context, ws []Watcher, prefix string) (iter.Seq2[[]Event, error], error) {
+	ctx, cancel := context.WithCancel(ctx)
+	seqs := make([]iter.Seq2[[]Event, error], 0, len(ws))
+	for _, w := range ws {
+		seq, err := w.Watch(ctx, prefix, 0)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		seqs = append(seqs, seq)
+	}
+	type item struct {
+		evs []Event
+		err error
+	}
+	return func(yield func([]Event, error) bool) {
+		c := make(chan item)
+		var wg sync.WaitGroup
+		defer func() {
+			cancel()
+			wg.Wait()
+		}()
+		for _, seq := range seqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for evs, err := range seq {
+					select {
+					case c <- item{evs, err}:
+					case <-ctx.Done():
+						return
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case it := <-c:
+				if !yield(it.evs, it.err) || it.err != nil {
+					return
+				}
 			}
 		}
 	}, nil

@@ -122,3 +122,56 @@ func TestWatchRefusals(t *testing.T) {
 		t.Fatalf("the engine was asked from %v", strong.from)
 	}
 }
+
+// TestWatchAcrossModes: a prefix over strong and eventual keyspaces merges
+// both engines' feeds from now, and refuses a revision.
+func TestWatchAcrossModes(t *testing.T) {
+	tbl := keyspace.NewTable()
+	if err := tbl.Set([]keyspace.Policy{{Prefix: "ev/", Mode: keyspace.Eventual, Replicas: 3, WriteQuorum: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	strong := &watchEngine{fakeEngine: newFakeEngine("strong"), groups: [][]Event{{{Type: EventPut, Key: "a", Revision: 2}, {Type: EventPut, Key: "b", Revision: 2}}}}
+	eventual := &watchEngine{fakeEngine: newFakeEngine("eventual"), groups: [][]Event{{{Type: EventPut, Key: "ev/x", Timestamp: "t"}}}}
+	svc := NewService(Config{}, map[keyspace.Mode]Engine{keyspace.Strong: strong, keyspace.Eventual: eventual},
+		&fakeControl{table: tbl, auth: &AuthState{}})
+	ctx := context.Background()
+	if _, err := svc.Watch(ctx, "", 3); CodeOf(err) != CodeInvalidArgument {
+		t.Fatalf("a revision over both modes: %v", err)
+	}
+	seq, err := svc.Watch(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for evs, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 2 && evs[0].Key != "a" || len(evs) == 1 && evs[0].Key != "ev/x" {
+			t.Fatalf("a batch split or reordered: %+v", evs)
+		}
+		for _, ev := range evs {
+			keys = append(keys, ev.Key)
+		}
+		if len(keys) == 3 {
+			break
+		}
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"a", "b", "ev/x"}) {
+		t.Fatalf("merged: %v", keys)
+	}
+	// An error of either feed ends the merge.
+	eventual.err = errors.New("feed closed")
+	eventual.groups = nil
+	strong.groups = nil
+	seq, err = svc.Watch(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range seq {
+		if err == nil || err.Error() != "feed closed" {
+			t.Fatalf("the merge ended with %v", err)
+		}
+	}
+}

@@ -181,8 +181,39 @@ func TestWatchEventualFeed(t *testing.T) {
 	if _, err := c.Svc(2).Watch(ctx(t), "ev/", 3); kv.CodeOf(err) != kv.CodeInvalidArgument {
 		t.Fatalf("from revision on an eventual keyspace: %v", err)
 	}
-	if _, err := c.Svc(2).Watch(ctx(t), "", 0); kv.CodeOf(err) != kv.CodeUnsupportedMode {
-		t.Fatalf("a prefix over both modes: %v", err)
+	if _, err := c.Svc(2).Watch(ctx(t), "", 5); kv.CodeOf(err) != kv.CodeInvalidArgument {
+		t.Fatalf("a revision over both modes: %v", err)
+	}
+	// The empty prefix spans both modes: both feeds, merged.
+	all, err := c.Svc(2).Watch(wctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := make(chan string, 16)
+	go func() {
+		for evs, err := range all {
+			if err != nil {
+				return
+			}
+			for _, ev := range evs {
+				both <- ev.Key
+			}
+		}
+	}()
+	if _, err := c.Svc(0).Put(ctx(t), "strong/x", []byte("1"), kv.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Svc(0).Put(ctx(t), "ev/b", []byte("1"), kv.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for !seen["strong/x"] || !seen["ev/b"] {
+		select {
+		case k := <-both:
+			seen[k] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the watch of \"\" saw %v", seen)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package kvtest
 import (
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"sort"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"github.com/cairnkv/cairn/internal/eventual/hlc"
+	"github.com/cairnkv/cairn/internal/watch"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
@@ -49,11 +51,13 @@ type FakeEventual struct {
 	last   hlc.Timestamp
 	reads  []kv.ReadOptions
 	writes []kv.Txn
+	feed   watch.Hub
 }
 
 var (
 	_ kv.Engine    = (*FakeEventual)(nil)
 	_ kv.Placement = (*FakeEventual)(nil)
+	_ kv.Watcher   = (*FakeEventual)(nil)
 )
 
 func (f *FakeEventual) init() {
@@ -73,6 +77,31 @@ func (f *FakeEventual) init() {
 		f.Members = []string{f.Node}
 	}
 	f.data = map[string]*kv.Record{}
+}
+
+// Watch implements kv.Watcher: a change feed from now, one batch per
+// transaction, as the engine's.
+func (f *FakeEventual) Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]kv.Event, error], error) {
+	if fromRevision != 0 {
+		return nil, fmt.Errorf("%w: from_revision applies to strong keyspaces", kv.ErrInvalidArgument)
+	}
+	sub := f.feed.Subscribe(prefix, 64)
+	return func(yield func([]kv.Event, error) bool) {
+		defer sub.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case g := <-sub.C():
+				if !yield(g.Events, nil) {
+					return
+				}
+			case <-sub.Done():
+				yield(nil, sub.Err())
+				return
+			}
+		}
+	}, nil
 }
 
 // Reads returns the options of every Get and List, in order.
@@ -151,6 +180,9 @@ func (f *FakeEventual) Apply(_ context.Context, txns []kv.Txn, _ uint64) ([]*kv.
 	for i, t := range txns {
 		f.writes = append(f.writes, t)
 		res[i], errs[i] = f.apply(t)
+		if errs[i] == nil {
+			f.publish(res[i])
+		}
 	}
 	return res, errs, nil
 }
@@ -251,6 +283,27 @@ func (f *FakeEventual) apply(t kv.Txn) (*kv.TxnResult, error) {
 		out.Results = append(out.Results, r)
 	}
 	return out, nil
+}
+
+// publish sends the feed the keys a transaction changed, as they are now.
+func (f *FakeEventual) publish(res *kv.TxnResult) {
+	var evs []kv.Event
+	for _, r := range res.Results {
+		switch r.Type {
+		case kv.OpGet:
+			continue
+		case kv.OpDeletePrefix:
+			continue // the keys are gone; the fake keeps no tombstones to name them
+		}
+		if rec := f.live(r.Key); rec != nil {
+			evs = append(evs, kv.Event{Type: kv.EventPut, Key: r.Key, Value: rec.Value, Timestamp: rec.Timestamp, Origin: rec.Origin, Expires: rec.Expires})
+		} else {
+			evs = append(evs, kv.Event{Type: kv.EventDelete, Key: r.Key, Timestamp: res.Timestamp, Origin: f.Node})
+		}
+	}
+	if len(evs) > 0 {
+		f.feed.Publish(watch.Group{Events: evs})
+	}
 }
 
 // refuse is the engine's answer to what needs agreement among replicas.
