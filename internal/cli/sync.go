@@ -34,8 +34,10 @@ const maxKeyBytes = 4096
 // default value limit; the 64 KiB are left as margin.
 const defaultBatchBytes = 2 << 20
 
-// listPage is how many keys each listing request of sync asks for.
-const listPage = 1000
+// listPage is how many keys each listing request of sync asks for. The
+// server reads the values of a page to hash them: 100 values of the
+// largest size (64 MiB) are already a lot of memory for one request.
+const listPage = 100
 
 func syncCmd(g *globals, env *Env) *cobra.Command {
 	var o syncOptions
@@ -608,12 +610,16 @@ func printSyncSummary(g *globals, env *Env, sum *syncSummary, err error) error {
 	}
 	fmt.Fprintln(env.Stdout, line)
 	if sum.Transactions > 0 {
-		how := fmt.Sprintf("in %s", plural(int64(sum.Transactions), "step"))
+		var how string
 		switch {
 		case sum.Atomic:
 			how = "in 1 transaction (atomic)"
+		case sum.Mode == "eventual":
+			how = fmt.Sprintf("in %s (an eventual keyspace: not atomic)", plural(int64(sum.Transactions), "step"))
 		case sum.Transactions > 1:
-			how += " (uploads in path order, then deletes; not atomic)"
+			how = fmt.Sprintf("in %d steps (uploads in path order, then deletes; not atomic)", sum.Transactions)
+		default:
+			how = "in 1 step"
 		}
 		if sum.Revision > 0 {
 			how += fmt.Sprintf(", revision %d", sum.Revision)

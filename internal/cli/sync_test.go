@@ -316,6 +316,10 @@ func TestSyncEventual(t *testing.T) {
 	if got := mustKeys(t, svc, "certs/"); len(got) != 1 || got["certs/b/c.pem"] != "C" {
 		t.Fatalf("keys %v", got)
 	}
+	mustTree(t, dir, map[string]string{"b/c.pem": "C2"})
+	if code, out, _ := run(t, "", ep, "sync", dir, "certs/"); code != 0 || !strings.Contains(out, "\nin 1 step (an eventual keyspace: not atomic)\n") {
+		t.Fatalf("text summary: %d %q", code, out)
+	}
 	// A prefix over keyspaces of both modes cannot be one transaction.
 	code, _, errOut := run(t, "", ep, "sync", dir, "c/")
 	if code != 0 {
