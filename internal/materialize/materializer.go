@@ -346,6 +346,9 @@ func (m *Materializer) apply(evs []kv.Event) {
 	for _, ev := range evs {
 		meta := FileMeta{Key: ev.Key, Revision: ev.Revision, Timestamp: ev.Timestamp, Origin: ev.Origin}
 		st := keyState{meta: meta, deleted: ev.Type == kv.EventDelete, expires: ev.Expires}
+		if brokenIgnoresDeletes && st.deleted {
+			continue
+		}
 		if !m.learn(st) {
 			continue
 		}

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,24 +24,36 @@ var flagEventual = flag.Bool("chaos.eventual", false, "run the eventual converge
 // is back.
 const antiEntropy = time.Second
 
-func eventualConfig(name, prefix string, seed uint64) harness.EventualConfig {
+func eventualConfig(name, prefix string, seed uint64, dir string) harness.EventualConfig {
 	return harness.EventualConfig{
 		Config: harness.Config{Name: name,
 			Workload: harness.Workload{Clients: 6, Keys: 6, Rate: 120, Prefix: prefix, Seed: seed, Timeout: 4 * time.Second},
 			Gap:      500 * time.Millisecond, Hold: 1500 * time.Millisecond},
 		TTL:         time.Second,
 		AntiEntropy: antiEntropy,
+		Keyspaces:   append(slices.Clone(harness.DefaultEventualKeyspaces), harness.MaterializeKeyspace(materializedPrefix)),
+		Materialize: &harness.MaterializeCheck{Prefix: materializedPrefix, Dir: func(slot int) string { return materializeDir(dir, slot) }},
 	}
+}
+
+// materializedPrefix is the keyspace (replicas all) every node of an
+// eventual run materializes into materializeDir: the run checks each
+// member's directory against the converged end state.
+const materializedPrefix = "evm/"
+
+func materializeDir(dir string, slot int) string {
+	return filepath.Join(dir, "materialized", fmt.Sprintf("slot%d", slot), "evm")
 }
 
 // inProcessEventual starts n in-process nodes, and a spare for the
 // learner-promote fault, with a short anti-entropy interval; noRepair
 // starts their eventual engines without anti-entropy, read repair, hints
 // and handoff.
-func inProcessEventual(t *testing.T, n int, noRepair bool) harness.Cluster {
+func inProcessEventual(t *testing.T, n int, noRepair bool, dir string) harness.Cluster {
 	t.Helper()
-	return cluster.New(t, n, cluster.Options{NoRepair: noRepair, Spares: 1, Configure: func(_ int, c *config.Config) {
+	return cluster.New(t, n, cluster.Options{NoRepair: noRepair, Spares: 1, Configure: func(i int, c *config.Config) {
 		c.AntiEntropyInterval = antiEntropy
+		c.Materialize = config.MaterializeList{{Prefix: materializedPrefix, Dir: materializeDir(dir, i)}}
 	}}).Harness()
 }
 
@@ -49,7 +62,10 @@ func inProcessEventual(t *testing.T, n int, noRepair bool) harness.Cluster {
 func processEventual(t *testing.T, n int, dir, binary string) harness.Cluster {
 	t.Helper()
 	args := append(slices.Clone(process.DefaultArgs), "--anti-entropy-interval", antiEntropy.String())
-	return process.New(t, &builds, process.Options{Binary: binary, Nodes: n, Spares: 1, Dir: dir, Args: args})
+	return process.New(t, &builds, process.Options{Binary: binary, Nodes: n, Spares: 1, Dir: dir, Args: args,
+		NodeArgs: func(i int) []string {
+			return []string{"--materialize", materializedPrefix + "=" + materializeDir(dir, i)}
+		}})
 }
 
 // TestEventualShort is the eventual configuration inside `go test ./...`:
@@ -69,14 +85,14 @@ func TestEventualShort(t *testing.T) {
 	}
 	t.Run("in-process", func(t *testing.T) {
 		dir := harness.RunDir(t, *flagKeep)
-		cfg := eventualConfig("eventual short, in process, 3 nodes", "short/", 1)
+		cfg := eventualConfig("eventual short, in process, 3 nodes", "short/", 1, dir)
 		cfg.Steps = [][]string{{harness.FaultPartitionMinority}, {harness.FaultRestart}, {harness.FaultLearner},
 			{harness.FaultIsolateLeader, harness.FaultLatency, harness.FaultClockSkew}}
-		harness.MustRunEventual(t, inProcessEventual(t, 3, false), dir, cfg)
+		harness.MustRunEventual(t, inProcessEventual(t, 3, false, dir), dir, cfg)
 	})
 	t.Run("processes", func(t *testing.T) {
 		dir := harness.RunDir(t, *flagKeep)
-		cfg := eventualConfig("eventual short, processes, 3 nodes", "short/", 2)
+		cfg := eventualConfig("eventual short, processes, 3 nodes", "short/", 2, dir)
 		cfg.Steps = [][]string{{harness.FaultKill}, {harness.FaultClockSkew, harness.FaultPause}, {harness.FaultSplit}}
 		harness.MustRunEventual(t, processEventual(t, 3, dir, ""), dir, cfg)
 	})
@@ -89,12 +105,12 @@ func TestEventualShort(t *testing.T) {
 // right (harness.CheckClockBeyondBound).
 func testClockBeyondInProcess(t *testing.T) {
 	dir := harness.RunDir(t, *flagKeep)
-	harness.CheckClockBeyondBound(t, inProcessEventual(t, 3, false), dir, eventualConfig("clock beyond the bound, in process", "clock/", 4))
+	harness.CheckClockBeyondBound(t, inProcessEventual(t, 3, false, dir), dir, eventualConfig("clock beyond the bound, in process", "clock/", 4, dir))
 }
 
 func testClockBeyondProcesses(t *testing.T) {
 	dir := harness.RunDir(t, *flagKeep)
-	harness.CheckClockBeyondBound(t, processEventual(t, 3, dir, ""), dir, eventualConfig("clock beyond the bound, processes", "clock/", 5))
+	harness.CheckClockBeyondBound(t, processEventual(t, 3, dir, ""), dir, eventualConfig("clock beyond the bound, processes", "clock/", 5, dir))
 }
 
 // TestEventual is the eventual sweep (-chaos.eventual; TestChaos runs it
@@ -125,25 +141,36 @@ func testEventual(t *testing.T) {
 	sweep := func(name string, seed uint64, open func(t *testing.T, dir string) harness.Cluster) {
 		t.Run(name, func(t *testing.T) {
 			dir := harness.RunDir(t, *flagKeep)
-			cfg := eventualConfig("eventual sweep, "+name, "sweep/", seed)
+			cfg := eventualConfig("eventual sweep, "+name, "sweep/", seed, dir)
 			cfg.Faults, cfg.Passes, cfg.Mixed = harness.EventualFaults, 1, 1
 			cfg.Gap, cfg.Hold = 300*time.Millisecond, time.Second
 			harness.MustRunEventual(t, open(t, dir), dir, cfg)
 		})
 	}
-	sweep("in-process/3nodes", 1, func(t *testing.T, _ string) harness.Cluster { return inProcessEventual(t, 3, false) })
+	sweep("in-process/3nodes", 1, func(t *testing.T, dir string) harness.Cluster { return inProcessEventual(t, 3, false, dir) })
 	sweep("processes/3nodes", 2, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 3, dir, "") })
 	sweep("processes/5nodes", 3, func(t *testing.T, dir string) harness.Cluster { return processEventual(t, 5, dir, "") })
 	t.Run("clock-beyond-bound/processes", testClockBeyondProcesses)
 	t.Run("checker-catches-no-repair/in-process", testCatchesNoRepairInProcess)
 	t.Run("checker-catches-no-repair/processes", testCatchesNoRepairProcesses)
+	t.Run("checker-catches-materialize-drift/processes", testCatchesMaterializeDrift)
+}
+
+// testCatchesMaterializeDrift: on nodes whose materializers ignore deletes
+// (the cairn_broken_materialize build) a run with kill -9, a partition and
+// deletes converges, and the materialize check must still fail.
+func testCatchesMaterializeDrift(t *testing.T) {
+	dir := harness.RunDir(t, *flagKeep)
+	cfg := eventualConfig("materializers that ignore deletes, processes", "drift/", 8, dir)
+	cfg.Steps = [][]string{{harness.FaultKill}, {harness.FaultPartitionMinority}}
+	harness.CheckerCatchesMaterializeDrift(t, processEventual(t, 3, dir, brokenBuild(t, "cairn_broken_materialize")), dir, cfg)
 }
 
 // noRepairConfig is the run that must fail on nodes without repair: a
 // partition and a restart, then a follower cut off while every node takes
 // writes, healed only after the clients stopped.
-func noRepairConfig(name string, steps ...string) harness.EventualConfig {
-	cfg := eventualConfig(name, "norepair/", 7)
+func noRepairConfig(name, dir string, steps ...string) harness.EventualConfig {
+	cfg := eventualConfig(name, "norepair/", 7, dir)
 	for _, s := range steps {
 		cfg.Steps = append(cfg.Steps, []string{s})
 	}
@@ -153,15 +180,15 @@ func noRepairConfig(name string, steps ...string) harness.EventualConfig {
 
 func testCatchesNoRepairInProcess(t *testing.T) {
 	dir := harness.RunDir(t, *flagKeep)
-	harness.CheckerCatchesDivergence(t, inProcessEventual(t, 3, true), dir,
-		noRepairConfig("no repair, in process", harness.FaultPartitionMinority, harness.FaultRestart))
+	harness.CheckerCatchesDivergence(t, inProcessEventual(t, 3, true, dir), dir,
+		noRepairConfig("no repair, in process", dir, harness.FaultPartitionMinority, harness.FaultRestart))
 }
 
 func testCatchesNoRepairProcesses(t *testing.T) {
 	dir := harness.RunDir(t, *flagKeep)
 	bin := brokenBinary(t)
 	harness.CheckerCatchesDivergence(t, processEventual(t, 3, dir, bin), dir,
-		noRepairConfig("no repair, processes", harness.FaultKill, harness.FaultPause))
+		noRepairConfig("no repair, processes", dir, harness.FaultKill, harness.FaultPause))
 }
 
 // TestEventualCheckerCatches runs only the two proofs that the check fails
@@ -172,42 +199,45 @@ func TestEventualCheckerCatches(t *testing.T) {
 	}
 	t.Run("in-process", testCatchesNoRepairInProcess)
 	t.Run("processes", testCatchesNoRepairProcesses)
+	t.Run("materialize-drift", testCatchesMaterializeDrift)
 }
 
 var flagEventualBroken = flag.Bool("chaos.eventual.broken", false, "run only the proofs that the convergence check catches nodes without repair")
 
-// broken is the cairn_broken_convergence build, made on first use; TestMain
-// removes its directory.
+// broken holds the broken builds (by build tag), made on first use;
+// TestMain removes their directory.
 var broken struct {
 	sync.Mutex
-	dir, path string
-	err       error
+	dir   string
+	paths map[string]string
 }
 
 // brokenBinary is cairn built with -tags faultinject,cairn_broken_convergence
 // (its eventual engine runs without anti-entropy, read repair, hints and
 // handoff), built once per test binary.
-func brokenBinary(t *testing.T) string {
+func brokenBinary(t *testing.T) string { return brokenBuild(t, "cairn_broken_convergence") }
+
+// brokenBuild is cairn built with -tags faultinject,tag, once per test binary.
+func brokenBuild(t *testing.T, tag string) string {
 	t.Helper()
 	broken.Lock()
 	defer broken.Unlock()
-	if broken.path == "" && broken.err == nil {
+	if p, ok := broken.paths[tag]; ok {
+		return p
+	}
+	if broken.dir == "" {
 		dir, err := os.MkdirTemp("", "cairn-test-broken")
 		if err != nil {
 			t.Fatal(err)
 		}
-		broken.dir = dir
-		path := filepath.Join(dir, "cairn-broken-convergence")
-		cmd := exec.Command("go", "build", "-tags", "faultinject,cairn_broken_convergence", "-o", path, "github.com/cairnkv/cairn/cmd/cairn")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			broken.err = err
-			t.Fatalf("build cairn with -tags cairn_broken_convergence: %v\n%s", err, out)
-		}
-		broken.path = path
+		broken.dir, broken.paths = dir, map[string]string{}
 	}
-	if broken.err != nil {
-		t.Fatal(broken.err)
+	path := filepath.Join(broken.dir, "cairn-"+tag)
+	cmd := exec.Command("go", "build", "-tags", "faultinject,"+tag, "-o", path, "github.com/cairnkv/cairn/cmd/cairn")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build cairn with -tags %s: %v\n%s", tag, err, out)
 	}
-	return broken.path
+	broken.paths[tag] = path
+	return path
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,7 +40,11 @@ type EventualKeyspace struct {
 }
 
 func (k EventualKeyspace) String() string {
-	s := fmt.Sprintf("%s (N=%d W=%d R=%d", k.Prefix, k.Replicas, k.WriteQuorum, k.ReadQuorum)
+	n := strconv.Itoa(k.Replicas)
+	if k.Replicas == 0 {
+		n = "all"
+	}
+	s := fmt.Sprintf("%s (N=%s W=%d R=%d", k.Prefix, n, k.WriteQuorum, k.ReadQuorum)
 	if k.NoSloppy {
 		s += ", strict quorum"
 	}
@@ -49,6 +54,9 @@ func (k EventualKeyspace) String() string {
 // policy is the body of PUT /v1/keyspaces/{prefix}.
 func (k EventualKeyspace) policy() map[string]any {
 	p := map[string]any{"mode": "eventual", "replicas": k.Replicas, "write_quorum": k.WriteQuorum, "read_quorum": k.ReadQuorum}
+	if k.Replicas == 0 {
+		p["replicas"] = "all"
+	}
 	if k.NoSloppy {
 		p["sloppy_quorum"] = false
 	}
@@ -100,6 +108,10 @@ type EventualConfig struct {
 	// clock-skew faults scale with it, and with half a second more it is the
 	// clock slack of the expiry checks.
 	MaxClockOffset time.Duration
+	// Materialize, when set, checks each node's materialized directory of
+	// one of Keyspaces against the converged end state (see
+	// checkMaterialized).
+	Materialize *MaterializeCheck
 	// ExpectDivergence marks a run on a cluster built not to converge
 	// (CheckerCatchesDivergence): it stops polling at the deadline without
 	// logging every poll.
@@ -126,10 +138,14 @@ type EventualResult struct {
 	Waited         time.Duration // how long the polls went on
 	Deadline       time.Duration // 3 anti-entropy intervals + margin
 	ReadViolations []model.Violation
-	Failures       []string
-	Notes          []string
-	HistoryPath    string
-	Report         string
+	// MaterializeFailures are the directories that did not match the end
+	// state, MaterializedAfter how long the check took.
+	MaterializeFailures []string
+	MaterializedAfter   time.Duration
+	Failures            []string
+	Notes               []string
+	HistoryPath         string
+	Report              string
 }
 
 // OK reports whether every check passed.
@@ -371,6 +387,12 @@ func RunEventual(c Cluster, cfg EventualConfig) *EventualResult {
 			res.Deadline, cfg.AntiEntropy, cfg.Margin, len(res.Convergence.Violations))
 		for _, v := range res.Convergence.Violations {
 			res.fail("convergence: %s", v)
+		}
+	}
+	if cfg.Materialize != nil && res.Convergence.OK() {
+		res.MaterializeFailures, res.MaterializedAfter = checkMaterialized(c, cfg.Materialize, res.Final)
+		for _, f := range res.MaterializeFailures {
+			res.fail("%s", f)
 		}
 	}
 	res.ReadViolations = model.CheckEventualReads(res.Writes, res.Reads)

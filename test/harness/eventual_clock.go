@@ -41,7 +41,10 @@ func CheckClockBeyondBound(t *testing.T, c Cluster, dir string, cfg EventualConf
 		t.Skipf("%s cannot skew a clock: %s", c.Describe(), why)
 	}
 	if cfg.Keyspaces == nil {
-		cfg.Keyspaces = append(slices.Clone(DefaultEventualKeyspaces), ClockBeyondKeyspace)
+		cfg.Keyspaces = slices.Clone(DefaultEventualKeyspaces)
+	}
+	if !slices.Contains(cfg.Keyspaces, ClockBeyondKeyspace) {
+		cfg.Keyspaces = append(slices.Clone(cfg.Keyspaces), ClockBeyondKeyspace)
 	}
 	if cfg.Steps == nil {
 		cfg.Steps = [][]string{{FaultClockBeyond}}

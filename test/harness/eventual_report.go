@@ -92,6 +92,17 @@ func (r *EventualResult) format() string {
 	}
 	fmt.Fprintf(&b, "  acknowledged writes: %d; lost or resurrected: %d\n", cv.Outcomes[model.WriteAcked], countRules(cv.Violations, "lost write", "resurrection"))
 	fmt.Fprintf(&b, "  reads checked (values written, at their versions): %d; bad: %d\n", len(r.Reads), len(r.ReadViolations))
+	if m := cfg.Materialize; m != nil {
+		switch {
+		case !cv.OK():
+			fmt.Fprintf(&b, "  materialized directories of %s: not checked (no convergence)\n", m.Prefix)
+		case len(r.MaterializeFailures) == 0:
+			fmt.Fprintf(&b, "  materialized directories of %s: every member's equals the converged keyspace (%s after convergence)\n",
+				m.Prefix, r.MaterializedAfter.Round(10*time.Millisecond))
+		default:
+			fmt.Fprintf(&b, "  materialized directories of %s: %d differ\n", m.Prefix, len(r.MaterializeFailures))
+		}
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
@@ -183,5 +194,28 @@ func CheckerCatchesDivergence(t *testing.T, c Cluster, dir string, cfg EventualC
 	}
 	t.Logf("caught, as it must be: %d keys, %d violations of replicas that differ or writes lost after %s; first: %s",
 		res.Convergence.Keys, diverged, res.Waited.Round(10*time.Millisecond), res.Convergence.Violations[0])
+	return res
+}
+
+// CheckerCatchesMaterializeDrift proves the materialize check can fail, on
+// a cluster c whose materializers are built to lose changes (the
+// cairn_broken_materialize build ignores deletes): the run must converge,
+// and the check must find a directory that differs from the converged
+// keyspace. Anything else proves nothing and fails the test.
+func CheckerCatchesMaterializeDrift(t *testing.T, c Cluster, dir string, cfg EventualConfig) *EventualResult {
+	t.Helper()
+	cfg.OutDir, cfg.Logf = dir, t.Logf
+	if cfg.Materialize == nil {
+		t.Fatal("CheckerCatchesMaterializeDrift needs a run with Materialize")
+	}
+	res := RunEventual(c, cfg)
+	writeReport(t, dir, res)
+	if !res.Convergence.OK() {
+		t.Fatalf("the run did not converge, so the materialize check did not run: %s", strings.Join(res.Failures, "; "))
+	}
+	if len(res.MaterializeFailures) == 0 {
+		t.Fatalf("the materialize check passed on nodes built to ignore deletes: the check, or the broken build, is wrong")
+	}
+	t.Logf("caught, as it must be: %d directories differ; first: %s", len(res.MaterializeFailures), res.MaterializeFailures[0])
 	return res
 }

@@ -194,7 +194,8 @@ func (cl *evClient) settle(w *model.Write, ks EventualKeyspace, a answer, del bo
 	if _, err := stampTime(out.Timestamp); err != nil {
 		cl.rec.anomaly("%s: %v", w.Describe(), err)
 	}
-	if out.Acks < ks.WriteQuorum || out.Replicas != ks.Replicas || out.Acks > out.Replicas {
+	// Replicas 0 is "all": as many as there are members when it was written.
+	if out.Acks < ks.WriteQuorum || (ks.Replicas != 0 && out.Replicas != ks.Replicas) || out.Replicas < 1 || out.Acks > out.Replicas {
 		cl.rec.anomaly("%s: answered with %d acks of %d replicas, but the keyspace %s needs %d of %d",
 			w.Describe(), out.Acks, out.Replicas, ks.Prefix, ks.WriteQuorum, ks.Replicas)
 	}
