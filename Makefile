@@ -41,7 +41,10 @@ lint:
 # writers and deletes on eventual keyspaces under every fault kind, clock
 # skew within the bound and a spare's join and removal included, in process
 # and on 3 and 5 processes, a clock beyond the bound, and the proofs that
-# the check fails on nodes without anti-entropy and read repair), then
+# the check fails on nodes without anti-entropy and read repair; every
+# eventual run also checks each node's materialized directory against the
+# converged end state, and a build whose materializers drop deletes must
+# fail that check), then
 # kill -9 durability (test/process). See docs/TESTING.md.
 CHAOS_RUNS ?= 2
 NEMESIS_SEEDS ?= 1
