@@ -92,7 +92,7 @@ func TestFilesOnThreeProcesses(t *testing.T) {
 	base := t.TempDir()
 	certsDir := func(i int) string { return filepath.Join(base, fmt.Sprintf("m%d", i), "certs") }
 	pkgsDir := func(i int) string { return filepath.Join(base, fmt.Sprintf("m%d", i), "pkgs") }
-	c := New(t, &builds, Options{Binary: builds.Binary(t, false), Nodes: 3, Args: plainArgs, Dir: filepath.Join(base, "nodes"),
+	c := New(t, &builds, Options{Binary: builds.Binary(t, true), Nodes: 3, Args: plainArgs, Dir: filepath.Join(base, "nodes"),
 		NodeArgs: func(i int) []string {
 			return []string{"--materialize", "certs/=" + certsDir(i), "--materialize", "pkgs/=" + pkgsDir(i)}
 		}})
@@ -282,6 +282,47 @@ func TestFilesOnThreeProcesses(t *testing.T) {
 	writeFile(t, filepath.Join(repo, "pool", "main", "new.deb"), "new package")
 	sync("--delete", repo, "pkgs/")
 	same("after the change and --delete")
+
+	// The strong prefix under faults: n3 cut off by a partition while a
+	// sync lands (the majority commits it), then healed; n2 paused with
+	// SIGSTOP during one; n3 killed with SIGKILL during one and restarted.
+	// Each time every directory ends equal to the tree.
+	release := 3
+	change := func() {
+		t.Helper()
+		writeFile(t, filepath.Join(repo, "dists", "stable", "Release"), fmt.Sprintf("Release %d", release))
+		writeFile(t, filepath.Join(repo, "pool", "main", fmt.Sprintf("fault%d.deb", release)), strings.Repeat("x", 1000*release))
+		release++
+	}
+	c.Partition(2)
+	change()
+	sync("--delete", repo, "pkgs/")
+	if got := readTree(t, pkgsDir(2))["dists/stable/Release"]; got != "Release 2" {
+		t.Fatalf("n3, cut off, shows %q", got)
+	}
+	c.Heal()
+	same("after n3's partition healed")
+	if err := c.Pause(1); err != nil {
+		t.Fatal(err)
+	}
+	change()
+	out, code := cli(t, "", "--endpoints", url0, "sync", "--delete", repo, "pkgs/")
+	if code != 0 {
+		t.Fatalf("sync while n2 is paused: exit %d: %s", code, out)
+	}
+	if err := c.Resume(1); err != nil {
+		t.Fatal(err)
+	}
+	same("after n2 was paused")
+	if err := c.Kill(2); err != nil {
+		t.Fatal(err)
+	}
+	change()
+	sync("--delete", repo, "pkgs/")
+	if err := c.Start(2); err != nil {
+		t.Fatal(err)
+	}
+	same("after n3 was killed and restarted")
 }
 
 func writeFile(t *testing.T, p, content string) {
