@@ -184,3 +184,47 @@ func TestKeyspacesFromFile(t *testing.T) {
 		}
 	}
 }
+
+func TestMaterializeFromFileFlagsAndEnv(t *testing.T) {
+	file := "materialize:\n  - prefix: certs/\n    dir: /srv/certs\n    file_mode: \"0600\"\n    on_change: systemctl reload nginx\n  - prefix: pkgs/\n    dir: /srv/pkgs\n"
+	c, err := load(t, []string{"--materialize", "pkgs/=/mnt/pkgs", "--materialize", "cfg/=/etc/app"}, nil, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range c.Materialize {
+		got[m.Prefix] = m.Dir
+	}
+	if len(got) != 3 || got["certs/"] != "/srv/certs" || got["pkgs/"] != "/mnt/pkgs" || got["cfg/"] != "/etc/app" {
+		t.Fatalf("materialize: %+v", c.Materialize)
+	}
+	for _, m := range c.Materialize {
+		if m.Prefix == "certs/" && (m.FileMode != 0o600 || len(m.OnChange) != 3) {
+			t.Fatalf("the file's fields: %+v", m)
+		}
+	}
+	c, err = load(t, nil, map[string]string{"CAIRN_MATERIALIZE": "a/=/x,b/=/y"}, "")
+	if err != nil || len(c.Materialize) != 2 {
+		t.Fatalf("from the environment: %+v %v", c.Materialize, err)
+	}
+	for _, bad := range [][]string{{"--materialize", "nodir"}, {"--materialize", "a/=relative"}, {"--materialize", "a/="}} {
+		if _, err := load(t, bad, nil, ""); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	c, err = load(t, nil, nil, "materialize:\n  - prefix: a/\n    dir: /same\n  - prefix: b/\n    dir: /same\n")
+	if err == nil {
+		err = c.Validate()
+	}
+	if err == nil {
+		t.Error("two prefixes in one directory accepted")
+	}
+	if _, err := load(t, []string{"--watch-history", "-1"}, nil, ""); err == nil {
+		if c, _ := load(t, []string{"--watch-history", "-1"}, nil, ""); c.Validate() == nil {
+			t.Error("a negative --watch-history accepted")
+		}
+	}
+}
