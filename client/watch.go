@@ -27,6 +27,10 @@ type Event struct {
 	// Last is set on the last event of a strong write (the SSE id line): a
 	// watch resumed from its Revision + 1 misses nothing and repeats nothing.
 	Last bool
+	// ValueOmitted marks a put replayed from the history without its value
+	// (a large value, replaced since): Value is nil; Get the key for its
+	// current value.
+	ValueOmitted bool
 }
 
 // ErrWatchEnded is returned by Watch when the server closed the stream
@@ -113,12 +117,13 @@ func readEvents(r io.Reader, fn func(Event) error) error {
 				Revision  int64  `json:"revision"`
 				Timestamp string `json:"timestamp"`
 				Origin    string `json:"origin"`
+				Omitted   bool   `json:"value_omitted"`
 			}
 			if err := json.Unmarshal([]byte(data), &w); err != nil {
 				return fmt.Errorf("client: a watch event: %w", err)
 			}
 			if err := fn(Event{Type: w.Type, Key: w.Key, Value: w.Value, Revision: w.Revision,
-				Timestamp: w.Timestamp, Origin: w.Origin, Last: hasID}); err != nil {
+				Timestamp: w.Timestamp, Origin: w.Origin, Last: hasID, ValueOmitted: w.Omitted}); err != nil {
 				return err
 			}
 			kind, data, hasID = "", "", false

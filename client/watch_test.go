@@ -27,6 +27,7 @@ func TestWatch(t *testing.T) {
 		fmt.Fprint(w, ": watching\n\n"+
 			"data: {\"type\":\"put\",\"key\":\"app x/a\",\"value\":\"MQ==\",\"revision\":7}\n\n"+
 			"id: 7\ndata: {\"type\":\"delete\",\"key\":\"app x/b\",\"revision\":7}\n\n"+
+			"id: 8\ndata: {\"type\":\"put\",\"key\":\"app x/big\",\"revision\":8,\"value_omitted\":true}\n\n"+
 			": heartbeat\n\n"+
 			"data: {\"type\":\"put\",\"key\":\"app x/e\",\"value\":\"Mg==\",\"timestamp\":\"t\",\"origin\":\"n2\"}\n\n"+
 			"event: error\ndata: {\"error\":{\"code\":\"unavailable\",\"message\":\"kv: unavailable: watcher fell behind; resume from revision 8\"}}\n\n")
@@ -42,8 +43,8 @@ func TestWatch(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Code != "unavailable" {
 		t.Fatalf("the error event: %v", err)
 	}
-	if len(got) != 3 || string(got[0].Value) != "1" || got[0].Last || !got[1].Last || got[1].Type != "delete" ||
-		got[1].Revision != 7 || got[2].Origin != "n2" || got[2].Last {
+	if len(got) != 4 || string(got[0].Value) != "1" || got[0].Last || !got[1].Last || got[1].Type != "delete" ||
+		got[1].Revision != 7 || got[0].ValueOmitted || !got[2].ValueOmitted || got[2].Value != nil || got[3].Origin != "n2" || got[3].Last {
 		t.Fatalf("events %+v", got)
 	}
 	err = c.Watch(context.Background(), "app x/", 1, func(Event) error { return nil })

@@ -34,6 +34,8 @@ type watchEventJSON struct {
 	Revision  int64   `json:"revision,omitempty"`
 	Timestamp string  `json:"timestamp,omitempty"`
 	Origin    string  `json:"origin,omitempty"`
+	// ValueOmitted: a put replayed without its value (see docs/API.md).
+	ValueOmitted bool `json:"value_omitted,omitempty"`
 }
 
 func watchCmd(g *globals, env *Env) *cobra.Command {
@@ -83,8 +85,9 @@ keeps ends it with status 1 and names the oldest revision available.`,
 func eventPrinter(g *globals, env *Env) func(client.Event) error {
 	if g.json() {
 		return func(ev client.Event) error {
-			j := watchEventJSON{Type: ev.Type, Key: ev.Key, Revision: ev.Revision, Timestamp: ev.Timestamp, Origin: ev.Origin}
-			if ev.Type != "delete" {
+			j := watchEventJSON{Type: ev.Type, Key: ev.Key, Revision: ev.Revision, Timestamp: ev.Timestamp, Origin: ev.Origin,
+				ValueOmitted: ev.ValueOmitted}
+			if ev.Type != "delete" && !ev.ValueOmitted {
 				v := ev.Value
 				if v == nil {
 					v = []byte{}
@@ -106,7 +109,10 @@ func eventPrinter(g *globals, env *Env) func(client.Event) error {
 		} else {
 			parts = append(parts, "rev="+strconv.FormatInt(ev.Revision, 10))
 		}
-		if ev.Type != "delete" {
+		switch {
+		case ev.ValueOmitted:
+			parts = append(parts, "<value omitted: get the key>")
+		case ev.Type != "delete":
 			parts = append(parts, eventPreview(ev.Value))
 		}
 		_, err := fmt.Fprintln(env.Stdout, strings.Join(parts, " "))
