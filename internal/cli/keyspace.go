@@ -20,10 +20,17 @@ func printKeyspaces(g *globals, env *Env, ks []client.Keyspace) error {
 		return printJSON(env.Stdout, map[string][]client.Keyspace{"keyspaces": ks})
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PREFIX\tMODE\tREPLICAS\tWRITE_QUORUM\tREAD_QUORUM\tDEFAULT_TTL\tMAX_VALUE_BYTES\tSLOPPY_QUORUM")
+	fmt.Fprintln(tw, "PREFIX\tMODE\tREPLICAS\tWRITE_QUORUM\tREAD_QUORUM\tDEFAULT_TTL\tMAX_VALUE_BYTES\tSLOPPY_QUORUM\tMATERIALIZE")
 	for _, k := range ks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strconv.Quote(k.Prefix), k.Mode, dash(string(k.Replicas)),
-			dashInt(int64(k.WriteQuorum)), dashInt(int64(k.ReadQuorum)), dash(k.DefaultTTL), dashInt(k.MaxValueBytes), dashBool(k.SloppyQuorum))
+		mat := "-"
+		if m := k.Materialize; m != nil {
+			mat = m.Dir
+			if len(m.OnChange) > 0 {
+				mat += " (on_change " + strings.Join(m.OnChange, " ") + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strconv.Quote(k.Prefix), k.Mode, dash(string(k.Replicas)),
+			dashInt(int64(k.WriteQuorum)), dashInt(int64(k.ReadQuorum)), dash(k.DefaultTTL), dashInt(k.MaxValueBytes), dashBool(k.SloppyQuorum), mat)
 	}
 	return tw.Flush()
 }

@@ -79,3 +79,39 @@ func TestKeyspaceCommands(t *testing.T) {
 		t.Fatalf("get of the empty prefix: %s", last)
 	}
 }
+
+// keyspace create --materialize sends a materialize policy the server
+// takes, and list shows it.
+func TestKeyspaceCreateMaterialize(t *testing.T) {
+	ep, _, _ := realAPI(t)
+	code, _, errOut := run(t, "", ep, "keyspace", "create", "certs/", "--materialize", "/srv/certs", "--file-mode", "0640",
+		"--on-change", "systemctl reload 'nginx web'", "--debounce", "2s")
+	if code != ExitOK {
+		t.Fatalf("create: exit %d: %s", code, errOut)
+	}
+	code, out, _ := run(t, "", ep, "-o", "json", "keyspace", "get", "certs/")
+	var k struct {
+		Materialize struct {
+			Dir      string   `json:"dir"`
+			FileMode string   `json:"file_mode"`
+			OnChange []string `json:"on_change"`
+			Debounce string   `json:"debounce"`
+		} `json:"materialize"`
+	}
+	if err := json.Unmarshal([]byte(out), &k); code != ExitOK || err != nil || k.Materialize.Dir != "/srv/certs" || k.Materialize.FileMode != "0640" ||
+		!reflect.DeepEqual(k.Materialize.OnChange, []string{"systemctl", "reload", "nginx web"}) || k.Materialize.Debounce != "2s" {
+		t.Fatalf("get: exit %d: %s", code, out)
+	}
+	if _, out, _ := run(t, "", ep, "keyspace", "list"); !strings.Contains(out, "/srv/certs (on_change systemctl reload nginx web)") {
+		t.Fatalf("list: %s", out)
+	}
+	for _, bad := range [][]string{
+		{"keyspace", "create", "x/", "--on-change", "true"},
+		{"keyspace", "create", "x/", "--materialize", "relative"},
+		{"keyspace", "create", "x/", "--materialize", "/x", "--on-change", "'unterminated"},
+	} {
+		if code, _, _ := run(t, "", append([]string{ep}, bad...)...); code == ExitOK {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
