@@ -167,13 +167,13 @@ func (p *Policy) UnmarshalYAML(unmarshal func(any) error) error {
 // wirePolicy is a policy as written by people: replicas as text (a number
 // or "all"), the TTL as a duration string.
 type wirePolicy struct {
-	Prefix        string `yaml:"prefix"`
-	Mode          Mode   `yaml:"mode"`
-	Replicas      string `yaml:"replicas"`
-	WriteQuorum   int    `yaml:"write_quorum"`
-	ReadQuorum    int    `yaml:"read_quorum"`
-	DefaultTTL    string `yaml:"default_ttl"`
-	MaxValueBytes int64  `yaml:"max_value_bytes"`
+	Prefix        string       `yaml:"prefix"`
+	Mode          Mode         `yaml:"mode"`
+	Replicas      string       `yaml:"replicas"`
+	WriteQuorum   int          `yaml:"write_quorum"`
+	ReadQuorum    int          `yaml:"read_quorum"`
+	DefaultTTL    string       `yaml:"default_ttl"`
+	MaxValueBytes int64        `yaml:"max_value_bytes"`
 	SloppyQuorum  *bool        `yaml:"sloppy_quorum"`
 	Materialize   *Materialize `yaml:"materialize"`
 }

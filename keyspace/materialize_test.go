@@ -69,10 +69,10 @@ func TestMaterializeYAML(t *testing.T) {
 
 func TestSplitCommand(t *testing.T) {
 	for in, want := range map[string][]string{
-		`systemctl reload nginx`:   {"systemctl", "reload", "nginx"},
+		`systemctl reload nginx`:    {"systemctl", "reload", "nginx"},
 		`  a   "b c"  'd "e"' f\ g`: {"a", "b c", `d "e"`, "f g"},
-		`sh -c 'echo $X | cat'`:    {"sh", "-c", "echo $X | cat"},
-		`""`:                       {""},
+		`sh -c 'echo $X | cat'`:     {"sh", "-c", "echo $X | cat"},
+		`""`:                        {""},
 	} {
 		got, err := SplitCommand(in)
 		if err != nil || !slices.Equal(got, want) {

@@ -355,7 +355,7 @@ func (m *Materializer) apply(evs []kv.Event) {
 		if st.deleted || ev.ValueOmitted {
 			delete(m.fresh, ev.Key) // an omitted value is read when published
 		} else {
-			m.fresh[ev.Key] = append([]byte{}, ev.Value...)
+			m.fresh[ev.Key] = ev.Value // read only: the feed shares it with other watchers
 		}
 	}
 }
