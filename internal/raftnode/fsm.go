@@ -92,8 +92,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return out
 	}
 	applied := f.applied.Load()
+	last := logs[len(logs)-1].Index
+	if last <= applied {
+		return out
+	}
 	entries := make([]Entry, 0, len(logs))
 	pos := make([]int, 0, len(logs))
+	b := f.newBatch(logs)
+	cs := chunks{db: f.db}
 	for i, l := range logs {
 		if l.Index <= applied || l.Type != raft.LogCommand {
 			continue // applied before a restart, or not a command
@@ -103,17 +109,32 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			out[i] = err
 			continue
 		}
-		if kind == kindTermStart {
-			continue // only moves the applied index
+		switch kind {
+		case kindTermStart:
+			// Only moves the applied index, and ends the chunked commands
+			// of earlier terms (see chunk.go).
+			cs.dropAll(b)
+			continue
+		case kindChunk:
+			c, err := parseChunk(data)
+			if err != nil {
+				out[i] = err
+				continue
+			}
+			cmd, err := cs.add(b, c)
+			switch {
+			case err != nil:
+				out[i] = err
+				continue
+			case cmd == nil:
+				continue // not the last chunk
+			}
+			data = cmd
 		}
 		entries = append(entries, Entry{Index: l.Index, Time: t, Data: data})
 		pos = append(pos, i)
 	}
-	last := logs[len(logs)-1].Index
-	if last <= applied {
-		return out
-	}
-	b := f.newBatch(entries)
+	cs.persist(b)
 	if len(entries) > 0 {
 		res := f.sm.Apply(b, entries)
 		for j, p := range pos {
@@ -299,6 +320,8 @@ const (
 	// reaches the FSM, so the applied index can always reach the commit index
 	// (read index waits on that).
 	kindTermStart byte = 2
+	// kindChunk carries one chunk of a large command (see chunk.go).
+	kindChunk byte = 3
 )
 
 // frame prefixes a command with its kind and the proposing leader's clock.
@@ -310,13 +333,22 @@ func frame(kind byte, t time.Time, data []byte) []byte {
 	return out
 }
 
-// newBatch starts the batch that applies entries. Entries carrying large
+// newBatch starts the batch that applies logs. Entries carrying large
 // values get a batch sized for them up front (what they write is about what
-// they carry), so it is allocated once rather than grown by doubling.
-func (f *fsm) newBatch(entries []Entry) *store.Batch {
+// they carry: a chunk is stored, the command it completes is applied), so
+// it is allocated once rather than grown by doubling.
+func (f *fsm) newBatch(logs []*raft.Log) *store.Batch {
 	n := 0
-	for _, e := range entries {
-		n += len(e.Data)
+	for _, l := range logs {
+		if len(l.Data) > 0 && l.Data[0] == kindChunk && len(l.Data) >= chunkHeader {
+			// A chunk's bytes are written with its command (usually not
+			// themselves: see chunks.persist).
+			if c, err := parseChunk(l.Data[9:]); err == nil && c.last {
+				n += int(c.size)
+			}
+			continue
+		}
+		n += len(l.Data)
 	}
 	if n < presizeBatch {
 		return f.db.NewBatch()
@@ -328,7 +360,7 @@ func (f *fsm) newBatch(entries []Entry) *store.Batch {
 const presizeBatch = 1 << 20
 
 func unframe(b []byte) (int64, []byte, byte, error) {
-	if len(b) < 9 || (b[0] != kindCommand && b[0] != kindTermStart) {
+	if len(b) < 9 || (b[0] != kindCommand && b[0] != kindTermStart && b[0] != kindChunk) {
 		return 0, nil, 0, errors.New("raftnode: malformed log entry")
 	}
 	return int64(binary.BigEndian.Uint64(b[1:])), b[9:], b[0], nil

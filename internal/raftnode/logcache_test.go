@@ -57,14 +57,3 @@ func TestLogCacheKeepsOnlySmallEntries(t *testing.T) {
 		t.Fatalf("small entry read back: %v %q", err, out.Data)
 	}
 }
-
-func TestAppendEntriesScaleWithTheValueLimit(t *testing.T) {
-	for _, tc := range []struct {
-		maxValue int64
-		want     int
-	}{{1 << 20, 512}, {8 << 20, 64}, {64 << 20, 8}, {1, 512}} {
-		if got := appendEntries(tc.maxValue); got != tc.want {
-			t.Errorf("appendEntries(%d) = %d, want %d", tc.maxValue, got, tc.want)
-		}
-	}
-}

@@ -75,24 +75,11 @@ type Config struct {
 	SnapshotInterval time.Duration
 	TrailingLogs     uint64
 	// MaxValueBytes is the largest value a command may carry (the node's
-	// max-value-bytes; 0: 1 MiB). Entries of that size bound how many
-	// entries one AppendEntries carries (appendEntries) and how long the
-	// transport waits for one (transportTimeout).
+	// max-value-bytes; 0: 1 MiB); it scales how long the transport waits
+	// (transportTimeout). Entries themselves are at most 256 KiB: larger
+	// commands travel in chunks (chunk.go).
 	MaxValueBytes int64
 	Logger        *slog.Logger
-}
-
-// appendBudget is about the most bytes of entries one AppendEntries carries
-// when every entry holds a value of MaxValueBytes; with the default 1 MiB
-// it allows hashicorp/raft's usual 512 entries.
-const appendBudget = 512 << 20
-
-// appendEntries is raft's MaxAppendEntries for values of up to maxValue
-// bytes: the entries the leader reads from its log and sends a follower
-// that catches up are held in memory on both sides at once, so with 64 MiB
-// values it is 8, not 512 (32 GiB).
-func appendEntries(maxValue int64) int {
-	return int(min(max(appendBudget/max(maxValue, 1), 8), 512))
 }
 
 // transportTimeout is the Raft transport's I/O deadline: 10 s, plus a
@@ -167,7 +154,7 @@ func Start(cfg Config) (*Node, error) {
 	}()
 
 	var err error
-	if n.logDB, err = store.Open(filepath.Join(cfg.Dir, "raft"), store.Options{Logger: cfg.Logger, CacheBytes: 16 << 20}); err != nil {
+	if n.logDB, err = store.Open(filepath.Join(cfg.Dir, "raft"), store.Options{Logger: cfg.Logger, CacheBytes: 16 << 20, NoCompression: true}); err != nil {
 		return nil, err
 	}
 	logs, err := NewLogStore(n.logDB)
@@ -206,7 +193,9 @@ func Start(cfg Config) (*Node, error) {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = appendEntries(cfg.MaxValueBytes)
+	// At most 512 × 256 KiB = 128 MiB in one AppendEntries: entries over
+	// 256 KiB are chunked (chunk.go).
+	rc.MaxAppendEntries = 512
 	rc.NoSnapshotRestoreOnStart = true // the pebble state survives restarts
 	rc.Logger = hlog
 	if err := raft.ValidateConfig(rc); err != nil {

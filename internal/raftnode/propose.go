@@ -44,14 +44,48 @@ type proposeResult struct {
 // proposeLocal replicates data from the leader and returns the state
 // machine's result.
 func (n *Node) proposeLocal(ctx context.Context, data []byte) ([]byte, error) {
-	p := &proposal{
-		data:     frame(kindCommand, time.Now(), data),
-		deadline: time.Now().Add(n.timeout(ctx)),
-		result:   make(chan proposeResult, 1),
+	now := time.Now()
+	frames := [][]byte{nil}
+	if 9+len(data) > maxEntryData {
+		frames = chunkFrames(now, data) // see chunk.go
+	} else {
+		frames[0] = frame(kindCommand, now, data)
 	}
+	ps := make([]*proposal, len(frames))
+	for i, f := range frames {
+		ps[i] = &proposal{data: f, deadline: now.Add(n.timeout(ctx)), result: make(chan proposeResult, 1)}
+	}
+	// A chunked command's chunks queue together, in order; its answer is
+	// its last chunk's, the entry that applies it. A chunk that failed
+	// leaves the command unapplied or its outcome unknown, as a failed
+	// entry does.
+	var out []byte
+	var failed error
+	for i, p := range ps {
+		var res []byte
+		var err error
+		if i == 0 {
+			res, err = n.enqueue(p, ps)
+		} else {
+			res, err = n.awaitResult(p)
+		}
+		if err != nil && failed == nil {
+			failed = err
+		}
+		out = res
+	}
+	if failed != nil {
+		return nil, failed
+	}
+	return out, nil
+}
+
+// enqueue queues ps, starting a round if fewer than maxProposeRounds are in
+// flight, and waits for p's answer.
+func (n *Node) enqueue(p *proposal, ps []*proposal) ([]byte, error) {
 	g := &n.gate
 	g.mu.Lock()
-	g.queue = append(g.queue, p)
+	g.queue = append(g.queue, ps...)
 	var round []*proposal
 	if g.inflight < maxProposeRounds {
 		round, g.queue = g.queue, nil
@@ -61,6 +95,11 @@ func (n *Node) proposeLocal(ctx context.Context, data []byte) ([]byte, error) {
 	if round != nil {
 		n.startRound(round)
 	}
+	return n.awaitResult(p)
+}
+
+// awaitResult waits for p's answer.
+func (n *Node) awaitResult(p *proposal) ([]byte, error) {
 	// Raft answers every future it took (commit, lost leadership), except
 	// those still in its apply queue when it shuts down: a leader that
 	// removed itself must not leave its callers waiting.

@@ -33,6 +33,11 @@ type Options struct {
 	CacheBytes int64
 	// MemTableBytes is the size of one memtable; 0 picks DefaultMemTableBytes.
 	MemTableBytes uint64
+	// NoCompression writes sstable blocks uncompressed: for data that is
+	// deleted soon after it is written (the Raft log), where compressing
+	// costs CPU and, for a large value, a compressed copy of it in memory
+	// for nothing.
+	NoCompression bool
 }
 
 // DefaultMemTableBytes is the memtable size unless Options say otherwise.
@@ -67,6 +72,12 @@ func Open(dir string, o Options) (*DB, error) {
 		MemTableSize:                memTable,
 		MemTableStopWritesThreshold: 4,
 		MaxConcurrentCompactions:    func() int { return 2 },
+	}
+	if o.NoCompression {
+		opts.Levels = make([]pebble.LevelOptions, 7)
+		for i := range opts.Levels {
+			opts.Levels[i].Compression = pebble.NoCompression
+		}
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
@@ -201,7 +212,14 @@ func (d *DB) NewBatch() *Batch { return &Batch{b: d.db.NewBatch(), db: d} }
 // grown by doubling (a 50 MiB value would otherwise leave a 64 MiB buffer
 // and 64 MiB of smaller ones behind).
 func (d *DB) NewBatchSize(n int) *Batch {
-	return &Batch{b: d.db.NewBatchWithSize(n + batchOverhead), db: d}
+	// pebble sizes a batch's buffer in powers of two when its first record
+	// goes in, and allocates again if the buffer is smaller: a buffer of
+	// exactly n would be thrown away.
+	size := 1 << 10
+	for size < n+batchOverhead {
+		size *= 2
+	}
+	return &Batch{b: d.db.NewBatchWithSize(size), db: d}
 }
 
 // batchOverhead is room for the batch header and a few records' tags.
