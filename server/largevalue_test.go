@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -228,5 +229,40 @@ func TestLargeValueInSnapshot(t *testing.T) {
 			t.Fatalf("replayed event: %d events, omitted %v, %d bytes", len(evs), evs[0].ValueOmitted, len(evs[0].Value))
 		}
 		break
+	}
+}
+
+// TestLargeBatchIsSplit: a batch of transactions larger than one command
+// may carry (a pipeline of large writes) is committed as several entries,
+// in order, and a single transaction over it is refused as too large.
+func TestLargeBatchIsSplit(t *testing.T) {
+	const limit = 2 << 20 // one command: 2 × 2 MiB + 1 MiB
+	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) { cfg.MaxValueBytes = limit }})
+	svc := c.Svc(c.Follower())
+	var txns []kv.Txn
+	for i := range 6 { // 12 MiB in all
+		v := bytes.Repeat([]byte{byte('a' + i)}, limit)
+		txns = append(txns, kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "batch/k", Value: v}}})
+	}
+	res, errs, err := svc.TxnBatch(ctx(t), txns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range txns {
+		if errs[i] != nil || res[i] == nil || i > 0 && res[i].Revision <= res[i-1].Revision {
+			t.Fatalf("txn %d: %v, %+v", i, errs[i], res[i])
+		}
+	}
+	got, err := svc.Get(ctx(t), "batch/k", kv.ReadOptions{})
+	if err != nil || got.Value[0] != 'f' {
+		t.Fatalf("after the batch: %v, %q", err, got.Value[:1])
+	}
+	// Three values of the limit in one transaction: over one command.
+	var ops []kv.Op
+	for i := range 3 {
+		ops = append(ops, kv.Op{Type: kv.OpPut, Key: fmt.Sprintf("batch/t%d", i), Value: make([]byte, limit)})
+	}
+	if _, err := svc.Txn(ctx(t), kv.Txn{Success: ops}); !errors.Is(err, kv.ErrValueTooLarge) {
+		t.Fatalf("a transaction over one command: %v, want ErrValueTooLarge", err)
 	}
 }
