@@ -334,6 +334,7 @@ func (s *Server) startHTTP() (err error) {
 	srv := &http.Server{
 		Handler: s.withDebug(httpapi.New(s.svc, httpapi.Options{
 			MaxValueBytes: cfg.MaxValueBytes,
+			Version:       Version,
 			Logger:        s.log.With("subsystem", "http"),
 			IsStale:       s.svc.IsStale,
 			Authenticator: s.svc,

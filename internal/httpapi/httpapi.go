@@ -79,6 +79,8 @@ type Options struct {
 	// down: the server's Shutdown waits for handlers, and a stream never ends
 	// on its own).
 	Closing <-chan struct{}
+	// Version is the cairn version written into saved snapshots.
+	Version string
 }
 
 // DefaultMaxValueBytes is the value limit when Options.MaxValueBytes is 0.
@@ -127,13 +129,14 @@ type api struct {
 	// closing is Options.Closing; heartbeat is heartbeatInterval, shortened by tests.
 	closing   <-chan struct{}
 	heartbeat time.Duration
+	version   string
 }
 
 // New returns the handler for every route of the HTTP API v1.
 func New(svc Service, o Options) http.Handler {
 	a := &api{svc: svc, maxValue: o.MaxValueBytes, isStale: o.IsStale, log: o.Logger, mux: http.NewServeMux(), leaderWait: leaderWait,
 		authn: o.Authenticator, admin: o.Admin, inflight: o.Inflight, reposePrefix: o.ReposePrefix,
-		closing: o.Closing, heartbeat: heartbeatInterval}
+		closing: o.Closing, heartbeat: heartbeatInterval, version: o.Version}
 	if a.reposePrefix == "" {
 		a.reposePrefix = DefaultReposePrefix
 	}
@@ -158,6 +161,7 @@ func New(svc Service, o Options) http.Handler {
 	a.handle("/v1/cluster/members/{name}/promote", methods{http.MethodPost: a.promote})
 	a.handle("/v1/cluster/leader/transfer", methods{http.MethodPost: a.transfer})
 	a.handle("/v1/cluster/status", methods{http.MethodGet: a.status})
+	a.handle("/v1/snapshot", methods{http.MethodGet: a.snapshot})
 	a.handle("/v1/auth/whoami", methods{http.MethodGet: a.whoami})
 	if a.admin != nil {
 		a.handle("/v1/auth/users", methods{http.MethodGet: a.listUsers})

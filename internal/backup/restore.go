@@ -1,0 +1,106 @@
+// Package backup restores snapshot files (package snapfile) into new
+// members, and (next) takes scheduled backups and mirrors keyspaces to S3.
+package backup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/cairnkv/cairn/internal/backup/snapfile"
+	"github.com/cairnkv/cairn/internal/eventual"
+	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/internal/strong"
+)
+
+// Restore writes the snapshot file at path into dataDir, for one member of
+// a new cluster whose members (all voters, this one among them) are given:
+// the strong state as a Raft snapshot at the saved index with the new
+// configuration (the old members' metadata left out), and every eventual
+// key into the replica database. dataDir must not exist or be empty. The
+// file is checked whole first: a truncated or damaged one is refused
+// before anything is written, and a restore that fails leaves nothing.
+// `cairn serve` with the same name and --initial-cluster then starts from
+// it; every member restored from the same file agrees on the log.
+func Restore(path, dataDir string, members []raftnode.Peer) (snapfile.Info, error) {
+	info, err := verifyFile(path)
+	if err != nil {
+		return snapfile.Info{}, err
+	}
+	if entries, err := os.ReadDir(dataDir); err == nil && len(entries) > 0 {
+		return snapfile.Info{}, fmt.Errorf("backup: data directory %s is not empty: restore into a new one", dataDir)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return snapfile.Info{}, fmt.Errorf("backup: %w", err)
+	}
+	tmp := filepath.Clean(dataDir) + ".restoring"
+	if err := os.RemoveAll(tmp); err != nil {
+		return snapfile.Info{}, fmt.Errorf("backup: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o750); err != nil {
+		return snapfile.Info{}, fmt.Errorf("backup: %w", err)
+	}
+	if err := restoreInto(path, tmp, members, info); err != nil {
+		_ = os.RemoveAll(tmp)
+		return snapfile.Info{}, err
+	}
+	_ = os.Remove(dataDir) // empty, if it exists
+	if err := os.Rename(tmp, dataDir); err != nil {
+		_ = os.RemoveAll(tmp)
+		return snapfile.Info{}, fmt.Errorf("backup: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(filepath.Clean(dataDir))); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return info, nil
+}
+
+func verifyFile(path string) (snapfile.Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return snapfile.Info{}, fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	info, err := snapfile.Verify(f)
+	if err != nil {
+		return snapfile.Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return info, nil
+}
+
+// VerifyFile checks the snapshot file at path and returns its Info.
+func VerifyFile(path string) (snapfile.Info, error) { return verifyFile(path) }
+
+func restoreInto(path, dir string, members []raftnode.Peer, info snapfile.Info) error {
+	read := func(strongFn func(k, v []byte) error, eventualFn func(snapfile.EventualRecord) error) error {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = snapfile.Read(f, strongFn, eventualFn)
+		return err
+	}
+	err := raftnode.WriteRestore(dir, members, info.Applied, func(yield func(k, v []byte) error) error {
+		return read(func(k, v []byte) error {
+			if strong.RestoreSkip(k) {
+				return nil
+			}
+			return yield(k, v)
+		}, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("backup: restoring the strong state: %w", err)
+	}
+	err = eventual.WriteRestore(dir, func(yield func(eventual.Restored) error) error {
+		return read(nil, func(r snapfile.EventualRecord) error {
+			return yield(eventual.Restored{Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Origin: r.Origin, Expires: r.Expires})
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("backup: restoring the eventual keys: %w", err)
+	}
+	return nil
+}

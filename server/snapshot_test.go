@@ -1,0 +1,149 @@
+package server_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnkv/cairn/auth"
+	"github.com/cairnkv/cairn/config"
+	"github.com/cairnkv/cairn/internal/backup"
+	"github.com/cairnkv/cairn/internal/backup/snapfile"
+	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/keyspace"
+	"github.com/cairnkv/cairn/kv"
+	"github.com/cairnkv/cairn/test/cluster"
+)
+
+// TestSnapshotSaveRestore: a snapshot of a live cluster (strong keys with
+// a TTL and revisions, users, rules, policies, an eventual keyspace whose
+// keys each live on two of three nodes) restored into three fresh members
+// of a new cluster brings every one of them back; the new cluster takes
+// writes; a truncated snapshot and a non-empty data directory are refused
+// and leave nothing.
+func TestSnapshotSaveRestore(t *testing.T) {
+	c := eventualCluster(t, 3, time.Hour, 2, 1, 1)
+	svc := c.Svc(0)
+	for i := range 50 {
+		mustPut(t, svc, fmt.Sprintf("app/k%02d", i), fmt.Sprintf("v%d", i))
+	}
+	if _, err := svc.Put(ctx(t), "app/ttl", []byte("t"), kv.PutOptions{TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := c.Svc(i%3).Put(ctx(t), fmt.Sprintf("ev/e%02d", i), []byte(fmt.Sprintf("e%d", i)), kv.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.PutKeyspace(ctx(t), keyspace.Policy{Prefix: "sessions/", Mode: keyspace.Strong, DefaultTTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.PutUser(ctx(t), "alice", "secret-pw"); err != nil {
+		t.Fatal(err)
+	}
+	rules := []auth.Rule{{Identity: ".*", Actions: []string{"read", "write", "admin"}}, {Identity: "alice", Keys: "app/", Actions: []string{"read"}}}
+	if err := svc.SetRules(ctx(t), rules); err != nil {
+		t.Fatal(err)
+	}
+	before, err := svc.Status(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file bytes.Buffer
+	info, err := c.Svc(1).SaveSnapshot(ctx(t), &file, kv.SnapshotMeta{Node: "n2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.StrongKeys != 51 || info.EventualKeys != 20 || info.Users != 1 || info.Revision < before.Revision {
+		t.Fatalf("snapshot info %+v (revision before %d)", info, before.Revision)
+	}
+	path := filepath.Join(t.TempDir(), "cluster.snapshot")
+	if err := os.WriteFile(path, file.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	// A truncated file and a used data directory are refused, leaving nothing.
+	half := filepath.Join(t.TempDir(), "half.snapshot")
+	if err := os.WriteFile(half, file.Bytes()[:file.Len()/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	if _, err := backup.Restore(half, bad, []raftnode.Peer{{ID: "n1", Addr: "127.0.0.1:1"}}); !errors.Is(err, snapfile.ErrCorrupt) {
+		t.Fatalf("a truncated snapshot: %v", err)
+	}
+	if _, err := os.Stat(bad); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused restore left %s: %v", bad, err)
+	}
+	used := t.TempDir()
+	if err := os.WriteFile(filepath.Join(used, "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Restore(path, used, []raftnode.Peer{{ID: "n1", Addr: "127.0.0.1:1"}}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("a used data directory: %v", err)
+	}
+
+	// Three fresh members, restored from the file.
+	r := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		peers, err := config.ParseInitialCluster(cfg.InitialCluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var members []raftnode.Peer
+		for _, p := range peers {
+			members = append(members, raftnode.Peer{ID: p.Name, Addr: p.Addr})
+		}
+		if _, err := backup.Restore(path, cfg.DataDir, members); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	for i := range 3 {
+		s := r.Svc(i)
+		for j := range 50 {
+			if got := mustGetValue(t, s, fmt.Sprintf("app/k%02d", j), kv.ReadOptions{}); got != fmt.Sprintf("v%d", j) {
+				t.Fatalf("n%d: app/k%02d is %q", i+1, j, got)
+			}
+		}
+		rec, err := s.Get(ctx(t), "app/ttl", kv.ReadOptions{})
+		if err != nil || rec.Expires == 0 {
+			t.Fatalf("n%d: the TTL key came back as %+v %v", i+1, rec, err)
+		}
+		for j := range 20 {
+			if got := mustGetValue(t, s, fmt.Sprintf("ev/e%02d", j), kv.ReadOptions{}); got != fmt.Sprintf("e%d", j) {
+				t.Fatalf("n%d: ev/e%02d is %q", i+1, j, got)
+			}
+		}
+	}
+	st, err := r.Svc(0).Status(ctx(t))
+	if err != nil || st.Revision < before.Revision || st.Members != 3 {
+		t.Fatalf("restored status %+v %v (revision before %d)", st, err, before.Revision)
+	}
+	if p, err := r.Svc(2).Keyspace(ctx(t), "sessions/"); err != nil || p.DefaultTTL != time.Minute {
+		t.Fatalf("the sessions/ policy: %+v %v", p, err)
+	}
+	if p, err := r.Svc(2).Keyspace(ctx(t), "ev/"); err != nil || p.Mode != keyspace.Eventual || p.Replicas != 2 {
+		t.Fatalf("the ev/ policy: %+v %v", p, err)
+	}
+	users, err := r.Svc(1).Users(ctx(t))
+	if err != nil || len(users) != 1 || users[0].Name != "alice" {
+		t.Fatalf("users: %+v %v", users, err)
+	}
+	_, got, err := r.Svc(1).Rules(ctx(t))
+	if err != nil || len(got) != 2 || got[1].Identity != "alice" {
+		t.Fatalf("rules: %+v %v", got, err)
+	}
+	members, err := r.Svc(0).Members(ctx(t))
+	if err != nil || len(members) != 3 {
+		t.Fatalf("members: %+v %v", members, err)
+	}
+	// The new cluster goes on from the saved revision.
+	rec := mustPut(t, r.Svc(1), "app/after", "x")
+	if rec.ModRevision <= info.Revision {
+		t.Fatalf("a write after the restore got revision %d, the snapshot was at %d", rec.ModRevision, info.Revision)
+	}
+}
