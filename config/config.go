@@ -141,6 +141,11 @@ type Config struct {
 
 	MaxValueBytes int64 `yaml:"max-value-bytes"`
 
+	// Restore is a snapshot file (cairn snapshot save) a node with an empty
+	// data directory starts from, as the only member of a new cluster or
+	// one of --initial-cluster; ignored once the data directory has state.
+	Restore string `yaml:"restore"`
+
 	// Materialize lists the prefixes this node writes as files into local
 	// directories, beyond (or overriding) what keyspace policies say.
 	Materialize MaterializeList `yaml:"materialize"`

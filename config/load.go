@@ -60,6 +60,7 @@ var flagHelp = map[string]string{
 	"snapshot-entries":      "log entries between snapshots",
 	"snapshot-interval":     "how often to check whether a snapshot is due",
 	"trailing-logs":         "log entries kept behind a snapshot for slow followers",
+	"restore":               "start from this snapshot file (cairn snapshot save) when the data directory is empty",
 	"materialize":           "write the keys under PREFIX as files into DIR on this node (PREFIX=DIR, repeatable)",
 	"watch-history":         "revisions of strong changes kept for watches that resume from a revision",
 	"enable-pprof":          "serve Go's profiler under /debug/pprof/ on the client port",

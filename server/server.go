@@ -31,6 +31,7 @@ import (
 
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/config"
+	"github.com/cairnkv/cairn/internal/backup"
 	"github.com/cairnkv/cairn/internal/eventual"
 	"github.com/cairnkv/cairn/internal/httpapi"
 	"github.com/cairnkv/cairn/internal/materialize"
@@ -190,6 +191,26 @@ func (s *Server) startPeer() (err error) {
 	return nil
 }
 
+// restore starts an empty data directory from the --restore snapshot, as
+// a member of the new cluster boot (the node alone when it names none).
+func (s *Server) restore(boot []raftnode.Peer) error {
+	entries, err := os.ReadDir(s.cfg.DataDir)
+	if err == nil && len(entries) > 0 {
+		s.log.Warn("the data directory has state; --restore is ignored", "restore", s.cfg.Restore, "data_dir", s.cfg.DataDir)
+		return nil
+	}
+	if len(boot) == 0 {
+		return fmt.Errorf("%w: --restore starts a new cluster: it needs --initial-cluster-state new, not --join", config.ErrInvalid)
+	}
+	info, err := backup.Restore(s.cfg.Restore, s.cfg.DataDir, boot)
+	if err != nil {
+		return err
+	}
+	s.log.Info("restored the data directory from a snapshot", "file", s.cfg.Restore, "revision", info.Revision,
+		"strong_keys", info.StrongKeys, "eventual_keys", info.EventualKeys, "saved", info.Created, "members", len(boot))
+	return nil
+}
+
 func (s *Server) startStrong() (err error) {
 	cfg := s.cfg
 	var boot []raftnode.Peer
@@ -200,6 +221,11 @@ func (s *Server) startStrong() (err error) {
 		}
 		for _, m := range members {
 			boot = append(boot, raftnode.Peer{ID: m.Name, Addr: m.Addr})
+		}
+	}
+	if cfg.Restore != "" {
+		if err := s.restore(boot); err != nil {
+			return err
 		}
 	}
 	s.strong, err = strong.Open(strong.Config{

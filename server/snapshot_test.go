@@ -146,4 +146,18 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	if rec.ModRevision <= info.Revision {
 		t.Fatalf("a write after the restore got revision %d, the snapshot was at %d", rec.ModRevision, info.Revision)
 	}
+
+	// serve --restore: a single node starts from the file, and a restart
+	// with the flag still set keeps its own state.
+	one := cluster.New(t, 1, cluster.Options{Configure: func(_ int, cfg *config.Config) { cfg.Restore = path }})
+	if got := mustGetValue(t, one.Svc(0), "app/k07", kv.ReadOptions{}); got != "v7" {
+		t.Fatalf("serve --restore: app/k07 is %q", got)
+	}
+	mustPut(t, one.Svc(0), "app/k07", "changed")
+	one.Stop(0)
+	one.Start(0)
+	one.WaitReady(20 * time.Second)
+	if got := mustGetValue(t, one.Svc(0), "app/k07", kv.ReadOptions{}); got != "changed" {
+		t.Fatalf("a restart with --restore still set: app/k07 is %q", got)
+	}
 }
