@@ -9,15 +9,21 @@ import (
 
 // SaveSnapshot streams the cluster's state as a snapshot file (GET
 // /v1/snapshot, admin only) from the first endpoint that answers into w,
-// and returns how many bytes it copied. The file ends with a checksum:
+// and returns how many bytes it copied. With local, the node saves its own
+// state without a quorum (GET /v1/snapshot?consistency=local): for a
+// member that lost its quorum. The file ends with a checksum:
 // check it (cairn snapshot status) before trusting what w holds, since a
 // stream cut short is an error here only when the connection says so.
-func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) (int64, error) {
+func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer, local bool) (int64, error) {
 	stream := *c.hc
 	stream.Timeout = 0 // a large state takes as long as it takes; ctx bounds it
 	var lastErr error
 	for _, ep := range c.endpoints {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep+"/v1/snapshot", nil)
+		u := ep + "/v1/snapshot"
+		if local {
+			u += "?consistency=local"
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return 0, fmt.Errorf("client: %w", err)
 		}

@@ -23,14 +23,20 @@ type BackupStats struct {
 
 // Backuper is implemented by the engine that keeps the control plane
 // (strong): Backup calls fn with every pair of its state, from one
-// consistent snapshot taken after a linearizable barrier.
+// consistent snapshot taken after a linearizable barrier (none when
+// local).
 type Backuper interface {
-	Backup(ctx context.Context, fn func(k, v []byte) error) (BackupStats, error)
+	Backup(ctx context.Context, local bool, fn func(k, v []byte) error) (BackupStats, error)
 }
 
-// SnapshotMeta is what the caller says about the node in a snapshot's trailer.
+// SnapshotMeta is what the caller says about the node in a snapshot's
+// trailer, and how to read.
 type SnapshotMeta struct {
 	Node, Version string
+	// Local saves this node's own state with no barrier and its own copy
+	// of the eventual keys: for a member that lost its quorum (the file
+	// may miss the last writes the others acknowledged).
+	Local bool
 }
 
 // SaveSnapshot writes the whole cluster's state to w as a snapshot file
@@ -49,7 +55,7 @@ func (s *Service) SaveSnapshot(ctx context.Context, w io.Writer, meta SnapshotMe
 	}
 	sw := snapfile.NewWriter(w)
 	info := &snapfile.Info{Format: 1, Created: time.Now().UTC(), Node: meta.Node, Version: meta.Version}
-	st, err := b.Backup(ctx, sw.Strong)
+	st, err := b.Backup(ctx, meta.Local, sw.Strong)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +63,7 @@ func (s *Service) SaveSnapshot(ctx context.Context, w io.Writer, meta SnapshotMe
 		st.Revision, st.Applied, st.Pairs, st.Keys, st.Users, st.Keyspaces
 	if s.engines[keyspace.Eventual] != nil {
 		for _, prefix := range eventualRoots(s.ctl.Keyspaces().Policies()) {
-			n, err := s.snapshotEventual(ctx, sw, prefix)
+			n, err := s.snapshotEventual(ctx, sw, prefix, meta.Local)
 			if err != nil {
 				return nil, fmt.Errorf("eventual keyspace %q: %w", prefix, err)
 			}
@@ -90,11 +96,11 @@ func eventualRoots(ps []keyspace.Policy) []string {
 	return out
 }
 
-func (s *Service) snapshotEventual(ctx context.Context, sw *snapfile.Writer, prefix string) (int64, error) {
+func (s *Service) snapshotEventual(ctx context.Context, sw *snapfile.Writer, prefix string, local bool) (int64, error) {
 	var n int64
 	after := ""
 	for {
-		page, err := s.List(ctx, prefix, ListOptions{After: after, Limit: 500})
+		page, err := s.List(ctx, prefix, ListOptions{ReadOptions: ReadOptions{Local: local, Serializable: local}, After: after, Limit: 500})
 		if err != nil {
 			return n, err
 		}

@@ -62,6 +62,17 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	if info.StrongKeys != 51 || info.EventualKeys != 20 || info.Users != 1 || info.Revision < before.Revision {
 		t.Fatalf("snapshot info %+v (revision before %d)", info, before.Revision)
 	}
+	// A member that lost its quorum can still save its own state.
+	c.Stop(0)
+	c.Stop(2)
+	var local bytes.Buffer
+	if _, err := c.Svc(1).SaveSnapshot(ctx(t), &local, kv.SnapshotMeta{}); err == nil {
+		t.Fatal("a linearizable snapshot without a quorum succeeded")
+	}
+	linfo, err := c.Svc(1).SaveSnapshot(ctx(t), &local, kv.SnapshotMeta{Local: true})
+	if err != nil || linfo.StrongKeys != 51 || linfo.EventualKeys == 0 {
+		t.Fatalf("a local snapshot on the survivor: %+v %v", linfo, err)
+	}
 	path := filepath.Join(t.TempDir(), "cluster.snapshot")
 	if err := os.WriteFile(path, file.Bytes(), 0o600); err != nil {
 		t.Fatal(err)

@@ -18,14 +18,17 @@ import (
 
 func snapshotCmd(g *globals, env *Env) *cobra.Command {
 	cmd := &cobra.Command{Use: "snapshot", Short: "save a snapshot of the whole cluster, check one, restore one into a new cluster"}
-	cmd.AddCommand(&cobra.Command{
+	var local bool
+	save := &cobra.Command{
 		Use:   "save FILE",
 		Short: "stream a consistent snapshot of the whole cluster into FILE (admin)",
 		Long: `Save every strong key, revision, user, rule and keyspace policy (one member's
 state after a linearizable barrier) and every key of every eventual keyspace (read
 on its read quorum) into FILE, as one file ending with a SHA-256 checksum. The
 file is written as FILE.part and renamed once its checksum is verified. On a
-terminal a progress bar counts the bytes.`,
+terminal a progress bar counts the bytes. --local saves the first endpoint's own
+state without a quorum (for a member that lost its quorum: the file may lack the
+last writes the others acknowledged).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
@@ -45,7 +48,7 @@ terminal a progress bar counts the bytes.`,
 					progressbar.OptionSetDescription("snapshot"), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 				w = io.MultiWriter(f, bar)
 			}
-			_, err = c.SaveSnapshot(cmd.Context(), w)
+			_, err = c.SaveSnapshot(cmd.Context(), w, local)
 			if bar != nil {
 				_ = bar.Finish()
 			}
@@ -75,7 +78,9 @@ terminal a progress bar counts the bytes.`,
 				path, info.Revision, info.StrongKeys, info.EventualKeys, info.Keyspaces, info.Users, humanBytes(info.Bytes), info.SHA256)
 			return nil
 		},
-	})
+	}
+	save.Flags().BoolVar(&local, "local", false, "save the node's own state without a quorum (a member that lost its quorum)")
+	cmd.AddCommand(save)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status FILE",
 		Short: "check a snapshot file and print its revision, key counts, size and checksum",

@@ -18,7 +18,9 @@ type snapshotter interface {
 }
 
 // snapshot serves GET /v1/snapshot: the whole cluster's state as a
-// snapshot file (docs/BACKUP.md), streamed as it is written. Admin only.
+// snapshot file (docs/BACKUP.md), streamed as it is written; with
+// ?consistency=local this node's own state, for a member without quorum.
+// Admin only.
 // An error before the first byte is an ordinary JSON answer; one after it
 // aborts the response, and the file's missing checksum tells the client.
 func (a *api) snapshot(w http.ResponseWriter, r *http.Request) {
@@ -30,6 +32,14 @@ func (a *api) snapshot(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // a large state takes longer than one answer may
 	meta := kv.SnapshotMeta{Version: a.version}
+	switch c := r.URL.Query().Get("consistency"); c {
+	case "", "linearizable":
+	case "local":
+		meta.Local = true
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("consistency %q: want linearizable (the default) or local", c), nil)
+		return
+	}
 	if st, err := a.svc.Status(r.Context()); err == nil {
 		meta.Node = st.Name
 	}

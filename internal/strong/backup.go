@@ -10,11 +10,12 @@ import (
 // Backup calls fn with every pair of the state database (keys >= 0x01:
 // records, TTL index, revision, members, users, rules, policies, watch
 // history), read from one consistent snapshot taken after a linearizable
-// barrier, so it holds every write acknowledged before the call. It
+// barrier, so it holds every write acknowledged before the call (with
+// local, this node's state as it is, without the barrier). It
 // returns the snapshot's revision and applied index.
-func (e *Engine) Backup(ctx context.Context, fn func(k, v []byte) error) (kv.BackupStats, error) {
+func (e *Engine) Backup(ctx context.Context, local bool, fn func(k, v []byte) error) (kv.BackupStats, error) {
 	var st kv.BackupStats
-	if err := e.barrier(ctx, kv.ReadOptions{}); err != nil {
+	if err := e.barrier(ctx, kv.ReadOptions{Serializable: local}); err != nil {
 		return st, err
 	}
 	snap := e.db.NewSnapshot()
