@@ -146,6 +146,12 @@ type Config struct {
 	// one of --initial-cluster; ignored once the data directory has state.
 	Restore string `yaml:"restore"`
 
+	// BackupTarget, when set, has the leader save a snapshot there every
+	// BackupInterval (file:///dir), keeping the newest BackupRetain.
+	BackupTarget   string        `yaml:"backup-target"`
+	BackupInterval time.Duration `yaml:"backup-interval"`
+	BackupRetain   int64         `yaml:"backup-retain"`
+
 	// Materialize lists the prefixes this node writes as files into local
 	// directories, beyond (or overriding) what keyspace policies say.
 	Materialize MaterializeList `yaml:"materialize"`
@@ -203,6 +209,8 @@ func Default() Config {
 		ListenResp:          "127.0.0.1:7702",
 		InitialClusterState: "new",
 		MaxValueBytes:       DefaultMaxValueBytes,
+		BackupInterval:      time.Hour,
+		BackupRetain:        24,
 		MaxInflightRequests: 10000,
 		MaxConnections:      10000,
 		ReadTimeout:         30 * time.Second,

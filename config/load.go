@@ -60,6 +60,9 @@ var flagHelp = map[string]string{
 	"snapshot-entries":      "log entries between snapshots",
 	"snapshot-interval":     "how often to check whether a snapshot is due",
 	"trailing-logs":         "log entries kept behind a snapshot for slow followers",
+	"backup-target":         "take scheduled backups into this target (file:///dir), on the leader",
+	"backup-interval":       "how often the leader takes a scheduled backup",
+	"backup-retain":         "how many scheduled backups to keep (0: all)",
 	"restore":               "start from this snapshot file (cairn snapshot save) when the data directory is empty",
 	"materialize":           "write the keys under PREFIX as files into DIR on this node (PREFIX=DIR, repeatable)",
 	"watch-history":         "revisions of strong changes kept for watches that resume from a revision",
@@ -177,6 +180,17 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data-dir is empty")
+	}
+	if c.BackupTarget != "" {
+		if !strings.HasPrefix(c.BackupTarget, "file:///") {
+			bad("backup-target %q: want file:///absolute/directory (s3:// is not built yet)", c.BackupTarget)
+		}
+		if c.BackupInterval < time.Second {
+			bad("backup-interval %s is shorter than a second", c.BackupInterval)
+		}
+	}
+	if c.BackupRetain < 0 {
+		bad("backup-retain %d is negative", c.BackupRetain)
 	}
 	if c.WatchHistory < 0 {
 		bad("watch-history %d is negative", c.WatchHistory)

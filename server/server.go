@@ -32,6 +32,7 @@ import (
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/internal/backup"
+	"github.com/cairnkv/cairn/internal/backup/snapfile"
 	"github.com/cairnkv/cairn/internal/eventual"
 	"github.com/cairnkv/cairn/internal/httpapi"
 	"github.com/cairnkv/cairn/internal/materialize"
@@ -117,6 +118,7 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		{"peer serving", s.servePeer},        // the peer mux, once every engine has registered
 		{"service", s.startService},          // kv.Service over the engines
 		{"materialize", s.startMaterialize},  // keyspaces written as files into local directories
+		{"backups", s.startBackups},          // scheduled snapshots, on the leader
 		{"http api", s.startHTTP},            // the client port
 		{"resp api", s.startRESP},            // the Redis-protocol port
 	}
@@ -326,6 +328,35 @@ func (s *Server) startService() error {
 		CheckWrite:    func(key string) error { return s.materialize.CheckWrite(key) },
 	}, map[keyspace.Mode]kv.Engine{keyspace.Strong: s.strong, keyspace.Eventual: s.eventual}, s.strong)
 	s.materialize = materialize.NewManager(s.svc, s.cfg.Materialize, s.strong.Keyspaces(), s.log)
+	return nil
+}
+
+// startBackups takes scheduled backups into --backup-target while this
+// node leads (package backup).
+func (s *Server) startBackups() error {
+	if s.cfg.BackupTarget == "" {
+		return nil
+	}
+	target, err := backup.ParseTarget(s.cfg.BackupTarget)
+	if err != nil {
+		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
+	}
+	sched := &backup.Schedule{Target: target, Interval: s.cfg.BackupInterval, Retain: int(s.cfg.BackupRetain),
+		IsLeader: s.strong.Raft().IsLeader, Log: s.log.With("subsystem", "backup"),
+		Save: func(ctx context.Context, w io.Writer) (*snapfile.Info, error) {
+			return s.svc.SaveSnapshot(auth.WithIdentity(ctx, auth.System), w, kv.SnapshotMeta{Node: s.cfg.Name, Version: Version})
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sched.Run(ctx)
+	}()
+	s.onStop("backups", func() error {
+		cancel()
+		<-done
+		return nil
+	})
 	return nil
 }
 

@@ -172,3 +172,54 @@ func TestSnapshotSaveRestore(t *testing.T) {
 		t.Fatalf("a restart with --restore still set: app/k07 is %q", got)
 	}
 }
+
+// TestScheduledBackups: the leader, and only the leader, takes a backup
+// every interval into its --backup-target, keeping --backup-retain.
+func TestScheduledBackups(t *testing.T) {
+	base := t.TempDir()
+	dir := func(i int) string { return filepath.Join(base, fmt.Sprintf("n%d", i+1)) }
+	c := cluster.New(t, 3, cluster.Options{Configure: func(i int, cfg *config.Config) {
+		cfg.BackupTarget = "file://" + dir(i)
+		cfg.BackupInterval = time.Second
+		cfg.BackupRetain = 2
+	}})
+	mustPut(t, c.Svc(0), "app/a", "1")
+	leader := -1
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for i := range 3 {
+			target, _ := backup.ParseTarget("file://" + dir(i))
+			if all, _ := backup.ListBackups(target); len(all) >= 2 {
+				leader = i
+			}
+		}
+		if leader >= 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no node took two backups within 20 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st, err := c.Svc(leader).Status(ctx(t))
+	if err != nil || st.Leader != st.Name {
+		t.Fatalf("backups were taken by %s, the leader is %s (%v)", c.Nodes[leader].Name, st.Leader, err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	target, _ := backup.ParseTarget("file://" + dir(leader))
+	all, err := backup.ListBackups(target)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("retained %+v %v", all, err)
+	}
+	if _, err := backup.VerifyFile(filepath.Join(dir(leader), all[1].Name)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if i == leader {
+			continue
+		}
+		if entries, _ := os.ReadDir(dir(i)); len(entries) != 0 {
+			t.Fatalf("follower n%d took backups: %v", i+1, entries)
+		}
+	}
+}

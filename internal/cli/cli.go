@@ -160,7 +160,7 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 	}
 	root.AddCommand(
 		serveCmd(env),
-		getCmd(g, env), putCmd(g, env), delCmd(g, env), listCmd(g, env), txnCmd(g, env), watchCmd(g, env), syncCmd(g, env), exportCmd(g, env), snapshotCmd(g, env),
+		getCmd(g, env), putCmd(g, env), delCmd(g, env), listCmd(g, env), txnCmd(g, env), watchCmd(g, env), syncCmd(g, env), exportCmd(g, env), snapshotCmd(g, env), backupCmd(g, env),
 		membersCmd(g, env), keyspaceCmd(g, env), ringCmd(g, env), leaderCmd(g, env), statusCmd(g, env), benchCmd(g, env), authCmd(g, env), configCmd(g, env),
 		&cobra.Command{Use: "version", Short: "print the version", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(env.Stdout, "cairn", env.Version)

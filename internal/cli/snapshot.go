@@ -86,7 +86,11 @@ last writes the others acknowledged).`,
 		Short: "check a snapshot file and print its revision, key counts, size and checksum",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			info, err := backup.VerifyFile(args[0])
+			path, err := backup.ResolveRestore(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			info, err := backup.VerifyFile(path)
 			if err != nil {
 				return err
 			}
@@ -99,7 +103,7 @@ last writes the others acknowledged).`,
 	})
 	var dataDir, name, initial string
 	restore := &cobra.Command{
-		Use:   "restore FILE --data-dir DIR --name NAME --initial-cluster NAME=HOST:PORT,...",
+		Use:   "restore FILE|file:///dir/NAME --data-dir DIR --name NAME --initial-cluster NAME=HOST:PORT,...",
 		Short: "write a snapshot into the empty data directory of one member of a new cluster (offline)",
 		Long: `Restore FILE into DIR for member NAME of a new cluster of the --initial-cluster
 members, as etcdutl snapshot restore does: run it on every new member with the same
@@ -127,7 +131,11 @@ empty.`,
 			if !found {
 				return usagef("--initial-cluster does not name this member (%q)", name)
 			}
-			info, err := backup.Restore(args[0], dataDir, members)
+			path, err := backup.ResolveRestore(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			info, err := backup.Restore(path, dataDir, members)
 			if err != nil {
 				return err
 			}

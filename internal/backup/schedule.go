@@ -1,0 +1,261 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairnkv/cairn/internal/backup/snapfile"
+)
+
+// Scheduled backups: the leader saves a snapshot into a target every
+// interval, named by time and revision, and keeps the newest `retain`.
+// Only the leader takes them (one per interval in the cluster, not one
+// per node); a leader that changes hands the schedule to the next one,
+// which takes its first backup one interval after it became leader at the
+// latest.
+
+// Target is where scheduled backups go.
+type Target interface {
+	// Put stores a backup under name, from r; a failed Put leaves nothing
+	// under name.
+	Put(name string, r io.Reader) error
+	// List returns the names of the backups there, any order.
+	List() ([]string, error)
+	Delete(name string) error
+	// String is the target's URL.
+	String() string
+}
+
+// ParseTarget parses a backup target URL: file:///path (an absolute
+// directory). s3:// targets are not built yet.
+func ParseTarget(raw string) (Target, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("backup: target %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" || !filepath.IsAbs(u.Path) {
+			return nil, fmt.Errorf("backup: target %q: want file:///absolute/directory", raw)
+		}
+		return &FileTarget{Dir: filepath.Clean(u.Path)}, nil
+	case "s3":
+		return nil, fmt.Errorf("backup: target %q: s3:// targets are not built yet; use file:///path", raw)
+	default:
+		return nil, fmt.Errorf("backup: target %q: want file:///path", raw)
+	}
+}
+
+// FileTarget is a directory of backup files.
+type FileTarget struct{ Dir string }
+
+func (f *FileTarget) String() string { return "file://" + f.Dir }
+
+// Put writes name.part, fsyncs it and renames it into place.
+func (f *FileTarget) Put(name string, r io.Reader) error {
+	if err := os.MkdirAll(f.Dir, 0o750); err != nil {
+		return err
+	}
+	path := filepath.Join(f.Dir, name)
+	part := path + ".part"
+	out, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, r)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(part, path)
+	}
+	if err != nil {
+		os.Remove(part)
+		return err
+	}
+	if d, err := os.Open(f.Dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// List returns the backup files in the directory.
+func (f *FileTarget) List() ([]string, error) {
+	entries, err := os.ReadDir(f.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if _, ok := ParseName(e.Name()); ok && e.Type().IsRegular() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// Delete removes one backup file.
+func (f *FileTarget) Delete(name string) error { return os.Remove(filepath.Join(f.Dir, name)) }
+
+// Path is where a backup of the target is, for restore.
+func (f *FileTarget) Path(name string) string { return filepath.Join(f.Dir, name) }
+
+var nameRE = regexp.MustCompile(`^cairn-(\d{8}T\d{6}Z)-r(\d+)\.snapshot$`)
+
+// Name is the file name of a backup taken at t of revision rev:
+// cairn-20261201T120000Z-r1234.snapshot (sorts by time).
+func Name(t time.Time, rev int64) string {
+	return fmt.Sprintf("cairn-%s-r%d.snapshot", t.UTC().Format("20060102T150405Z"), rev)
+}
+
+// Named is a backup's name read back.
+type Named struct {
+	Name     string    `json:"name"`
+	Time     time.Time `json:"time"`
+	Revision int64     `json:"revision"`
+}
+
+// ParseName reads a name Name made.
+func ParseName(name string) (Named, bool) {
+	m := nameRE.FindStringSubmatch(name)
+	if m == nil {
+		return Named{}, false
+	}
+	t, err := time.Parse("20060102T150405Z", m[1])
+	if err != nil {
+		return Named{}, false
+	}
+	rev, err := strconv.ParseInt(m[2], 10, 64)
+	if err != nil {
+		return Named{}, false
+	}
+	return Named{Name: name, Time: t, Revision: rev}, true
+}
+
+// ListBackups returns the target's backups, oldest first.
+func ListBackups(t Target) ([]Named, error) {
+	names, err := t.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []Named
+	for _, n := range names {
+		if b, ok := ParseName(n); ok {
+			out = append(out, b)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Schedule takes the backups.
+type Schedule struct {
+	Target   Target
+	Interval time.Duration
+	Retain   int // 0: keep every one
+	// Save writes a snapshot to w.
+	Save func(ctx context.Context, w io.Writer) (*snapfile.Info, error)
+	// IsLeader says whether this node takes the backups now.
+	IsLeader func() bool
+	Log      *slog.Logger
+	// now is time.Now, for tests.
+	now func() time.Time
+}
+
+// Run takes a backup every Interval while this node leads, until ctx ends.
+func (s *Schedule) Run(ctx context.Context) {
+	if s.now == nil {
+		s.now = time.Now
+	}
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.IsLeader() {
+			continue
+		}
+		if _, err := s.Once(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Error("scheduled backup failed", "target", s.Target.String(), "err", err)
+		}
+	}
+}
+
+// Once takes one backup now and applies the retention; it returns the
+// backup's name.
+func (s *Schedule) Once(ctx context.Context) (string, error) {
+	if s.now == nil {
+		s.now = time.Now
+	}
+	// Into a temporary file first: the name carries the revision, known
+	// once the snapshot is taken.
+	tmp, err := os.CreateTemp("", "cairn-backup-*.snapshot")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	started := s.now()
+	info, err := s.Save(ctx, tmp)
+	if err != nil {
+		return "", err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	name := Name(started, info.Revision)
+	if err := s.Target.Put(name, tmp); err != nil {
+		return "", fmt.Errorf("storing %s in %s: %w", name, s.Target, err)
+	}
+	s.Log.Info("backup taken", "target", s.Target.String(), "name", name, "revision", info.Revision,
+		"strong_keys", info.StrongKeys, "eventual_keys", info.EventualKeys, "took", s.now().Sub(started).Round(time.Millisecond))
+	if s.Retain > 0 {
+		all, err := ListBackups(s.Target)
+		if err != nil {
+			return name, fmt.Errorf("listing %s for retention: %w", s.Target, err)
+		}
+		for len(all) > s.Retain {
+			if err := s.Target.Delete(all[0].Name); err != nil {
+				return name, fmt.Errorf("removing %s: %w", all[0].Name, err)
+			}
+			s.Log.Info("old backup removed", "target", s.Target.String(), "name", all[0].Name)
+			all = all[1:]
+		}
+	}
+	return name, nil
+}
+
+// ResolveRestore returns the local path of what a restore names: a file
+// path, or file:///dir/name.
+func ResolveRestore(what string) (string, error) {
+	if !strings.Contains(what, "://") {
+		return what, nil
+	}
+	u, err := url.Parse(what)
+	if err != nil || u.Scheme != "file" || u.Host != "" {
+		return "", fmt.Errorf("backup: %q: restore reads a file path or file:///path (s3:// is not built yet)", what)
+	}
+	return u.Path, nil
+}

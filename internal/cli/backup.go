@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairnkv/cairn/internal/backup"
+)
+
+func backupCmd(g *globals, env *Env) *cobra.Command {
+	cmd := &cobra.Command{Use: "backup", Short: "the scheduled backups of --backup-target"}
+	var verify bool
+	list := &cobra.Command{
+		Use:   "list TARGET",
+		Short: "list the scheduled backups in TARGET (file:///dir), oldest first",
+		Long: `List the backups the leader took into TARGET (file:///dir, as given to
+--backup-target), oldest first, with their time, revision and size; --verify also
+reads each one whole and checks its checksum. Restore one with
+cairn snapshot restore file:///dir/NAME ….`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := backup.ParseTarget(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			all, err := backup.ListBackups(t)
+			if err != nil {
+				return err
+			}
+			type row struct {
+				backup.Named
+				Bytes  int64  `json:"bytes"`
+				SHA256 string `json:"sha256,omitempty"`
+				Error  string `json:"error,omitempty"`
+			}
+			rows := []row{}
+			ft := t.(*backup.FileTarget)
+			for _, b := range all {
+				r := row{Named: b}
+				if fi, err := os.Stat(ft.Path(b.Name)); err == nil {
+					r.Bytes = fi.Size()
+				}
+				if verify {
+					if info, err := backup.VerifyFile(ft.Path(b.Name)); err != nil {
+						r.Error = err.Error()
+					} else {
+						r.SHA256 = info.SHA256
+					}
+				}
+				rows = append(rows, r)
+			}
+			if g.json() {
+				return printJSON(env.Stdout, map[string]any{"target": t.String(), "backups": rows})
+			}
+			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tTIME\tREVISION\tSIZE\tCHECK")
+			for _, r := range rows {
+				check := "-"
+				switch {
+				case r.Error != "":
+					check = "DAMAGED: " + r.Error
+				case r.SHA256 != "":
+					check = "ok sha256 " + r.SHA256[:16]
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Name, r.Time.Format(time.RFC3339), r.Revision, humanBytes(r.Bytes), check)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&verify, "verify", false, "read every backup whole and check its checksum")
+	cmd.AddCommand(list)
+	return cmd
+}
