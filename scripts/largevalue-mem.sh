@@ -1,5 +1,5 @@
 #!/bin/bash
-# largevalue-mem.sh BINARY strong|eventual: the memory a 50 MiB value costs
+# largevalue-mem.sh BINARY strong|eventual: the memory a 50 MiB value (SIZE=bytes for another) costs
 # (docs/BENCHMARKS.md, "Large values"). Starts 3 cairn processes on loopback
 # (client ports 27700, 27710, 27720) with --max-value-bytes 64 MiB, PUTs 50
 # MiB of random bytes through a follower, GETs it from every node (sha256
@@ -9,7 +9,7 @@
 # Linux only (/proc/PID/clear_refs, which needs root or the process owner).
 set -u
 BIN=$1; KIND=$2; D=$(mktemp -d)
-head -c 52428800 /dev/urandom > $D/val; SUM=$(sha256sum < $D/val | cut -d' ' -f1)
+head -c ${SIZE:-52428800} /dev/urandom > $D/val; SUM=$(sha256sum < $D/val | cut -d' ' -f1)
 IC="n1=127.0.0.1:27701,n2=127.0.0.1:27711,n3=127.0.0.1:27721"
 for i in 1 2 3; do
   p=$((27690+10*i))
