@@ -188,14 +188,20 @@ func (r *replicas) apply(group []*commit) {
 		if rec, ok := pending[string(k)]; ok {
 			return rec, nil
 		}
-		v, err := r.db.Get(k)
+		// The stored version's header only: an overwrite of a large value
+		// does not copy the old value out of pebble to compare versions.
+		var rec *record
+		err := r.db.View(k, func(v []byte) error {
+			var err error
+			if rec, err = decodeRecord(v); err == nil {
+				rec.value = nil
+			}
+			return err
+		})
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil
 		}
-		if err != nil {
-			return nil, err
-		}
-		return decodeRecord(v)
+		return rec, err
 	}
 	var err error
 	for _, c := range group {

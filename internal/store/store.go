@@ -110,6 +110,21 @@ func get(g getter, key []byte) ([]byte, error) {
 	return out, nil
 }
 
+// View calls fn with the value at key, without copying it: the slice is
+// valid only during the call (for reading a large value's header alone).
+// It returns ErrNotFound when the key does not exist.
+func (d *DB) View(key []byte, fn func(value []byte) error) error {
+	v, closer, err := d.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("store: get: %w", err)
+	}
+	defer closer.Close()
+	return fn(v)
+}
+
 // Sync makes every write committed so far durable.
 func (d *DB) Sync() error {
 	if err := d.db.LogData(nil, pebble.Sync); err != nil {
