@@ -54,3 +54,13 @@ func RestoreSkip(k []byte) bool { return len(k) > 0 && k[0] == prefixMember }
 
 // IsRecordKey reports whether a state pair is a key's record.
 func IsRecordKey(k []byte) bool { return len(k) > 0 && k[0] == prefixData }
+
+// SavedRecord decodes a saved state pair: the record of a key, or ok false
+// for a pair that is not one (tools and tests that read snapshot files).
+func SavedRecord(k, v []byte) (r *kv.Record, ok bool, err error) {
+	if len(k) == 0 || k[0] != prefixData {
+		return nil, false, nil
+	}
+	r, err = decodeRecord(string(k[1:]), v)
+	return r, err == nil, err
+}
