@@ -360,6 +360,41 @@ func (s *Server) startBackups() error {
 	return nil
 }
 
+// backupFiles are the scheduled backups of --backup-target on this node,
+// for RAFT SNAPSHOT LIST|FILE|READ; nil without a target.
+func (s *Server) backupFiles() respapi.Snapshots {
+	if s.cfg.BackupTarget == "" {
+		return nil
+	}
+	t, err := backup.ParseTarget(s.cfg.BackupTarget)
+	if err != nil {
+		return nil
+	}
+	ft, ok := t.(*backup.FileTarget)
+	if !ok {
+		return nil
+	}
+	return backupSnapshots{ft}
+}
+
+type backupSnapshots struct{ t *backup.FileTarget }
+
+func (b backupSnapshots) List() ([]respapi.SnapshotFile, error) {
+	all, err := backup.ListBackups(b.t)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]respapi.SnapshotFile, 0, len(all))
+	for _, n := range all {
+		f := respapi.SnapshotFile{ID: n.Name, Path: b.t.Path(n.Name), Time: n.Time, Revision: n.Revision}
+		if fi, err := os.Stat(f.Path); err == nil {
+			f.Bytes = fi.Size()
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
 // startMaterialize writes the materialized prefixes into their
 // directories and keeps them in step (package materialize).
 func (s *Server) startMaterialize() error {
@@ -444,6 +479,7 @@ func (s *Server) startRESP() (err error) {
 		Inflight:      s.inflight,
 		ReadTimeout:   cfg.ReadTimeout,
 		IdleTimeout:   cfg.IdleTimeout,
+		Snapshots:     s.backupFiles(),
 	})
 	s.onStop("resp api", srv.Close)
 	s.goServe("resp", func() error { return srv.Serve(s.respLn) })

@@ -2,6 +2,9 @@ package respapi
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -168,7 +171,11 @@ func portOf(addr string) string {
 }
 
 // runRaft is the uhaha-style cluster administration: RAFT LEADER, RAFT INFO
-// [pattern], RAFT SERVER LIST|ADD|REMOVE, RAFT SNAPSHOT NOW|LIST.
+// [pattern], RAFT SERVER LIST|ADD|REMOVE, RAFT SNAPSHOT NOW|LIST|FILE|READ.
+// The snapshots RAFT SNAPSHOT LIST, FILE and READ show are the node's
+// scheduled backups (--backup-target), whole-cluster snapshot files that
+// cairn snapshot restore reads; RAFT SNAPSHOT NOW compacts this node's Raft
+// log, as uhaha's does.
 func runRaft(ctx context.Context, c *conn, a [][]byte) []byte {
 	sub := lower(a[1])
 	if sub == "server" || sub == "snapshot" {
@@ -180,11 +187,11 @@ func runRaft(ctx context.Context, c *conn, a [][]byte) []byte {
 	arity := map[string][2]int{ // allowed argument counts, the name included
 		"leader": {2, 2}, "info": {2, 3},
 		"server list": {3, 3}, "server add": {5, 7}, "server remove": {4, 4},
-		"snapshot now": {3, 3}, "snapshot list": {3, 3},
+		"snapshot now": {3, 3}, "snapshot list": {3, 3}, "snapshot file": {4, 4}, "snapshot read": {4, 7},
 	}
 	n, ok := arity[sub]
 	if !ok {
-		return replyErr("ERR unknown subcommand '" + oneLine(sub) + "'. Try RAFT LEADER, INFO, SERVER LIST|ADD|REMOVE or SNAPSHOT NOW|LIST.")
+		return replyErr("ERR unknown subcommand '" + oneLine(sub) + "'. Try RAFT LEADER, INFO, SERVER LIST|ADD|REMOVE or SNAPSHOT NOW|LIST|FILE|READ.")
 	}
 	if len(a) < n[0] || len(a) > n[1] {
 		return replyWrongArgs("raft|" + strings.ReplaceAll(sub, " ", "|"))
@@ -242,7 +249,25 @@ func runRaft(ctx context.Context, c *conn, a [][]byte) []byte {
 		}
 		return replyOK
 	case "snapshot list":
-		return replyEmptyArray
+		files, errReply := c.snapshots()
+		if errReply != nil {
+			return errReply
+		}
+		items := make([][]byte, len(files))
+		for i, f := range files {
+			items[i] = replyPairs("id", f.ID, "time", f.Time.UTC().Format(time.RFC3339), "revision", strconv.FormatInt(f.Revision, 10),
+				"bytes", strconv.FormatInt(f.Bytes, 10))
+		}
+		return replyArray(items...)
+	case "snapshot file", "snapshot read":
+		f, errReply := c.snapshot(string(a[3]))
+		if errReply != nil {
+			return errReply
+		}
+		if sub == "snapshot file" {
+			return replyBulkString(f.Path)
+		}
+		return readSnapshot(f, a[4:])
 	}
 	return replyErr(msgSyntax)
 }
@@ -307,4 +332,68 @@ func runMachine(ctx context.Context, c *conn, _ [][]byte) []byte {
 		"version", c.s.opt.Version,
 		"uptime_seconds", itoa(int64(time.Since(c.s.started).Seconds())),
 	)
+}
+
+func (c *conn) snapshots() ([]SnapshotFile, []byte) {
+	if c.s.opt.Snapshots == nil {
+		return nil, nil
+	}
+	files, err := c.s.opt.Snapshots.List()
+	if err != nil {
+		return nil, replyErr("ERR listing snapshots: " + oneLine(err.Error()))
+	}
+	return files, nil
+}
+
+func (c *conn) snapshot(id string) (SnapshotFile, []byte) {
+	files, errReply := c.snapshots()
+	if errReply != nil {
+		return SnapshotFile{}, errReply
+	}
+	for _, f := range files {
+		if f.ID == id {
+			return f, nil
+		}
+	}
+	return SnapshotFile{}, replyErr("ERR no snapshot " + oneLine(id) + " (RAFT SNAPSHOT LIST shows them)")
+}
+
+// maxSnapshotRead bounds one RAFT SNAPSHOT READ answer; larger files are
+// read in ranges.
+const maxSnapshotRead = 256 << 20
+
+// readSnapshot answers RAFT SNAPSHOT READ id [RANGE start end]: the file's
+// bytes from start up to end (exclusive), or all of it.
+func readSnapshot(f SnapshotFile, rest [][]byte) []byte {
+	start, end := int64(0), f.Bytes
+	switch len(rest) {
+	case 0:
+	case 3:
+		if lower(rest[0]) != "range" {
+			return replyErr(msgSyntax)
+		}
+		var err1, err2 error
+		start, err1 = strconv.ParseInt(string(rest[1]), 10, 64)
+		end, err2 = strconv.ParseInt(string(rest[2]), 10, 64)
+		if err1 != nil || err2 != nil || start < 0 || end < start {
+			return replyErr("ERR RANGE start end: want 0 <= start <= end")
+		}
+		end = min(end, f.Bytes)
+		start = min(start, end)
+	default:
+		return replyErr(msgSyntax)
+	}
+	if end-start > maxSnapshotRead {
+		return replyErr(fmt.Sprintf("ERR the snapshot is %d bytes: read it in RANGEs of at most %d", f.Bytes, maxSnapshotRead))
+	}
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		return replyErr("ERR " + oneLine(err.Error()))
+	}
+	defer fh.Close()
+	b := make([]byte, end-start)
+	if _, err := fh.ReadAt(b, start); err != nil && !errors.Is(err, io.EOF) {
+		return replyErr("ERR " + oneLine(err.Error()))
+	}
+	return replyBulk(b)
 }

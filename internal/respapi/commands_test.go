@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -395,7 +397,7 @@ func TestRaftCommands(t *testing.T) {
 		s("-ERR wrong number of arguments for 'raft|server|add' command", "RAFT", "SERVER", "ADD", "n4"),
 		s("+OK", "RAFT", "SNAPSHOT", "NOW"),
 		s("[]", "RAFT", "SNAPSHOT", "LIST"),
-		s("-ERR unknown subcommand 'bogus'. Try RAFT LEADER, INFO, SERVER LIST|ADD|REMOVE or SNAPSHOT NOW|LIST.", "RAFT", "BOGUS"),
+		s("-ERR unknown subcommand 'bogus'. Try RAFT LEADER, INFO, SERVER LIST|ADD|REMOVE or SNAPSHOT NOW|LIST|FILE|READ.", "RAFT", "BOGUS"),
 	})
 
 	// A real voter to add takes a second node (and adding one that does
@@ -506,4 +508,27 @@ func TestUnknownCommandChangesNothing(t *testing.T) {
 		t.Errorf("unknown commands called the service: %v", calls)
 	}
 	c.mustDo("+PONG", "PING")
+}
+
+type fakeSnapshots []SnapshotFile
+
+func (f fakeSnapshots) List() ([]SnapshotFile, error) { return f, nil }
+
+// RAFT SNAPSHOT LIST, FILE and READ show the node's saved snapshots.
+func TestRaftSnapshotFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cairn-20261201T130000Z-r7.snapshot")
+	if err := os.WriteFile(path, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 13, 0, 0, 0, time.UTC)
+	srv := startServer(t, newService(t), Options{Snapshots: fakeSnapshots{{ID: "cairn-20261201T130000Z-r7.snapshot", Path: path, Time: at, Revision: 7, Bytes: 10}}})
+	c := dial(t, srv)
+	c.mustDo(`[["id" "cairn-20261201T130000Z-r7.snapshot" "time" "2026-12-01T13:00:00Z" "revision" "7" "bytes" "10"]]`, "RAFT", "SNAPSHOT", "LIST")
+	c.mustDo(`"`+path+`"`, "RAFT", "SNAPSHOT", "FILE", "cairn-20261201T130000Z-r7.snapshot")
+	c.mustDo(`"0123456789"`, "RAFT", "SNAPSHOT", "READ", "cairn-20261201T130000Z-r7.snapshot")
+	c.mustDo(`"234"`, "RAFT", "SNAPSHOT", "READ", "cairn-20261201T130000Z-r7.snapshot", "RANGE", "2", "5")
+	c.mustDo(`"89"`, "RAFT", "SNAPSHOT", "READ", "cairn-20261201T130000Z-r7.snapshot", "RANGE", "8", "100")
+	c.mustDo("-ERR RANGE start end: want 0 <= start <= end", "RAFT", "SNAPSHOT", "READ", "cairn-20261201T130000Z-r7.snapshot", "RANGE", "5", "2")
+	c.mustDo("-ERR syntax error", "RAFT", "SNAPSHOT", "READ", "cairn-20261201T130000Z-r7.snapshot", "FROM", "2", "5")
+	c.mustDo("-ERR no snapshot nope (RAFT SNAPSHOT LIST shows them)", "RAFT", "SNAPSHOT", "FILE", "nope")
 }

@@ -102,6 +102,25 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is cairn's version, reported by VERSION, INFO and MACHINE.
 	Version string
+	// Snapshots are the saved snapshots RAFT SNAPSHOT LIST|FILE|READ show
+	// (the node's scheduled backups); nil: none.
+	Snapshots Snapshots
+}
+
+// Snapshots lists saved snapshot files on this node.
+type Snapshots interface {
+	// List returns them, oldest first.
+	List() ([]SnapshotFile, error)
+}
+
+// SnapshotFile is one saved snapshot: its id (file name), where it is on
+// this node, when it was taken, of which revision, and its size.
+type SnapshotFile struct {
+	ID       string
+	Path     string
+	Time     time.Time
+	Revision int64
+	Bytes    int64
 }
 
 // Server serves the Redis protocol on listeners.
