@@ -40,21 +40,5 @@ func (e *Engine) Watch(ctx context.Context, prefix string, fromRevision int64) (
 	if fromRevision != 0 {
 		return nil, fmt.Errorf("%w: from_revision applies to strong keyspaces; the watch of an eventual keyspace is this node's change feed from now", kv.ErrInvalidArgument)
 	}
-	sub := e.feed.Subscribe(prefix, 0)
-	return func(yield func([]kv.Event, error) bool) {
-		defer sub.Close()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case g := <-sub.C():
-				if !yield(g.Events, nil) {
-					return
-				}
-			case <-sub.Done():
-				yield(nil, sub.Err())
-				return
-			}
-		}
-	}, nil
+	return e.feed.Subscribe(prefix, 0).Live(ctx), nil
 }

@@ -85,23 +85,7 @@ func (f *FakeEventual) Watch(ctx context.Context, prefix string, fromRevision in
 	if fromRevision != 0 {
 		return nil, fmt.Errorf("%w: from_revision applies to strong keyspaces", kv.ErrInvalidArgument)
 	}
-	sub := f.feed.Subscribe(prefix, 64)
-	return func(yield func([]kv.Event, error) bool) {
-		defer sub.Close()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case g := <-sub.C():
-				if !yield(g.Events, nil) {
-					return
-				}
-			case <-sub.Done():
-				yield(nil, sub.Err())
-				return
-			}
-		}
-	}, nil
+	return f.feed.Subscribe(prefix, 64).Live(ctx), nil
 }
 
 // Reads returns the options of every Get and List, in order.

@@ -4,7 +4,9 @@
 package watch
 
 import (
+	"context"
 	"fmt"
+	"iter"
 	"strings"
 	"sync"
 
@@ -76,6 +78,28 @@ func (s *Sub) Close() {
 	s.hub.mu.Lock()
 	delete(s.hub.subs, s)
 	s.hub.mu.Unlock()
+}
+
+// Live is the subscription as a watch from now: its groups' events until
+// ctx is done (no error) or the hub drops it (its error). It closes the
+// subscription when the sequence ends.
+func (s *Sub) Live(ctx context.Context) iter.Seq2[[]kv.Event, error] {
+	return func(yield func([]kv.Event, error) bool) {
+		defer s.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case g := <-s.C():
+				if !yield(g.Events, nil) {
+					return
+				}
+			case <-s.Done():
+				yield(nil, s.Err())
+				return
+			}
+		}
+	}
 }
 
 // Publish hands g to every subscription it concerns, without waiting: a
