@@ -601,15 +601,17 @@ func (c *Client) TransferLeader(ctx context.Context, to string) (string, error) 
 
 // Status is a node's view of the cluster.
 type Status struct {
-	Name          string `json:"name"`
-	State         string `json:"state"`
-	Leader        string `json:"leader"`
-	LeaderAddr    string `json:"leader_peer_addr,omitempty"`
-	Term          uint64 `json:"term"`
-	CommitIndex   uint64 `json:"commit_index"`
-	AppliedIndex  uint64 `json:"applied_index"`
-	LastIndex     uint64 `json:"last_index"`
-	Revision      int64  `json:"revision"`
+	Name         string `json:"name"`
+	State        string `json:"state"`
+	Leader       string `json:"leader"`
+	LeaderAddr   string `json:"leader_peer_addr,omitempty"`
+	Term         uint64 `json:"term"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	LastIndex    uint64 `json:"last_index"`
+	Revision     int64  `json:"revision"`
+	// ClusterID names the cluster ("" until the node knows it).
+	ClusterID     string `json:"cluster_id,omitempty"`
 	Members       int    `json:"members"`
 	LastContactMs int64  `json:"last_contact_ms"`
 	// Health is each member's health as this node's failure detector sees

@@ -32,7 +32,10 @@ type Status struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	LastIndex    uint64 `json:"last_index"`
 	Revision     int64  `json:"revision"`
-	Members      int    `json:"members"`
+	// ClusterID names the cluster (a restored cluster gets a new one); ""
+	// until this node knows it.
+	ClusterID string `json:"cluster_id,omitempty"`
+	Members   int    `json:"members"`
 	// LastContactMs is the time since this node last heard from the leader (0 on the leader).
 	LastContactMs int64 `json:"last_contact_ms"`
 	// Health is each member's health as seen from this node (see

@@ -13,6 +13,7 @@ import (
 
 // BackupStats is what an engine's Backup wrote.
 type BackupStats struct {
+	ClusterID string
 	Revision  int64
 	Applied   uint64
 	Pairs     int64
@@ -59,6 +60,7 @@ func (s *Service) SaveSnapshot(ctx context.Context, w io.Writer, meta SnapshotMe
 	if err != nil {
 		return nil, err
 	}
+	info.ClusterID = st.ClusterID
 	info.Revision, info.Applied, info.StrongPairs, info.StrongKeys, info.Users, info.Keyspaces =
 		st.Revision, st.Applied, st.Pairs, st.Keys, st.Users, st.Keyspaces
 	if s.engines[keyspace.Eventual] != nil {

@@ -62,6 +62,7 @@ type Server struct {
 	peerLn           net.Listener
 	mux              *peer.Mux
 	dialer           *peer.Dialer
+	clusterID        *peer.ClusterID
 	rpc              *peer.RPC
 	strong           *strong.Engine
 	eventual         *eventual.Engine
@@ -177,8 +178,11 @@ func (s *Server) startPeer() (err error) {
 			return fmt.Errorf("server: listen peer: %w", err)
 		}
 	}
-	s.dialer = &peer.Dialer{TLS: s.dialTLS, Faults: s.hooks.Faults}
+	// The cluster ID is known once the strong engine runs (startStrong).
+	s.clusterID = &peer.ClusterID{}
+	s.dialer = &peer.Dialer{TLS: s.dialTLS, Faults: s.hooks.Faults, Cluster: s.clusterID}
 	s.mux = peer.NewMux(s.peerLn, s.peerTLS, s.hooks.Faults, s.log.With("subsystem", "peer"))
+	s.mux.Cluster = s.clusterID
 	if s.rpc, err = peer.NewRPC(s.mux, s.dialer, peer.RPCOptions{Logger: s.log.With("subsystem", "rpc"),
 		MaxFrameBytes: frameLimit(s.cfg.MaxValueBytes)}); err != nil {
 		_ = s.mux.Close()
@@ -259,6 +263,7 @@ func (s *Server) startStrong() (err error) {
 	}
 	s.onStop("strong engine", s.strong.Close)
 	s.hooks.Raft, s.hooks.Digest = s.strong.Raft(), s.strong.Digest
+	s.clusterID.Set(s.strong.ClusterID)
 	return nil
 }
 

@@ -55,6 +55,24 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The first leader names the cluster; every member learns the name.
+	for i := range 3 {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			st, err := c.Svc(i).Status(ctx(t))
+			if err == nil && st.ClusterID != "" {
+				if before.ClusterID == "" {
+					before.ClusterID = st.ClusterID
+				}
+				if st.ClusterID != before.ClusterID {
+					t.Fatalf("n%d names the cluster %s, n1 %s", i+1, st.ClusterID, before.ClusterID)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("n%d has no cluster ID after 10 s", i+1)
+			}
+		}
+	}
 	var file bytes.Buffer
 	info, err := c.Svc(1).SaveSnapshot(ctx(t), &file, kv.SnapshotMeta{Node: "n2"})
 	if err != nil {
@@ -134,6 +152,15 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	st, err := r.Svc(0).Status(ctx(t))
 	if err != nil || st.Revision < before.Revision || st.Members != 3 {
 		t.Fatalf("restored status %+v %v (revision before %d)", st, err, before.Revision)
+	}
+	// The restored cluster has a name of its own, the same on every member
+	// (each restored the file on its own), so the old members are refused
+	// on its peer port.
+	for i := range 3 {
+		sti, err := r.Svc(i).Status(ctx(t))
+		if err != nil || sti.ClusterID == "" || sti.ClusterID == before.ClusterID || sti.ClusterID != st.ClusterID {
+			t.Fatalf("restored n%d: cluster ID %q (n1 %q, the saved cluster %q) %v", i+1, sti.ClusterID, st.ClusterID, before.ClusterID, err)
+		}
 	}
 	if p, err := r.Svc(2).Keyspace(ctx(t), "sessions/"); err != nil || p.DefaultTTL != time.Minute {
 		t.Fatalf("the sessions/ policy: %+v %v", p, err)

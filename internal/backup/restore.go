@@ -3,6 +3,8 @@
 package backup
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -57,6 +59,18 @@ func Restore(path, dataDir string, members []raftnode.Peer) (snapfile.Info, erro
 	return info, nil
 }
 
+// NewClusterID is the ID of the cluster restored from a snapshot into
+// members: the same on every member restored from the same file into the
+// same members (each restores on its own), and never the old cluster's.
+func NewClusterID(info snapfile.Info, members []raftnode.Peer) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "cairn restore\x00%s\x00%s\x00", info.SHA256, info.ClusterID)
+	for _, m := range members {
+		fmt.Fprintf(h, "%s=%s\x00", m.ID, m.Addr)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 func verifyFile(path string) (snapfile.Info, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -84,12 +98,16 @@ func restoreInto(path, dir string, members []raftnode.Peer, info snapfile.Info) 
 		return err
 	}
 	err := raftnode.WriteRestore(dir, members, info.Applied, func(yield func(k, v []byte) error) error {
-		return read(func(k, v []byte) error {
+		err := read(func(k, v []byte) error {
 			if strong.RestoreSkip(k) {
 				return nil
 			}
 			return yield(k, v)
 		}, nil)
+		if err != nil {
+			return err
+		}
+		return yield(strong.ClusterIDPair(NewClusterID(info, members)))
 	})
 	if err != nil {
 		return fmt.Errorf("backup: restoring the strong state: %w", err)

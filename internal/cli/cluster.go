@@ -228,7 +228,8 @@ func statusCmd(g *globals, env *Env) *cobra.Command {
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			for _, row := range [][2]any{{"name", st.Name}, {"state", st.State}, {"leader", st.Leader}, {"term", st.Term},
 				{"commit index", st.CommitIndex}, {"applied index", st.AppliedIndex}, {"last index", st.LastIndex},
-				{"revision", st.Revision}, {"members", st.Members}, {"last contact", fmt.Sprintf("%dms", st.LastContactMs)}} {
+				{"revision", st.Revision}, {"members", st.Members}, {"last contact", fmt.Sprintf("%dms", st.LastContactMs)},
+				{"cluster id", dash(st.ClusterID)}} {
 				fmt.Fprintf(tw, "%s\t%v\n", row[0], row[1])
 			}
 			if len(st.Health) > 0 {

@@ -39,9 +39,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -104,12 +106,44 @@ var (
 	ErrConnLost = errors.New("peer: rpc connection lost")
 )
 
+// ClusterID is the ID of the cluster a node belongs to, as the peer port
+// announces and checks it. Every connection starts with the protocol byte
+// and the dialer's cluster ID (a length byte, then the ID); the accepting
+// side closes a connection whose ID differs from its own when both are
+// known, so the members of two clusters (a cluster restored from a
+// snapshot and a member of the old one started by mistake) never talk. A
+// side that does not know its ID yet (a node joining, a new cluster before
+// its first leader named it) takes part. The zero value (and nil) is an
+// unknown ID.
+type ClusterID struct {
+	get atomic.Pointer[func() string]
+}
+
+// Set makes f the source of the ID (the strong engine's, once it runs).
+func (c *ClusterID) Set(f func() string) { c.get.Store(&f) }
+
+// Get returns the ID, "" while unknown.
+func (c *ClusterID) Get() string {
+	if c == nil {
+		return ""
+	}
+	if f := c.get.Load(); f != nil {
+		return (*f)()
+	}
+	return ""
+}
+
+// maxClusterID bounds the ID a peer may announce.
+const maxClusterID = 64
+
 // Mux accepts peer connections and routes them by their first byte.
 type Mux struct {
 	ln     net.Listener
 	tls    *tls.Config
 	log    *slog.Logger
 	faults *Faults
+	// Cluster, when set, refuses connections from other clusters.
+	Cluster *ClusterID
 
 	mu       sync.Mutex
 	handlers map[byte]*virtualListener // registered protocols
@@ -203,12 +237,23 @@ func (m *Mux) route(conn net.Conn) {
 		conn = tc
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var b [1]byte
-	if _, err := conn.Read(b[:]); err != nil {
+	var b [2]byte // the protocol byte, the cluster ID's length
+	if _, err := io.ReadFull(conn, b[:]); err != nil || b[1] > maxClusterID {
+		_ = conn.Close()
+		return
+	}
+	theirs := make([]byte, b[1])
+	if _, err := io.ReadFull(conn, theirs); err != nil {
 		_ = conn.Close()
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
+	if mine := m.Cluster.Get(); mine != "" && len(theirs) > 0 && string(theirs) != mine {
+		m.log.Warn("peer connection from another cluster refused", "remote", conn.RemoteAddr().String(),
+			"their_cluster_id", string(theirs), "cluster_id", mine)
+		_ = conn.Close()
+		return
+	}
 	m.mu.Lock()
 	vl := m.handlers[b[0]]
 	m.mu.Unlock()
@@ -303,6 +348,8 @@ func (v *virtualListener) Addr() net.Addr { return v.mux.Addr() }
 type Dialer struct {
 	TLS    *tls.Config
 	Faults *Faults
+	// Cluster is the ID announced on every connection (nil: unknown).
+	Cluster *ClusterID
 }
 
 // Dial connects to addr and announces proto.
@@ -326,7 +373,12 @@ func (d *Dialer) Dial(ctx context.Context, addr string, proto byte) (net.Conn, e
 		}
 		conn = tc
 	}
-	if _, err := conn.Write([]byte{proto}); err != nil {
+	id := d.Cluster.Get()
+	if len(id) > maxClusterID {
+		id = ""
+	}
+	hello := append([]byte{proto, byte(len(id))}, id...)
+	if _, err := conn.Write(hello); err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("peer: %w", err)
 	}

@@ -411,3 +411,56 @@ func TestMuxDropsUnknownByte(t *testing.T) {
 		t.Fatalf("%d warnings for 4 unknown bytes; log:\n%s", got, logs.String())
 	}
 }
+
+// Nodes of two clusters never talk: the mux closes a connection whose
+// cluster ID differs from its own; an unknown ID on either side passes.
+func TestMuxRefusesAnotherCluster(t *testing.T) {
+	var logs syncBuffer
+	m := mustMux(t, slog.New(slog.NewTextHandler(&logs, nil)))
+	mine := &ClusterID{}
+	m.Cluster = mine
+	ln := mustListen(t, m, ProtoRPC)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	served := func(id string) bool {
+		t.Helper()
+		d := &Dialer{Cluster: &ClusterID{}}
+		if id != "" {
+			d.Cluster.Set(func() string { return id })
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := d.Dial(ctx, m.Addr().String(), ProtoRPC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return false
+		}
+		buf := make([]byte, 4)
+		_, err = io.ReadFull(c, buf)
+		return err == nil && string(buf) == "ping"
+	}
+	if !served("") || !served("aaaa") {
+		t.Fatal("a mux that does not know its cluster ID refused a peer")
+	}
+	mine.Set(func() string { return "aaaa" })
+	if !served("aaaa") || !served("") {
+		t.Fatal("a peer of the same cluster, or one that does not know it yet, was refused")
+	}
+	if served("bbbb") {
+		t.Fatal("a peer of another cluster was served")
+	}
+	if !strings.Contains(logs.String(), "another cluster") {
+		t.Fatalf("the refusal was not logged: %s", logs.String())
+	}
+}

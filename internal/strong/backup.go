@@ -1,6 +1,7 @@
 package strong
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/cairnkv/cairn/internal/raftnode"
@@ -22,6 +23,9 @@ func (e *Engine) Backup(ctx context.Context, local bool, fn func(k, v []byte) er
 	defer snap.Close()
 	var err error
 	if st.Revision, err = readRevision(snap); err != nil {
+		return st, err
+	}
+	if st.ClusterID, err = readClusterID(snap); err != nil {
 		return st, err
 	}
 	if st.Applied, err = raftnode.ReadApplied(snap.Get); err != nil {
@@ -49,8 +53,11 @@ func (e *Engine) Backup(ctx context.Context, local bool, fn func(k, v []byte) er
 
 // RestoreSkip reports whether a saved state pair is left out of a restore
 // into a new cluster: the old members' metadata (the new members publish
-// their own).
-func RestoreSkip(k []byte) bool { return len(k) > 0 && k[0] == prefixMember }
+// their own) and the old cluster ID (the new cluster gets its own:
+// ClusterIDPair).
+func RestoreSkip(k []byte) bool {
+	return len(k) > 0 && k[0] == prefixMember || bytes.Equal(k, clusterIDKey)
+}
 
 // IsRecordKey reports whether a state pair is a key's record.
 func IsRecordKey(k []byte) bool { return len(k) > 0 && k[0] == prefixData }

@@ -94,6 +94,7 @@ const (
 	cmdCodeAuth
 	cmdCodeKeyspaceSet
 	cmdCodeKeyspaceDel
+	cmdCodeClusterID
 )
 
 var opCodes = []kv.OpType{kv.OpGet, kv.OpPut, kv.OpDelete, kv.OpDeletePrefix, kv.OpPatch, kv.OpIncr, kv.OpIncrFloat, kv.OpAppend, kv.OpExpire, kv.OpRename}
@@ -275,6 +276,9 @@ func encodeCommand(c command) ([]byte, error) {
 	case cmdKeyspaceDel:
 		e.byte(cmdCodeKeyspaceDel)
 		e.str(c.Name)
+	case cmdClusterID:
+		e.byte(cmdCodeClusterID)
+		e.str(c.Name)
 	default:
 		return nil, fmt.Errorf("%w: command %q", kv.ErrInvalidArgument, c.Type)
 	}
@@ -406,6 +410,9 @@ func decodeCommand(b []byte) (command, error) {
 		}
 	case cmdCodeKeyspaceDel:
 		c.Type = cmdKeyspaceDel
+		c.Name = d.str()
+	case cmdCodeClusterID:
+		c.Type = cmdClusterID
 		c.Name = d.str()
 	default:
 		d.fail()

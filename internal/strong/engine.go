@@ -472,6 +472,7 @@ func (e *Engine) Status(context.Context) (*kv.Status, error) {
 		AppliedIndex:  st.AppliedIndex,
 		LastIndex:     st.LastIndex,
 		Revision:      e.machine.Revision(),
+		ClusterID:     e.machine.ClusterID(),
 		Members:       len(servers),
 		LastContactMs: st.LastContact.Milliseconds(),
 	}, nil

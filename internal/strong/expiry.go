@@ -26,6 +26,7 @@ func (e *Engine) expiryLoop() {
 		if !e.node.IsLeader() {
 			continue
 		}
+		e.ensureClusterID()
 		items := e.expired(time.Now(), 1000)
 		if len(items) == 0 {
 			continue

@@ -45,6 +45,8 @@ type Machine struct {
 	keyspaces *keyspace.Table
 	// hist is the watch history and its live subscribers (see history.go).
 	hist history
+	// clusterID is the cluster's ID (clusterid.go).
+	clusterID atomic.Pointer[string]
 }
 
 var _ raftnode.StateMachine = (*Machine)(nil)
@@ -80,6 +82,9 @@ func (m *Machine) Restored() error {
 	if err := m.loadAuth(); err != nil {
 		return err
 	}
+	if err := m.loadClusterID(); err != nil {
+		return err
+	}
 	return m.loadKeyspaces()
 }
 
@@ -112,6 +117,8 @@ type applyBatch struct {
 	rev     int64
 	pending map[string]*kv.Record // nil value: deleted
 	groups  []watch.Group         // the events of each command, for the history
+	// clusterID is the cluster ID this batch set ("" if none).
+	clusterID string
 }
 
 // Apply implements raftnode.StateMachine.
@@ -137,6 +144,9 @@ func (m *Machine) Apply(b *store.Batch, entries []raftnode.Entry) [][]byte {
 	binary.BigEndian.PutUint64(v[:], uint64(ab.rev))
 	b.Set(revKey, v[:])
 	m.rev.Store(ab.rev)
+	if ab.clusterID != "" {
+		m.clusterID.Store(&ab.clusterID)
+	}
 	return out
 }
 
@@ -217,6 +227,11 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 			return errResult(err)
 		}
 		return encodeResult(result{Index: e.Index})
+	case cmdClusterID:
+		if err := ab.applyClusterID(c.Name); err != nil {
+			return errResult(fmt.Errorf("%w: %w", kv.ErrInvalidArgument, err))
+		}
+		return encodeResult(result{})
 	}
 	return errResult(fmt.Errorf("%w: unknown command %q", kv.ErrInvalidArgument, c.Type))
 }

@@ -54,6 +54,9 @@ type Info struct {
 	// Node is the member that wrote it, Version its cairn version.
 	Node    string `json:"node"`
 	Version string `json:"version"`
+	// ClusterID is the saved cluster's ID (a restore gives the new cluster
+	// another).
+	ClusterID string `json:"cluster_id,omitempty"`
 	// Revision and Applied are the strong state's revision and the Raft
 	// index it was taken at.
 	Revision int64  `json:"revision"`
