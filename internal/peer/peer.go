@@ -5,6 +5,8 @@
 // the Mux (Listen); the bytes are declared below, in one place, so a new
 // component claims one here and two components can never share one. A
 // connection that announces a byte nobody registered is logged and closed.
+// After the byte the dialer sends its cluster ID (see ClusterID): a length
+// byte and the ID, so nodes of different clusters never talk.
 //
 // RPC is the node's one internal request/response endpoint (on ProtoRPC):
 // components register named services on it (raftnode its forwarding, read
