@@ -89,6 +89,16 @@ func TestValidate(t *testing.T) {
 		{"value too big", func(c *Config) { c.MaxValueBytes = 65 << 20 }, "max-value-bytes"},
 		{"election < heartbeat", func(c *Config) { c.ElectionTimeout = c.HeartbeatTimeout / 2 }, "election-timeout"},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log-level"},
+		{"backup target scheme", func(c *Config) { c.BackupTarget = "http://x/" }, "backup-target"},
+		{"backup file relative", func(c *Config) { c.BackupTarget = "file://rel/dir" }, "file:///absolute"},
+		{"backup s3 without bucket", func(c *Config) { c.BackupTarget = "s3:///prefix" }, "s3://bucket"},
+	}
+	for _, ok := range []string{"file:///var/backups", "s3://bucket/prefix?endpoint=127.0.0.1:9000&path_style=true&insecure=true"} {
+		c := Default()
+		c.BackupTarget = ok
+		if err := c.Validate(); err != nil {
+			t.Errorf("backup-target %s: %v", ok, err)
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

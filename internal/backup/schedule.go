@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	pathpkg "path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -26,35 +27,64 @@ import (
 // which takes its first backup one interval after it became leader at the
 // latest.
 
-// Target is where scheduled backups go.
+// Target is where scheduled backups go. Each kind lives in its own
+// package and registers its URL scheme (RegisterScheme); file:// is built
+// in.
 type Target interface {
-	// Put stores a backup under name, from r; a failed Put leaves nothing
-	// under name.
-	Put(name string, r io.Reader) error
-	// List returns the names of the backups there, any order.
-	List() ([]string, error)
+	// Put stores a backup under name, from r (an *os.File from Schedule,
+	// so a target can learn the size and retry); a failed Put leaves
+	// nothing under name. ctx ends it (a server shutting down).
+	Put(ctx context.Context, name string, r io.Reader) error
+	// List returns the backups there with their sizes, any order; objects
+	// whose names ParseName refuses are left out.
+	List() ([]Object, error)
+	// Open reads one backup back (restore, backup list --verify); a
+	// missing one is an error that wraps fs.ErrNotExist.
+	Open(ctx context.Context, name string) (io.ReadCloser, error)
 	Delete(name string) error
-	// String is the target's URL.
+	// String is the target's URL, without secrets.
 	String() string
 }
 
+// Object is one backup in a target, as listed.
+type Object struct {
+	Name  string
+	Bytes int64
+}
+
+var schemes = map[string]func(raw string) (Target, error){}
+
+// RegisterScheme makes ParseTarget open scheme:// URLs with open (which
+// gets the whole URL). Backends call it from init, the way database/sql
+// drivers register; a program links the ones it wants (internal/cli
+// imports internal/backup/s3), and package backup depends on none of them.
+func RegisterScheme(scheme string, open func(raw string) (Target, error)) {
+	if _, dup := schemes[scheme]; dup || scheme == "file" {
+		panic("backup: scheme " + scheme + " registered twice")
+	}
+	schemes[scheme] = open
+}
+
 // ParseTarget parses a backup target URL: file:///path (an absolute
-// directory). s3:// targets are not built yet.
+// directory), or a registered scheme (s3://bucket/prefix?…, package
+// internal/backup/s3).
 func ParseTarget(raw string) (Target, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("backup: target %q: %w", raw, err)
+		return nil, fmt.Errorf("backup: target: %w", err) // url.Error redacts a password
 	}
-	switch u.Scheme {
-	case "file":
+	switch open, ok := schemes[u.Scheme]; {
+	case u.Scheme == "file":
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
-			return nil, fmt.Errorf("backup: target %q: want file:///absolute/directory", raw)
+			return nil, fmt.Errorf("backup: target %q: want file:///absolute/directory", u.Redacted())
 		}
 		return &FileTarget{Dir: filepath.Clean(u.Path)}, nil
-	case "s3":
-		return nil, fmt.Errorf("backup: target %q: s3:// targets are not built yet; use file:///path", raw)
+	case ok:
+		return open(raw)
+	case u.Scheme == "s3":
+		return nil, fmt.Errorf("backup: target %q: this program is built without s3:// targets (link internal/backup/s3)", u.Redacted())
 	default:
-		return nil, fmt.Errorf("backup: target %q: want file:///path", raw)
+		return nil, fmt.Errorf("backup: target %q: want file:///path or s3://bucket/prefix", u.Redacted())
 	}
 }
 
@@ -64,7 +94,7 @@ type FileTarget struct{ Dir string }
 func (f *FileTarget) String() string { return "file://" + f.Dir }
 
 // Put writes name.part, fsyncs it and renames it into place.
-func (f *FileTarget) Put(name string, r io.Reader) error {
+func (f *FileTarget) Put(_ context.Context, name string, r io.Reader) error {
 	if err := os.MkdirAll(f.Dir, 0o750); err != nil {
 		return err
 	}
@@ -96,7 +126,7 @@ func (f *FileTarget) Put(name string, r io.Reader) error {
 }
 
 // List returns the backup files in the directory.
-func (f *FileTarget) List() ([]string, error) {
+func (f *FileTarget) List() ([]Object, error) {
 	entries, err := os.ReadDir(f.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -104,13 +134,22 @@ func (f *FileTarget) List() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []Object
 	for _, e := range entries {
 		if _, ok := ParseName(e.Name()); ok && e.Type().IsRegular() {
-			out = append(out, e.Name())
+			o := Object{Name: e.Name()}
+			if fi, err := e.Info(); err == nil {
+				o.Bytes = fi.Size()
+			}
+			out = append(out, o)
 		}
 	}
 	return out, nil
+}
+
+// Open opens one backup file.
+func (f *FileTarget) Open(_ context.Context, name string) (io.ReadCloser, error) {
+	return os.Open(f.Path(name))
 }
 
 // Delete removes one backup file.
@@ -132,6 +171,8 @@ type Named struct {
 	Name     string    `json:"name"`
 	Time     time.Time `json:"time"`
 	Revision int64     `json:"revision"`
+	// Bytes is the size the target listed (ListBackups).
+	Bytes int64 `json:"bytes"`
 }
 
 // ParseName reads a name Name made.
@@ -153,13 +194,14 @@ func ParseName(name string) (Named, bool) {
 
 // ListBackups returns the target's backups, oldest first.
 func ListBackups(t Target) ([]Named, error) {
-	names, err := t.List()
+	objs, err := t.List()
 	if err != nil {
 		return nil, err
 	}
 	var out []Named
-	for _, n := range names {
-		if b, ok := ParseName(n); ok {
+	for _, o := range objs {
+		if b, ok := ParseName(o.Name); ok {
+			b.Bytes = o.Bytes
 			out = append(out, b)
 		}
 	}
@@ -226,7 +268,7 @@ func (s *Schedule) Once(ctx context.Context) (string, error) {
 		return "", err
 	}
 	name := Name(started, info.Revision)
-	if err := s.Target.Put(name, tmp); err != nil {
+	if err := s.Target.Put(ctx, name, tmp); err != nil {
 		return "", fmt.Errorf("storing %s in %s: %w", name, s.Target, err)
 	}
 	s.Log.Info("backup taken", "target", s.Target.String(), "name", name, "revision", info.Revision,
@@ -247,15 +289,54 @@ func (s *Schedule) Once(ctx context.Context) (string, error) {
 	return name, nil
 }
 
-// ResolveRestore returns the local path of what a restore names: a file
-// path, or file:///dir/name.
-func ResolveRestore(what string) (string, error) {
+// Fetch returns a local path of what a restore names: a file path,
+// file:///dir/NAME, or a backup in another target (s3://bucket/prefix/NAME?…),
+// which it downloads whole into a temporary file first; done removes that
+// file. The caller verifies the file before it writes anything, as for a
+// local one.
+func Fetch(ctx context.Context, what string) (path string, done func(), err error) {
+	nothing := func() {}
 	if !strings.Contains(what, "://") {
-		return what, nil
+		return what, nothing, nil
 	}
 	u, err := url.Parse(what)
-	if err != nil || u.Scheme != "file" || u.Host != "" {
-		return "", fmt.Errorf("backup: %q: restore reads a file path or file:///path (s3:// is not built yet)", what)
+	if err != nil {
+		return "", nil, fmt.Errorf("backup: %w", err)
 	}
-	return u.Path, nil
+	if u.Scheme == "file" {
+		if u.Host != "" || !filepath.IsAbs(u.Path) {
+			return "", nil, fmt.Errorf("backup: %q: want a file path or file:///path", u.Redacted())
+		}
+		return u.Path, nothing, nil
+	}
+	name := pathpkg.Base(u.Path)
+	if u.Path == "" || strings.HasSuffix(u.Path, "/") || name == "/" || name == "." {
+		return "", nil, fmt.Errorf("backup: %q names a target, not one backup in it: add /NAME (see cairn backup list)", u.Redacted())
+	}
+	dir := *u
+	dir.Path = pathpkg.Dir(u.Path)
+	dir.RawPath = ""
+	t, err := ParseTarget(dir.String())
+	if err != nil {
+		return "", nil, err
+	}
+	r, err := t.Open(ctx, name)
+	if err != nil {
+		return "", nil, fmt.Errorf("backup: %s in %s: %w", name, t, err)
+	}
+	defer r.Close()
+	f, err := os.CreateTemp("", "cairn-restore-*.snapshot")
+	if err != nil {
+		return "", nil, fmt.Errorf("backup: %w", err)
+	}
+	done = func() { os.Remove(f.Name()) }
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		done()
+		return "", nil, fmt.Errorf("backup: downloading %s from %s: %w", name, t, err)
+	}
+	return f.Name(), done, nil
 }

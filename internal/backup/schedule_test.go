@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,12 +58,52 @@ func TestScheduleRotates(t *testing.T) {
 	if len(entries) != 2 {
 		t.Fatalf("after a failed save: %v", entries)
 	}
-	for _, bad := range []string{"s3://bucket/x", "file://relative", "http://x/", "file://host/x"} {
+	for _, bad := range []string{"file://relative", "http://x/", "file://host/x"} {
 		if _, err := ParseTarget(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if p, err := ResolveRestore("file://" + dir + "/x.snapshot"); err != nil || p != dir+"/x.snapshot" {
-		t.Fatalf("resolve: %q %v", p, err)
+	if _, err := ParseTarget("s3://bucket/x"); err == nil || !strings.Contains(err.Error(), "built without s3://") {
+		t.Errorf("s3:// without the backend linked: %v", err)
+	}
+	if p, done, err := Fetch(context.Background(), "file://"+dir+"/x.snapshot"); err != nil || p != dir+"/x.snapshot" {
+		t.Fatalf("fetch: %q %v", p, err)
+	} else {
+		done()
+	}
+	if all[1].Bytes == 0 {
+		t.Fatalf("no size listed: %+v", all[1])
+	}
+}
+
+// A registered scheme's backups are restored through a temporary copy,
+// removed afterwards.
+func TestFetchRegisteredScheme(t *testing.T) {
+	dir := t.TempDir()
+	RegisterScheme("fetchtest", func(raw string) (Target, error) {
+		if raw != "fetchtest://bucket/pre?x=1" {
+			return nil, errors.New("unexpected target " + raw)
+		}
+		return &FileTarget{Dir: dir}, nil
+	})
+	if err := os.WriteFile(filepath.Join(dir, "b.snapshot"), []byte("bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, done, err := Fetch(context.Background(), "fetchtest://bucket/pre/b.snapshot?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "bytes" || p == filepath.Join(dir, "b.snapshot") {
+		t.Fatalf("fetched %q: %q %v", p, b, err)
+	}
+	done()
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the temporary copy is left: %v", err)
+	}
+	if _, _, err := Fetch(context.Background(), "fetchtest://bucket/pre/missing.snapshot?x=1"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a missing backup: %v", err)
+	}
+	if _, _, err := Fetch(context.Background(), "fetchtest://bucket/pre/?x=1"); err == nil || !strings.Contains(err.Error(), "not one backup") {
+		t.Fatalf("a target, not a backup: %v", err)
 	}
 }

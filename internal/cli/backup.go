@@ -2,13 +2,14 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairnkv/cairn/internal/backup"
+	_ "github.com/cairnkv/cairn/internal/backup/s3" // s3:// targets, for backup list, snapshot restore and serve
+	"github.com/cairnkv/cairn/internal/backup/snapfile"
 )
 
 func backupCmd(g *globals, env *Env) *cobra.Command {
@@ -16,11 +17,13 @@ func backupCmd(g *globals, env *Env) *cobra.Command {
 	var verify bool
 	list := &cobra.Command{
 		Use:   "list TARGET",
-		Short: "list the scheduled backups in TARGET (file:///dir), oldest first",
-		Long: `List the backups the leader took into TARGET (file:///dir, as given to
---backup-target), oldest first, with their time, revision and size; --verify also
-reads each one whole and checks its checksum. Restore one with
-cairn snapshot restore file:///dir/NAME ….`,
+		Short: "list the scheduled backups in TARGET (file:///dir or s3://bucket/prefix?…), oldest first",
+		Long: `List the backups the leader took into TARGET (file:///dir or
+s3://bucket/prefix?endpoint=…, as given to --backup-target), oldest first, with
+their time, revision and size; --verify also reads each one whole (downloads it,
+for s3://) and checks its checksum. Restore one with
+cairn snapshot restore TARGET-DIR/NAME[?…] …, e.g. file:///dir/NAME or
+s3://bucket/prefix/NAME?endpoint=….`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := backup.ParseTarget(args[0])
@@ -33,19 +36,14 @@ cairn snapshot restore file:///dir/NAME ….`,
 			}
 			type row struct {
 				backup.Named
-				Bytes  int64  `json:"bytes"`
 				SHA256 string `json:"sha256,omitempty"`
 				Error  string `json:"error,omitempty"`
 			}
 			rows := []row{}
-			ft := t.(*backup.FileTarget)
 			for _, b := range all {
 				r := row{Named: b}
-				if fi, err := os.Stat(ft.Path(b.Name)); err == nil {
-					r.Bytes = fi.Size()
-				}
 				if verify {
-					if info, err := backup.VerifyFile(ft.Path(b.Name)); err != nil {
+					if info, err := verifyBackup(cmd, t, b.Name); err != nil {
 						r.Error = err.Error()
 					} else {
 						r.SHA256 = info.SHA256
@@ -74,4 +72,14 @@ cairn snapshot restore file:///dir/NAME ….`,
 	list.Flags().BoolVar(&verify, "verify", false, "read every backup whole and check its checksum")
 	cmd.AddCommand(list)
 	return cmd
+}
+
+// verifyBackup reads one backup of t whole and checks it.
+func verifyBackup(cmd *cobra.Command, t backup.Target, name string) (snapfile.Info, error) {
+	r, err := t.Open(cmd.Context(), name)
+	if err != nil {
+		return snapfile.Info{}, err
+	}
+	defer r.Close()
+	return snapfile.Verify(r)
 }

@@ -82,14 +82,15 @@ last writes the others acknowledged).`,
 	save.Flags().BoolVar(&local, "local", false, "save the node's own state without a quorum (a member that lost its quorum)")
 	cmd.AddCommand(save)
 	cmd.AddCommand(&cobra.Command{
-		Use:   "status FILE",
-		Short: "check a snapshot file and print its revision, key counts, size and checksum",
+		Use:   "status FILE|file:///dir/NAME|s3://bucket/prefix/NAME?…",
+		Short: "check a snapshot file (or a scheduled backup) and print its revision, key counts, size and checksum",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := backup.ResolveRestore(args[0])
+			path, done, err := fetchSnapshot(cmd, args[0])
 			if err != nil {
-				return usageError{err}
+				return err
 			}
+			defer done()
 			info, err := backup.VerifyFile(path)
 			if err != nil {
 				return err
@@ -103,7 +104,7 @@ last writes the others acknowledged).`,
 	})
 	var dataDir, name, initial string
 	restore := &cobra.Command{
-		Use:   "restore FILE|file:///dir/NAME --data-dir DIR --name NAME --initial-cluster NAME=HOST:PORT,...",
+		Use:   "restore FILE|file:///dir/NAME|s3://bucket/prefix/NAME?… --data-dir DIR --name NAME --initial-cluster NAME=HOST:PORT,...",
 		Short: "write a snapshot into the empty data directory of one member of a new cluster (offline)",
 		Long: `Restore FILE into DIR for member NAME of a new cluster of the --initial-cluster
 members, as etcdutl snapshot restore does: run it on every new member with the same
@@ -112,7 +113,9 @@ FILE and --initial-cluster, then start each with cairn serve and the same --name
 revision, user, rule and policy; the eventual keys with their versions) and elect a
 leader; the old cluster's members are not among them. The file is checked first: a
 truncated or damaged one is refused and nothing is written. DIR must not exist or be
-empty.`,
+empty. A scheduled backup in S3 (s3://bucket/prefix/NAME with the target's query
+parameters, see cairn backup list) is downloaded whole into a temporary file and
+checked the same way before anything is written.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dataDir == "" || name == "" || initial == "" {
@@ -131,10 +134,11 @@ empty.`,
 			if !found {
 				return usagef("--initial-cluster does not name this member (%q)", name)
 			}
-			path, err := backup.ResolveRestore(args[0])
+			path, done, err := fetchSnapshot(cmd, args[0])
 			if err != nil {
-				return usageError{err}
+				return err
 			}
+			defer done()
 			info, err := backup.Restore(path, dataDir, members)
 			if err != nil {
 				return err
@@ -154,10 +158,19 @@ empty.`,
 	return cmd
 }
 
+// fetchSnapshot is the local path of what status and restore name (see
+// backup.Fetch); done removes a downloaded copy.
+func fetchSnapshot(cmd *cobra.Command, what string) (string, func(), error) {
+	return backup.Fetch(cmd.Context(), what)
+}
+
 func printSnapshotInfo(env *Env, path string, info snapfile.Info) {
 	fmt.Fprintf(env.Stdout, "%s: a complete cairn snapshot\n", path)
 	fmt.Fprintf(env.Stdout, "  saved      %s by %s (cairn %s)\n", info.Created.Format(time.RFC3339), info.Node, info.Version)
 	fmt.Fprintf(env.Stdout, "  revision   %d (Raft index %d)\n", info.Revision, info.Applied)
+	if info.ClusterID != "" {
+		fmt.Fprintf(env.Stdout, "  cluster    %s (a restore names the new cluster anew)\n", info.ClusterID)
+	}
 	fmt.Fprintf(env.Stdout, "  keys       %d strong, %d eventual; %d keyspace policies, %d users\n", info.StrongKeys, info.EventualKeys, info.Keyspaces, info.Users)
 	fmt.Fprintf(env.Stdout, "  size       %s (%d bytes)\n", humanBytes(info.Bytes), info.Bytes)
 	fmt.Fprintf(env.Stdout, "  sha256     %s\n", info.SHA256)
