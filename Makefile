@@ -4,7 +4,7 @@ BIN       := bin/cairn
 PKGS      := ./...
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test race lint chaos security fuzz bench proto clean
+.PHONY: build run test race lint chaos security fuzz bench proto clean s3-tools
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cairn
@@ -77,6 +77,16 @@ bench:
 
 proto:
 	@echo "no protobuf definitions yet (gRPC/Connect front end is a later issue)"
+
+# The S3 server of the s3:// backup tests (test/process
+# TestScheduledBackupsToS3, which skips without it): versitygw, built from
+# the module proxy into .tools/ (git-ignored), about a minute on two cores.
+VERSITYGW_VERSION := v1.8.0
+TOOLS := $(CURDIR)/.tools
+s3-tools: $(TOOLS)/versitygw-$(VERSITYGW_VERSION)/versitygw
+	@mkdir -p $(TOOLS)/bin && ln -sf ../versitygw-$(VERSITYGW_VERSION)/versitygw $(TOOLS)/bin/versitygw
+$(TOOLS)/versitygw-$(VERSITYGW_VERSION)/versitygw:
+	GOBIN=$(TOOLS)/versitygw-$(VERSITYGW_VERSION) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
 clean:
 	rm -rf bin
