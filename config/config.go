@@ -151,6 +151,12 @@ type Config struct {
 	BackupTarget   string        `yaml:"backup-target"`
 	BackupInterval time.Duration `yaml:"backup-interval"`
 	BackupRetain   int64         `yaml:"backup-retain"`
+	// BackupEncryptTo seals every scheduled backup for these age
+	// recipients (age1…, comma-separated).
+	BackupEncryptTo string `yaml:"backup-encrypt-to"`
+	// RestoreIdentity is the age identity file that decrypts an encrypted
+	// Restore file.
+	RestoreIdentity string `yaml:"restore-identity"`
 
 	// Materialize lists the prefixes this node writes as files into local
 	// directories, beyond (or overriding) what keyspace policies say.

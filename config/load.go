@@ -63,6 +63,8 @@ var flagHelp = map[string]string{
 	"backup-target":         "take scheduled backups into this target (file:///dir or s3://bucket/prefix?…), on the leader",
 	"backup-interval":       "how often the leader takes a scheduled backup",
 	"backup-retain":         "how many scheduled backups to keep (0: all)",
+	"backup-encrypt-to":     "seal scheduled backups for these age recipients (age1..., comma-separated)",
+	"restore-identity":      "the age identity file that decrypts an encrypted --restore file",
 	"restore":               "start from this snapshot file (cairn snapshot save) when the data directory is empty",
 	"materialize":           "write the keys under PREFIX as files into DIR on this node (PREFIX=DIR, repeatable)",
 	"watch-history":         "revisions of strong changes kept for watches that resume from a revision",
@@ -192,6 +194,11 @@ func (c *Config) Validate() error {
 		}
 		if c.BackupInterval < time.Second {
 			bad("backup-interval %s is shorter than a second", c.BackupInterval)
+		}
+	}
+	for _, r := range strings.FieldsFunc(c.BackupEncryptTo, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if !strings.HasPrefix(r, "age1") {
+			bad("backup-encrypt-to %q is not an age recipient (age1...)", r)
 		}
 	}
 	if c.BackupRetain < 0 {

@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/internal/backup"
@@ -208,7 +210,13 @@ func (s *Server) restore(boot []raftnode.Peer) error {
 	if len(boot) == 0 {
 		return fmt.Errorf("%w: --restore starts a new cluster: it needs --initial-cluster-state new, not --join", config.ErrInvalid)
 	}
-	info, err := backup.Restore(s.cfg.Restore, s.cfg.DataDir, boot)
+	var ids []age.Identity
+	if s.cfg.RestoreIdentity != "" {
+		if ids, err = backup.LoadIdentities(s.cfg.RestoreIdentity); err != nil {
+			return fmt.Errorf("%w: --restore-identity: %w", config.ErrInvalid, err)
+		}
+	}
+	info, err := backup.Restore(s.cfg.Restore, s.cfg.DataDir, boot, ids...)
 	if err != nil {
 		return err
 	}
@@ -346,7 +354,13 @@ func (s *Server) startBackups() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
 	}
-	sched := &backup.Schedule{Target: target, Interval: s.cfg.BackupInterval, Retain: int(s.cfg.BackupRetain),
+	var recipients []age.Recipient
+	if s.cfg.BackupEncryptTo != "" {
+		if recipients, err = backup.ParseRecipients(s.cfg.BackupEncryptTo); err != nil {
+			return fmt.Errorf("%w: --backup-encrypt-to: %w", config.ErrInvalid, err)
+		}
+	}
+	sched := &backup.Schedule{Target: target, Interval: s.cfg.BackupInterval, Retain: int(s.cfg.BackupRetain), Recipients: recipients,
 		IsLeader: s.strong.Raft().IsLeader, Log: s.log.With("subsystem", "backup"),
 		Save: func(ctx context.Context, w io.Writer) (*snapfile.Info, error) {
 			return s.svc.SaveSnapshot(auth.WithIdentity(ctx, auth.System), w, kv.SnapshotMeta{Node: s.cfg.Name, Version: Version})

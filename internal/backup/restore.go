@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"filippo.io/age"
+
 	"github.com/cairnkv/cairn/internal/backup/snapfile"
 	"github.com/cairnkv/cairn/internal/eventual"
 	"github.com/cairnkv/cairn/internal/raftnode"
@@ -26,8 +28,10 @@ import (
 // before anything is written, and a restore that fails leaves nothing.
 // `cairn serve` with the same name and --initial-cluster then starts from
 // it; every member restored from the same file agrees on the log.
-func Restore(path, dataDir string, members []raftnode.Peer) (snapfile.Info, error) {
-	info, err := verifyFile(path)
+//
+// An encrypted (age) file is decrypted with ids.
+func Restore(path, dataDir string, members []raftnode.Peer, ids ...age.Identity) (snapfile.Info, error) {
+	info, err := verifyFile(path, ids)
 	if err != nil {
 		return snapfile.Info{}, err
 	}
@@ -43,7 +47,7 @@ func Restore(path, dataDir string, members []raftnode.Peer) (snapfile.Info, erro
 	if err := os.MkdirAll(tmp, 0o750); err != nil {
 		return snapfile.Info{}, fmt.Errorf("backup: %w", err)
 	}
-	if err := restoreInto(path, tmp, members, info); err != nil {
+	if err := restoreInto(path, tmp, members, info, ids); err != nil {
 		_ = os.RemoveAll(tmp)
 		return snapfile.Info{}, err
 	}
@@ -71,30 +75,33 @@ func NewClusterID(info snapfile.Info, members []raftnode.Peer) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-func verifyFile(path string) (snapfile.Info, error) {
-	f, err := os.Open(path)
+func verifyFile(path string, ids []age.Identity) (snapfile.Info, error) {
+	r, c, err := openPlain(path, ids)
 	if err != nil {
-		return snapfile.Info{}, fmt.Errorf("backup: %w", err)
+		return snapfile.Info{}, err
 	}
-	defer f.Close()
-	info, err := snapfile.Verify(f)
+	defer c.Close()
+	info, err := snapfile.Verify(r)
 	if err != nil {
 		return snapfile.Info{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return info, nil
 }
 
-// VerifyFile checks the snapshot file at path and returns its Info.
-func VerifyFile(path string) (snapfile.Info, error) { return verifyFile(path) }
+// VerifyFile checks the snapshot file at path (decrypting it with ids if
+// it is encrypted) and returns its Info.
+func VerifyFile(path string, ids ...age.Identity) (snapfile.Info, error) {
+	return verifyFile(path, ids)
+}
 
-func restoreInto(path, dir string, members []raftnode.Peer, info snapfile.Info) error {
+func restoreInto(path, dir string, members []raftnode.Peer, info snapfile.Info, ids []age.Identity) error {
 	read := func(strongFn func(k, v []byte) error, eventualFn func(snapfile.EventualRecord) error) error {
-		f, err := os.Open(path)
+		r, c, err := openPlain(path, ids)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		_, err = snapfile.Read(f, strongFn, eventualFn)
+		defer c.Close()
+		_, err = snapfile.Read(r, strongFn, eventualFn)
 		return err
 	}
 	err := raftnode.WriteRestore(dir, members, info.Applied, func(yield func(k, v []byte) error) error {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/cairnkv/cairn/internal/backup/snapfile"
 )
 
@@ -158,10 +160,11 @@ func (f *FileTarget) Delete(name string) error { return os.Remove(filepath.Join(
 // Path is where a backup of the target is, for restore.
 func (f *FileTarget) Path(name string) string { return filepath.Join(f.Dir, name) }
 
-var nameRE = regexp.MustCompile(`^cairn-(\d{8}T\d{6}Z)-r(\d+)\.snapshot$`)
+var nameRE = regexp.MustCompile(`^cairn-(\d{8}T\d{6}Z)-r(\d+)\.snapshot(\.age)?$`)
 
 // Name is the file name of a backup taken at t of revision rev:
-// cairn-20261201T120000Z-r1234.snapshot (sorts by time).
+// cairn-20261201T120000Z-r1234.snapshot (sorts by time); an encrypted one
+// ends in .snapshot.age.
 func Name(t time.Time, rev int64) string {
 	return fmt.Sprintf("cairn-%s-r%d.snapshot", t.UTC().Format("20060102T150405Z"), rev)
 }
@@ -219,6 +222,9 @@ type Schedule struct {
 	// IsLeader says whether this node takes the backups now.
 	IsLeader func() bool
 	Log      *slog.Logger
+	// Recipients, when set, seal every backup for them (age): the target
+	// never holds plaintext, and the name ends in .snapshot.age.
+	Recipients []age.Recipient
 	// now is time.Now, for tests.
 	now func() time.Time
 }
@@ -260,14 +266,30 @@ func (s *Schedule) Once(ctx context.Context) (string, error) {
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	started := s.now()
-	info, err := s.Save(ctx, tmp)
+	var w io.Writer = tmp
+	var sealed io.WriteCloser
+	if len(s.Recipients) > 0 {
+		if sealed, err = Encrypt(tmp, s.Recipients); err != nil {
+			return "", err
+		}
+		w = sealed
+	}
+	info, err := s.Save(ctx, w)
 	if err != nil {
 		return "", err
+	}
+	if sealed != nil {
+		if err := sealed.Close(); err != nil {
+			return "", err
+		}
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}
 	name := Name(started, info.Revision)
+	if sealed != nil {
+		name += ".age"
+	}
 	if err := s.Target.Put(ctx, name, tmp); err != nil {
 		return "", fmt.Errorf("storing %s in %s: %w", name, s.Target, err)
 	}

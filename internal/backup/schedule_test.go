@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/cairnkv/cairn/internal/backup/snapfile"
 )
@@ -105,5 +108,60 @@ func TestFetchRegisteredScheme(t *testing.T) {
 	}
 	if _, _, err := Fetch(context.Background(), "fetchtest://bucket/pre/?x=1"); err == nil || !strings.Contains(err.Error(), "not one backup") {
 		t.Fatalf("a target, not a backup: %v", err)
+	}
+}
+
+// A schedule with recipients stores age files that only their identity
+// opens; the snapshot inside is checked as usual.
+func TestEncryptedBackups(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recipients, err := ParseRecipients(id.Recipient().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	target, _ := ParseTarget("file://" + dir)
+	secret := []byte("the secret value")
+	s := &Schedule{Target: target, Recipients: recipients, Log: slog.New(slog.DiscardHandler),
+		Save: func(_ context.Context, w io.Writer) (*snapfile.Info, error) {
+			sw := snapfile.NewWriter(w)
+			if err := sw.Strong([]byte("\x01k"), secret); err != nil {
+				return nil, err
+			}
+			info := snapfile.Info{Format: 1, Revision: 5, StrongPairs: 1}
+			return &info, sw.Close(info)
+		}}
+	name, err := s.Once(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(name, ".snapshot.age") {
+		t.Fatalf("name %q", name)
+	}
+	if all, _ := ListBackups(target); len(all) != 1 || all[0].Revision != 5 {
+		t.Fatalf("listed %+v", all)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil || bytes.Contains(raw, secret) {
+		t.Fatalf("the target holds plaintext (%v)", err)
+	}
+	if _, err := VerifyFile(filepath.Join(dir, name)); err == nil || !strings.Contains(err.Error(), "encrypted") {
+		t.Fatalf("no identity: %v", err)
+	}
+	other, _ := age.GenerateX25519Identity()
+	if _, err := VerifyFile(filepath.Join(dir, name), other); err == nil {
+		t.Fatal("the wrong identity decrypted it")
+	}
+	info, err := VerifyFile(filepath.Join(dir, name), id)
+	if err != nil || info.Revision != 5 {
+		t.Fatalf("with the identity: %+v %v", info, err)
+	}
+	for _, bad := range []string{"", "age1nope", "ssh-ed25519 AAAA"} {
+		if _, err := ParseRecipients(bad); err == nil {
+			t.Errorf("recipient %q accepted", bad)
+		}
 	}
 }

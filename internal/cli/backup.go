@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
+	"filippo.io/age"
 	"github.com/spf13/cobra"
 
 	"github.com/cairnkv/cairn/internal/backup"
@@ -14,7 +16,10 @@ import (
 
 func backupCmd(g *globals, env *Env) *cobra.Command {
 	cmd := &cobra.Command{Use: "backup", Short: "the scheduled backups of --backup-target"}
-	var verify bool
+	var (
+		verify   bool
+		identity string
+	)
 	list := &cobra.Command{
 		Use:   "list TARGET",
 		Short: "list the scheduled backups in TARGET (file:///dir or s3://bucket/prefix?…), oldest first",
@@ -38,12 +43,22 @@ s3://bucket/prefix/NAME?endpoint=….`,
 				backup.Named
 				SHA256 string `json:"sha256,omitempty"`
 				Error  string `json:"error,omitempty"`
+				// Encrypted: checked without the identity that opens it.
+				Encrypted bool `json:"encrypted,omitempty"`
+			}
+			var ids []age.Identity
+			if identity != "" {
+				if ids, err = backup.LoadIdentities(identity); err != nil {
+					return err
+				}
 			}
 			rows := []row{}
 			for _, b := range all {
 				r := row{Named: b}
 				if verify {
-					if info, err := verifyBackup(cmd, t, b.Name); err != nil {
+					if info, err := verifyBackup(cmd, t, b.Name, ids); errors.Is(err, backup.ErrEncrypted) {
+						r.Encrypted = true
+					} else if err != nil {
 						r.Error = err.Error()
 					} else {
 						r.SHA256 = info.SHA256
@@ -59,6 +74,8 @@ s3://bucket/prefix/NAME?endpoint=….`,
 			for _, r := range rows {
 				check := "-"
 				switch {
+				case r.Encrypted:
+					check = "encrypted (give --identity to check it)"
 				case r.Error != "":
 					check = "DAMAGED: " + r.Error
 				case r.SHA256 != "":
@@ -70,16 +87,17 @@ s3://bucket/prefix/NAME?endpoint=….`,
 		},
 	}
 	list.Flags().BoolVar(&verify, "verify", false, "read every backup whole and check its checksum")
+	list.Flags().StringVar(&identity, "identity", "", "an age identity file that decrypts encrypted backups (for --verify)")
 	cmd.AddCommand(list)
 	return cmd
 }
 
 // verifyBackup reads one backup of t whole and checks it.
-func verifyBackup(cmd *cobra.Command, t backup.Target, name string) (snapfile.Info, error) {
+func verifyBackup(cmd *cobra.Command, t backup.Target, name string, ids []age.Identity) (snapfile.Info, error) {
 	r, err := t.Open(cmd.Context(), name)
 	if err != nil {
 		return snapfile.Info{}, err
 	}
 	defer r.Close()
-	return snapfile.Verify(r)
+	return backup.VerifyStream(r, ids...)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"filippo.io/age"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
@@ -18,7 +19,17 @@ import (
 
 func snapshotCmd(g *globals, env *Env) *cobra.Command {
 	cmd := &cobra.Command{Use: "snapshot", Short: "save a snapshot of the whole cluster, check one, restore one into a new cluster"}
-	var local bool
+	var (
+		local     bool
+		encryptTo string
+		identity  string
+	)
+	identities := func() ([]age.Identity, error) {
+		if identity == "" {
+			return nil, nil
+		}
+		return backup.LoadIdentities(identity)
+	}
 	save := &cobra.Command{
 		Use:   "save FILE",
 		Short: "stream a consistent snapshot of the whole cluster into FILE (admin)",
@@ -28,9 +39,18 @@ on its read quorum) into FILE, as one file ending with a SHA-256 checksum. The
 file is written as FILE.part and renamed once its checksum is verified. On a
 terminal a progress bar counts the bytes. --local saves the first endpoint's own
 state without a quorum (for a member that lost its quorum: the file may lack the
-last writes the others acknowledged).`,
+last writes the others acknowledged). --encrypt-to seals the file for age
+recipients (age1…): what is written to disk is never plaintext, and the snapshot
+is checked as it streams through.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var recipients []age.Recipient
+			if encryptTo != "" {
+				var err error
+				if recipients, err = backup.ParseRecipients(encryptTo); err != nil {
+					return usageError{err}
+				}
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -41,16 +61,46 @@ last writes the others acknowledged).`,
 			if err != nil {
 				return err
 			}
-			var w io.Writer = f
+			var out io.Writer = f
+			var sealed io.WriteCloser
+			var pw *io.PipeWriter
+			type verified struct {
+				info snapfile.Info
+				err  error
+			}
+			check := make(chan verified, 1)
+			if recipients != nil {
+				if sealed, err = backup.Encrypt(f, recipients); err != nil {
+					f.Close()
+					os.Remove(part)
+					return err
+				}
+				// The plaintext is checked as it streams: it is never on disk.
+				var pr *io.PipeReader
+				pr, pw = io.Pipe()
+				go func() {
+					info, err := snapfile.Verify(pr)
+					_, _ = io.Copy(io.Discard, pr)
+					check <- verified{info, err}
+				}()
+				out = io.MultiWriter(sealed, pw)
+			}
+			w := out
 			var bar *progressbar.ProgressBar
 			if stderrIsTerminal(env) {
 				bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(env.Stderr), progressbar.OptionShowBytes(true),
 					progressbar.OptionSetDescription("snapshot"), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-				w = io.MultiWriter(f, bar)
+				w = io.MultiWriter(out, bar)
 			}
 			_, err = c.SaveSnapshot(cmd.Context(), w, local)
 			if bar != nil {
 				_ = bar.Finish()
+			}
+			if sealed != nil {
+				if cerr := sealed.Close(); err == nil {
+					err = cerr
+				}
+				pw.Close()
 			}
 			if err == nil {
 				err = f.Sync()
@@ -59,10 +109,19 @@ last writes the others acknowledged).`,
 				err = cerr
 			}
 			if err != nil {
+				if pw != nil {
+					<-check
+				}
 				os.Remove(part)
 				return err
 			}
-			info, err := backup.VerifyFile(part)
+			var info snapfile.Info
+			if pw != nil {
+				v := <-check
+				info, err = v.info, v.err
+			} else {
+				info, err = backup.VerifyFile(part)
+			}
 			if err != nil {
 				os.Remove(part)
 				return fmt.Errorf("the snapshot received is not whole: %w", err)
@@ -80,8 +139,9 @@ last writes the others acknowledged).`,
 		},
 	}
 	save.Flags().BoolVar(&local, "local", false, "save the node's own state without a quorum (a member that lost its quorum)")
+	save.Flags().StringVar(&encryptTo, "encrypt-to", "", "seal the file for these age recipients (age1…, comma-separated)")
 	cmd.AddCommand(save)
-	cmd.AddCommand(&cobra.Command{
+	status := &cobra.Command{
 		Use:   "status FILE|file:///dir/NAME|s3://bucket/prefix/NAME?…",
 		Short: "check a snapshot file (or a scheduled backup) and print its revision, key counts, size and checksum",
 		Args:  cobra.ExactArgs(1),
@@ -91,7 +151,11 @@ last writes the others acknowledged).`,
 				return err
 			}
 			defer done()
-			info, err := backup.VerifyFile(path)
+			ids, err := identities()
+			if err != nil {
+				return err
+			}
+			info, err := backup.VerifyFile(path, ids...)
 			if err != nil {
 				return err
 			}
@@ -101,7 +165,9 @@ last writes the others acknowledged).`,
 			printSnapshotInfo(env, args[0], info)
 			return nil
 		},
-	})
+	}
+	status.Flags().StringVar(&identity, "identity", "", "an age identity file that decrypts an encrypted snapshot")
+	cmd.AddCommand(status)
 	var dataDir, name, initial string
 	restore := &cobra.Command{
 		Use:   "restore FILE|file:///dir/NAME|s3://bucket/prefix/NAME?… --data-dir DIR --name NAME --initial-cluster NAME=HOST:PORT,...",
@@ -139,7 +205,11 @@ checked the same way before anything is written.`,
 				return err
 			}
 			defer done()
-			info, err := backup.Restore(path, dataDir, members)
+			ids, err := identities()
+			if err != nil {
+				return err
+			}
+			info, err := backup.Restore(path, dataDir, members, ids...)
 			if err != nil {
 				return err
 			}
@@ -154,6 +224,7 @@ checked the same way before anything is written.`,
 	restore.Flags().StringVar(&dataDir, "data-dir", "", "the new member's data directory (must not exist or be empty)")
 	restore.Flags().StringVar(&name, "name", "", "the new member's name")
 	restore.Flags().StringVar(&initial, "initial-cluster", "", "every new member, name=peerhost:port,...")
+	restore.Flags().StringVar(&identity, "identity", "", "an age identity file that decrypts an encrypted snapshot")
 	cmd.AddCommand(restore)
 	return cmd
 }
