@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"errors"
+	"filippo.io/age"
 	"fmt"
 	"github.com/redis/go-redis/v9"
 	"os"
@@ -274,5 +275,48 @@ func TestScheduledBackups(t *testing.T) {
 	}
 	if _, err := snapfile.Verify(strings.NewReader(data)); err != nil {
 		t.Fatalf("RAFT SNAPSHOT READ: %v", err)
+	}
+}
+
+// TestEncryptedBackupRestore: a scheduled backup sealed for an age
+// recipient holds no plaintext, and serve --restore opens it with the
+// identity (and refuses without one).
+func TestEncryptedBackupRestore(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "key.txt")
+	if err := os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := cluster.New(t, 1, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.BackupTarget, cfg.BackupInterval, cfg.BackupEncryptTo = "file://"+dir, time.Second, id.Recipient().String()
+	}})
+	mustPut(t, c.Svc(0), "secret/k", "the secret value")
+	target, _ := backup.ParseTarget("file://" + dir)
+	var name string
+	for deadline := time.Now().Add(20 * time.Second); name == ""; time.Sleep(100 * time.Millisecond) {
+		if all, _ := backup.ListBackups(target); len(all) > 0 && all[len(all)-1].Revision >= 1 {
+			name = all[len(all)-1].Name
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no backup within 20 s")
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil || !strings.HasSuffix(name, ".snapshot.age") || bytes.Contains(raw, []byte("the secret value")) {
+		t.Fatalf("backup %s: plaintext in it, or %v", name, err)
+	}
+	c.Close()
+	if _, err := backup.Restore(filepath.Join(dir, name), filepath.Join(t.TempDir(), "d"), []raftnode.Peer{{ID: "n1", Addr: "127.0.0.1:1"}}); !errors.Is(err, backup.ErrEncrypted) {
+		t.Fatalf("a restore without the identity: %v", err)
+	}
+	r := cluster.New(t, 1, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.Restore, cfg.RestoreIdentity = filepath.Join(dir, name), keyFile
+	}})
+	if got := mustGetValue(t, r.Svc(0), "secret/k", kv.ReadOptions{}); got != "the secret value" {
+		t.Fatalf("restored secret/k: %q", got)
 	}
 }
