@@ -3,14 +3,15 @@ package server_test
 import (
 	"bytes"
 	"errors"
-	"filippo.io/age"
 	"fmt"
-	"github.com/redis/go-redis/v9"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/config"
