@@ -216,7 +216,15 @@ func (s *Server) restore(boot []raftnode.Peer) error {
 			return fmt.Errorf("%w: --restore-identity: %w", config.ErrInvalid, err)
 		}
 	}
-	info, err := backup.Restore(s.cfg.Restore, s.cfg.DataDir, boot, ids...)
+	// A backup in a target (file:///…, s3://…/NAME) is fetched whole first.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	path, done, err := backup.Fetch(ctx, s.cfg.Restore)
+	if err != nil {
+		return err
+	}
+	defer done()
+	info, err := backup.Restore(path, s.cfg.DataDir, boot, ids...)
 	if err != nil {
 		return err
 	}

@@ -315,7 +315,7 @@ func TestEncryptedBackupRestore(t *testing.T) {
 		t.Fatalf("a restore without the identity: %v", err)
 	}
 	r := cluster.New(t, 1, cluster.Options{Configure: func(_ int, cfg *config.Config) {
-		cfg.Restore, cfg.RestoreIdentity = filepath.Join(dir, name), keyFile
+		cfg.Restore, cfg.RestoreIdentity = "file://"+filepath.Join(dir, name), keyFile // a target URL, fetched
 	}})
 	if got := mustGetValue(t, r.Svc(0), "secret/k", kv.ReadOptions{}); got != "the secret value" {
 		t.Fatalf("restored secret/k: %q", got)
