@@ -195,14 +195,7 @@ func TestLaggingFollowerInstallsSnapshot(t *testing.T) {
 	for i := 0; i < 400; i++ {
 		mustPut(t, c.Svc(l), fmt.Sprintf("k%03d", i), "v")
 	}
-	// Wait until the leader compacted its log past where the follower stopped.
-	deadline := time.Now().Add(15 * time.Second)
-	for c.Raft(l).LogFirstIndex() <= behind+1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("leader log not compacted (first index %d, follower at %d)", c.Raft(l).LogFirstIndex(), behind)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitCompacted(t, c, l, behind)
 	c.Start(f)
 	waitValue(t, c.Svc(f), "k399", "v")
 	c.WaitConverged(15 * time.Second)
@@ -393,4 +386,18 @@ func TestPeerMutualTLS(t *testing.T) {
 	})
 	c.WaitReady(30 * time.Second)
 	waitValue(t, c.Svc(i), "secure", "yes")
+}
+
+// waitCompacted waits until leader l has compacted its log past index
+// behind (where a stopped follower is), so the follower can only catch up
+// by a snapshot.
+func waitCompacted(t *testing.T, c *cluster.Cluster, l int, behind uint64) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for c.Raft(l).LogFirstIndex() <= behind+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("leader log not compacted (first index %d, follower at %d)", c.Raft(l).LogFirstIndex(), behind)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -206,13 +206,7 @@ func TestLargeValueInSnapshot(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		mustPut(t, c.Svc(l), fmt.Sprintf("k%03d", i), "v")
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for c.Raft(l).LogFirstIndex() <= behind+1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("leader log not compacted (first index %d, follower at %d)", c.Raft(l).LogFirstIndex(), behind)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitCompacted(t, c, l, behind)
 	c.Start(f)
 	waitValue(t, c.Svc(f), "k199", "v")
 	got, err := c.Svc(f).Get(ctx(t), "files/big", kv.ReadOptions{Serializable: true})
