@@ -72,6 +72,14 @@ type conn struct {
 	watches   map[string]*feedWatch
 	view      *subView
 	viewDirty bool
+	// hold (under wmu) keeps the watches' events in held from a SUBSCRIBE
+	// until its confirmation is written and the new view installed: none
+	// is written before the confirmation, and none is lost.
+	hold bool
+	held []kv.Event
+	// heldFatal is a watch's end that came while holding: written, and
+	// the connection closed, after the held events.
+	heldFatal error
 	// wmu serializes writes to w: the group's replies, and the messages
 	// the watch goroutines write.
 	wmu sync.Mutex

@@ -155,6 +155,10 @@ func runSubscribe(pattern bool) func(context.Context, *conn, [][]byte) []byte {
 			*set = map[string]struct{}{}
 		}
 		var out []byte
+		c.wmu.Lock()
+		c.hold = true // until the confirmations are written (installView)
+		c.wmu.Unlock()
+		c.viewDirty = true
 		for _, arg := range a[1:] {
 			name := string(arg)
 			if _, ok := (*set)[name]; !ok {
@@ -267,10 +271,20 @@ type subView struct {
 	patterns []string
 }
 
-// installView copies the subscriptions for the watch goroutines; c.wmu is
-// held.
+// installView copies the subscriptions for the watch goroutines, then
+// delivers what they held since the subscription changed; c.wmu is held.
 func (c *conn) installView() {
 	c.viewDirty = false
+	defer func() {
+		held, fatal := c.held, c.heldFatal
+		c.hold, c.held, c.heldFatal = false, nil, nil
+		if len(held) > 0 {
+			_ = c.deliverLocked(held)
+		}
+		if fatal != nil {
+			c.writeFatalLocked(fatal)
+		}
+	}()
 	if !c.subscribed() {
 		c.view = nil
 		return
@@ -544,6 +558,29 @@ func (c *conn) deliver(evs []kv.Event) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.hold {
+		if len(c.held)+len(evs) > maxHeldEvents {
+			return errHeldTooMany
+		}
+		c.held = append(c.held, evs...)
+		return nil
+	}
+	return c.deliverLocked(evs)
+}
+
+// maxHeldEvents bounds the events held while a subscription's confirmation
+// is written (a moment, unless the client stops reading).
+const maxHeldEvents = 1 << 16
+
+var errHeldTooMany = errors.New("too many changes while the subscription was being confirmed")
+
+// deliverLocked writes the messages of evs under the installed view; c.wmu
+// is held.
+func (c *conn) deliverLocked(evs []kv.Event) error {
+	flags := notifyFlags(c.s.notify.Load())
+	if flags&(notifyKeyspace|notifyKeyevent) == 0 || flags&notifyAll == 0 {
+		return nil
+	}
 	v := c.view
 	if v == nil {
 		return nil
@@ -589,8 +626,19 @@ func (c *conn) writePushLocked(b []byte) error {
 // connection.
 func (c *conn) pushFatal(err error) {
 	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.hold {
+		// After the confirmation being written and the events held.
+		c.heldFatal = err
+		return
+	}
+	c.writeFatalLocked(err)
+}
+
+// writeFatalLocked writes why the notifications stopped and closes the
+// connection; c.wmu is held.
+func (c *conn) writeFatalLocked(err error) {
 	_ = c.writePushLocked(replyErr("ERR keyspace notifications stopped, subscribe again: " + trimKV(err)))
-	c.wmu.Unlock()
 	c.closeNet()
 }
 
