@@ -44,6 +44,7 @@ var _ backup.Target = (*Target)(nil)
 
 func init() {
 	backup.RegisterScheme("s3", func(raw string) (backup.Target, error) { return Open(raw, os.Getenv) })
+	backup.RegisterBucketScheme("s3", func(raw string) (backup.Bucket, error) { return OpenBucket(raw, os.Getenv) })
 }
 
 // Options are what an s3:// URL says.
