@@ -15,7 +15,7 @@ import (
 )
 
 func backupCmd(g *globals, env *Env) *cobra.Command {
-	cmd := &cobra.Command{Use: "backup", Short: "the scheduled backups of --backup-target"}
+	cmd := &cobra.Command{Use: "backup", Short: "the scheduled backups of --backup-target, and pulls from a keyspace's mirror"}
 	var (
 		verify   bool
 		identity string
@@ -88,7 +88,7 @@ s3://bucket/prefix/NAME?endpoint=….`,
 	}
 	list.Flags().BoolVar(&verify, "verify", false, "read every backup whole and check its checksum")
 	list.Flags().StringVar(&identity, "identity", "", "an age identity file that decrypts encrypted backups (for --verify)")
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, backupPullCmd(g, env))
 	return cmd
 }
 
