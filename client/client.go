@@ -152,6 +152,10 @@ type Item struct {
 	// Hash is the SHA-256 of the value, "sha256:<hex>", in a listing asked
 	// with ListOptions.Hashes (also when KeysOnly leaves the value out).
 	Hash string
+	// Source is "backup" when the key was read from its keyspace's backup
+	// mirror because its replicas could not answer (FallbackBackup, or the
+	// keyspace's read_fallback policy): the value may be stale.
+	Source string
 }
 
 // Eventual reports whether the item is a key of an eventual keyspace.
@@ -203,6 +207,11 @@ func Local() ReadOption { return func(q url.Values) { q.Set("consistency", "loca
 // ReadQuorum asks n replicas of an eventual key instead of its keyspace's
 // read_quorum (?r=); strong keys ignore it.
 func ReadQuorum(n int) ReadOption { return func(q url.Values) { q.Set("r", strconv.Itoa(n)) } }
+
+// FallbackBackup reads a key its replicas cannot answer from its
+// keyspace's backup mirror (?fallback=backup); the item says so
+// (Item.Source).
+func FallbackBackup() ReadOption { return func(q url.Values) { q.Set("fallback", "backup") } }
 
 func keyPath(key string) string {
 	parts := strings.Split(key, "/")
@@ -341,6 +350,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*Item
 	it.CreateRevision, _ = strconv.ParseInt(resp.header.Get("X-Cairn-Create-Revision"), 10, 64)
 	it.Version, _ = strconv.ParseInt(resp.header.Get("X-Cairn-Version"), 10, 64)
 	it.Timestamp, it.Origin = resp.header.Get("X-Cairn-Timestamp"), resp.header.Get("X-Cairn-Origin")
+	it.Source = resp.header.Get("X-Cairn-Source")
 	if e := resp.header.Get("X-Cairn-Expires"); e != "" {
 		it.Expires, _ = time.Parse(time.RFC3339Nano, e)
 	}
@@ -618,6 +628,40 @@ type Status struct {
 	// it ("self", "healthy", "damaged", "validating"); absent on a node
 	// without the eventual engine.
 	Health map[string]string `json:"health,omitempty"`
+	// Mirrors are the node's keyspace mirrors to buckets (docs/BACKUP.md).
+	Mirrors []MirrorStatus `json:"mirrors,omitempty"`
+}
+
+// MirrorStatus is what one keyspace mirror did, as one node sees it.
+type MirrorStatus struct {
+	Prefix string `json:"prefix"`
+	Bucket string `json:"bucket"`
+	Mode   string `json:"mode"`
+	// Active: this node copies the keyspace's writes (the leader for a
+	// strong keyspace; every node its own eventual keys).
+	Active bool `json:"active"`
+	// Cursor and Behind: a strong keyspace is mirrored up to revision
+	// Cursor, Behind revisions behind the cluster.
+	Cursor int64 `json:"cursor,omitempty"`
+	Behind int64 `json:"behind,omitempty"`
+	// Outbox is the keys this node's eventual outbox holds, OutboxOverflow
+	// how many it could not queue since its last reconcile.
+	Outbox         int64      `json:"outbox,omitempty"`
+	OutboxOverflow uint64     `json:"outbox_overflow,omitempty"`
+	Puts           int64      `json:"puts"`
+	Deletes        int64      `json:"deletes"`
+	LastCopy       *time.Time `json:"last_copy,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	LastErrorAt    *time.Time `json:"last_error_at,omitempty"`
+	Reconcile      *struct {
+		At      time.Time `json:"at"`
+		Keys    int       `json:"keys"`
+		Objects int       `json:"objects"`
+		Put     int       `json:"put"`
+		Deleted int       `json:"deleted"`
+		Foreign int       `json:"foreign"`
+		Seconds float64   `json:"seconds"`
+	} `json:"reconcile,omitempty"`
 }
 
 // Status asks the first reachable endpoint for its status.

@@ -24,6 +24,11 @@ type Keyspace struct {
 	// Materialize has every node write the keyspace's keys as files
 	// (docs/FILES.md).
 	Materialize *Materialize `json:"materialize,omitempty"`
+	// Backup is the bucket URL the keyspace is mirrored to, and
+	// ReadFallback "backup" serves reads its replicas cannot answer from
+	// there (docs/BACKUP.md).
+	Backup       string `json:"backup,omitempty"`
+	ReadFallback string `json:"read_fallback,omitempty"`
 }
 
 // Materialize is a keyspace's materialize setting: modes as octal strings

@@ -157,6 +157,10 @@ type Config struct {
 	// RestoreIdentity is the age identity file that decrypts an encrypted
 	// Restore file.
 	RestoreIdentity string `yaml:"restore-identity"`
+	// MirrorReconcile is how often each keyspace mirror (a policy's
+	// backup: s3://…) compares the keyspace with its bucket and fixes what
+	// differs.
+	MirrorReconcile time.Duration `yaml:"mirror-reconcile-interval"`
 
 	// Materialize lists the prefixes this node writes as files into local
 	// directories, beyond (or overriding) what keyspace policies say.
@@ -216,6 +220,7 @@ func Default() Config {
 		InitialClusterState: "new",
 		MaxValueBytes:       DefaultMaxValueBytes,
 		BackupInterval:      time.Hour,
+		MirrorReconcile:     time.Hour,
 		BackupRetain:        24,
 		MaxInflightRequests: 10000,
 		MaxConnections:      10000,

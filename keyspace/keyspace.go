@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,7 +54,18 @@ type Policy struct {
 	// Materialize, when set, has every node write the keyspace's keys as
 	// files into a directory (a node's own setting overrides it there).
 	Materialize *Materialize
+	// Backup, when set, is the bucket URL (s3://bucket/prefix?…) the
+	// keyspace is mirrored to: every put and delete under the prefix
+	// becomes an object write or delete there (package backup/mirror).
+	Backup string
+	// ReadFallback "backup" has a read that the keyspace's replicas
+	// cannot answer served from the Backup mirror, marked as such; ""
+	// never does (a request can still ask for it).
+	ReadFallback string
 }
+
+// ReadFallbackBackup is Policy.ReadFallback for reads from the mirror.
+const ReadFallbackBackup = "backup"
 
 // policyJSON is Policy on the wire.
 type policyJSON struct {
@@ -66,12 +78,15 @@ type policyJSON struct {
 	MaxValueBytes int64           `json:"max_value_bytes,omitempty"`
 	SloppyQuorum  *bool           `json:"sloppy_quorum,omitempty"`
 	Materialize   json.RawMessage `json:"materialize,omitempty"`
+	Backup        string          `json:"backup,omitempty"`
+	ReadFallback  string          `json:"read_fallback,omitempty"`
 }
 
 // MarshalJSON writes replicas 0 of an eventual policy as "all", the TTL as
 // a duration string, and sloppy_quorum for eventual policies only.
 func (p Policy) MarshalJSON() ([]byte, error) {
-	j := policyJSON{Prefix: p.Prefix, Mode: p.Mode, WriteQuorum: p.WriteQuorum, ReadQuorum: p.ReadQuorum, MaxValueBytes: p.MaxValueBytes}
+	j := policyJSON{Prefix: p.Prefix, Mode: p.Mode, WriteQuorum: p.WriteQuorum, ReadQuorum: p.ReadQuorum, MaxValueBytes: p.MaxValueBytes,
+		Backup: p.Backup, ReadFallback: p.ReadFallback}
 	switch {
 	case p.Replicas > 0:
 		j.Replicas = json.RawMessage(fmt.Sprint(p.Replicas))
@@ -122,7 +137,7 @@ func (p *Policy) decodeJSON(b []byte, strict bool) error {
 		return fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
 	}
 	w := wirePolicy{Prefix: j.Prefix, Mode: j.Mode, WriteQuorum: j.WriteQuorum, ReadQuorum: j.ReadQuorum,
-		DefaultTTL: j.DefaultTTL, MaxValueBytes: j.MaxValueBytes, SloppyQuorum: j.SloppyQuorum}
+		DefaultTTL: j.DefaultTTL, MaxValueBytes: j.MaxValueBytes, SloppyQuorum: j.SloppyQuorum, Backup: j.Backup, ReadFallback: j.ReadFallback}
 	if len(j.Replicas) > 0 && string(j.Replicas) != "null" {
 		var all string
 		if json.Unmarshal(j.Replicas, &all) == nil {
@@ -176,11 +191,13 @@ type wirePolicy struct {
 	MaxValueBytes int64        `yaml:"max_value_bytes"`
 	SloppyQuorum  *bool        `yaml:"sloppy_quorum"`
 	Materialize   *Materialize `yaml:"materialize"`
+	Backup        string       `yaml:"backup"`
+	ReadFallback  string       `yaml:"read_fallback"`
 }
 
 func (w wirePolicy) policy() (Policy, error) {
 	out := Policy{Prefix: w.Prefix, Mode: w.Mode, WriteQuorum: w.WriteQuorum, ReadQuorum: w.ReadQuorum, MaxValueBytes: w.MaxValueBytes,
-		Materialize: w.Materialize}
+		Materialize: w.Materialize, Backup: w.Backup, ReadFallback: w.ReadFallback}
 	if w.Replicas != "" && w.Replicas != "all" {
 		n, err := strconv.Atoi(w.Replicas)
 		if err != nil {
@@ -219,6 +236,27 @@ func (p Policy) Validate() error {
 	}
 	if p.DefaultTTL < 0 || p.MaxValueBytes < 0 {
 		return fmt.Errorf("%w: negative default_ttl or max_value_bytes", ErrInvalidPolicy)
+	}
+	if p.Backup != "" {
+		u, err := url.Parse(p.Backup)
+		if err != nil {
+			return fmt.Errorf("%w: backup: %w", ErrInvalidPolicy, err)
+		}
+		if u.Scheme != "s3" || u.Host == "" {
+			return fmt.Errorf("%w: backup %q: want s3://bucket/prefix?endpoint=…", ErrInvalidPolicy, u.Redacted())
+		}
+		if u.User != nil {
+			return fmt.Errorf("%w: backup %q: credentials do not go in the URL (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY on every node, or credentials_file=)", ErrInvalidPolicy, u.Redacted())
+		}
+	}
+	switch p.ReadFallback {
+	case "":
+	case ReadFallbackBackup:
+		if p.Backup == "" {
+			return fmt.Errorf("%w: read_fallback %q needs a backup mirror (backup: s3://…)", ErrInvalidPolicy, p.ReadFallback)
+		}
+	default:
+		return fmt.Errorf("%w: read_fallback %q (want \"backup\" or nothing)", ErrInvalidPolicy, p.ReadFallback)
 	}
 	if m := p.Materialize; m != nil {
 		if m.Prefix != "" && m.Prefix != p.Prefix {

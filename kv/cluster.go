@@ -41,4 +41,7 @@ type Status struct {
 	// Health is each member's health as seen from this node (see
 	// Placement.Health).
 	Health map[string]string `json:"health,omitempty"`
+	// Mirrors is what this node's keyspace mirrors to buckets did (package
+	// backup/mirror): each one's cursor, outbox, last copy and error.
+	Mirrors any `json:"mirrors,omitempty"`
 }

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/keyspace"
@@ -110,6 +111,12 @@ type Config struct {
 	// ErrInvalidKey): the node's materialized directories use it to refuse
 	// keys that cannot be files.
 	CheckWrite func(key string) error
+	// ReadFallback, when set, reads a key from its keyspace's backup
+	// mirror (package backup/mirror), for a read its replicas could not
+	// answer (ReadOptions.Fallback); a missing key is an ErrKeyNotFound.
+	ReadFallback func(ctx context.Context, key string) (*Record, error)
+	// Mirrors, when set, reports the keyspace mirrors (Status.Mirrors).
+	Mirrors func() any
 }
 
 // Service implements the cairn API on one node.
@@ -203,8 +210,16 @@ func (s *Service) Get(ctx context.Context, key string, o ReadOptions) (*Record, 
 	if err != nil {
 		return nil, err
 	}
+	p := s.ctl.Keyspaces().Lookup(key)
+	if o.Fallback && p.Backup == "" {
+		return nil, fmt.Errorf("%w: fallback=backup: keyspace %q has no backup mirror", ErrInvalidArgument, p.Prefix)
+	}
 	r, err := e.Get(ctx, key, o)
 	if err != nil {
+		if o.Fallback && s.cfg.ReadFallback != nil &&
+			(errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoLeader) || errors.Is(err, context.DeadlineExceeded)) {
+			return s.readFallback(ctx, key, err)
+		}
 		return nil, err
 	}
 	// After the read point: a linearizable read is checked against every
@@ -217,6 +232,30 @@ func (s *Service) Get(ctx context.Context, key string, o ReadOptions) (*Record, 
 	}
 	return r, nil
 }
+
+// readFallback serves a read the replicas could not answer (why) from the
+// key's backup mirror, under the same access rules; its time is its own,
+// since the replicas may have used up the request's.
+func (s *Service) readFallback(ctx context.Context, key string, why error) (*Record, error) {
+	if err := s.allow(ctx, auth.Read, key); err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fallbackTimeout)
+	defer cancel()
+	r, err := s.cfg.ReadFallback(fctx, key)
+	switch {
+	case errors.Is(err, ErrKeyNotFound):
+		return nil, fmt.Errorf("%w: %q is not in the backup mirror (the replicas could not answer: %v)", ErrKeyNotFound, key, why)
+	case err != nil:
+		return nil, fmt.Errorf("%w (the backup mirror could not answer either: %v)", why, err)
+	}
+	r.Source = SourceBackup
+	s.log.Debug("read served by the backup mirror", "key", key, "why", why)
+	return r, nil
+}
+
+// fallbackTimeout bounds a read from the backup mirror.
+const fallbackTimeout = 10 * time.Second
 
 // List returns the keys under prefix in order, one page at a time. Only keys
 // the caller may read are listed, wherever the range starts. A prefix that
@@ -672,6 +711,9 @@ func (s *Service) Status(ctx context.Context) (*Status, error) {
 	if err == nil && st != nil {
 		if pl := s.placement(); pl != nil {
 			st.Health = pl.Health()
+		}
+		if s.cfg.Mirrors != nil {
+			st.Mirrors = s.cfg.Mirrors()
 		}
 	}
 	return st, err

@@ -28,7 +28,15 @@ type Record struct {
 	// how many of the key's Replicas had made the write durable when the
 	// write was answered.
 	Acks, Replicas int
+	// Source is SourceBackup for a record read from the keyspace's backup
+	// mirror because its replicas could not answer (ReadOptions.Fallback):
+	// it may be stale, and only its value, revision or timestamp and
+	// expiry are known. "" for every other read.
+	Source string
 }
+
+// SourceBackup is Record.Source of a record served by the backup mirror.
+const SourceBackup = "backup"
 
 // Eventual reports whether r is a key of an eventual keyspace.
 func (r *Record) Eventual() bool { return r != nil && r.Timestamp != "" }
@@ -176,6 +184,12 @@ type ReadOptions struct {
 	Local bool
 	// ReadQuorum overrides an eventual keyspace's read_quorum (0: the policy's).
 	ReadQuorum int
+	// Fallback serves a key its replicas cannot answer (an eventual key
+	// without R replicas up, a strong key without quorum) from its
+	// keyspace's backup mirror, as a record marked SourceBackup. A front
+	// end sets it for the keyspaces whose policy says read_fallback:
+	// backup when it can mark its answer as such (HTTP can, RESP cannot).
+	Fallback bool
 }
 
 // ListOptions shape a prefix listing.

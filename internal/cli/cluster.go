@@ -235,9 +235,33 @@ func statusCmd(g *globals, env *Env) *cobra.Command {
 			if len(st.Health) > 0 {
 				fmt.Fprintf(tw, "health\t%s\n", healthList(st.Health))
 			}
+			for _, m := range st.Mirrors {
+				fmt.Fprintf(tw, "mirror %s\t%s\n", m.Prefix, mirrorLine(m))
+			}
 			return tw.Flush()
 		},
 	}
+}
+
+// mirrorLine sums up a keyspace mirror for cairn status.
+func mirrorLine(m client.MirrorStatus) string {
+	parts := []string{redactURL(m.Bucket)}
+	switch {
+	case m.Mode == "strong" && !m.Active:
+		parts = append(parts, "copied by the leader")
+	case m.Mode == "strong":
+		parts = append(parts, fmt.Sprintf("up to revision %d (%d behind)", m.Cursor, m.Behind))
+	default:
+		parts = append(parts, fmt.Sprintf("outbox %d", m.Outbox))
+		if m.OutboxOverflow > 0 {
+			parts = append(parts, fmt.Sprintf("overflowed %d (reconcile due)", m.OutboxOverflow))
+		}
+	}
+	parts = append(parts, fmt.Sprintf("%d puts, %d deletes", m.Puts, m.Deletes))
+	if m.LastError != "" && m.LastErrorAt != nil && (m.LastCopy == nil || m.LastErrorAt.After(*m.LastCopy)) {
+		parts = append(parts, "last error "+m.LastErrorAt.Format(time.RFC3339)+": "+m.LastError)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // healthList is "n1 self, n2 healthy" in name order.

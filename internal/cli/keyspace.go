@@ -20,7 +20,7 @@ func printKeyspaces(g *globals, env *Env, ks []client.Keyspace) error {
 		return printJSON(env.Stdout, map[string][]client.Keyspace{"keyspaces": ks})
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PREFIX\tMODE\tREPLICAS\tWRITE_QUORUM\tREAD_QUORUM\tDEFAULT_TTL\tMAX_VALUE_BYTES\tSLOPPY_QUORUM\tMATERIALIZE")
+	fmt.Fprintln(tw, "PREFIX\tMODE\tREPLICAS\tWRITE_QUORUM\tREAD_QUORUM\tDEFAULT_TTL\tMAX_VALUE_BYTES\tSLOPPY_QUORUM\tMATERIALIZE\tBACKUP")
 	for _, k := range ks {
 		mat := "-"
 		if m := k.Materialize; m != nil {
@@ -29,10 +29,20 @@ func printKeyspaces(g *globals, env *Env, ks []client.Keyspace) error {
 				mat += " (on_change " + strings.Join(m.OnChange, " ") + ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strconv.Quote(k.Prefix), k.Mode, dash(string(k.Replicas)),
-			dashInt(int64(k.WriteQuorum)), dashInt(int64(k.ReadQuorum)), dash(k.DefaultTTL), dashInt(k.MaxValueBytes), dashBool(k.SloppyQuorum), mat)
+		bk := dash(redactURL(k.Backup))
+		if k.ReadFallback != "" {
+			bk += " (read_fallback " + k.ReadFallback + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strconv.Quote(k.Prefix), k.Mode, dash(string(k.Replicas)),
+			dashInt(int64(k.WriteQuorum)), dashInt(int64(k.ReadQuorum)), dash(k.DefaultTTL), dashInt(k.MaxValueBytes), dashBool(k.SloppyQuorum), mat, bk)
 	}
 	return tw.Flush()
+}
+
+// redactURL is a bucket URL as a table shows it: the bucket and prefix.
+func redactURL(raw string) string {
+	s, _, _ := strings.Cut(raw, "?")
+	return s
 }
 
 func dash(s string) string {
@@ -170,6 +180,8 @@ have not yet.`,
 	f.Int64Var(&k.MaxValueBytes, "max-value-bytes", 0, "largest value under the prefix (default: the node's limit)")
 	f.BoolVar(&sloppy, "sloppy-quorum", true, "eventual: write to the next healthy node for an unreachable owner")
 	f.StringVar(&mat.Dir, "materialize", "", "write the keys as files into this directory on every node (docs/FILES.md)")
+	f.StringVar(&k.Backup, "backup", "", "mirror every put and delete into this bucket, s3://bucket/prefix?endpoint=… (docs/BACKUP.md)")
+	f.StringVar(&k.ReadFallback, "read-fallback", "", "backup: serve HTTP reads the replicas cannot answer from the --backup mirror, marked stale")
 	f.StringVar(&mat.FileMode, "file-mode", "", "materialize: the files' permissions (default 0644)")
 	f.StringVar(&mat.DirMode, "dir-mode", "", "materialize: the directories' permissions (default 0755)")
 	f.StringVar(&mat.StripPrefix, "strip-prefix", "", "materialize: cut this from each key to make its path (default: PREFIX)")

@@ -27,10 +27,12 @@ type itemJSON struct {
 	Expires        string `json:"expires,omitempty"`
 	Timestamp      string `json:"timestamp,omitempty"`
 	Origin         string `json:"origin,omitempty"`
+	// Source is "backup" for a key read from the backup mirror.
+	Source string `json:"source,omitempty"`
 }
 
 func toJSON(it *client.Item) itemJSON {
-	j := itemJSON{Key: it.Key, Value: string(it.Value)}
+	j := itemJSON{Key: it.Key, Value: string(it.Value), Source: it.Source}
 	if it.Eventual() {
 		j.Timestamp, j.Origin = it.Timestamp, it.Origin
 	} else {
@@ -43,7 +45,7 @@ func toJSON(it *client.Item) itemJSON {
 }
 
 func getCmd(g *globals, env *Env) *cobra.Command {
-	var consistency string
+	var consistency, fallback string
 	var readQuorum int
 	var printRev, raw bool
 	cmd := &cobra.Command{
@@ -73,6 +75,13 @@ revisions, its timestamp and the node that wrote it.`,
 			if readQuorum > 0 {
 				opts = append(opts, client.ReadQuorum(readQuorum))
 			}
+			switch fallback {
+			case "":
+			case "backup":
+				opts = append(opts, client.FallbackBackup())
+			default:
+				return usagef("--fallback must be backup")
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -83,6 +92,9 @@ revisions, its timestamp and the node that wrote it.`,
 			}
 			if g.json() {
 				return printJSON(env.Stdout, toJSON(it))
+			}
+			if it.Source == "backup" {
+				fmt.Fprintf(env.Stderr, "warning: %s was read from its keyspace's backup mirror (its replicas did not answer); it may be stale\n", it.Key)
 			}
 			switch {
 			case printRev && it.Eventual():
@@ -104,6 +116,7 @@ revisions, its timestamp and the node that wrote it.`,
 	cmd.Flags().IntVar(&readQuorum, "read-quorum", 0, "for an eventual key, ask this many replicas (default: the keyspace's read_quorum)")
 	cmd.Flags().BoolVar(&printRev, "print-revision", false, "print the key's mod revision (an eventual key's timestamp) on stderr")
 	cmd.Flags().BoolVar(&raw, "raw", false, "write the exact bytes, with no newline added even on a terminal")
+	cmd.Flags().StringVar(&fallback, "fallback", "", "backup: when the key's replicas cannot answer, read it from its keyspace's backup mirror (marked stale)")
 	return cmd
 }
 

@@ -78,6 +78,11 @@ func setRecordHeaders(h http.Header, rec *kv.Record) {
 	if rec.Expires != 0 {
 		h.Set("X-Cairn-Expires", formatExpiry(rec))
 	}
+	if rec.Source == kv.SourceBackup {
+		// Never silently: the replicas did not answer, the mirror did.
+		h.Set("X-Cairn-Source", "backup")
+		h.Set("X-Cairn-Stale", "true")
+	}
 }
 
 // setStampHeaders marks an answer about an eventual key's version.
@@ -123,6 +128,13 @@ func (a *api) readOptions(h http.Header, q url.Values, key string) (kv.ReadOptio
 	}
 	if o.ReadQuorum > 0 && o.Local {
 		return kv.ReadOptions{}, badRequest("r does not go with consistency=local, which reads this node's copy only")
+	}
+	switch f := q.Get("fallback"); f {
+	case "":
+	case "backup":
+		o.Fallback = true
+	default:
+		return kv.ReadOptions{}, badRequest("fallback must be backup (read the keyspace's backup mirror when its replicas cannot answer), not %q", f)
 	}
 	switch {
 	case o.Local:
@@ -258,6 +270,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	ro.Fallback = ro.Fallback || a.svc.Keyspaces().Lookup(key).ReadFallback == keyspace.ReadFallbackBackup
 	rec, err := a.svc.Get(r.Context(), key, ro)
 	if err == nil && rec == nil {
 		err = errNoAnswer
@@ -321,6 +334,10 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, q url.Values) {
 	}
 	if o.ReadOptions, err = a.readOptions(w.Header(), q, prefix); err != nil {
 		a.fail(w, r, err)
+		return
+	}
+	if o.Fallback {
+		a.fail(w, r, badRequest("fallback=backup reads one key; a listing is not served from the backup mirror"))
 		return
 	}
 	res, err := a.svc.List(r.Context(), prefix, o)

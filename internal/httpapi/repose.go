@@ -70,6 +70,7 @@ func (a *api) reposeGet(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	ro.Fallback = ro.Fallback || a.svc.Keyspaces().Lookup(key).ReadFallback == keyspace.ReadFallbackBackup
 	rec, err := a.svc.Get(r.Context(), key, ro)
 	if err == nil && rec == nil {
 		err = errNoAnswer

@@ -35,6 +35,8 @@ type command struct {
 	// strength of a permission revoked before it commits.
 	AuthChecked bool
 	AuthRev     uint64
+	// Revision is mirror_cursor's: how far the prefix Name is mirrored.
+	Revision int64
 }
 
 const (
@@ -95,6 +97,7 @@ const (
 	cmdCodeKeyspaceSet
 	cmdCodeKeyspaceDel
 	cmdCodeClusterID
+	cmdCodeMirrorCursor
 )
 
 var opCodes = []kv.OpType{kv.OpGet, kv.OpPut, kv.OpDelete, kv.OpDeletePrefix, kv.OpPatch, kv.OpIncr, kv.OpIncrFloat, kv.OpAppend, kv.OpExpire, kv.OpRename}
@@ -279,6 +282,10 @@ func encodeCommand(c command) ([]byte, error) {
 	case cmdClusterID:
 		e.byte(cmdCodeClusterID)
 		e.str(c.Name)
+	case cmdMirrorCursor:
+		e.byte(cmdCodeMirrorCursor)
+		e.str(c.Name)
+		e.varint(c.Revision)
 	default:
 		return nil, fmt.Errorf("%w: command %q", kv.ErrInvalidArgument, c.Type)
 	}
@@ -414,6 +421,10 @@ func decodeCommand(b []byte) (command, error) {
 	case cmdCodeClusterID:
 		c.Type = cmdClusterID
 		c.Name = d.str()
+	case cmdCodeMirrorCursor:
+		c.Type = cmdMirrorCursor
+		c.Name = d.str()
+		c.Revision = d.varint()
 	default:
 		d.fail()
 	}

@@ -28,6 +28,7 @@ func TestCommandRoundTrip(t *testing.T) {
 		{Type: cmdAuth, Auth: &kv.AuthChange{Op: kv.AuthUserDel, User: "bob"}},
 		{Type: cmdKeyspaceSet, Keyspace: &keyspace.Policy{Prefix: "certs/", Mode: keyspace.Eventual, Replicas: 3, WriteQuorum: 2, DefaultTTL: time.Minute}},
 		{Type: cmdKeyspaceDel, Name: "certs/"},
+		{Type: cmdMirrorCursor, Name: "files/", Revision: 42},
 	}
 	for _, c := range cases {
 		b, err := encodeCommand(c)

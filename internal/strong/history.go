@@ -177,12 +177,27 @@ func (m *Machine) fillOmitted(ev *kv.Event) error {
 // falls behind, or a snapshot that replaces this node's state, ends the
 // sequence with an error that names the revision to resume from.
 func (e *Engine) Watch(ctx context.Context, prefix string, fromRevision int64) (iter.Seq2[[]kv.Event, error], error) {
-	return e.machine.watch(ctx, prefix, fromRevision, e.cfg.WatchBuffer)
+	return e.machine.watch(ctx, prefix, fromRevision, e.cfg.WatchBuffer, nil)
+}
+
+// WatchProgress is Watch that also reports, through progress, every
+// revision with no event under prefix as it passes (called from the
+// sequence's own goroutine, in revision order, between the events): a
+// consumer that has handled everything up to a progress revision is
+// caught up to it (the backup mirror's cursor moves with it).
+func (e *Engine) WatchProgress(ctx context.Context, prefix string, fromRevision int64, progress func(rev int64)) (iter.Seq2[[]kv.Event, error], error) {
+	return e.machine.watch(ctx, prefix, fromRevision, e.cfg.WatchBuffer, progress)
 }
 
 // watch is Watch on the machine, with a subscription of buffer commands.
-func (m *Machine) watch(ctx context.Context, prefix string, fromRevision int64, buffer int) (iter.Seq2[[]kv.Event, error], error) {
-	sub := m.hist.hub.Subscribe(prefix, buffer)
+// With progress, the subscription takes every command's group, so that
+// revisions without events under prefix are seen too.
+func (m *Machine) watch(ctx context.Context, prefix string, fromRevision int64, buffer int, progress func(int64)) (iter.Seq2[[]kv.Event, error], error) {
+	subPrefix := prefix
+	if progress != nil {
+		subPrefix = ""
+	}
+	sub := m.hist.hub.Subscribe(subPrefix, buffer)
 	next := fromRevision
 	if next == 0 {
 		next = m.Revision() + 1
@@ -201,7 +216,13 @@ func (m *Machine) watch(ctx context.Context, prefix string, fromRevision int64, 
 				}
 			}
 			next = g.Revision + 1
-			return len(evs) == 0 || yield(evs, nil)
+			if len(evs) == 0 {
+				if progress != nil {
+					progress(g.Revision)
+				}
+				return true
+			}
+			return yield(evs, nil)
 		}
 		for replay {
 			groups, err := m.readHistory(next, historyPage)

@@ -100,7 +100,7 @@ func TestHistoryTrimmedAndReopened(t *testing.T) {
 	if len(h) != 10 || h[0][0].Revision != 16 || h[9][0].Revision != 25 {
 		t.Fatalf("history after trimming: %s", describe(h))
 	}
-	if _, err := m.watch(context.Background(), "", 15, 0); err == nil {
+	if _, err := m.watch(context.Background(), "", 15, 0, nil); err == nil {
 		t.Fatal("a watch from a trimmed revision started")
 	} else if ce := (*kv.CompactedError)(nil); !errors.As(err, &ce) || ce.Oldest != 16 || kv.CodeOf(err) != kv.CodeCompacted {
 		t.Fatalf("watch from 15: %v, want a CompactedError with oldest 16", err)
@@ -181,7 +181,7 @@ func TestWatchReplaysThenGoesLive(t *testing.T) {
 	}
 	m.Committed()
 	ctx, cancel := context.WithCancel(context.Background())
-	seq, err := m.watch(ctx, "w/", 3, 0)
+	seq, err := m.watch(ctx, "w/", 3, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestWatchReplaysThenGoesLive(t *testing.T) {
 
 func TestWatchDropsASlowWatcher(t *testing.T) {
 	m, db := mustMachine(t)
-	seq, err := m.watch(context.Background(), "", 0, 1)
+	seq, err := m.watch(context.Background(), "", 0, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

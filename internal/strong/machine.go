@@ -119,6 +119,8 @@ type applyBatch struct {
 	groups  []watch.Group         // the events of each command, for the history
 	// clusterID is the cluster ID this batch set ("" if none).
 	clusterID string
+	// mirrorCursors are the mirror cursors this batch set.
+	mirrorCursors map[string]int64
 }
 
 // Apply implements raftnode.StateMachine.
@@ -229,6 +231,11 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 		return encodeResult(result{Index: e.Index})
 	case cmdClusterID:
 		if err := ab.applyClusterID(c.Name); err != nil {
+			return errResult(fmt.Errorf("%w: %w", kv.ErrInvalidArgument, err))
+		}
+		return encodeResult(result{})
+	case cmdMirrorCursor:
+		if err := ab.applyMirrorCursor(c.Name, c.Revision); err != nil {
 			return errResult(fmt.Errorf("%w: %w", kv.ErrInvalidArgument, err))
 		}
 		return encodeResult(result{})
