@@ -64,7 +64,11 @@ type Config struct {
 	// frame limit (0: DefaultMaxMessageBytes). A single record larger than
 	// it still travels alone.
 	MaxMessageBytes int
-	Logger          *slog.Logger
+	// MaxOutbox bounds the mirror outbox's entries, one per key of a
+	// mirrored keyspace not yet copied to its bucket (0: 1,000,000); past
+	// it, writes of new keys are counted as an overflow instead (outbox.go).
+	MaxOutbox int
+	Logger    *slog.Logger
 }
 
 // DefaultMaxMessageBytes is Config.MaxMessageBytes when it is 0.
@@ -147,6 +151,8 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	e.reps.now = func() int64 { return e.wall().UnixNano() }
 	e.reps.onApply = e.publish
+	e.reps.mirrored = e.mirrored
+	e.reps.maxOutbox = int64(cfg.MaxOutbox)
 	start, err := e.reps.loadClock()
 	if err == nil {
 		e.clock, err = hlc.NewClock(hlc.Options{Wall: cfg.Wall, MaxOffset: cfg.MaxClockOffset, Start: start, Persist: e.reps.saveClock})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cairnkv/cairn/internal/eventual/hlc"
 	"github.com/cairnkv/cairn/internal/store"
@@ -15,9 +16,13 @@ const (
 	prefixRecord byte = 0x01 // 0x01 key -> record
 	prefixHint   byte = 0x03 // 0x03 owner 0x00 key -> record kept for owner
 	prefixMeta   byte = 0x05 // 0x05 name -> value
+	prefixOutbox byte = 0x07 // 0x07 key -> version token: the mirror has to copy key (outbox.go)
 )
 
-var keyClock = []byte{prefixMeta, 'h', 'l', 'c'}
+var (
+	keyClock          = []byte{prefixMeta, 'h', 'l', 'c'}
+	keyOutboxOverflow = append([]byte{prefixMeta}, "outbox-overflow"...) // u64: enqueues skipped at the bound
+)
 
 func recordKey(key string) []byte {
 	b := make([]byte, 1+len(key))
@@ -63,6 +68,18 @@ type replicas struct {
 	// batch with its records that replaced the stored version (the change
 	// feed).
 	onApply func(applied []put)
+
+	// mirrored, when set, reports whether key's keyspace is mirrored to a
+	// bucket: the committer then queues every replica write of it in the
+	// outbox, in the write's batch.
+	mirrored func(key string) bool
+	// maxOutbox bounds the outbox's entries (0: defaultMaxOutbox).
+	maxOutbox int64
+	// outboxLen and outboxOverflow are the stored outbox's entry count and
+	// overflow counter, loaded at open; only the committer changes them,
+	// after each batch committed.
+	outboxLen      atomic.Int64
+	outboxOverflow atomic.Uint64
 }
 
 // put is one record to merge into the store, optionally as a hint for owner.
@@ -88,9 +105,23 @@ type commit struct {
 	dropHints []put
 	// drop removes replicas this node no longer keeps, if unchanged.
 	drop []put
-	out  []outcome
-	err  error
-	done chan struct{}
+	// outbox is what the mirror changes in the outbox (a pointer: writes
+	// do not pay for it in size).
+	outbox *outboxChange
+	out    []outcome
+	err    error
+	done   chan struct{}
+}
+
+// outboxChange is the mirror's part of a commit.
+type outboxChange struct {
+	// done removes the entries the mirror copied, if the entry stored
+	// still has the token it copied.
+	done []OutboxEntry
+	// clearOverflow zeroes the overflow counter if it still is
+	// overflowSeen.
+	clearOverflow bool
+	overflowSeen  uint64
 }
 
 var errClosed = errors.New("eventual: engine closed")
@@ -101,6 +132,10 @@ func openReplicas(dir string, log *slog.Logger) (*replicas, error) {
 		return nil, err
 	}
 	r := &replicas{db: db, log: log, now: unixNano, queue: make(chan *commit, 1024), done: make(chan struct{})}
+	if err := r.loadOutbox(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	r.wg.Add(1)
 	go r.committer()
 	return r, nil
@@ -184,6 +219,15 @@ func (r *replicas) apply(group []*commit) {
 	// group merge with each other, not only with the stored version.
 	pending := map[string]*record{}
 	var applied []put
+	// ob is what this batch does to the outbox, made on first use so
+	// batches of unmirrored keys do not pay for it.
+	var ob *outboxBatch
+	outbox := func() *outboxBatch {
+		if ob == nil {
+			ob = r.newOutboxBatch(b)
+		}
+		return ob
+	}
 	current := func(k []byte) (*record, error) {
 		if rec, ok := pending[string(k)]; ok {
 			return rec, nil
@@ -224,7 +268,17 @@ func (r *replicas) apply(group []*commit) {
 			pending[string(k)] = p.rec
 			if p.hint == "" {
 				applied = append(applied, p)
+				// Queued in the record's batch: an acknowledged write is
+				// queued for the mirror, whatever crash follows.
+				if r.mirrored != nil && r.mirrored(p.key) {
+					if err = outbox().enqueue(p.key, p.rec.version); err != nil {
+						break
+					}
+				}
 			}
+		}
+		if err != nil {
+			break
 		}
 		for _, list := range [][]put{c.dropHints, c.drop} {
 			for _, p := range list {
@@ -241,15 +295,38 @@ func (r *replicas) apply(group []*commit) {
 					delete(pending, string(k))
 				}
 			}
+			if err != nil {
+				break
+			}
 		}
 		if err != nil {
 			break
 		}
+		if oc := c.outbox; oc != nil {
+			for _, d := range oc.done {
+				if err = outbox().done(d); err != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+			if oc.clearOverflow {
+				outbox().clearOverflow(oc.overflowSeen)
+			}
+		}
+	}
+	if err == nil && ob != nil {
+		ob.finish()
 	}
 	if err == nil {
 		err = b.Commit(true)
 	} else {
 		b.Close()
+	}
+	if err == nil && ob != nil {
+		r.outboxLen.Store(ob.n)
+		r.outboxOverflow.Store(ob.overflow)
 	}
 	if err != nil {
 		r.log.Error("eventual: write failed", "err", err)

@@ -133,25 +133,34 @@ func FuzzMessages(f *testing.F) {
 }
 
 // BenchmarkReplicaWrite is one synced write of a 256-byte value through
-// the committer, by 1 and by 64 writers at once (ns/op is per write).
+// the committer, by 1 and by 64 writers at once (ns/op is per write), of a
+// key that is not mirrored and (mirrored/…) of one whose write is queued
+// in the mirror outbox too.
 func BenchmarkReplicaWrite(b *testing.B) {
-	for _, writers := range []int{1, 64} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			r := openTestReplicas(b)
-			val := make([]byte, 256)
-			b.SetParallelism(writers)
-			b.ResetTimer()
-			var n uint64
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					i++
-					p := &record{version: version{stamp: hlc.Timestamp(n + uint64(i)), origin: "n1"}, value: val}
-					if err := r.write(&commit{puts: []put{{key: fmt.Sprintf("k%d", i%100000), rec: p}}}); err != nil {
-						b.Fatal(err)
+	for _, mirrored := range []bool{false, true} {
+		for _, writers := range []int{1, 64} {
+			name, prefix := fmt.Sprintf("writers=%d", writers), "" // as before the outbox
+			if mirrored {
+				name, prefix = "mirrored/"+name, "mir/"
+			}
+			b.Run(name, func(b *testing.B) {
+				r := openTestReplicas(b)
+				mustOutboxEngine(b, "n1", r) // the hook an engine sets
+				val := make([]byte, 256)
+				b.SetParallelism(writers)
+				b.ResetTimer()
+				var n uint64
+				b.RunParallel(func(pb *testing.PB) {
+					i := 0
+					for pb.Next() {
+						i++
+						p := &record{version: version{stamp: hlc.Timestamp(n + uint64(i)), origin: "n1"}, value: val}
+						if err := r.write(&commit{puts: []put{{key: fmt.Sprintf("%sk%d", prefix, i%100000), rec: p}}}); err != nil {
+							b.Fatal(err)
+						}
 					}
-				}
+				})
 			})
-		})
+		}
 	}
 }
