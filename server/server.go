@@ -34,6 +34,7 @@ import (
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/config"
 	"github.com/cairnkv/cairn/internal/backup"
+	"github.com/cairnkv/cairn/internal/backup/mirror"
 	"github.com/cairnkv/cairn/internal/backup/snapfile"
 	"github.com/cairnkv/cairn/internal/eventual"
 	"github.com/cairnkv/cairn/internal/httpapi"
@@ -70,6 +71,7 @@ type Server struct {
 	eventual         *eventual.Engine
 	svc              *kv.Service
 	materialize      *materialize.Manager
+	mirrors          *mirror.Manager
 	httpLn, respLn   net.Listener
 
 	// stops holds each started component's stop, run in reverse by Close.
@@ -122,6 +124,7 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		{"service", s.startService},          // kv.Service over the engines
 		{"materialize", s.startMaterialize},  // keyspaces written as files into local directories
 		{"backups", s.startBackups},          // scheduled snapshots, on the leader
+		{"mirrors", s.startMirrors},          // keyspaces copied into buckets as they change
 		{"http api", s.startHTTP},            // the client port
 		{"resp api", s.startRESP},            // the Redis-protocol port
 	}
@@ -346,9 +349,40 @@ func (s *Server) startService() error {
 		Logger:        s.log,
 		AuthUsers:     s.cfg.Auth.Users,
 		AuthRules:     s.cfg.Auth.Rules,
-		CheckWrite:    func(key string) error { return s.materialize.CheckWrite(key) },
+		CheckWrite: func(key string) error {
+			if err := s.materialize.CheckWrite(key); err != nil {
+				return err
+			}
+			return s.mirrors.CheckWrite(key)
+		},
+		ReadFallback: func(ctx context.Context, key string) (*kv.Record, error) { return s.mirrors.ReadFallback(ctx, key) },
+		Mirrors: func() any {
+			if st := s.mirrors.Status(); len(st) > 0 {
+				return st
+			}
+			return nil
+		},
 	}, map[keyspace.Mode]kv.Engine{keyspace.Strong: s.strong, keyspace.Eventual: s.eventual}, s.strong)
 	s.materialize = materialize.NewManager(s.svc, s.cfg.Materialize, s.strong.Keyspaces(), s.log)
+	s.mirrors = mirror.New(mirror.Config{Service: s.svc, Strong: s.strong, Eventual: s.eventual,
+		Reconcile: s.cfg.MirrorReconcile, Logger: s.log})
+	return nil
+}
+
+// startMirrors copies the keyspaces whose policies name a backup bucket
+// into it as they change (package backup/mirror).
+func (s *Server) startMirrors() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.mirrors.Run(ctx)
+	}()
+	s.onStop("mirrors", func() error {
+		cancel()
+		<-done
+		return nil
+	})
 	return nil
 }
 

@@ -47,6 +47,12 @@ for every key of the cluster). In a bucket without versioning, a key
 whose only version is newer than --at is left alone: what it was then is
 not known.
 
+--undelete puts back only the keys whose latest version in the mirror is a
+delete marker and that the cluster does not hold, each from its newest value
+version. It goes by the order of the versions, not their times, so it also
+works on servers whose version times are not creation times (versitygw's
+POSIX backend dates a noncurrent version by when it was replaced).
+
 --dry-run reads everything, prints what would change and changes nothing.
 Each change is a line (put KEY (N bytes), delete KEY), then a summary; -o
 json prints the summary, with the changes, as JSON. A failed write stops
@@ -61,6 +67,9 @@ finishes the job.`,
 					return usageError{err}
 				}
 				o.at = t
+			}
+			if o.undelete && (o.delete || !o.at.IsZero()) {
+				return usagef("--undelete puts back deleted keys from their last value; it does not go with --delete or --at")
 			}
 			if o.delete && !o.at.IsZero() && !cmd.Flags().Changed("prefix") {
 				return usagef("--at with --delete deletes the cluster's keys under --prefix that the mirror had no object for: give --prefix (the keyspace's prefix; --prefix \"\" for every key)")
@@ -86,6 +95,7 @@ finishes the job.`,
 	f.StringVar(&at, "at", "", "pull the versions current at this time: RFC 3339 (2026-12-01T18:00:00Z) or how long ago (10m, 2h)")
 	f.BoolVar(&o.delete, "delete", false, "delete the keys the mirror had deleted (and, with --at, those it had no object for)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print what would change, change nothing")
+	f.BoolVar(&o.undelete, "undelete", false, "put back only the keys deleted in the mirror that the cluster does not hold, from their last value (by the versions' order, not their times)")
 	return cmd
 }
 
@@ -105,6 +115,9 @@ type pullOptions struct {
 	// at is the time whose versions are pulled; zero is the latest ones.
 	at             time.Time
 	delete, dryRun bool
+	// undelete pulls only the keys whose latest version is a delete marker
+	// and that the cluster does not hold, from their newest value.
+	undelete bool
 }
 
 // pullCluster is what a pull uses of the cluster (*client.Client).
@@ -174,6 +187,34 @@ func mirrorAt(ctx context.Context, b backup.Bucket, prefix string, at time.Time)
 	return out, nil
 }
 
+// mirrorDeleted lists the keys of b under prefix whose latest version is
+// a delete marker, each with its newest value version (for --undelete);
+// ListVersions gives each key's versions latest first, then newest to
+// oldest.
+func mirrorDeleted(ctx context.Context, b backup.Bucket, prefix string) ([]mirrorKey, error) {
+	var out []mirrorKey
+	state := map[string]int{} // 1: latest is a marker, looking; 2: done
+	err := b.ListVersions(ctx, prefix, func(v backup.ObjectVersion) error {
+		switch st, seen := state[v.Key]; {
+		case !seen:
+			if v.Latest && v.Deleted {
+				state[v.Key] = 1
+			} else {
+				state[v.Key] = 2
+			}
+		case st == 1 && !v.Deleted:
+			state[v.Key] = 2
+			out = append(out, mirrorKey{key: v.Key, present: true, versionID: v.VersionID, chosen: true, modTime: v.ModTime})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b mirrorKey) int { return strings.Compare(a.key, b.key) })
+	return out, nil
+}
+
 // pullStep is one key a pull looks at: a value to read from the mirror
 // and compare (read), a key of the cluster the mirror did not have then
 // (a delete), or one whose state then is not known (unknown).
@@ -195,7 +236,7 @@ func planPull(mirror []mirrorKey, remote map[string]string, o pullOptions) []pul
 		switch {
 		case m.present:
 			s := pullStep{key: m.key, read: true}
-			if !o.at.IsZero() {
+			if !o.at.IsZero() || o.undelete {
 				s.versionID = m.versionID
 			}
 			steps = append(steps, s)
@@ -266,7 +307,13 @@ func (p *puller) pull(ctx context.Context, o pullOptions) (*pullSummary, error) 
 		at := o.at.UTC()
 		sum.At = &at
 	}
-	mirror, err := mirrorAt(ctx, p.b, o.prefix, o.at)
+	var mirror []mirrorKey
+	var err error
+	if o.undelete {
+		mirror, err = mirrorDeleted(ctx, p.b, o.prefix)
+	} else {
+		mirror, err = mirrorAt(ctx, p.b, o.prefix, o.at)
+	}
 	if err != nil {
 		return sum, fmt.Errorf("backup pull: listing the versions in %s: %w", p.b.String(), err)
 	}
@@ -274,7 +321,13 @@ func (p *puller) pull(ctx context.Context, o pullOptions) (*pullSummary, error) 
 	if err != nil {
 		return sum, fmt.Errorf("backup pull: listing the cluster's keys under %q: %w", o.prefix, err)
 	}
-	for _, s := range planPull(mirror, remote, o) {
+	steps := planPull(mirror, remote, o)
+	if o.undelete {
+		// Only the keys the cluster does not hold: one written again
+		// since is not overwritten with an older value.
+		steps = slices.DeleteFunc(steps, func(s pullStep) bool { return remote[s.key] != "" })
+	}
+	for _, s := range steps {
 		if err := p.step(ctx, s, remote, o, sum); err != nil {
 			what := "nothing was changed"
 			if sum.Put+sum.Deleted > 0 && !o.dryRun {

@@ -18,7 +18,9 @@ func TestMirrorCursorMovesForward(t *testing.T) {
 	if c := cursor("files/"); c != 0 {
 		t.Fatalf("a prefix never mirrored has cursor %d", c)
 	}
-	cur := func(prefix string, rev int64) command { return command{Type: cmdMirrorCursor, Name: prefix, Revision: rev} }
+	cur := func(prefix string, rev int64) command {
+		return command{Type: cmdMirrorCursor, Name: prefix, Revision: rev}
+	}
 	applyCommands(t, m, 1, cur("files/", 5), cur("files/", 9), cur("files/", 7), cur("ev/", 3))
 	if c, d := cursor("files/"), cursor("ev/"); c != 9 || d != 3 {
 		t.Fatalf("cursors after one batch: files/ %d ev/ %d, want 9 and 3", c, d)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +49,36 @@ func versitygw(t *testing.T) string {
 // and a client.
 func startVersitygw(t *testing.T, bin, access, secret, bucket string) (string, *minio.Client) {
 	t.Helper()
+	v := runVersitygw(t, bin, access, secret, bucket)
+	return v.host, v.cli
+}
+
+// versity is a running versitygw process.
+type versity struct {
+	host string
+	cli  *minio.Client
+	cmd  *exec.Cmd
+}
+
+// pause stops the S3 server answering (SIGSTOP: connections hang, as to
+// a server that is down behind a load balancer); resume lets it go on.
+func (v *versity) pause(t *testing.T) {
+	t.Helper()
+	if err := v.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (v *versity) resume(t *testing.T) {
+	t.Helper()
+	if err := v.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runVersitygw is startVersitygw, with the process.
+func runVersitygw(t *testing.T, bin, access, secret, bucket string) *versity {
+	t.Helper()
 	addrs, err := freeAddrs(1)
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +100,7 @@ func startVersitygw(t *testing.T, bin, access, secret, bucket string) (string, *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		logf.Close()
@@ -95,7 +127,7 @@ func startVersitygw(t *testing.T, bin, access, secret, bucket string) (string, *
 	if err := cli.EnableVersioning(ctx, bucket); err != nil {
 		t.Fatal(err)
 	}
-	return addrs[0], cli
+	return &versity{host: addrs[0], cli: cli, cmd: cmd}
 }
 
 // TestScheduledBackupsToS3 runs a one-node cluster of the release build
