@@ -57,10 +57,12 @@ func workload(prefix string, seed uint64) harness.Workload {
 
 // TestChaosShort is the configuration inside `go test ./...`: three short
 // rounds of two steps each (about 20 s of faults in all) on one 3-node
-// cluster of processes: kill -9, then the leader isolated with latency on
-// every link; SIGSTOP, then a minority cut off; a leadership transfer, then
-// a one-way drop with a follower isolated. The long sweep (TestChaos)
-// covers every kind on 3 and 5 nodes.
+// cluster of processes: kill -9 with the mirror bucket down, then the
+// leader isolated with latency on every link; SIGSTOP, then a minority cut
+// off; a leadership transfer, then a one-way drop with a follower
+// isolated. Each round's keyspace is mirrored to a bucket in the test
+// process, which must equal the keyspace at the end. The long sweep
+// (TestChaos) covers every kind on 3 and 5 nodes.
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -69,9 +71,10 @@ func TestChaosShort(t *testing.T) {
 		t.Skip("TestChaos covers more")
 	}
 	dir := harness.RunDir(t, *flagKeep)
+	bucket := harness.NewMirrorBucket(t) // before the processes: it sets their credentials
 	c := processes(t, 3, 0, dir)
 	rounds := [][][]string{
-		{{harness.FaultKill}, {harness.FaultIsolateLeader, harness.FaultLatency}},
+		{{harness.FaultKill, harness.FaultBucketDown}, {harness.FaultIsolateLeader, harness.FaultLatency}},
 		{{harness.FaultPause}, {harness.FaultPartitionMinority}},
 		{{harness.FaultTransfer}, {harness.FaultOneWay, harness.FaultIsolateFollower}},
 	}
@@ -80,9 +83,11 @@ func TestChaosShort(t *testing.T) {
 		for _, st := range steps {
 			names = append(names, strings.Join(st, "+"))
 		}
+		prefix := fmt.Sprintf("chaos/short%d/", r+1)
 		harness.MustRun(t, c, dir, harness.Config{Name: fmt.Sprintf("short round %d: %s", r+1, strings.Join(names, ", ")),
-			Workload: workload(fmt.Sprintf("chaos/short%d/", r+1), uint64(r+1)),
-			Steps:    steps, Hold: 1500 * time.Millisecond})
+			Workload: workload(prefix, uint64(r+1)),
+			Steps:    steps, Hold: 1500 * time.Millisecond,
+			Mirror: &harness.MirrorCheck{Prefix: prefix, Bucket: bucket}})
 	}
 }
 
@@ -102,7 +107,7 @@ func TestChaos(t *testing.T) {
 			Open: func(t *testing.T, voters, spares int, dir string) harness.Cluster {
 				return processes(t, voters, spares, dir)
 			},
-			Sizes: []int{3, 5}, Seeds: *flagSeeds, Mixed: 3, Keep: *flagKeep,
+			Sizes: []int{3, 5}, Seeds: *flagSeeds, Mixed: 3, Keep: *flagKeep, Mirror: true,
 			Workload: workload("", 0),
 		}.Run(t)
 		t.Run("checker-catches-stale-reads", func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnkv/cairn/config"
+	_ "github.com/cairnkv/cairn/internal/backup/s3" // s3:// mirror buckets for the in-process nodes
 	"github.com/cairnkv/cairn/test/cluster"
 	"github.com/cairnkv/cairn/test/harness"
 	"github.com/cairnkv/cairn/test/process"
@@ -24,16 +25,36 @@ var flagEventual = flag.Bool("chaos.eventual", false, "run the eventual converge
 // is back.
 const antiEntropy = time.Second
 
-func eventualConfig(name, prefix string, seed uint64, dir string) harness.EventualConfig {
+// eventualConfig is an eventual run with the materialize check and a
+// keyspace mirrored to a bucket in the test process (which sets the
+// nodes' AWS credentials, so call it before the cluster starts).
+func eventualConfig(t *testing.T, name, prefix string, seed uint64, dir string) harness.EventualConfig {
+	bucket := harness.NewMirrorBucket(t)
 	return harness.EventualConfig{
 		Config: harness.Config{Name: name,
 			Workload: harness.Workload{Clients: 6, Keys: 6, Rate: 120, Prefix: prefix, Seed: seed, Timeout: 4 * time.Second},
-			Gap:      500 * time.Millisecond, Hold: 1500 * time.Millisecond},
+			Gap:      500 * time.Millisecond, Hold: 1500 * time.Millisecond,
+			Mirror: &harness.MirrorCheck{Prefix: mirroredPrefix, Bucket: bucket}},
 		TTL:         time.Second,
 		AntiEntropy: antiEntropy,
-		Keyspaces:   append(slices.Clone(harness.DefaultEventualKeyspaces), harness.MaterializeKeyspace(materializedPrefix)),
+		Keyspaces: append(slices.Clone(harness.DefaultEventualKeyspaces), harness.MaterializeKeyspace(materializedPrefix),
+			harness.MirrorKeyspace(mirroredPrefix, bucket.URL)),
 		Materialize: &harness.MaterializeCheck{Prefix: materializedPrefix, Dir: func(slot int) string { return materializeDir(dir, slot) }},
 	}
+}
+
+// mirroredPrefix is the keyspace (3 replicas, W=1) of an eventual run
+// mirrored to its bucket: the run checks the bucket against the converged
+// end state.
+const mirroredPrefix = "evb/"
+
+// eventualFaults are the fault kinds of an eventual sweep of cfg: with a
+// mirror, the bucket outage too.
+func eventualFaults(cfg harness.EventualConfig) []string {
+	if cfg.Mirror == nil {
+		return harness.EventualFaults
+	}
+	return append(slices.Clone(harness.EventualFaults), harness.FaultBucketDown)
 }
 
 // materializedPrefix is the keyspace (replicas all) every node of an
@@ -71,10 +92,11 @@ func processEventual(t *testing.T, n int, dir, binary string) harness.Cluster {
 // TestEventualShort is the eventual configuration inside `go test ./...`:
 // one short run in process (a partition, a restart, a spare that joins and
 // is removed, the leader isolated with latency and clocks skewed within the
-// bound) and one on 3 processes (kill -9, SIGSTOP with a skewed clock, a
-// split), each ending with a minority cut off while every node takes
+// bound) and one on 3 processes (kill -9 with the mirror bucket down,
+// SIGSTOP with a skewed clock, a split), each ending with a minority cut off while every node takes
 // writes, healed once the clients stopped; then every replica of every key
-// must converge within three anti-entropy intervals. Last, in process, a
+// must converge within three anti-entropy intervals, and the mirror bucket
+// must then equal the mirrored keyspace. Last, in process, a
 // clock beyond the bound (CheckClockBeyondBound). TestEventual covers more.
 func TestEventualShort(t *testing.T) {
 	switch {
@@ -85,15 +107,15 @@ func TestEventualShort(t *testing.T) {
 	}
 	t.Run("in-process", func(t *testing.T) {
 		dir := harness.RunDir(t, *flagKeep)
-		cfg := eventualConfig("eventual short, in process, 3 nodes", "short/", 1, dir)
+		cfg := eventualConfig(t, "eventual short, in process, 3 nodes", "short/", 1, dir)
 		cfg.Steps = [][]string{{harness.FaultPartitionMinority}, {harness.FaultRestart}, {harness.FaultLearner},
 			{harness.FaultIsolateLeader, harness.FaultLatency, harness.FaultClockSkew}}
 		harness.MustRunEventual(t, inProcessEventual(t, 3, false, dir), dir, cfg)
 	})
 	t.Run("processes", func(t *testing.T) {
 		dir := harness.RunDir(t, *flagKeep)
-		cfg := eventualConfig("eventual short, processes, 3 nodes", "short/", 2, dir)
-		cfg.Steps = [][]string{{harness.FaultKill}, {harness.FaultClockSkew, harness.FaultPause}, {harness.FaultSplit}}
+		cfg := eventualConfig(t, "eventual short, processes, 3 nodes", "short/", 2, dir)
+		cfg.Steps = [][]string{{harness.FaultKill, harness.FaultBucketDown}, {harness.FaultClockSkew, harness.FaultPause}, {harness.FaultSplit}}
 		harness.MustRunEventual(t, processEventual(t, 3, dir, ""), dir, cfg)
 	})
 	t.Run("clock-beyond-bound/in-process", testClockBeyondInProcess)
@@ -105,12 +127,14 @@ func TestEventualShort(t *testing.T) {
 // right (harness.CheckClockBeyondBound).
 func testClockBeyondInProcess(t *testing.T) {
 	dir := harness.RunDir(t, *flagKeep)
-	harness.CheckClockBeyondBound(t, inProcessEventual(t, 3, false, dir), dir, eventualConfig("clock beyond the bound, in process", "clock/", 4, dir))
+	cfg := eventualConfig(t, "clock beyond the bound, in process", "clock/", 4, dir)
+	harness.CheckClockBeyondBound(t, inProcessEventual(t, 3, false, dir), dir, cfg)
 }
 
 func testClockBeyondProcesses(t *testing.T) {
 	dir := harness.RunDir(t, *flagKeep)
-	harness.CheckClockBeyondBound(t, processEventual(t, 3, dir, ""), dir, eventualConfig("clock beyond the bound, processes", "clock/", 5, dir))
+	cfg := eventualConfig(t, "clock beyond the bound, processes", "clock/", 5, dir)
+	harness.CheckClockBeyondBound(t, processEventual(t, 3, dir, ""), dir, cfg)
 }
 
 // TestEventual is the eventual sweep (-chaos.eventual; TestChaos runs it
@@ -121,7 +145,9 @@ func testClockBeyondProcesses(t *testing.T) {
 // processes; then the proofs that the convergence check fails on nodes
 // without anti-entropy and read repair, in process
 // (testhook.Hooks.NoRepair) and on processes (a cairn_broken_convergence
-// build).
+// build), and that the materialize and mirror checks fail on builds that
+// lose changes (cairn_broken_materialize, cairn_broken_mirror). With a
+// mirror, the bucket outage is among the kinds.
 func TestEventual(t *testing.T) {
 	switch {
 	case testing.Short():
@@ -141,8 +167,8 @@ func testEventual(t *testing.T) {
 	sweep := func(name string, seed uint64, open func(t *testing.T, dir string) harness.Cluster) {
 		t.Run(name, func(t *testing.T) {
 			dir := harness.RunDir(t, *flagKeep)
-			cfg := eventualConfig("eventual sweep, "+name, "sweep/", seed, dir)
-			cfg.Faults, cfg.Passes, cfg.Mixed = harness.EventualFaults, 1, 1
+			cfg := eventualConfig(t, "eventual sweep, "+name, "sweep/", seed, dir)
+			cfg.Faults, cfg.Passes, cfg.Mixed = eventualFaults(cfg), 1, 1
 			cfg.Gap, cfg.Hold = 300*time.Millisecond, time.Second
 			harness.MustRunEventual(t, open(t, dir), dir, cfg)
 		})
@@ -154,6 +180,21 @@ func testEventual(t *testing.T) {
 	t.Run("checker-catches-no-repair/in-process", testCatchesNoRepairInProcess)
 	t.Run("checker-catches-no-repair/processes", testCatchesNoRepairProcesses)
 	t.Run("checker-catches-materialize-drift/processes", testCatchesMaterializeDrift)
+	t.Run("checker-catches-mirror-drift/processes", testCatchesMirrorDrift)
+}
+
+// testCatchesMirrorDrift: on nodes whose mirrors give up a write the
+// bucket refused (the cairn_broken_mirror build), a run with kill -9, a
+// partition during a bucket outage, and a last outage while the clients
+// write (held 6 s past them) converges, and the mirror check must still
+// fail.
+func testCatchesMirrorDrift(t *testing.T) {
+	dir := harness.RunDir(t, *flagKeep)
+	cfg := eventualConfig(t, "mirrors that drop refused writes, processes", "mdrift/", 9, dir)
+	cfg.Steps = [][]string{{harness.FaultKill}, {harness.FaultPartitionMinority, harness.FaultBucketDown}}
+	cfg.Final = []string{harness.FaultBucketDown}
+	cfg.TTL = 0 // an expired key's object is as good as none: no TTL hides a dropped write
+	harness.CheckerCatchesMirrorDrift(t, processEventual(t, 3, dir, brokenBuild(t, "cairn_broken_mirror")), dir, cfg)
 }
 
 // testCatchesMaterializeDrift: on nodes whose materializers ignore deletes
@@ -161,7 +202,7 @@ func testEventual(t *testing.T) {
 // deletes converges, and the materialize check must still fail.
 func testCatchesMaterializeDrift(t *testing.T) {
 	dir := harness.RunDir(t, *flagKeep)
-	cfg := eventualConfig("materializers that ignore deletes, processes", "drift/", 8, dir)
+	cfg := eventualConfig(t, "materializers that ignore deletes, processes", "drift/", 8, dir)
 	cfg.Steps = [][]string{{harness.FaultKill}, {harness.FaultPartitionMinority}}
 	harness.CheckerCatchesMaterializeDrift(t, processEventual(t, 3, dir, brokenBuild(t, "cairn_broken_materialize")), dir, cfg)
 }
@@ -169,8 +210,8 @@ func testCatchesMaterializeDrift(t *testing.T) {
 // noRepairConfig is the run that must fail on nodes without repair: a
 // partition and a restart, then a follower cut off while every node takes
 // writes, healed only after the clients stopped.
-func noRepairConfig(name, dir string, steps ...string) harness.EventualConfig {
-	cfg := eventualConfig(name, "norepair/", 7, dir)
+func noRepairConfig(t *testing.T, name, dir string, steps ...string) harness.EventualConfig {
+	cfg := eventualConfig(t, name, "norepair/", 7, dir)
 	for _, s := range steps {
 		cfg.Steps = append(cfg.Steps, []string{s})
 	}
@@ -180,15 +221,15 @@ func noRepairConfig(name, dir string, steps ...string) harness.EventualConfig {
 
 func testCatchesNoRepairInProcess(t *testing.T) {
 	dir := harness.RunDir(t, *flagKeep)
-	harness.CheckerCatchesDivergence(t, inProcessEventual(t, 3, true, dir), dir,
-		noRepairConfig("no repair, in process", dir, harness.FaultPartitionMinority, harness.FaultRestart))
+	cfg := noRepairConfig(t, "no repair, in process", dir, harness.FaultPartitionMinority, harness.FaultRestart)
+	harness.CheckerCatchesDivergence(t, inProcessEventual(t, 3, true, dir), dir, cfg)
 }
 
 func testCatchesNoRepairProcesses(t *testing.T) {
 	dir := harness.RunDir(t, *flagKeep)
 	bin := brokenBinary(t)
-	harness.CheckerCatchesDivergence(t, processEventual(t, 3, dir, bin), dir,
-		noRepairConfig("no repair, processes", dir, harness.FaultKill, harness.FaultPause))
+	cfg := noRepairConfig(t, "no repair, processes", dir, harness.FaultKill, harness.FaultPause)
+	harness.CheckerCatchesDivergence(t, processEventual(t, 3, dir, bin), dir, cfg)
 }
 
 // TestEventualCheckerCatches runs only the two proofs that the check fails
@@ -200,6 +241,7 @@ func TestEventualCheckerCatches(t *testing.T) {
 	t.Run("in-process", testCatchesNoRepairInProcess)
 	t.Run("processes", testCatchesNoRepairProcesses)
 	t.Run("materialize-drift", testCatchesMaterializeDrift)
+	t.Run("mirror-drift", testCatchesMirrorDrift)
 }
 
 var flagEventualBroken = flag.Bool("chaos.eventual.broken", false, "run only the proofs that the convergence check catches nodes without repair")

@@ -37,6 +37,9 @@ type EventualKeyspace struct {
 	// NoSloppy turns the policy's sloppy_quorum off: no node outside a key's
 	// preference list takes its writes (and hints).
 	NoSloppy bool
+	// Backup, when set, is the policy's backup: the bucket URL its writes
+	// are mirrored to (see MirrorCheck).
+	Backup string
 }
 
 func (k EventualKeyspace) String() string {
@@ -47,6 +50,9 @@ func (k EventualKeyspace) String() string {
 	s := fmt.Sprintf("%s (N=%s W=%d R=%d", k.Prefix, n, k.WriteQuorum, k.ReadQuorum)
 	if k.NoSloppy {
 		s += ", strict quorum"
+	}
+	if k.Backup != "" {
+		s += ", mirrored"
 	}
 	return s + ")"
 }
@@ -59,6 +65,9 @@ func (k EventualKeyspace) policy() map[string]any {
 	}
 	if k.NoSloppy {
 		p["sloppy_quorum"] = false
+	}
+	if k.Backup != "" {
+		p["backup"] = k.Backup
 	}
 	return p
 }
@@ -77,14 +86,16 @@ var DefaultEventualKeyspaces = []EventualKeyspace{
 // skew within the bound, and a spare that joins (its ranges move to it)
 // and is removed again (they move back). Leadership transfers and
 // snapshots, which only the strong engine sees, and the re-adds of a wiped
-// bootstrap member are left out.
+// bootstrap member are left out; so is the bucket outage
+// (FaultBucketDown), which only a run with a mirror can make.
 var EventualFaults = []string{FaultPartitionMinority, FaultIsolateLeader, FaultIsolateFollower, FaultSplit, FaultOneWay,
 	FaultLatency, FaultRestart, FaultKill, FaultPause, FaultClockSkew, FaultLearner}
 
 // EventualConfig is one eventual run. Of the embedded Config, Name,
 // Workload (Clients, Keys per keyspace, Rate, Prefix, Seed, Timeout),
 // Faults, Steps, Duration, Passes, Mixed, Gap, Hold, OutDir and Logf mean
-// what they mean for Run; CheckTimeout is unused. The workload's Prefix
+// what they mean for Run, and Mirror names one of Keyspaces (whose Backup
+// is its bucket's URL); CheckTimeout is unused. The workload's Prefix
 // goes between a keyspace's prefix and the key: "ev/" + "r1/" + "k3".
 type EventualConfig struct {
 	Config
@@ -97,6 +108,10 @@ type EventualConfig struct {
 	// through hints, read repair and anti-entropy, not newer writes
 	// (default: a minority partition; "none" for nothing).
 	Final []string
+	// FinalTail is how long Final stays after the clients stopped, before
+	// it is healed (default none): with a bucket outage, the time the
+	// mirrors have to try, and fail, to copy the last writes.
+	FinalTail time.Duration
 	// TTL, when set, is the ttl of one put in five.
 	TTL time.Duration
 	// AntiEntropy is the nodes' --anti-entropy-interval: after the faults,
@@ -146,6 +161,11 @@ type EventualResult struct {
 	Notes               []string
 	HistoryPath         string
 	Report              string
+
+	// MirrorFailures are how the mirror bucket differed from the end
+	// state, MirroredAfter how long the check took.
+	MirrorFailures []string
+	MirroredAfter  time.Duration
 }
 
 // OK reports whether every check passed.
@@ -243,8 +263,9 @@ func createKeyspace(c Cluster, hc *http.Client, k EventualKeyspace) error {
 			var p struct {
 				Mode        string `json:"mode"`
 				WriteQuorum int    `json:"write_quorum"`
+				Backup      string `json:"backup"`
 			}
-			if err := json.Unmarshal(a.body, &p); err == nil && p.Mode == "eventual" && p.WriteQuorum == k.WriteQuorum {
+			if err := json.Unmarshal(a.body, &p); err == nil && p.Mode == "eventual" && p.WriteQuorum == k.WriteQuorum && p.Backup == k.Backup {
 				return nil // an earlier run's
 			}
 			return fmt.Errorf("harness: keyspace %s exists with another policy: %s", k.Prefix, bytes.TrimSpace(a.body))
@@ -313,7 +334,7 @@ func RunEventual(c Cluster, cfg EventualConfig) *EventualResult {
 	res.Notes = append(res.Notes, notes...)
 	var final []string
 	for _, k := range cfg.Final {
-		if why := Unsupported(c, k); why != "" {
+		if why := unsupported(c, cfg.Config, k); why != "" {
 			res.Notes = append(res.Notes, fmt.Sprintf("final fault %s skipped on %s: %s", k, c.Describe(), why))
 			continue
 		}
@@ -339,6 +360,7 @@ func RunEventual(c Cluster, cfg EventualConfig) *EventualResult {
 		sleep(ctx, hold)
 		stop()
 		waitClients()
+		time.Sleep(cfg.FinalTail)
 		nm.undo(act)
 	} else {
 		stop()
@@ -392,6 +414,12 @@ func RunEventual(c Cluster, cfg EventualConfig) *EventualResult {
 	if cfg.Materialize != nil && res.Convergence.OK() {
 		res.MaterializeFailures, res.MaterializedAfter = checkMaterialized(c, cfg.Materialize, res.Final)
 		for _, f := range res.MaterializeFailures {
+			res.fail("%s", f)
+		}
+	}
+	if cfg.Mirror != nil && res.Convergence.OK() {
+		res.MirrorFailures, res.MirroredAfter = checkMirror(cfg.Mirror, liveValues(res.Final, cfg.Mirror.Prefix), rec.start)
+		for _, f := range res.MirrorFailures {
 			res.fail("%s", f)
 		}
 	}

@@ -75,7 +75,9 @@ func (r *EventualResult) format() string {
 			}
 			fmt.Fprintln(&b)
 		}
-		if len(cfg.Final) > 0 {
+		if len(cfg.Final) > 0 && cfg.FinalTail > 0 {
+			fmt.Fprintf(&b, "  (the last fault, %s, was healed %s after the clients stopped)\n", strings.Join(cfg.Final, "+"), cfg.FinalTail)
+		} else if len(cfg.Final) > 0 {
 			fmt.Fprintf(&b, "  (the last fault, %s, was healed after the clients stopped)\n", strings.Join(cfg.Final, "+"))
 		}
 	}
@@ -101,6 +103,17 @@ func (r *EventualResult) format() string {
 				m.Prefix, r.MaterializedAfter.Round(10*time.Millisecond))
 		default:
 			fmt.Fprintf(&b, "  materialized directories of %s: %d differ\n", m.Prefix, len(r.MaterializeFailures))
+		}
+	}
+	if m := cfg.Mirror; m != nil {
+		switch {
+		case !cv.OK():
+			fmt.Fprintf(&b, "  mirror bucket of %s: not checked (no convergence)\n", m.Prefix)
+		case len(r.MirrorFailures) == 0:
+			fmt.Fprintf(&b, "  mirror bucket of %s: equals the converged keyspace (%s after convergence; %d requests refused while it was down)\n",
+				m.Prefix, r.MirroredAfter.Round(10*time.Millisecond), m.Bucket.Refused())
+		default:
+			fmt.Fprintf(&b, "  mirror bucket of %s: DIFFERS from the converged keyspace (%d requests refused while it was down)\n", m.Prefix, m.Bucket.Refused())
 		}
 	}
 	for _, n := range r.Notes {

@@ -66,7 +66,17 @@ const (
 	// replicas refuse the writes it stamps. Not part of any sweep; see
 	// CheckClockBeyondBound.
 	FaultClockBeyond = "clock-skew-beyond"
+	// FaultBucketDown takes the run's mirror bucket down (Config.Mirror:
+	// every request answered 503) for the step's hold, at least
+	// bucketDownHold, and brings it back when healing. A run without a
+	// mirror skips it.
+	FaultBucketDown = "bucket-down"
 )
+
+// bucketDownHold is the shortest bucket outage: longer than one request's
+// own retries in the nodes' S3 client (minio-go, 4 tries within about
+// 1.5 s), so that the mirror sees writes refused, not slow.
+const bucketDownHold = 3 * time.Second
 
 // AllFaults lists every fault kind but disconnect (which only the Docker
 // variant offers, see DockerFaults).
@@ -81,7 +91,7 @@ var DockerFaults = []string{FaultDisconnect, FaultPause, FaultKill}
 
 // composable are the kinds a mixed step may inject two at a time.
 var composable = []string{FaultPartitionMinority, FaultIsolateLeader, FaultIsolateFollower, FaultOneWay, FaultLatency,
-	FaultRestart, FaultKill, FaultPause, FaultTransfer, FaultDisconnect, FaultClockSkew}
+	FaultRestart, FaultKill, FaultPause, FaultTransfer, FaultDisconnect, FaultClockSkew, FaultBucketDown}
 
 // needs are the actions each fault kind takes from the cluster; kinds
 // that take none need only the cluster API (membership, leadership).
@@ -112,6 +122,15 @@ func Unsupported(c Cluster, kind string) string {
 		return "no spare node slot"
 	}
 	return ""
+}
+
+// unsupported is Unsupported for a run of cfg: the bucket-down fault
+// needs the run's mirror too.
+func unsupported(c Cluster, cfg Config, kind string) string {
+	if kind == FaultBucketDown && cfg.Mirror == nil {
+		return "the run has no mirror bucket (Config.Mirror)"
+	}
+	return Unsupported(c, kind)
 }
 
 // FaultRecord is one injected fault, with times since the start of the run.
@@ -146,6 +165,7 @@ var faultKinds = map[string]injectFunc{
 	FaultDisconnect:        injectDisconnect,
 	FaultClockSkew:         injectClockSkew,
 	FaultClockBeyond:       injectClockBeyond,
+	FaultBucketDown:        injectBucketDown,
 }
 
 // ValidFault reports whether kind is a fault kind.
@@ -170,6 +190,8 @@ type nemesis struct {
 	// offsets the clock faults have set and not yet undone, by slot.
 	clockBound time.Duration
 	skews      map[int]time.Duration
+	// bucket is the run's mirror bucket (Config.Mirror), or nil.
+	bucket *MirrorBucket
 }
 
 func (nm *nemesis) name(i int) string { return nm.c.Node(i).Name }
@@ -668,6 +690,9 @@ func (nm *nemesis) restore() error {
 	if links {
 		nm.c.Heal()
 	}
+	if nm.bucket != nil {
+		nm.bucket.Up()
+	}
 	for i := range nm.skews {
 		if err := nm.c.SkewClock(i, 0); err != nil {
 			errs = append(errs, err)
@@ -696,7 +721,11 @@ func (nm *nemesis) restore() error {
 // newNemesis makes the nemesis of a run of cfg on c; fault times are on
 // rec's clock.
 func newNemesis(c Cluster, cfg Config, rec *recorder) *nemesis {
-	return &nemesis{c: c, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)), rec: rec, prefix: cfg.Prefix, logf: cfg.Logf,
+	var bucket *MirrorBucket
+	if cfg.Mirror != nil {
+		bucket = cfg.Mirror.Bucket
+	}
+	return &nemesis{bucket: bucket, c: c, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)), rec: rec, prefix: cfg.Prefix, logf: cfg.Logf,
 		turns: map[string]int{}, first: map[string]bool{}, clockBound: 500 * time.Millisecond, skews: map[int]time.Duration{}}
 }
 
@@ -762,9 +791,12 @@ func (nm *nemesis) inject(kinds []string, hold time.Duration) ([]active, time.Du
 		if heal != nil {
 			act = append(act, active{idx, heal})
 		}
-		if k == FaultPause {
+		switch k {
+		case FaultPause:
 			// A pause must outlast the election timeout (500 ms for processes).
 			hold = max(hold, 1500*time.Millisecond)
+		case FaultBucketDown:
+			hold = max(hold, bucketDownHold)
 		}
 	}
 	return act, hold
@@ -862,4 +894,19 @@ func (nm *nemesis) run(ctx context.Context, p *plan, duration, gap, hold time.Du
 		}
 		nm.step(ctx, step, hold+time.Duration(nm.rng.Int64N(int64(hold))))
 	}
+}
+
+// injectBucketDown takes the mirror bucket down; healing brings it back
+// and says how many requests it refused meanwhile.
+func injectBucketDown(nm *nemesis) (func() (string, error), string, error) {
+	b := nm.bucket
+	if b == nil {
+		return nil, "", errors.New("the run has no mirror bucket")
+	}
+	before := b.Refused()
+	b.Down()
+	return func() (string, error) {
+		b.Up()
+		return fmt.Sprintf("%d requests refused", b.Refused()-before), nil
+	}, b.name + " answers 503 to every request, up again when healing", nil
 }

@@ -74,6 +74,17 @@ func (r *Result) format() string {
 	} else {
 		fmt.Fprintln(&b, "  replicas identical: NO (see failures)")
 	}
+	if m := r.Config.Mirror; m != nil {
+		switch {
+		case r.State == nil:
+			fmt.Fprintf(&b, "  mirror bucket of %s: not checked (no agreed state)\n", m.Prefix)
+		case len(r.MirrorFailures) == 0:
+			fmt.Fprintf(&b, "  mirror bucket of %s: equals the keyspace read linearizably (%s after the replicas agreed)\n",
+				m.Prefix, r.MirroredAfter.Round(10*time.Millisecond))
+		default:
+			fmt.Fprintf(&b, "  mirror bucket of %s: DIFFERS from the keyspace read linearizably\n", m.Prefix)
+		}
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}

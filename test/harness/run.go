@@ -45,6 +45,12 @@ type Config struct {
 	Hold time.Duration
 	// CheckTimeout bounds porcupine (default 2 minutes).
 	CheckTimeout time.Duration
+	// Mirror, when set, mirrors one keyspace of the run to a bucket in the
+	// test process, which the bucket-down fault takes down, and checks the
+	// bucket against the keyspace once the replicas agree (see
+	// eventual_mirror.go). Run creates Mirror.Prefix as a strong keyspace
+	// mirrored to the bucket; an eventual run names it among its Keyspaces.
+	Mirror *MirrorCheck
 	// OutDir receives the history and, when the check fails, the HTML
 	// visualization (default: the system's temporary directory).
 	OutDir string
@@ -68,6 +74,11 @@ type Result struct {
 	Visualization string
 	HistoryPath   string // the history as JSON, for -chaos.recheck
 	Report        string
+
+	// MirrorFailures are how the mirror bucket differed from the keyspace
+	// read linearizably at the end, MirroredAfter how long the check took.
+	MirrorFailures []string
+	MirroredAfter  time.Duration
 }
 
 // OK reports whether every check passed.
@@ -113,6 +124,13 @@ func Run(c Cluster, cfg Config) *Result {
 	res := &Result{Config: cfg, Cluster: c.Describe()}
 	p, notes := schedule(c, cfg)
 	res.Notes = append(res.Notes, notes...)
+	if cfg.Mirror != nil {
+		if err := createStrongMirror(c, cfg.Mirror); err != nil {
+			res.fail("%v", err)
+			res.Report = res.format()
+			return res
+		}
+	}
 	// The revision the run starts from: every change the run makes moves it
 	// by exactly one, which lets the check account for unknown writes.
 	startRev := int64(-1)
@@ -152,6 +170,16 @@ func Run(c Cluster, cfg Config) *Result {
 		res.fail("%v", err)
 	}
 	res.State = st
+	if cfg.Mirror != nil && st != nil {
+		if want, err := linearizableValues(c, cfg.Mirror.Prefix); err != nil {
+			res.fail("mirror check: %v", err)
+		} else {
+			res.MirrorFailures, res.MirroredAfter = checkMirror(cfg.Mirror, want, rec.start)
+			for _, f := range res.MirrorFailures {
+				res.fail("%s", f)
+			}
+		}
+	}
 	keys := make([]string, cfg.Keys)
 	for i := range keys {
 		keys[i] = cfg.Key(i)
@@ -245,7 +273,7 @@ func schedule(c Cluster, cfg Config) (*plan, []string) {
 	supported := func(ks []string) []string {
 		var out []string
 		for _, k := range ks {
-			if why := Unsupported(c, k); why != "" {
+			if why := unsupported(c, cfg, k); why != "" {
 				notes = append(notes, fmt.Sprintf("fault %s skipped on %s: %s", k, c.Describe(), why))
 				cfg.Logf("harness: fault %s skipped on %s: %s", k, c.Describe(), why)
 				continue

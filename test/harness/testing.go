@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,10 @@ type Sweep struct {
 	CheckTimeout time.Duration
 	// Keep keeps the run directories of passing runs too.
 	Keep bool
+	// Mirror mirrors each run's keyspace to a bucket in the test process
+	// (made before the cluster, see NewMirrorBucket), adds the bucket
+	// outage to the fault kinds, and checks the bucket at the end.
+	Mirror bool
 }
 
 // Run runs the sweep as subtests of t.
@@ -84,11 +89,18 @@ func (s Sweep) Run(t *testing.T) {
 			seed++
 			t.Run(fmt.Sprintf("%dnodes/seed%d", n, seed), func(t *testing.T) {
 				dir := RunDir(t, s.Keep)
-				c := s.Open(t, n, 1, dir)
 				w := s.Workload
 				w.Prefix, w.Seed = fmt.Sprintf("chaos/s%d/", seed), seed
-				MustRun(t, c, dir, Config{Name: fmt.Sprintf("every fault, %d nodes, seed %d", n, seed), Workload: w,
-					Faults: faults, Passes: s.Passes, Mixed: s.Mixed, Gap: s.Gap, Hold: s.Hold, CheckTimeout: s.CheckTimeout})
+				kinds, name := faults, fmt.Sprintf("every fault, %d nodes, seed %d", n, seed)
+				var mirror *MirrorCheck
+				if s.Mirror {
+					mirror = &MirrorCheck{Prefix: w.Prefix, Bucket: NewMirrorBucket(t)}
+					kinds = append(slices.Clone(faults), FaultBucketDown)
+					name += ", mirrored"
+				}
+				c := s.Open(t, n, 1, dir)
+				MustRun(t, c, dir, Config{Name: name, Workload: w, Mirror: mirror,
+					Faults: kinds, Passes: s.Passes, Mixed: s.Mixed, Gap: s.Gap, Hold: s.Hold, CheckTimeout: s.CheckTimeout})
 			})
 		}
 	}
