@@ -338,6 +338,11 @@ func (c controlPlane) Members() []eventual.Member {
 
 func (c controlPlane) Keyspaces() *keyspace.Table { return c.strong.Keyspaces() }
 
+// PoliciesLoaded tells the eventual engine when the policy table is the
+// one this node had before a restart (its mirror outbox queues every write
+// until then).
+func (c controlPlane) PoliciesLoaded() bool { return c.strong.PoliciesLoaded() }
+
 func (s *Server) servePeer() error {
 	s.goServe("peer mux", s.mux.Serve)
 	return nil

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/cairnkv/cairn/internal/eventual/hlc"
 	"github.com/cairnkv/cairn/internal/store"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
@@ -40,6 +42,15 @@ type OutboxEntry struct {
 	Token string
 }
 
+// Stamped is when the queued version was written (its stamp's physical
+// time); the zero time for a token that does not carry one.
+func (o OutboxEntry) Stamped() time.Time {
+	if len(o.Token) < 8 {
+		return time.Time{}
+	}
+	return hlc.Timestamp(binary.BigEndian.Uint64([]byte(o.Token[:8]))).Time()
+}
+
 func outboxKey(key string) []byte {
 	b := make([]byte, 1+len(key))
 	b[0] = prefixOutbox
@@ -58,6 +69,13 @@ func (v version) token() []byte {
 // mirrored is the committer's hook: key belongs to an eventual keyspace
 // whose policy mirrors it to a bucket.
 func (e *Engine) mirrored(key string) bool {
+	if pl, ok := e.cfg.Cluster.(interface{ PoliciesLoaded() bool }); ok && !pl.PoliciesLoaded() {
+		// A node replaying its log after a restart does not know the
+		// policies yet, and the writes it takes meanwhile (hints handed
+		// back to it first of all) must not miss the outbox: every one is
+		// queued, and the mirror drops those of keyspaces not mirrored.
+		return true
+	}
 	p := e.cfg.Cluster.Keyspaces().Lookup(key)
 	return p.Mode == keyspace.Eventual && p.Backup != ""
 }

@@ -72,3 +72,8 @@ func (e *Engine) IsLeader() bool { return e.node.IsLeader() }
 
 // Revision is the last cluster revision applied on this node.
 func (e *Engine) Revision() int64 { return e.machine.Revision() }
+
+// PoliciesLoaded reports whether this node has applied at least what it
+// had applied before it last stopped, so its keyspace policies are the
+// ones it acted on before (not an older table being replayed).
+func (e *Engine) PoliciesLoaded() bool { return e.node.CaughtUp() }

@@ -133,8 +133,13 @@ func New(cfg Config) *Manager {
 func (mg *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastSweep := time.Now()
 	for {
 		mg.follow(ctx)
+		if time.Since(lastSweep) >= outboxSweep {
+			mg.sweepOutbox()
+			lastSweep = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			mg.mu.Lock()
@@ -190,6 +195,45 @@ func (mg *Manager) follow(ctx context.Context) {
 			m.run(rctx)
 		}()
 		mg.log.Info("mirror started", "prefix", prefix, "bucket", b.String(), "mode", p.Mode)
+	}
+}
+
+// outboxSweep is how often the outbox is cleared of the keys of
+// keyspaces no longer mirrored.
+const outboxSweep = time.Minute
+
+// sweepOutbox drops the outbox entries of keys whose keyspace is no
+// longer mirrored (its backup removed, or the key now in another
+// keyspace): no mirror would ever take them, and they count against the
+// outbox's bound.
+func (mg *Manager) sweepOutbox() {
+	ev := mg.cfg.Eventual
+	if ev == nil || ev.OutboxLen() == 0 {
+		return
+	}
+	if pl, ok := mg.cfg.Strong.(interface{ PoliciesLoaded() bool }); ok && !pl.PoliciesLoaded() {
+		return // the table is being replayed: what is mirrored is not known yet
+	}
+	tab := mg.cfg.Service.Keyspaces()
+	after := ""
+	for {
+		entries, err := ev.Outbox("", after, 1024)
+		if err != nil || len(entries) == 0 {
+			return
+		}
+		var stale []eventual.OutboxEntry
+		for _, e := range entries {
+			if p := tab.Lookup(e.Key); p.Backup == "" || p.Mode != keyspace.Eventual {
+				stale = append(stale, e)
+			}
+		}
+		if len(stale) > 0 {
+			if err := ev.OutboxDone(stale); err != nil {
+				return
+			}
+			mg.log.Info("mirror: dropped outbox entries of keyspaces no longer mirrored", "entries", len(stale))
+		}
+		after = entries[len(entries)-1].Key
 	}
 }
 

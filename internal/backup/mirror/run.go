@@ -36,6 +36,10 @@ const (
 	outboxPage = 256
 	// idlePoll is how often an empty eventual outbox is looked at again.
 	idlePoll = 200 * time.Millisecond
+	// handoverGrace is how long a replica that is not a key's first
+	// healthy owner keeps its outbox entry, and copies the key itself if
+	// the owner fails meanwhile.
+	handoverGrace = 30 * time.Second
 	// Retries of a write the bucket refused back off from minBackoff to
 	// maxBackoff.
 	minBackoff = 100 * time.Millisecond
@@ -353,18 +357,29 @@ func (m *mirror) runEventual(ctx context.Context) {
 				if err := m.copyEventual(ctx, e.Key); err != nil {
 					break // ctx ended; the entry stays
 				}
+			} else if time.Since(e.Stamped()) < handoverGrace {
+				// Not the first healthy owner, which copies the key: it has
+				// the write, or gets it by hint, repair or anti-entropy,
+				// which queue it there too. The entry is kept a while, in
+				// case that owner was about to fail (a node killed just
+				// after the write still counts as healthy for a few
+				// heartbeats): then this one is the first healthy owner.
+				continue
 			}
-			// Not the first healthy owner: that one copies the key (it
-			// has the write, or gets it by hint, repair or anti-entropy,
-			// which queue it there too).
 			done = append(done, e)
 		}
-		if err := ev.OutboxDone(done); err != nil {
-			m.log.Warn("mirror: outbox", "err", err)
+		if len(done) > 0 {
+			if err := ev.OutboxDone(done); err != nil {
+				m.log.Warn("mirror: outbox", "err", err)
+			}
 		}
 		after = entries[len(entries)-1].Key
 		if len(entries) < outboxPage {
 			after = ""
+			if len(done) < len(entries) {
+				// What is left waits for its grace: no busy loop over it.
+				sleep(ctx, idlePoll)
+			}
 		}
 	}
 }
