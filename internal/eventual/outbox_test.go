@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnkv/cairn/internal/eventual/hlc"
 	"github.com/cairnkv/cairn/internal/eventual/ring"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
@@ -457,4 +458,30 @@ func TestOutboxInCluster(t *testing.T) {
 	}
 	second.faults.Unblock(first.addr)
 	waitFor(t, "the first owner to be healthy again", func() bool { return !second.MirrorPrimary(key) })
+}
+
+// loadingCluster is a cluster whose node is still replaying its policies.
+type loadingCluster struct{ fakeCluster }
+
+func (loadingCluster) PoliciesLoaded() bool { return false }
+
+// A node replaying its log after a restart does not know its policies
+// yet: every replica write it takes is queued (a hint handed back to it
+// first thing must not miss the outbox), hints still are not.
+func TestOutboxQueuesEverythingWhilePoliciesLoad(t *testing.T) {
+	r := openTestReplicas(t)
+	e := mustOutboxEngine(t, "n1", r)
+	e.cfg.Cluster = loadingCluster{fakeCluster{outboxTable(t)}}
+	mustWrite(t, r,
+		put{key: "mir/a", rec: rec(5, "n1", "x")},
+		put{key: "ev/a", rec: rec(5, "n1", "x")},
+		put{key: "mir/hinted", rec: rec(5, "n1", "x"), hint: "n2"},
+	)
+	if got := mustOutbox(t, e); !slices.Equal(got, []string{"ev/a=5@n1", "mir/a=5@n1"}) {
+		t.Fatalf("outbox %v while the policies load, want every replica write", got)
+	}
+	es, _ := e.Outbox("mir/a", "", 1)
+	if got, want := es[0].Stamped(), hlc.Timestamp(5).Time(); !got.Equal(want) {
+		t.Fatalf("Stamped %v, want the stamp's time %v", got, want)
+	}
 }
