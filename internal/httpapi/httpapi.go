@@ -81,6 +81,11 @@ type Options struct {
 	Closing <-chan struct{}
 	// Version is the cairn version written into saved snapshots.
 	Version string
+	// Metrics, if set, is served at /metrics (Prometheus text), under the
+	// access rules of metrics.go.
+	Metrics http.Handler
+	// UI, if set, is the dashboard's static files, served under /ui/.
+	UI http.Handler
 }
 
 // DefaultMaxValueBytes is the value limit when Options.MaxValueBytes is 0.
@@ -174,6 +179,13 @@ func New(svc Service, o Options) http.Handler {
 	}
 	if o.Pprof != nil && a.admin != nil {
 		a.mux.Handle("/debug/pprof/", a.adminOnly(o.Pprof))
+	}
+	if o.Metrics != nil {
+		a.handle("/metrics", methods{http.MethodGet: a.metrics(o.Metrics)})
+	}
+	if o.UI != nil {
+		a.mux.Handle("GET /ui/", http.StripPrefix("/ui", o.UI))
+		a.mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	}
 	a.handle("/healthz", methods{http.MethodGet: a.healthz})
 	a.handle("/readyz", methods{http.MethodGet: a.readyz})
