@@ -126,13 +126,15 @@ func TestMirrorDisasterRecovery(t *testing.T) {
 	// versions' times, is tested against gofakes3 in internal/cli.)
 	run("del", "files/f07")
 	waitBucket(t, s3, without(want, "files/f07"), 20*time.Second)
-	run("backup", "pull", mirrorURL, "--prefix", "files/f07", "--undelete")
+	t.Logf("backup pull --undelete:\n%s", run("backup", "pull", mirrorURL, "--prefix", "files/f07", "--undelete"))
 	if got := strings.TrimSpace(run("get", "files/f07")); got != want["files/f07"] {
 		t.Fatalf("files/f07 after backup pull --undelete: %q, want %q", got, want["files/f07"])
 	}
 	waitBucket(t, s3, want, 20*time.Second)
 
-	// The newest scheduled backup holds every write above.
+	// The newest scheduled backup holds every write above: one taken after
+	// this strong write (eventual writes have no revision) has them all.
+	put("cfg/marker", "last before the disaster")
 	st := status(t, url(0))
 	var newest string
 	waitFor(t, 30*time.Second, "a scheduled backup at the last revision", func() bool {
