@@ -4,7 +4,7 @@ BIN       := bin/cairn
 PKGS      := ./...
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test race lint chaos security fuzz bench proto clean s3-tools
+.PHONY: build run test race lint chaos security fuzz bench proto clean s3-tools image docker-test k8s-validate systemd-test
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cairn
@@ -87,6 +87,31 @@ s3-tools: $(TOOLS)/versitygw-$(VERSITYGW_VERSION)/versitygw
 	@mkdir -p $(TOOLS)/bin && ln -sf ../versitygw-$(VERSITYGW_VERSION)/versitygw $(TOOLS)/bin/versitygw
 $(TOOLS)/versitygw-$(VERSITYGW_VERSION)/versitygw:
 	GOBIN=$(TOOLS)/versitygw-$(VERSITYGW_VERSION) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+# A FROM scratch image of the host's static binary (deploy/Dockerfile.scratch),
+# tagged cairn:dev, which deploy/compose.yaml runs. Pulls nothing. IMAGE sets
+# the tag.
+IMAGE ?= cairn:dev
+image: build
+	rm -rf bin/image && mkdir -p bin/image/data bin/image/tmp && chmod 1777 bin/image/tmp
+	cp $(BIN) bin/image/cairn
+	docker build -q -f deploy/Dockerfile.scratch -t $(IMAGE) bin/image
+
+# The 3-node cluster of deploy/compose.yaml, for real where a Docker engine
+# answers (it skips otherwise): build the image, compose up, a write on one
+# node read on another, compose down -v. See docs/DEPLOY.md.
+docker-test:
+	$(GO) test -count=1 -timeout 5m -v -run 'TestCompose' ./deploy/ -args -docker
+
+# The Kubernetes manifests, strictly decoded into the API types and checked
+# (deploy/k8s/validate is its own module, so k8s.io/api stays out of go.mod).
+k8s-validate:
+	cd deploy/k8s/validate && $(GO) test -count=1 ./...
+
+# The systemd units (systemd-analyze verify where it exists) and the
+# cairn-instance script, which writes a config the config package loads.
+systemd-test:
+	$(GO) test -count=1 -v -run 'TestSystemd|TestInstance' ./deploy/
 
 clean:
 	rm -rf bin
