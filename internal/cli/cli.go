@@ -1,7 +1,8 @@
 // Package cli is the cairn command line: `cairn serve` and the client
 // commands. Main maps every outcome to an exit code in one place: 0 ok,
 // 1 error, 2 usage, 3 key not found, 4 precondition failed, 5 not
-// authenticated or not allowed.
+// authenticated or not allowed, 6 (serve) this node was removed from the
+// cluster.
 package cli
 
 import (
@@ -31,6 +32,7 @@ const (
 	ExitNotFound     = 3
 	ExitPrecondition = 4
 	ExitDenied       = 5
+	ExitRemoved      = 6
 )
 
 // Server is a running node as the serve command sees it.
@@ -49,7 +51,11 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Start          StartFunc
-	Version        string
+	// Removed is the error a server reports on Err when it was removed
+	// from the cluster (cmd/cairn passes server.ErrRemoved): serve then
+	// exits with ExitRemoved.
+	Removed error
+	Version string
 	// StdoutIsTerminal decides whether `get` ends its output with a newline.
 	StdoutIsTerminal bool
 	// StderrIsTerminal shows progress bars on stderr; without it they show
@@ -99,6 +105,9 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return ExitOK
 	}
 	fmt.Fprintln(env.Stderr, "Error:", err)
+	if env.Removed != nil && errors.Is(err, env.Removed) {
+		return ExitRemoved
+	}
 	return exitCode(err)
 }
 
@@ -162,18 +171,22 @@ func newRoot(ctx context.Context, env *Env) *cobra.Command {
 		serveCmd(env),
 		getCmd(g, env), putCmd(g, env), delCmd(g, env), listCmd(g, env), txnCmd(g, env), watchCmd(g, env), syncCmd(g, env), exportCmd(g, env), snapshotCmd(g, env), backupCmd(g, env),
 		membersCmd(g, env), keyspaceCmd(g, env), ringCmd(g, env), leaderCmd(g, env), statusCmd(g, env), benchCmd(g, env), authCmd(g, env), configCmd(g, env),
-		&cobra.Command{Use: "version", Short: "print the version", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(env.Stdout, "cairn", env.Version)
-			return nil
-		}},
+		versionCmd(g, env), manCmd(root),
 	)
 	return root
 }
 
-func (g *globals) client() (*client.Client, error) {
-	s, err := g.resolveClient()
+func (g *globals) client() (*client.Client, error) { return g.clientAt(nil) }
+
+// clientAt is client talking to endpoints only (nil: the configured ones).
+func (g *globals) clientAt(endpoints []string) (*client.Client, error) {
+	resolved, err := g.resolveClient()
 	if err != nil {
 		return nil, err
+	}
+	s := *resolved // a copy: the endpoints may differ per call
+	if endpoints != nil {
+		s.Endpoints = endpoints
 	}
 	var tlsConf *tls.Config
 	if s.CACert != "" || s.Cert != "" {

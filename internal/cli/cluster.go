@@ -211,9 +211,21 @@ func leaderCmd(g *globals, env *Env) *cobra.Command {
 }
 
 func statusCmd(g *globals, env *Env) *cobra.Command {
-	return &cobra.Command{
-		Use: "status", Short: "show the contacted node's view of the cluster", Args: cobra.NoArgs,
+	var all bool
+	cmd := &cobra.Command{
+		Use: "status", Short: "show the contacted node's view of the cluster (--cluster: one row per member)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if all {
+				eps, err := g.clusterEndpoints(cmd.Context(), env.Stderr)
+				if err != nil {
+					return err
+				}
+				rows, err := g.statusAll(cmd.Context(), eps)
+				if err != nil {
+					return err
+				}
+				return printEndpointStatus(g, env.Stdout, rows)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -241,6 +253,8 @@ func statusCmd(g *globals, env *Env) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().BoolVar(&all, "cluster", false, "ask every member (from the member list; if it cannot be had, every --endpoints URL) and print one row each")
+	return cmd
 }
 
 // mirrorLine sums up a keyspace mirror for cairn status.
