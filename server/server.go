@@ -44,6 +44,7 @@ import (
 	"github.com/cairnkv/cairn/internal/respapi"
 	"github.com/cairnkv/cairn/internal/strong"
 	"github.com/cairnkv/cairn/internal/testhook"
+	"github.com/cairnkv/cairn/internal/webui"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
 )
@@ -501,6 +502,7 @@ func (s *Server) startHTTP() (err error) {
 			Pprof:         pprofIf(cfg.EnablePprof),
 			ReposePrefix:  cfg.ReposePrefix,
 			Closing:       closing,
+			UI:            webui.Handler(),
 		})),
 		ReadHeaderTimeout: min(10*time.Second, positive(cfg.ReadTimeout)),
 		ReadTimeout:       cfg.ReadTimeout,
