@@ -523,32 +523,47 @@
   });
 
   // ---- request rates from /metrics ----
-  // parseMetrics sums the request counters and latency histograms of each
-  // front end (cairn_http_request*, cairn_resp_*) over their labels.
+  // FAMILIES are the series the rates come from, per front end: the
+  // request counter (by outcome), the latency histogram, the requests
+  // refused for the in-flight limit and the connections open.
+  const FAMILIES = {
+    HTTP: { total: "cairn_http_requests_total", hist: "cairn_http_request_duration_seconds", refused: "cairn_http_requests_refused_total", open: "cairn_http_connections_open" },
+    RESP: { total: "cairn_resp_commands_total", hist: "cairn_resp_command_duration_seconds", refused: "cairn_resp_commands_refused_total", open: "cairn_resp_connections_open" },
+  };
+  // parseMetrics sums each front end's families over their labels.
   function parseMetrics(text) {
-    const fe = {};
+    const byName = {};
+    for (const [fe, f] of Object.entries(FAMILIES)) for (const [k, n] of Object.entries(f)) byName[n] = [fe, k];
+    const out = {};
     for (const line of text.split("\n")) {
       if (!line || line[0] === "#") continue;
       const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
       if (!m) continue;
-      const name = m[1], labels = m[3] || "", v = parseFloat(m[4]);
-      let kind = null;
-      if (name.startsWith("cairn_http_request")) kind = "HTTP";
-      else if (name.startsWith("cairn_resp_")) kind = "RESP";
-      if (!kind || !isFinite(v)) continue;
-      const f = fe[kind] || (fe[kind] = { total: null, outcomes: {}, count: null, sum: null, buckets: {} });
-      if (name.endsWith("_seconds_bucket")) {
-        const le = /(?:^|,)le="([^"]*)"/.exec(labels);
-        if (le) f.buckets[le[1]] = (f.buckets[le[1]] || 0) + v;
-      } else if (name.endsWith("_seconds_count")) f.count = (f.count || 0) + v;
-      else if (name.endsWith("_seconds_sum")) f.sum = (f.sum || 0) + v;
-      else if (name.endsWith("_total")) {
+      let name = m[1], part = "";
+      const labels = m[3] || "", v = parseFloat(m[4]);
+      for (const suffix of ["_bucket", "_sum", "_count"]) {
+        if (name.endsWith(suffix) && byName[name.slice(0, -suffix.length)]) { part = suffix; name = name.slice(0, -suffix.length); }
+      }
+      const hit = byName[name];
+      if (!hit || !isFinite(v)) continue;
+      const [fe, kind] = hit;
+      const f = out[fe] || (out[fe] = { total: null, outcomes: {}, count: null, sum: null, buckets: {}, refused: null, open: null });
+      if (kind === "hist") {
+        if (part === "_bucket") {
+          const le = /(?:^|,)le="([^"]*)"/.exec(labels);
+          if (le) f.buckets[le[1]] = (f.buckets[le[1]] || 0) + v;
+        } else if (part === "_count") f.count = (f.count || 0) + v;
+        else if (part === "_sum") f.sum = (f.sum || 0) + v;
+      } else if (kind === "total") {
         f.total = (f.total || 0) + v;
-        const o = /(?:^|,)(?:outcome|code|status|result)="([^"]*)"/.exec(labels);
+        const o = /(?:^|,)(?:outcome|code)="([^"]*)"/.exec(labels);
         if (o) f.outcomes[o[1]] = (f.outcomes[o[1]] || 0) + v;
+      } else {
+        f[kind] = (f[kind] || 0) + v;
       }
     }
-    return fe;
+    for (const fe of Object.keys(out)) if (out[fe].total === null && out[fe].count === null) delete out[fe];
+    return out;
   }
   function quantile(q, prev, cur) {
     const les = Object.keys(cur).map((l) => ({ l: l, x: l === "+Inf" ? Infinity : parseFloat(l) })).sort((a, b) => a.x - b.x);
@@ -582,7 +597,7 @@
     }
     const cur = { at: performance.now(), fe: parseMetrics(text) };
     if (!Object.keys(cur.fe).length) {
-      box.replaceChildren(el("p", { id: "metrics-unavailable", class: "muted", text: "metrics unavailable: /metrics has no cairn_http_request* or cairn_resp_* series" }));
+      box.replaceChildren(el("p", { id: "metrics-unavailable", class: "muted", text: "metrics unavailable: /metrics has no cairn_http_requests_total or cairn_resp_commands_total series" }));
       state.prevScrape = null;
       return;
     }
@@ -594,6 +609,7 @@
     for (const [name, f] of Object.entries(cur.fe)) {
       const p = prev.fe[name] || {};
       const count = f.total !== null ? f.total : f.count, pcount = f.total !== null ? p.total : p.count;
+      const refused = f.refused !== null && p.refused !== undefined && p.refused !== null && f.refused >= p.refused ? (f.refused - p.refused) / dt : null;
       const reset = pcount === undefined || pcount === null || count < pcount;
       const rate = reset ? null : (count - pcount) / dt;
       const dc = (f.count || 0) - (p.count || 0), ds = (f.sum || 0) - (p.sum || 0);
@@ -603,9 +619,10 @@
       }).filter(Boolean).join(", ");
       rows.push(el("tr", { "data-frontend": name }, el("td", { text: name }), el("td", { class: "rate", text: rate === null ? dash : rate.toFixed(1) + "/s" }),
         el("td", { class: "small", text: outcomes || dash }), el("td", { text: reset || dc <= 0 ? dash : ms(ds / dc) }),
-        el("td", { text: reset ? dash : ms(quantile(0.5, p.buckets, f.buckets)) }), el("td", { text: reset ? dash : ms(quantile(0.99, p.buckets, f.buckets)) })));
+        el("td", { text: reset ? dash : ms(quantile(0.5, p.buckets, f.buckets)) }), el("td", { text: reset ? dash : ms(quantile(0.99, p.buckets, f.buckets)) }),
+        el("td", { text: refused === null ? dash : refused.toFixed(1) + "/s" }), el("td", { text: fmt(f.open) })));
     }
-    box.replaceChildren(el("table", { id: "rates-table" }, el("thead", {}, el("tr", {}, ...["front end", "requests", "by outcome", "mean", "p50", "p99"].map((h) => el("th", { text: h })))), el("tbody", {}, ...rows)),
+    box.replaceChildren(el("table", { id: "rates-table" }, el("thead", {}, el("tr", {}, ...["front end", "req/s", "by outcome", "mean", "p50", "p99", "busy", "conns"].map((h) => el("th", { text: h })))), el("tbody", {}, ...rows)),
       el("p", { class: "muted small", text: "over the last " + dt.toFixed(1) + " s, on this node (the dashboard's own requests included)" }));
   }
 
