@@ -1,0 +1,8 @@
+// Package deploy holds no code: its tests run the deployment files beside
+// it for real. TestCompose starts deploy/compose.yaml's 3-node cluster where
+// a Docker engine answers (make docker-test); TestSystemdUnits runs
+// systemd-analyze verify on deploy/systemd where it exists; TestInstance runs
+// deploy/systemd/cairn-instance into a temporary root and loads the config it
+// writes with package config. The Kubernetes manifests are checked by the
+// separate module deploy/k8s/validate (make k8s-validate). See docs/DEPLOY.md.
+package deploy
