@@ -105,6 +105,11 @@ type Config struct {
 	Join string `yaml:"join"`
 	// JoinAsNonVoter joins as a learner.
 	JoinAsNonVoter bool `yaml:"join-as-non-voter"`
+	// ForceNewCluster rewrites the Raft configuration in the data directory
+	// to this node alone before starting: the last resort to recover a
+	// survivor after the cluster lost quorum for good. Writes the lost
+	// members acknowledged and this node never received are lost.
+	ForceNewCluster bool `yaml:"force-new-cluster"`
 
 	PeerCertFile      string `yaml:"peer-cert-file"`
 	PeerKeyFile       string `yaml:"peer-key-file"`

@@ -83,6 +83,7 @@ func TestValidate(t *testing.T) {
 		{"duplicate member", func(c *Config) { c.InitialCluster = "default=127.0.0.1:1,default=127.0.0.1:2" }, "twice"},
 		{"bad member", func(c *Config) { c.InitialCluster = "default" }, "name=host:port"},
 		{"join not url", func(c *Config) { c.Join = "127.0.0.1:7700" }, "join"},
+		{"force new cluster and join", func(c *Config) { c.ForceNewCluster = true; c.Join = "http://x:1" }, "force-new-cluster"},
 		{"join and cluster", func(c *Config) { c.Join = "http://x:1"; c.InitialCluster = "default=127.0.0.1:1,b=127.0.0.1:2" }, "not both"},
 		{"cert without key", func(c *Config) { c.PeerCertFile = "c.pem" }, "go together"},
 		{"cert without ca", func(c *Config) { c.PeerCertFile, c.PeerKeyFile = "c", "k" }, "trusted-ca"},

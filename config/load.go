@@ -37,6 +37,7 @@ var flagHelp = map[string]string{
 	"initial-cluster-state":     "new (bootstrap the initial cluster) or existing (wait to be added)",
 	"join":                      "client URL of a running member to ask for membership",
 	"join-as-non-voter":         "join as a non-voting learner",
+	"force-new-cluster":         "LAST RESORT after quorum loss: make this node, with its data, the only member of its cluster (acknowledged writes it lacks are lost)",
 	"peer-cert-file":            "TLS certificate for the peer port (enables mutual TLS)",
 	"peer-key-file":             "TLS key for the peer port",
 	"peer-trusted-ca-file":      "CA that signs every peer's certificate",
@@ -241,6 +242,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Join != "" && !isHTTPURL(c.Join) {
 		bad("join %q is not an http(s) URL", c.Join)
+	}
+	if c.ForceNewCluster && c.Join != "" {
+		bad("force-new-cluster recovers this node's own data as a one-member cluster; it cannot be combined with join")
 	}
 	switch c.InitialClusterState {
 	case "new", "existing":

@@ -109,6 +109,13 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	defer func() {
 		if err != nil {
 			s.Close()
+			// The listeners given in cfg are the server's even when a
+			// component before the one that serves them failed.
+			for _, ln := range []net.Listener{cfg.PeerListener, cfg.ClientListener, cfg.RESPListener} {
+				if ln != nil {
+					_ = ln.Close()
+				}
+			}
 		}
 	}()
 	// A node is these components, started in this order and stopped in
@@ -119,7 +126,9 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 	}{
 		{"security", s.startSecurity},        // certificates, allowed hosts, in-flight limit
 		{"peer port", s.startPeer},           // the peer listener, its protocol mux, internal RPC
+		{"removal check", s.refuseIfRemoved}, // a removed member's data directory does not start again
 		{"strong engine", s.startStrong},     // state database, Raft member, TTL expiry
+		{"removal watch", s.watchRemoval},    // a member removed from the cluster reports ErrRemoved
 		{"eventual engine", s.startEventual}, // replica database, ring, coordinator, anti-entropy
 		{"peer serving", s.servePeer},        // the peer mux, once every engine has registered
 		{"service", s.startService},          // kv.Service over the engines
@@ -265,6 +274,7 @@ func (s *Server) startStrong() (err error) {
 			Dialer:           s.dialer,
 			RPC:              s.rpc,
 			Bootstrap:        boot,
+			ForceNewCluster:  cfg.ForceNewCluster,
 			HeartbeatTimeout: cfg.HeartbeatTimeout,
 			ElectionTimeout:  cfg.ElectionTimeout,
 			SnapshotEntries:  cfg.SnapshotEntries,

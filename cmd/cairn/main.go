@@ -21,6 +21,7 @@ func main() {
 		Start: func(ctx context.Context, cfg config.Config) (cli.Server, error) {
 			return server.Start(ctx, cfg)
 		},
+		Removed:          server.ErrRemoved,
 		Version:          server.Version,
 		StdoutIsTerminal: term.IsTerminal(int(os.Stdout.Fd())),
 	})

@@ -66,6 +66,10 @@ type Config struct {
 	StateMachine StateMachine
 	// Bootstrap, when set and there is no state on disk, forms a new cluster.
 	Bootstrap []Peer
+	// ForceNewCluster rewrites the Raft configuration on disk to this node
+	// alone before Raft starts (recover.go): the last resort after losing
+	// quorum for good. It needs state on disk.
+	ForceNewCluster bool
 
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
@@ -127,6 +131,11 @@ type Node struct {
 	// await).
 	down     chan struct{}
 	downOnce sync.Once
+
+	// removed closes when the node learns it was removed (removal.go).
+	removed     chan struct{}
+	removedOnce sync.Once
+	removedWhy  atomic.Value // string
 }
 
 type readResult struct {
@@ -145,7 +154,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.MaxValueBytes <= 0 {
 		cfg.MaxValueBytes = 1 << 20
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "raft"), done: make(chan struct{}), down: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "raft"), done: make(chan struct{}), down: make(chan struct{}), removed: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -215,6 +224,11 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
+	if cfg.ForceNewCluster {
+		if err := n.forceNewCluster(rc, cached, hasState); err != nil {
+			return nil, err
+		}
+	}
 	if n.raft, err = raft.NewRaft(rc, n.fsm, cached, logs, n.snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
@@ -246,7 +260,8 @@ func Start(cfg Config) (*Node, error) {
 		s, ok := o.Data.(raft.RaftState)
 		return ok && s == raft.Shutdown
 	}))
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go func() { defer n.wg.Done(); n.watchRemoval() }()
 	go func() {
 		defer n.wg.Done()
 		select {

@@ -10,6 +10,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -251,12 +252,37 @@ func (c *Cluster) start(i int) error {
 		case err := <-s.Err():
 			c.mu.Lock()
 			nd.failErr = err
-			c.crashes = append(c.crashes, fmt.Sprintf("%s (incarnation %d) failed at %s: %v", nd.Name, inc, time.Now().Format("15:04:05.000"), err))
+			// A removed member exits by design (server.ErrRemoved): not a crash.
+			if !errors.Is(err, server.ErrRemoved) {
+				c.crashes = append(c.crashes, fmt.Sprintf("%s (incarnation %d) failed at %s: %v", nd.Name, inc, time.Now().Format("15:04:05.000"), err))
+			}
 			c.mu.Unlock()
 			close(failed)
 		case <-stopped:
 		}
 	}()
+	return nil
+}
+
+// StartErr is Start that returns the error (a node that must refuse to
+// start) instead of failing the test.
+func (c *Cluster) StartErr(i int) error { return c.start(i) }
+
+// WaitFailed waits up to d for node i's server to fail on its own (Err)
+// and returns that error; nil if it is still running (or was stopped) then.
+func (c *Cluster) WaitFailed(i int, d time.Duration) error {
+	c.mu.Lock()
+	nd := c.Nodes[i]
+	failed, stopped := nd.failed, nd.stopped
+	c.mu.Unlock()
+	select {
+	case <-failed:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return nd.failErr
+	case <-stopped:
+	case <-time.After(d):
+	}
 	return nil
 }
 

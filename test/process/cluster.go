@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	cairncli "github.com/cairnkv/cairn/internal/cli"
 	"github.com/cairnkv/cairn/test/harness"
 	"github.com/cairnkv/cairn/test/model"
 )
@@ -456,6 +457,11 @@ func (c *Cluster) Start(i int) error {
 			n.proc, n.paused = nil, false
 		}
 		n.mu.Unlock()
+		var ee *exec.ExitError
+		if mine && errors.As(p.exitErr(), &ee) && ee.ExitCode() == cairncli.ExitRemoved {
+			c.opts.Logf("process: %s exited: it was removed from the cluster", n.Name)
+			return // by design, not a crash
+		}
 		if mine {
 			msg := fmt.Sprintf("%s (incarnation %d) exited on its own at %s; log %s", n.Name, inc, time.Now().Format("15:04:05.000"), n.LogPath)
 			c.mu.Lock()
