@@ -4,7 +4,7 @@ BIN       := bin/cairn
 PKGS      := ./...
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test race lint chaos security fuzz bench proto clean s3-tools image docker-test k8s-validate systemd-test
+.PHONY: build run test race lint chaos security fuzz bench proto clean s3-tools browser image docker-test k8s-validate systemd-test
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cairn
@@ -57,6 +57,14 @@ chaos: build
 	$(GO) test -count=1 -timeout 14m -v -run 'TestChaos$$' ./test/chaos/ \
 		-args -chaos.long -chaos.seeds $(CHAOS_SEEDS)
 	$(GO) test -count=1 -timeout 5m -run 'TestCrashDurability' ./test/process/
+
+# The dashboard (/ui) in a real browser: test/browser drives chromium with
+# chromedp against a 3-node in-process cluster (about 15 s); it skips
+# without chromium ($$CAIRN_CHROMIUM, chromium or chromium-browser).
+# Screenshots go to BROWSER_ARTIFACTS. See docs/TESTING.md.
+BROWSER_ARTIFACTS ?= $(or $(TMPDIR),/tmp)/cairn-browser
+browser:
+	CAIRN_BROWSER_TEST=1 CAIRN_ARTIFACTS=$(BROWSER_ARTIFACTS) $(GO) test -count=1 -timeout 4m -v -run 'TestDashboard' ./test/browser/
 
 # The worked example of docs/SECURITY.md, run for real: openssl certificates,
 # 3 nodes with peer mTLS and client-cert-auth, ACLs over HTTP and RESP,
