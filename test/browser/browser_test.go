@@ -132,7 +132,18 @@ func TestDashboard(t *testing.T) {
 	// errors (a member the browser may not read cross-origin) are logged.
 	var mu sync.Mutex
 	var pageErrors []string
+	done := make(chan struct{})
+	// The reader logs to t: end it before the test completes (the deferred
+	// cancels close the browser, which ends the messages).
+	t.Cleanup(func() {
+		cancelCtx()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	})
 	go func() {
+		defer close(done)
 		for m, err := range messages {
 			if err != nil {
 				return
@@ -330,6 +341,40 @@ func TestDashboard(t *testing.T) {
 		}
 	})
 	checkPage()
+}
+
+// TestServedByNode checks, without a browser, that a node serves the
+// dashboard's files under /ui/ with their types and its security policy.
+func TestServedByNode(t *testing.T) {
+	c := cluster.New(t, 1, cluster.Options{})
+	base := "http://" + c.Nodes[0].ClientAddr
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(base + "/ui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/ui/" {
+		t.Errorf("GET /ui: %d to %q, want 301 to /ui/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for path, ctype := range map[string]string{"/ui/": "text/html; charset=utf-8", "/ui/app.js": "text/javascript; charset=utf-8", "/ui/style.css": "text/css; charset=utf-8"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != ctype {
+			t.Errorf("GET %s: %d %q, want 200 %q", path, resp.StatusCode, resp.Header.Get("Content-Type"), ctype)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
+		}
+	}
+	if resp, err := http.Get(base + "/ui/nope.js"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /ui/nope.js: %v %v, want 404", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 }
 
 // shot saves a full-page screenshot and logs where.
