@@ -29,7 +29,8 @@
 // matches the answer is deny. With no rules at all, everything is allowed:
 // that is the embedded single-node default. Admin actions (membership,
 // snapshots, users and rules) are not about keys: a rule grants admin by
-// listing the action, whatever its keys say.
+// listing the action, whatever its keys say. The metrics action (reading
+// /metrics) is the same, and admin implies it.
 //
 // A range operation (delete of a prefix) is allowed only when the whole range
 // is: a rule that covers the whole range decides; an allow rule that covers

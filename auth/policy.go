@@ -15,6 +15,10 @@ const (
 	Read Action = 1 << iota
 	Write
 	Admin
+	// Metrics is reading the node's Prometheus metrics (/metrics), which
+	// names no key: a monitoring identity needs it and nothing else. Admin
+	// implies it (see AllowMetrics).
+	Metrics
 )
 
 func (a Action) String() string {
@@ -22,7 +26,7 @@ func (a Action) String() string {
 	for _, x := range []struct {
 		a Action
 		n string
-	}{{Read, "read"}, {Write, "write"}, {Admin, "admin"}} {
+	}{{Read, "read"}, {Write, "write"}, {Admin, "admin"}, {Metrics, "metrics"}} {
 		if a&x.a != 0 {
 			parts = append(parts, x.n)
 		}
@@ -43,7 +47,7 @@ type Rule struct {
 	Keys string `json:"keys,omitempty" yaml:"keys"`
 	// KeysRegex, instead of Keys, is a regex that must match the whole key.
 	KeysRegex string `json:"keys_regex,omitempty" yaml:"keys_regex"`
-	// Actions lists "read", "write" and "admin".
+	// Actions lists "read", "write", "admin" and "metrics".
 	Actions []string `json:"actions" yaml:"actions"`
 	// Effect is "allow" (the default) or "deny".
 	Effect string `json:"effect,omitempty" yaml:"effect"`
@@ -104,7 +108,7 @@ func compileRule(r Rule) (compiledRule, error) {
 		}
 	}
 	if len(r.Actions) == 0 {
-		return c, fmt.Errorf("%w: actions are required (read, write, admin)", ErrInvalid)
+		return c, fmt.Errorf("%w: actions are required (read, write, admin, metrics)", ErrInvalid)
 	}
 	for _, a := range r.Actions {
 		act, err := ParseAction(a)
@@ -130,7 +134,7 @@ func anonCompile(re string) (*regexp.Regexp, error) {
 	return anchored(re)
 }
 
-// ParseAction parses "read", "write" or "admin".
+// ParseAction parses "read", "write", "admin" or "metrics".
 func ParseAction(s string) (Action, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "read":
@@ -139,8 +143,10 @@ func ParseAction(s string) (Action, error) {
 		return Write, nil
 	case "admin":
 		return Admin, nil
+	case "metrics":
+		return Metrics, nil
 	}
-	return 0, fmt.Errorf("%w: action %q: want read, write or admin", ErrInvalid, s)
+	return 0, fmt.Errorf("%w: action %q: want read, write, admin or metrics", ErrInvalid, s)
 }
 
 // Open reports whether the policy has no rules (everything allowed).
@@ -151,7 +157,7 @@ func (p *Policy) Allow(id Identity, a Action, key string) bool {
 	if p.Open() || id.Via == "system" {
 		return true
 	}
-	for bit := Read; bit <= Admin; bit <<= 1 {
+	for bit := Read; bit <= Metrics; bit <<= 1 {
 		if a&bit != 0 && !p.allow1(id, bit, key) {
 			return false
 		}
@@ -164,7 +170,7 @@ func (p *Policy) allow1(id Identity, a Action, key string) bool {
 		if r.actions&a == 0 || !r.identity.MatchString(id.Name) {
 			continue
 		}
-		if a != Admin && !r.matchesKey(key) {
+		if a&(Admin|Metrics) == 0 && !r.matchesKey(key) {
 			continue
 		}
 		return !r.deny
@@ -181,6 +187,12 @@ func (r *compiledRule) matchesKey(key string) bool {
 
 // AllowAdmin reports whether id may do admin actions.
 func (p *Policy) AllowAdmin(id Identity) bool { return p.Allow(id, Admin, "") }
+
+// AllowMetrics reports whether id may read the metrics: an admin, or an
+// identity a rule gives the metrics action.
+func (p *Policy) AllowMetrics(id Identity) bool {
+	return p.Allow(id, Metrics, "") || p.AllowAdmin(id)
+}
 
 // AllowRange reports whether id may do a on every key that starts with prefix.
 func (p *Policy) AllowRange(id Identity, a Action, prefix string) bool {

@@ -152,6 +152,20 @@ func (s *Service) CheckAdmin(ctx context.Context) error {
 	return fmt.Errorf("%w: %s may not do admin actions", ErrPermissionDenied, who(id))
 }
 
+// CheckMetrics returns ErrPermissionDenied unless the caller may read the
+// node's metrics (an admin, or a rule with the metrics action).
+func (s *Service) CheckMetrics(ctx context.Context) error {
+	v := s.authView()
+	id, err := v.caller(ctx)
+	if err != nil {
+		return err
+	}
+	if v.policy.AllowMetrics(id) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may not read the metrics", ErrPermissionDenied, who(id))
+}
+
 // authorizeTxn checks every compare and every operation of both branches
 // against v.
 func (s *Service) authorizeTxn(ctx context.Context, v *authView, t *Txn) error {

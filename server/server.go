@@ -73,6 +73,8 @@ type Server struct {
 	svc              *kv.Service
 	materialize      *materialize.Manager
 	mirrors          *mirror.Manager
+	backups          *backup.Schedule // nil without --backup-target
+	metrics          *nodeMetrics     // the registry /metrics serves (metrics.go)
 	httpLn, respLn   net.Listener
 
 	// stops holds each started component's stop, run in reverse by Close.
@@ -135,6 +137,7 @@ func Start(ctx context.Context, cfg config.Config) (_ *Server, err error) {
 		{"materialize", s.startMaterialize},  // keyspaces written as files into local directories
 		{"backups", s.startBackups},          // scheduled snapshots, on the leader
 		{"mirrors", s.startMirrors},          // keyspaces copied into buckets as they change
+		{"metrics", s.startMetrics},          // the /metrics registry over the components above
 		{"http api", s.startHTTP},            // the client port
 		{"resp api", s.startRESP},            // the Redis-protocol port
 	}
@@ -423,6 +426,7 @@ func (s *Server) startBackups() error {
 		Save: func(ctx context.Context, w io.Writer) (*snapfile.Info, error) {
 			return s.svc.SaveSnapshot(auth.WithIdentity(ctx, auth.System), w, kv.SnapshotMeta{Node: s.cfg.Name, Version: Version})
 		}}
+	s.backups = sched
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -512,6 +516,8 @@ func (s *Server) startHTTP() (err error) {
 			Pprof:         pprofIf(cfg.EnablePprof),
 			ReposePrefix:  cfg.ReposePrefix,
 			Closing:       closing,
+			Metrics:       s.metricsHandler(),
+			Registerer:    s.metrics.reg,
 			UI:            webui.Handler(),
 		})),
 		ReadHeaderTimeout: min(10*time.Second, positive(cfg.ReadTimeout)),
@@ -519,6 +525,7 @@ func (s *Server) startHTTP() (err error) {
 		WriteTimeout:      positive(cfg.ReadTimeout) + cfg.RequestTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
+		ConnState:         s.metrics.connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(func() { close(closing) })
@@ -558,6 +565,7 @@ func (s *Server) startRESP() (err error) {
 		ReadTimeout:   cfg.ReadTimeout,
 		IdleTimeout:   cfg.IdleTimeout,
 		Snapshots:     s.backupFiles(),
+		Registerer:    s.metrics.reg,
 	})
 	s.onStop("resp api", srv.Close)
 	s.goServe("resp", func() error { return srv.Serve(s.respLn) })
@@ -573,6 +581,7 @@ func (s *Server) guard(ln net.Listener, refuse func(net.Conn), nextProtos ...str
 		MaxConns:     int(s.cfg.MaxConnections),
 		Refuse:       refuse,
 		OnReject: func(remote net.Addr, reason string) {
+			s.metrics.refused.Add(1)
 			s.log.Warn("client connection refused", "remote", remote.String(), "reason", reason)
 		},
 	})

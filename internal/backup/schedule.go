@@ -227,6 +227,8 @@ type Schedule struct {
 	Recipients []age.Recipient
 	// now is time.Now, for tests.
 	now func() time.Time
+	// stats are the scheduled backups' metrics (metrics.go).
+	stats scheduleStats
 }
 
 // Run takes a backup every Interval while this node leads, until ctx ends.
@@ -234,6 +236,7 @@ func (s *Schedule) Run(ctx context.Context) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.loadNewest()
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()
 	for {
@@ -245,7 +248,12 @@ func (s *Schedule) Run(ctx context.Context) {
 		if !s.IsLeader() {
 			continue
 		}
-		if _, err := s.Once(ctx); err != nil && ctx.Err() == nil {
+		started := s.now()
+		_, err := s.Once(ctx)
+		if ctx.Err() == nil {
+			s.recordAttempt(started, err)
+		}
+		if err != nil && ctx.Err() == nil {
 			s.Log.Error("scheduled backup failed", "target", s.Target.String(), "err", err)
 		}
 	}

@@ -76,8 +76,14 @@ func (a *antiEntropy) run() {
 		case <-a.wake:
 			t.Stop()
 		}
-		if err := a.round(); err != nil && a.e.ctx.Err() == nil {
+		err := a.round()
+		switch {
+		case a.e.ctx.Err() != nil:
+		case err != nil:
+			a.e.stats.aeRoundFailures.Add(1)
 			a.e.log.Warn("anti-entropy round failed", "err", err)
+		default:
+			a.e.stats.aeRoundsOK.Add(1)
 		}
 	}
 }
@@ -265,6 +271,8 @@ func (a *antiEntropy) exchange(v *view, peer string, d *[buckets]uint64) error {
 		if err != nil {
 			return err
 		}
+		e.stats.aeKeysSent.Add(uint64(len(mine)))
+		e.stats.aeKeysReceived.Add(uint64(len(theirs)))
 		if err := a.merge(theirs); err != nil {
 			return err
 		}

@@ -635,6 +635,7 @@ func (e *Engine) fetch(ctx context.Context, v *view, node, key string) (*record,
 // repair sends the newest version to the owners that answered an older one
 // (read repair), in the background.
 func (e *Engine) repair(v *view, key string, best *record, stale []string) {
+	e.stats.readRepairs.Add(uint64(len(stale)))
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()

@@ -92,6 +92,8 @@ type Engine struct {
 	prev atomic.Pointer[view]
 
 	hintWake chan struct{}
+	// stats count for the metrics (metrics.go).
+	stats engineStats
 	// feed is this node's change feed (feed.go).
 	feed watch.Hub
 

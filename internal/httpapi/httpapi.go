@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
@@ -86,6 +88,10 @@ type Options struct {
 	Metrics http.Handler
 	// UI, if set, is the dashboard's static files, served under /ui/.
 	UI http.Handler
+	// Registerer, if set, gets the API's own metrics (requests by route,
+	// method and status class, their latencies, 429s, open watch streams;
+	// see metrics.go). Nil: nothing is counted.
+	Registerer prometheus.Registerer
 }
 
 // DefaultMaxValueBytes is the value limit when Options.MaxValueBytes is 0.
@@ -135,6 +141,8 @@ type api struct {
 	closing   <-chan struct{}
 	heartbeat time.Duration
 	version   string
+	// reqs counts requests (nil without Options.Registerer).
+	reqs *requestMetrics
 }
 
 // New returns the handler for every route of the HTTP API v1.
@@ -150,6 +158,13 @@ func New(svc Service, o Options) http.Handler {
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer != nil {
+		a.reqs = newRequestMetrics()
+		if err := o.Registerer.Register(a.reqs); err != nil {
+			a.log.Error("http api metrics not registered", "err", err)
+			a.reqs = nil
+		}
 	}
 	a.kv = methods{http.MethodGet: a.get, http.MethodPut: a.put, http.MethodDelete: a.del, http.MethodPatch: a.patch}
 	a.kvAllow = a.handle(kvPrefix+"{key...}", a.kv)
@@ -229,8 +244,14 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed string) {
 // excepted) and establishes the caller's identity, which travels in the
 // request context to the kv service, where access is decided.
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.reqs != nil {
+		sw := &statusWriter{ResponseWriter: w}
+		defer a.reqs.done(r, sw, time.Now())
+		w = sw
+	}
 	if p := r.URL.Path; p != "/healthz" && p != "/readyz" {
 		if !a.inflight.TryAcquire() {
+			a.reqs.refuse()
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusTooManyRequests, "too_many_requests", "this node is serving as many requests as it may; retry shortly", nil)
 			return

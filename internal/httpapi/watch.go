@@ -52,6 +52,7 @@ func (a *api) watch(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	defer a.reqs.watchOpened()()
 	rc := http.NewResponseController(w)
 	// The server's timeouts are for requests and answers, not for a stream:
 	// the read deadline would even cancel the request's context.

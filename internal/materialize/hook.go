@@ -66,10 +66,15 @@ func (h *hookRunner) run(ctx context.Context) {
 			retry = 0
 			continue
 		}
-		if err := h.runOnce(ctx, keys); err != nil {
+		err := h.runOnce(ctx, keys)
+		if ctx.Err() == nil {
+			h.m.stats.count(hookRuns)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
+			h.m.stats.count(hookFailures)
 			retry = min(max(2*retry, time.Second), time.Minute)
 			h.m.log.Warn("on_change hook failed; will retry", "err", err, "in", retry)
 			continue

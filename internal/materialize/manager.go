@@ -28,6 +28,7 @@ type Manager struct {
 	poll time.Duration
 
 	specs   atomic.Pointer[[]Spec] // what runs now, for CheckWrite
+	stats   stats                  // the materializers' metrics (metrics.go)
 	mu      sync.Mutex
 	running map[string]*running // by prefix
 }
@@ -163,6 +164,7 @@ func (mg *Manager) reconcile(ctx context.Context) {
 			mg.log.Error("cannot materialize", "prefix", prefix, "dir", s.Dir, "err", err)
 			continue
 		}
+		m.stats = &mg.stats
 		rctx, cancel := context.WithCancel(ctx)
 		r := &running{spec: s, cancel: cancel, done: make(chan struct{})}
 		mg.running[prefix] = r

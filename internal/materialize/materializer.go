@@ -88,6 +88,8 @@ type Materializer struct {
 	src  Source
 	log  *slog.Logger
 	hook *hookRunner
+	// stats, when set, count publishes and hook runs (the Manager's metrics).
+	stats *stats
 
 	mu   sync.Mutex // the tree
 	tree *Tree
@@ -388,10 +390,12 @@ func (m *Materializer) publish(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
+			m.stats.count(publishFailures)
 			return err
 		}
 		clear(m.fresh)
 		if len(changed) > 0 {
+			m.stats.count(publishes)
 			m.log.Info("published", "version", m.tree.Manifest().Version, "changed", len(changed))
 			if m.hook != nil {
 				if err := m.tree.AddPending(changed); err != nil {

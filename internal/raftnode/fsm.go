@@ -56,6 +56,8 @@ type fsm struct {
 	applied atomic.Uint64
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever applied moves
+	// m times snapshots and restores (nil: not counted).
+	m *nodeMetrics
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -176,7 +178,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.db.Sync(); err != nil {
 		return nil, err
 	}
-	return &fsmSnapshot{snap: f.db.NewSnapshot(), applied: f.applied.Load()}, nil
+	return &fsmSnapshot{snap: f.db.NewSnapshot(), applied: f.applied.Load(), m: f.m}, nil
 }
 
 // Snapshot stream: magic, applied index, then (uvarint klen, key, uvarint vlen,
@@ -186,10 +188,13 @@ var snapshotMagic = [8]byte{'c', 'a', 'i', 'r', 'n', 's', 'n', '1'}
 type fsmSnapshot struct {
 	snap    *store.Snapshot
 	applied uint64
+	m       *nodeMetrics
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	w := bufio.NewWriterSize(sink, 1<<20)
+	start := time.Now()
+	cw := &countingWriter{w: sink}
+	w := bufio.NewWriterSize(cw, 1<<20)
 	err := writeSnapshot(w, s.snap, s.applied)
 	if err == nil {
 		err = w.Flush()
@@ -198,7 +203,14 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.m != nil {
+		s.m.snapDur.Observe(since(start))
+		s.m.snapBytes.Observe(float64(cw.n))
+	}
+	return nil
 }
 
 func writeSnapshot(w *bufio.Writer, snap *store.Snapshot, applied uint64) error {
@@ -244,6 +256,9 @@ func snapshotApplied(r io.Reader) (uint64, error) {
 // Restore replaces the whole state with the snapshot's.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if f.m != nil {
+		defer func(start time.Time) { f.m.restoreDur.Observe(since(start)) }(time.Now())
+	}
 	r := bufio.NewReaderSize(rc, 1<<20)
 	applied, err := snapshotApplied(r)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cairnkv/cairn/internal/store"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // LogStore is raft's log and stable store on one pebble database. Each
@@ -18,6 +19,8 @@ type LogStore struct {
 
 	mu          sync.Mutex // guards first/last; raft calls from several goroutines
 	first, last uint64
+	// fsync, when set, times each synced batch (the node's metrics).
+	fsync prometheus.Histogram
 }
 
 var (
@@ -100,8 +103,12 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 	for _, l := range logs {
 		putLog(b.SetBuffer(logKey(l.Index), encodedLogLen(l)), l)
 	}
+	start := time.Now()
 	if err := b.Commit(true); err != nil {
 		return err
+	}
+	if s.fsync != nil {
+		s.fsync.Observe(since(start))
 	}
 	s.mu.Lock()
 	if s.first == 0 || logs[0].Index < s.first {

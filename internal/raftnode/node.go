@@ -117,6 +117,8 @@ type Node struct {
 
 	// gate groups proposals into rounds (see propose.go).
 	gate proposeGate
+	// m is what the node counts for its metrics (metrics.go).
+	m *nodeMetrics
 
 	readMu      sync.Mutex
 	readWaiters []chan readResult
@@ -171,6 +173,8 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.logs = logs
+	n.m = newNodeMetrics()
+	logs.fsync = n.m.fsync
 	hlog := hclogFor(n.log, "raft")
 	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), 2, hlog); err != nil {
 		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
@@ -178,6 +182,7 @@ func Start(cfg Config) (*Node, error) {
 	if n.fsm, err = newFSM(cfg.StateDB, cfg.StateMachine); err != nil {
 		return nil, err
 	}
+	n.fsm.m = n.m
 	if err := n.catchUpFromSnapshot(); err != nil {
 		return nil, err
 	}
@@ -232,6 +237,7 @@ func Start(cfg Config) (*Node, error) {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, cached, logs, n.snaps, n.trans); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
+	n.observeLeaders()
 	if !hasState && len(cfg.Bootstrap) > 0 {
 		var conf raft.Configuration
 		for _, p := range cfg.Bootstrap {

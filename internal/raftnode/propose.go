@@ -134,6 +134,7 @@ func (n *Node) awaitResult(p *proposal) ([]byte, error) {
 // loop finds them together in its apply queue, and collects their answers
 // in one goroutine (they commit in order).
 func (n *Node) startRound(ps []*proposal) {
+	n.m.observeBatch(len(ps))
 	futs := make([]raft.ApplyFuture, len(ps))
 	for i, p := range ps {
 		timeout := time.Until(p.deadline)

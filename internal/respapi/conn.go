@@ -62,6 +62,10 @@ type conn struct {
 	out      [][]byte
 	outBytes int
 	pending  []pendingWrite
+	// groupStart is when the group began; tracked are its commands not yet
+	// counted in the metrics (metrics.go).
+	groupStart time.Time
+	tracked    []tracked
 
 	// Subscriptions (pubsub.go): the channels and patterns, the watches
 	// that deliver their notifications by key prefix, and the copy of the
@@ -148,6 +152,9 @@ func (c *conn) serve() error {
 // buffered behind it, then writes the replies.
 func (c *conn) group(args [][]byte) error {
 	c.fresh = false
+	if c.s.metrics != nil {
+		c.groupStart = time.Now()
+	}
 	c.dispatch(c.ctx, args)
 	for !c.quit {
 		if len(c.pending) >= maxPendingWrites || c.outBytes >= maxPendingReply {
@@ -171,6 +178,7 @@ func (c *conn) group(args [][]byte) error {
 // requests as max-inflight-requests allows.
 func (c *conn) busy(args [][]byte) error {
 	for args != nil {
+		c.s.metrics.refuse()
 		c.reply(replyErr("BUSY cairn is serving as many requests as it may (max-inflight-requests); retry shortly"))
 		var err error
 		if args, err = c.rd.next(c.limits(), false); err != nil {
@@ -222,6 +230,7 @@ func (c *conn) reply(b []byte) {
 // writeOut sends the pending writes, then every reply of the group in order.
 func (c *conn) writeOut(ctx context.Context) error {
 	c.flushWrites(ctx)
+	c.observeGroup()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.viewDirty {
@@ -317,6 +326,7 @@ func (c *conn) list(ctx context.Context, prefix, after string, limit int) (*kv.L
 func (c *conn) dispatch(ctx context.Context, args [][]byte) {
 	name := strings.ToLower(string(args[0]))
 	cmd := commands[name]
+	c.track(name)
 	if (cmd == nil || cmd.flags&flagNoAuth == 0) && !c.mayRun() {
 		c.reply(replyErr(msgNoAuth))
 		return

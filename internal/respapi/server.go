@@ -39,6 +39,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cairnkv/cairn/auth"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
@@ -105,6 +107,10 @@ type Options struct {
 	// Snapshots are the saved snapshots RAFT SNAPSHOT LIST|FILE|READ show
 	// (the node's scheduled backups); nil: none.
 	Snapshots Snapshots
+	// Registerer, if set, gets the front end's metrics (commands by name
+	// and outcome, their latencies, -BUSY refusals, open connections; see
+	// metrics.go). Nil: nothing is counted.
+	Registerer prometheus.Registerer
 }
 
 // Snapshots lists saved snapshot files on this node.
@@ -141,6 +147,9 @@ type Server struct {
 	// notify is the notify-keyspace-events setting (notifyFlags): this
 	// node's, in memory, as CONFIG SET left it.
 	notify atomic.Uint32
+
+	// metrics count commands (nil without Options.Registerer).
+	metrics *commandMetrics
 
 	mu     sync.Mutex
 	closed bool
@@ -186,6 +195,13 @@ func New(svc Service, o Options) *Server {
 	s.limAuthed = limits{maxArgs: maxArgs, maxBulk: maxBulk, maxFrame: maxFrame, maxInline: maxInlineSize}
 	s.limUnauth = limits{maxArgs: unauthMaxArgs, maxBulk: unauthMaxBytes, maxFrame: unauthMaxBytes,
 		maxInline: unauthMaxBytes, unauth: true}
+	if o.Registerer != nil {
+		s.metrics = newCommandMetrics()
+		if err := o.Registerer.Register(s.metrics); err != nil {
+			s.log.Error("resp metrics not registered", "err", err)
+			s.metrics = nil
+		}
+	}
 	return s
 }
 
@@ -245,6 +261,7 @@ func (s *Server) track(nc net.Conn) bool {
 
 func (s *Server) handle(nc net.Conn) {
 	defer s.wg.Done()
+	defer s.metrics.connOpened()()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, nc)
