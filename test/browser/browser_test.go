@@ -339,6 +339,32 @@ func TestDashboard(t *testing.T) {
 		if !strings.Contains(stored, "root") {
 			t.Errorf("credentials not kept in sessionStorage: %q", stored)
 		}
+
+		// A token, and an identity that may read but not administer or write.
+		var tok struct {
+			Token string `json:"token"`
+		}
+		if err := json.Unmarshal([]byte(root.must(http.MethodPost, base(0)+"/v1/auth/users/root/tokens", "")), &tok); err != nil {
+			t.Fatal(err)
+		}
+		root.must(http.MethodPut, base(0)+"/v1/auth/users/reader", `{"password":"reader-pw"}`)
+		root.must(http.MethodPut, base(0)+"/v1/auth/rules", `{"rules":[{"identity":"root","actions":["read","write","admin"]},{"identity":"reader","actions":["read"]}]}`)
+		run(t, "sign out", chromedp.Click(chromedp.CSS("#logout")))
+		waitFor(t, "signed out", `!document.getElementById('login').hidden && /not signed in/.test(document.getElementById('identity').textContent)`, 5*time.Second)
+		str(t, `(document.getElementById("login-kind").value = "bearer", document.getElementById("login-kind").dispatchEvent(new Event("change")), "")`)
+		run(t, "sign in with the token", chromedp.SendKeys(chromedp.CSS("#login-secret"), tok.Token), chromedp.Click(chromedp.CSS("#login-submit")))
+		waitFor(t, "signed in by token", `/signed in as root \(token\)/.test(document.getElementById('identity').textContent)`, 5*time.Second)
+		if stored := str(t, `sessionStorage.getItem("cairn.auth") || ""`); !strings.Contains(stored, "bearer") {
+			t.Errorf("token not kept in sessionStorage: %q", stored)
+		}
+		run(t, "sign out again", chromedp.Click(chromedp.CSS("#logout")))
+		str(t, `(document.getElementById("login-kind").value = "basic", document.getElementById("login-kind").dispatchEvent(new Event("change")), document.getElementById("login-user").value = "", "")`)
+		run(t, "sign in as reader", chromedp.SendKeys(chromedp.CSS("#login-user"), "reader"), chromedp.SendKeys(chromedp.CSS("#login-secret"), "reader-pw"), chromedp.Click(chromedp.CSS("#login-submit")))
+		waitFor(t, "keyspaces refused to reader", `/Not allowed for reader \(403\)/.test(document.getElementById('keyspaces-error').textContent) && document.querySelector('#keys tr[data-key="app/greeting"]') !== null`, 10*time.Second)
+		str(t, `(document.getElementById("put-key").value = "", document.getElementById("put-value").value = "", "")`)
+		run(t, "put as reader", chromedp.SendKeys(chromedp.CSS("#put-key"), "app/nope"), chromedp.SendKeys(chromedp.CSS("#put-value"), "x"), chromedp.Click(chromedp.CSS("#put-submit")))
+		waitFor(t, "the put refused", `/Not allowed for reader \(403\)/.test(document.getElementById('put-result').textContent)`, 5*time.Second)
+		shot(ctx, t, out, "forbidden.png")
 	})
 	checkPage()
 }
