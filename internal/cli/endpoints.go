@@ -106,7 +106,16 @@ func (g *globals) statusAll(ctx context.Context, endpoints [][2]string) ([]endpo
 			}
 		}
 	}
-	slices.SortStableFunc(rows, func(a, b endpointStatus) int { return strings.Compare(a.name(), b.name()) })
+	// By name; endpoints that answered with none (an --endpoints URL that
+	// is down) last, in the order given.
+	slices.SortStableFunc(rows, func(a, b endpointStatus) int {
+		switch an, bn := a.name(), b.name(); {
+		case an == "" || bn == "":
+			return strings.Compare(bn, an)
+		default:
+			return strings.Compare(an, bn)
+		}
+	})
 	return rows, nil
 }
 
