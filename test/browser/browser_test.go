@@ -302,6 +302,36 @@ func TestDashboard(t *testing.T) {
 		}
 	})
 
+	t.Run("page functions", func(t *testing.T) {
+		// What the cluster here cannot show: a mirror's status, metric
+		// families with labels and the series around them, keys with dot
+		// segments.
+		for expr, want := range map[string]string{
+			`cairnDashboard.encodeKey("a/../b c")`: "a%2F..%2Fb%20c",
+			`(() => { try { cairnDashboard.encodeKey(".."); return "no error" } catch (e) { return e.message } })()`: `the key ".." cannot be sent from a browser (it folds dot segments); use the CLI`,
+			`JSON.stringify(cairnDashboard.parseMetrics([
+				'# TYPE cairn_http_requests_total counter',
+				'cairn_http_requests_total{route="kv",method="GET",code="2xx"} 7',
+				'cairn_http_requests_total{route="kv",method="PUT",code="4xx"} 3',
+				'cairn_http_requests_refused_total 2',
+				'cairn_http_connections_open 4',
+				'cairn_http_request_duration_seconds_bucket{route="kv",method="GET",le="0.001"} 5',
+				'cairn_http_request_duration_seconds_bucket{route="kv",method="GET",le="+Inf"} 7',
+				'cairn_http_request_duration_seconds_sum{route="kv",method="GET"} 0.01',
+				'cairn_http_request_duration_seconds_count{route="kv",method="GET"} 7',
+				'cairn_resp_commands_total{command="get",outcome="ok"} 1',
+				'cairn_raft_term 2'].join("\n")))`: `{"HTTP":{"total":10,"outcomes":{"2xx":7,"4xx":3},"count":7,"sum":0.01,"buckets":{"0.001":5,"+Inf":7},"refused":2,"open":4},"RESP":{"total":1,"outcomes":{"ok":1},"count":null,"sum":null,"buckets":{},"refused":null,"open":null}}`,
+			`String(cairnDashboard.quantile(0.5, {"0.001": 1, "0.01": 1, "+Inf": 1}, {"0.001": 5, "0.01": 9, "+Inf": 9}))`: "0.001",
+			`String(cairnDashboard.parseMetrics("cairn_raft_term 2\nsome_other_total 3").HTTP)`:                      "undefined",
+			`(cairnDashboard.renderMirrors([{"prefix": "app/", "bucket": "s3://b/app", "mode": "strong", "active": true, "cursor": 41, "behind": 2, "puts": 40, "deletes": 1}]),
+				document.querySelector('#mirrors tr[data-prefix="app/"] .progress').textContent)`: "at revision 41, 2 behind",
+		} {
+			if got := str(t, expr); got != want {
+				t.Errorf("%s\n= %s\nwant %s", expr, got, want)
+			}
+		}
+	})
+
 	t.Run("node down", func(t *testing.T) {
 		const stop = 2 // not node 0, which serves the page
 		name := c.Nodes[stop].Name

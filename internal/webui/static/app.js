@@ -238,12 +238,15 @@
     const rows = [];
     const list = Array.isArray(mirrors) ? mirrors : Object.entries(mirrors).map(([p, m]) => Object.assign({ prefix: p }, m));
     for (const m of list) {
-      rows.push(el("tr", {}, el("td", {}, JSON.stringify(m.prefix)), el("td", {}, fmt(m.bucket)), el("td", {}, fmt(m.mode)),
-        el("td", {}, m.active ? "active" : "idle"), el("td", {}, m.behind !== undefined ? m.behind + " behind" : (m.outbox !== undefined ? m.outbox + " queued" : dash)),
-        el("td", {}, fmt(m.last_copy)), el("td", { class: m.last_error ? "error-text" : "" }, fmt(m.last_error))));
+      // Zero counts are left out of the JSON (omitempty).
+      const progress = m.mode === "eventual" ? (m.outbox || 0) + " queued" + (m.outbox_overflow ? ", " + m.outbox_overflow + " not queued" : "") :
+        "at revision " + (m.cursor || 0) + ", " + (m.behind || 0) + " behind";
+      rows.push(el("tr", { "data-prefix": m.prefix }, el("td", {}, JSON.stringify(m.prefix)), el("td", {}, fmt(m.bucket)), el("td", {}, fmt(m.mode)),
+        el("td", {}, m.active ? "active" : "idle"), el("td", { class: "progress" }, progress), el("td", {}, (m.puts || 0) + " / " + (m.deletes || 0)),
+        el("td", {}, fmt(m.last_copy)), el("td", { class: m.last_error ? "error-text" : "" }, m.last_error ? m.last_error + " (" + m.last_error_at + ")" : dash)));
     }
     box.append(el("h3", { text: "Backup mirrors on this node" }),
-      el("table", {}, el("thead", {}, el("tr", {}, ...["prefix", "bucket", "mode", "", "progress", "last copy", "last error"].map((h) => el("th", { text: h })))), el("tbody", {}, ...rows)));
+      el("table", {}, el("thead", {}, el("tr", {}, ...["prefix", "bucket", "mode", "", "progress", "puts / deletes", "last copy", "last error"].map((h) => el("th", { text: h })))), el("tbody", {}, ...rows)));
   }
 
   // ---- ring ----
@@ -664,6 +667,9 @@
       state.busy = false;
     }
   }
+
+  // The pure parts, for the browser test.
+  window.cairnDashboard = { parseMetrics: parseMetrics, quantile: quantile, encodeKey: encodeKey, renderMirrors: renderMirrors };
 
   showLogin();
   whoami();
