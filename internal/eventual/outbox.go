@@ -48,7 +48,16 @@ func (o OutboxEntry) Stamped() time.Time {
 	if len(o.Token) < 8 {
 		return time.Time{}
 	}
-	return hlc.Timestamp(binary.BigEndian.Uint64([]byte(o.Token[:8]))).Time()
+	return o.Stamp().Time()
+}
+
+// Stamp is the queued version's hybrid logical clock stamp (0 for a token
+// that does not carry one).
+func (o OutboxEntry) Stamp() hlc.Timestamp {
+	if len(o.Token) < 8 {
+		return 0
+	}
+	return hlc.Timestamp(binary.BigEndian.Uint64([]byte(o.Token[:8])))
 }
 
 func outboxKey(key string) []byte {

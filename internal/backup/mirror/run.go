@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -37,9 +38,9 @@ const (
 	// idlePoll is how often an empty eventual outbox is looked at again.
 	idlePoll = 200 * time.Millisecond
 	// handoverGrace is how long a replica that is not a key's first
-	// healthy owner keeps its outbox entry, and copies the key itself if
-	// the owner fails meanwhile.
-	handoverGrace = 30 * time.Second
+	// healthy owner waits before it checks that the bucket has its version
+	// of the key (the owner copies it meanwhile).
+	handoverGrace = 5 * time.Second
 	// Retries of a write the bucket refused back off from minBackoff to
 	// maxBackoff.
 	minBackoff = 100 * time.Millisecond
@@ -353,18 +354,18 @@ func (m *mirror) runEventual(ctx context.Context) {
 			if !m.owns(e.Key) {
 				continue // a keyspace inside this one: its own mirror's
 			}
-			if ev.MirrorPrimary(e.Key) {
-				if err := m.copyEventual(ctx, e.Key); err != nil {
-					break // ctx ended; the entry stays
-				}
-			} else if time.Since(e.Stamped()) < handoverGrace {
-				// Not the first healthy owner, which copies the key: it has
-				// the write, or gets it by hint, repair or anti-entropy,
-				// which queue it there too. The entry is kept a while, in
-				// case that owner was about to fail (a node killed just
-				// after the write still counts as healthy for a few
-				// heartbeats): then this one is the first healthy owner.
+			// The first healthy owner copies at once. Another replica
+			// waits, then makes sure the bucket has the version it holds,
+			// and copies it if not: the owners' views of who is first
+			// differ around failures and partitions (each side of a split
+			// copies what it has), and a replica that learns the version
+			// the others keep after the owner copied another one must not
+			// leave that one in the bucket.
+			if !ev.MirrorPrimary(e.Key) && time.Since(e.Stamped()) < handoverGrace {
 				continue
+			}
+			if err := m.copyEventual(ctx, e); err != nil {
+				break // ctx ended; the entry stays
 			}
 			done = append(done, e)
 		}
@@ -384,16 +385,41 @@ func (m *mirror) runEventual(ctx context.Context) {
 	}
 }
 
-// copyEventual copies this node's current version of an eventual key.
-func (m *mirror) copyEventual(ctx context.Context, key string) error {
-	rec, err := m.mg.cfg.Service.Get(ctx, key, kv.ReadOptions{Local: true})
-	switch {
-	case errors.Is(err, kv.ErrKeyNotFound):
-		return m.remove(ctx, key)
-	case err != nil:
+// copyEventual copies this node's current version of an eventual key
+// unless the bucket holds that very version (the object's
+// cairn-timestamp), or removes the key's object if the key is deleted
+// here. It goes by what this node holds, not by which version is newer:
+// the replicas converge on one version, each queues it when it gets it,
+// and the last copy of every replica is of that version, so the bucket
+// ends with it whatever order the copies took (a version newer by its
+// stamp is not always the one the replicas keep: one from a clock too far
+// ahead is refused by the others).
+func (m *mirror) copyEventual(ctx context.Context, e eventual.OutboxEntry) error {
+	rec, err := m.mg.cfg.Service.Get(ctx, e.Key, kv.ReadOptions{Local: true})
+	deleted := errors.Is(err, kv.ErrKeyNotFound)
+	if err != nil && !deleted {
 		// This node's own copy is always readable; an error is the node
 		// closing.
 		return err
 	}
-	return m.put(ctx, key, rec.Value, backup.ObjectMeta{Timestamp: rec.Timestamp, Expires: rec.Expires})
+	var theirs string
+	absent := false
+	err = m.retry(ctx, "stat "+e.Key, func(ctx context.Context) error {
+		meta, err := m.bucket.StatObject(ctx, e.Key)
+		if errors.Is(err, fs.ErrNotExist) {
+			absent = true
+			return nil
+		}
+		theirs = meta.Timestamp
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case deleted && absent, !deleted && !absent && theirs == rec.Timestamp:
+		return nil // the bucket has it
+	case deleted:
+		return m.remove(ctx, e.Key)
+	}
+	return m.put(ctx, e.Key, rec.Value, backup.ObjectMeta{Timestamp: rec.Timestamp, Expires: rec.Expires})
 }
