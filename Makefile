@@ -43,8 +43,10 @@ lint:
 # and on 3 and 5 processes, a clock beyond the bound, and the proofs that
 # the check fails on nodes without anti-entropy and read repair; every
 # eventual run also checks each node's materialized directory against the
-# converged end state, and a build whose materializers drop deletes must
-# fail that check), then
+# converged end state and the mirror bucket of a mirrored keyspace against
+# it (with the bucket taken down as a fault), and builds whose materializers
+# drop deletes or whose mirrors drop refused writes must fail those checks),
+# then
 # kill -9 durability (test/process). See docs/TESTING.md.
 CHAOS_RUNS ?= 2
 NEMESIS_SEEDS ?= 1
