@@ -396,6 +396,11 @@ func TestDashboard(t *testing.T) {
 		waitFor(t, "the put refused", `/Not allowed for reader \(403\)/.test(document.getElementById('put-result').textContent)`, 5*time.Second)
 		shot(ctx, t, out, "forbidden.png")
 	})
+
+	t.Run("page's node down", func(t *testing.T) {
+		c.Stop(0)
+		waitFor(t, "the banner", `/^This node does not answer/.test(document.getElementById('banner').textContent) && document.querySelectorAll('#members tbody tr').length === 0`, 10*time.Second)
+	})
 	checkPage()
 }
 

@@ -644,6 +644,7 @@
       } else {
         banner(st.reason.status === 0 ? "This node does not answer: " + st.reason.message : describe(st.reason));
         $("node").textContent = "node unreachable";
+        state.status = null; // nothing it showed is known any more
       }
       if (mem.status === "fulfilled") state.members = mem.value.members || [];
       await Promise.all(state.members.map(readMember));
@@ -659,7 +660,8 @@
       await Promise.allSettled(tasks);
       // A 401 anywhere means the cluster has rules that this caller's
       // credentials (or their absence) do not pass: say so at the top.
-      if (state.unauthenticated) banner(describe(state.unauthenticated));
+      if (!state.status) { /* the banner says this node does not answer */ }
+      else if (state.unauthenticated) banner(describe(state.unauthenticated));
       else if (bannerText && /^Sign/.test(bannerText)) banner(null);
       $("updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
