@@ -322,7 +322,7 @@ func TestDashboard(t *testing.T) {
 				'cairn_resp_commands_total{command="get",outcome="ok"} 1',
 				'cairn_raft_term 2'].join("\n")))`: `{"HTTP":{"total":10,"outcomes":{"2xx":7,"4xx":3},"count":7,"sum":0.01,"buckets":{"0.001":5,"+Inf":7},"refused":2,"open":4},"RESP":{"total":1,"outcomes":{"ok":1},"count":null,"sum":null,"buckets":{},"refused":null,"open":null}}`,
 			`String(cairnDashboard.quantile(0.5, {"0.001": 1, "0.01": 1, "+Inf": 1}, {"0.001": 5, "0.01": 9, "+Inf": 9}))`: "0.001",
-			`String(cairnDashboard.parseMetrics("cairn_raft_term 2\nsome_other_total 3").HTTP)`:                      "undefined",
+			`String(cairnDashboard.parseMetrics("cairn_raft_term 2\nsome_other_total 3").HTTP)`:                            "undefined",
 			`(cairnDashboard.renderMirrors([{"prefix": "app/", "bucket": "s3://b/app", "mode": "strong", "active": true, "cursor": 41, "behind": 2, "puts": 40, "deletes": 1}]),
 				document.querySelector('#mirrors tr[data-prefix="app/"] .progress').textContent)`: "at revision 41, 2 behind",
 		} {
