@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cairnkv/cairn/kv"
 )
 
@@ -35,8 +37,16 @@ func (acceptWrites) TxnBatch(_ context.Context, txns []kv.Txn) ([]*kv.TxnResult,
 
 // BenchmarkPipelinedSet measures the front end alone (the service accepts
 // every write and keeps nothing): 16 pipelined SETs per round trip.
-func BenchmarkPipelinedSet(b *testing.B) {
-	srv := startServer(b, acceptWrites{}, Options{})
+func BenchmarkPipelinedSet(b *testing.B) { benchPipelinedSet(b, Options{}) }
+
+// BenchmarkPipelinedSetMetrics is BenchmarkPipelinedSet with the command
+// metrics on: the difference is what they cost.
+func BenchmarkPipelinedSetMetrics(b *testing.B) {
+	benchPipelinedSet(b, Options{Registerer: prometheus.NewRegistry()})
+}
+
+func benchPipelinedSet(b *testing.B, o Options) {
+	srv := startServer(b, acceptWrites{}, o)
 	c := dial(b, srv)
 	var buf bytes.Buffer
 	for i := 0; i < 16; i++ {
