@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -228,6 +229,24 @@ func TestDashboard(t *testing.T) {
 		}
 		if want := strings.Join(ring.Preference, ", "); !strings.Contains(pref, want) {
 			t.Errorf("preference %q, want %q", pref, want)
+		}
+		// The ranges the page draws have the server's owners: its
+		// preference list of a key is the server's.
+		for i := range 20 {
+			key := fmt.Sprintf("cache/k%d", i)
+			var got struct {
+				Preference []string `json:"preference"`
+			}
+			_ = json.Unmarshal([]byte(api.must(http.MethodGet, base(0)+"/v1/ring?key="+key, "")), &got)
+			if page := str(t, fmt.Sprintf(`cairnDashboard.preference(%q, 2).join(",")`, key)); page != strings.Join(got.Preference, ",") {
+				t.Errorf("owners of %s: page %s, server %v", key, page, got.Preference)
+			}
+		}
+		// Pointing at the ring names the range there and its owners.
+		str(t, `(() => { const b = document.getElementById('ring').getBoundingClientRect();
+			document.getElementById('ring').dispatchEvent(new MouseEvent('mousemove', {clientX: b.left + b.width / 2 + 3, clientY: b.top + 4, bubbles: true})); return ""; })()`)
+		if p := str(t, `document.getElementById('ring-point').textContent`); !regexp.MustCompile(`^range \([0-9a-f]{16}, [0-9a-f]{16}\]: owned by n[123], then n[123], n[123]$`).MatchString(p) {
+			t.Errorf("pointing at the ring: %q", p)
 		}
 		// Longer keys take XXH64's other code paths (4-, 8- and 32-byte steps).
 		for _, k := range []string{"a", "abcd", "abcdefgh", "0123456789abcdef0123456789abcdef-and-more/é"} {

@@ -671,7 +671,11 @@
   }
 
   // The pure parts, for the browser test.
-  window.cairnDashboard = { parseMetrics: parseMetrics, quantile: quantile, encodeKey: encodeKey, renderMirrors: renderMirrors };
+  window.cairnDashboard = {
+    parseMetrics: parseMetrics, quantile: quantile, encodeKey: encodeKey, renderMirrors: renderMirrors,
+    // preference is a key's first n owners on the ring the page drew.
+    preference: (key, n) => (state.ringCache ? ownersAt(state.ringCache, xxh64String(key), n).owners : null),
+  };
 
   showLogin();
   whoami();
