@@ -183,3 +183,36 @@ func FuzzRules(f *testing.F) {
 		p.AllowAdmin(id)
 	})
 }
+
+// TestMetricsAction: the metrics action reads /metrics and nothing else; it
+// ignores keys like admin does, admin implies it, and a deny rule takes it
+// away.
+func TestMetricsAction(t *testing.T) {
+	p := mustCompile(t,
+		Rule{Identity: "admin", Actions: []string{"admin"}},
+		Rule{Identity: "banned", Actions: []string{"metrics"}, Effect: "deny"},
+		Rule{Identity: "prom|banned", Keys: "some/prefix/", Actions: []string{"metrics"}},
+		Rule{Identity: "reader", Actions: []string{"read"}},
+	)
+	for _, c := range []struct {
+		who  string
+		want bool
+	}{{"admin", true}, {"prom", true}, {"banned", false}, {"reader", false}, {"", false}} {
+		if got := p.AllowMetrics(user(c.who)); got != c.want {
+			t.Errorf("AllowMetrics(%q) = %v, want %v", c.who, got, c.want)
+		}
+	}
+	if p.Allow(user("prom"), Read, "some/prefix/k") || p.AllowAdmin(user("prom")) {
+		t.Error("the metrics action must grant no read and no admin")
+	}
+	if a, err := ParseAction("Metrics"); err != nil || a != Metrics || a.String() != "metrics" {
+		t.Errorf("ParseAction(Metrics) = %v, %v", a, err)
+	}
+	if _, err := ParseAction("metric"); err == nil || !strings.Contains(err.Error(), "metrics") {
+		t.Errorf("an unknown action's error must list metrics: %v", err)
+	}
+	var open *Policy
+	if !open.AllowMetrics(Anonymous) {
+		t.Error("no rules: metrics open to everyone")
+	}
+}
