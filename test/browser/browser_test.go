@@ -307,6 +307,22 @@ func TestDashboard(t *testing.T) {
 		if code, _ := api.do(http.MethodGet, base(1)+"/v1/kv/ui/written", ""); code != http.StatusNotFound {
 			t.Errorf("GET ui/written after the delete: %d, want 404", code)
 		}
+
+		// Pages of 20 keys, the next one after the last key of the page.
+		for i := range 25 {
+			api.must(http.MethodPut, fmt.Sprintf("%s/v1/kv/page/%02d", base(1), i), "v")
+		}
+		str(t, `(document.getElementById("prefix").value = "", "")`)
+		run(t, "search page/", chromedp.SendKeys(chromedp.CSS("#prefix"), "page/"), chromedp.Click(chromedp.CSS("#search-submit")))
+		waitFor(t, "the first page", `document.querySelectorAll('#keys tbody tr').length === 20 && !document.getElementById('page-next').disabled && document.getElementById('page-first').disabled`, 5*time.Second)
+		run(t, "next page", chromedp.Click(chromedp.CSS("#page-next")))
+		waitFor(t, "the second page", `document.querySelectorAll('#keys tbody tr').length === 5 && document.querySelector('#keys tbody tr').dataset.key === "page/20" && document.getElementById('page-next').disabled`, 5*time.Second)
+		time.Sleep(2500 * time.Millisecond) // a refresh keeps the page
+		if n := str(t, `String(document.querySelectorAll('#keys tbody tr').length) + " " + document.querySelector('#keys tbody tr').dataset.key`); n != "5 page/20" {
+			t.Errorf("after a refresh the second page shows %s", n)
+		}
+		run(t, "first page", chromedp.Click(chromedp.CSS("#page-first")))
+		waitFor(t, "the first page again", `document.querySelectorAll('#keys tbody tr').length === 20 && document.querySelector('#keys tbody tr').dataset.key === "page/00"`, 5*time.Second)
 	})
 
 	t.Run("metrics", func(t *testing.T) {
