@@ -38,7 +38,7 @@
   async function api(path, opts) {
     opts = opts || {};
     const headers = Object.assign({}, opts.headers || {});
-    const h = authHeader();
+    const h = opts.noAuth ? null : authHeader();
     if (h) headers["Authorization"] = h;
     let resp;
     try {
@@ -175,7 +175,9 @@
     try {
       const ctl = new AbortController();
       const t = setTimeout(() => ctl.abort(), 1500);
-      const s = await apiJSON(m.client_url.replace(/\/$/, "") + "/v1/cluster/status", { signal: ctl.signal });
+      // Without the credentials: the status needs none, and they are for
+      // this origin only.
+      const s = await apiJSON(m.client_url.replace(/\/$/, "") + "/v1/cluster/status", { signal: ctl.signal, noAuth: true });
       clearTimeout(t);
       state.memberStatus[m.name] = { status: s, at: Date.now() };
     } catch (e) {
@@ -209,7 +211,8 @@
       const stateText = s ? s.state : (up === "down" ? "down" : (leader ? "leader" : (m.voter ? "follower" : "learner")));
       if (!s) unread++;
       const lag = s ? Math.max(0, leaderCommit - s.applied_index) : null;
-      const link = m.client_url ? el("a", { href: m.client_url.replace(/\/$/, "") + "/ui/", text: m.client_url }) : dash;
+      const link = !m.client_url ? dash : /^https?:\/\//i.test(m.client_url) ?
+        el("a", { href: m.client_url.replace(/\/$/, "") + "/ui/", text: m.client_url }) : m.client_url;
       const tr = el("tr", { "data-name": m.name, "data-up": up, "data-leader": leader ? "true" : "false", class: up === "down" ? "down" : (leader ? "leader" : "") },
         el("td", {}, m.name, self ? el("span", { class: "tag", text: "this node" }) : null),
         el("td", { class: "state" }, stateText),
