@@ -323,6 +323,15 @@ func TestDashboard(t *testing.T) {
 		}
 		run(t, "first page", chromedp.Click(chromedp.CSS("#page-first")))
 		waitFor(t, "the first page again", `document.querySelectorAll('#keys tbody tr').length === 20 && document.querySelector('#keys tbody tr').dataset.key === "page/00"`, 5*time.Second)
+
+		// A key a path must escape, with a value that is not text.
+		odd := "odd/a b?c#d%25é"
+		api.must(http.MethodPut, base(1)+"/v1/kv/odd/a%20b%3Fc%23d%2525%C3%A9", "\xff\x00\x01")
+		str(t, `(document.getElementById("prefix").value = "", "")`)
+		run(t, "search odd/", chromedp.SendKeys(chromedp.CSS("#prefix"), "odd/"), chromedp.Click(chromedp.CSS("#search-submit")))
+		waitFor(t, "the odd key listed", fmt.Sprintf(`document.querySelector('#keys tbody tr a') !== null && document.querySelector('#keys tbody tr').dataset.key === %q`, odd), 5*time.Second)
+		run(t, "open the odd key", chromedp.Click(chromedp.CSS("#keys tbody tr a")))
+		waitFor(t, "its value in hex", `(document.getElementById('value-body') || {}).textContent === "ff 00 01"`, 5*time.Second)
 	})
 
 	t.Run("metrics", func(t *testing.T) {
