@@ -109,9 +109,10 @@ image: build
 
 # The 3-node cluster of deploy/compose.yaml, for real where a Docker engine
 # answers (it skips otherwise): build the image, compose up, a write on one
-# node read on another, compose down -v. See docs/DEPLOY.md.
+# node read on another, compose down -v; then the StatefulSet's settings in
+# containers (TLS, bootstrap, scale up by join, scale down). See docs/DEPLOY.md.
 docker-test:
-	$(GO) test -count=1 -timeout 5m -v -run 'TestCompose' ./deploy/ -args -docker
+	$(GO) test -count=1 -timeout 5m -v -run 'TestCompose|TestKubernetesFlow' ./deploy/ -args -docker
 
 # The Kubernetes manifests, strictly decoded into the API types and checked
 # (deploy/k8s/validate is its own module, so k8s.io/api stays out of go.mod).
