@@ -135,6 +135,11 @@ func TestKubernetesFlow(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("remove %s: %s", pod, resp.Status)
 		}
+		// A removed member exits by itself (code 6), which is what the
+		// scale-down leans on: it stops serving before its pod is deleted.
+		if code := waitExit(t, network+"-"+pod, 30*time.Second); code != 6 {
+			t.Errorf("removed %s exited with code %d, want 6", pod, code)
+		}
 		mustDocker(t, "rm", "-f", network+"-"+pod)
 	}
 	if got := members(t, client, urls["cairn-0"]); len(got) != 3 {
@@ -144,7 +149,7 @@ func TestKubernetesFlow(t *testing.T) {
 	if got := get(t, client, urls["cairn-2"], "k8s/b"); got != "after the scale-down" {
 		t.Fatalf("cairn-2 reads %q", got)
 	}
-	t.Logf("removed cairn-4 and cairn-3, then deleted them; the 3 members serve")
+	t.Logf("removed cairn-4 and cairn-3 (each exited with code 6), then deleted them; the 3 members serve")
 }
 
 // statefulSetEnv reads the cairn container's env list from the manifest.
@@ -334,6 +339,22 @@ func members(t *testing.T, c *http.Client, url string) []string {
 		names = append(names, fmt.Sprintf("%s(voter=%v)", m.Name, m.Voter))
 	}
 	return names
+}
+
+// waitExit waits for a container to stop by itself and returns its exit
+// code (-1 if it still runs after within).
+func waitExit(t *testing.T, name string, within time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		out, err := output(20*time.Second, "docker", "inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", name)
+		if f := strings.Fields(out); err == nil && len(f) == 2 && f[0] == "false" {
+			code, _ := strconv.Atoi(f[1])
+			return code
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return -1
 }
 
 func mustDocker(t *testing.T, args ...string) {
