@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,7 +134,8 @@ func TestInstance(t *testing.T) {
 	} {
 		t.Run("refuses "+tc.name, func(t *testing.T) {
 			out, err := exec.Command(script, append([]string{"create"}, append(tc.args, "--root", root)...)...).CombinedOutput()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), tc.want) {
 				t.Errorf("cairn-instance create %v: %v, want exit 2 and %q:\n%s", tc.args, err, tc.want, out)
 			}
 		})
