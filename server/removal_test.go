@@ -99,3 +99,32 @@ func TestPartitionedMemberStays(t *testing.T) {
 	}
 	waitValue(t, c.Svc(j), "healed", "1")
 }
+
+// TestRemovedWhilePartitioned: a member removed while it was cut off never
+// receives the configuration that drops it; once the partition heals, the
+// leader tells it it is not listed, and it reports ErrRemoved.
+func TestRemovedWhilePartitioned(t *testing.T) {
+	c := cluster.New(t, 3, cluster.Options{})
+	f := c.Follower()
+	c.Partition(f)
+	var rest []int
+	for i := range c.Nodes {
+		if i != f {
+			rest = append(rest, i)
+		}
+	}
+	l := c.WaitLeader(10*time.Second, rest...)
+	if err := c.Svc(l).RemoveMember(ctx(t), c.Nodes[f].Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitFailed(f, 5*time.Second); err != nil {
+		t.Fatalf("%s exited while still cut off (it cannot know yet): %v", c.Nodes[f].Name, err)
+	}
+	c.Heal()
+	start := time.Now()
+	if err := c.WaitFailed(f, 20*time.Second); !errors.Is(err, server.ErrRemoved) {
+		t.Fatalf("%s removed while partitioned, healed: Err %v, want ErrRemoved", c.Nodes[f].Name, err)
+	}
+	t.Logf("%s learned of its removal %s after the heal", c.Nodes[f].Name, time.Since(start).Round(time.Millisecond))
+	mustPut(t, c.Svc(l), "after", "1")
+}

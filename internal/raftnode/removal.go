@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -21,11 +22,67 @@ import (
 //     (a partitioned member hears nothing, but its configuration still lists
 //     it). Both together, for removalQuiet, mean removed.
 //
+//   - a member removed while it was partitioned or stopped never receives
+//     that entry: its configuration still lists it, and it only hears no
+//     leader. After removalQuiet of that silence it asks the members of its
+//     configuration (MemberOf); a leader that twice, removalQuiet apart,
+//     answers that it does not list the node settles it. A member that is
+//     only cut off reaches no leader, or one that lists it.
+//
 // A node that never appeared in a configuration it applied (a new member
 // still catching up on the log, whose older entries predate it) is never
-// considered removed. A member removed while it was partitioned or stopped
-// never receives the entry and keeps waiting for a leader, like any member
-// cut off from the cluster.
+// considered removed.
+
+const methodMemberOf = rpcService + ".MemberOf"
+
+// MemberOf answers, one byte: the callee is not the leader and cannot say,
+// or it leads and lists the caller, or it leads and does not.
+const (
+	memberOfNotLeader byte = iota
+	memberOfListed
+	memberOfNotListed
+)
+
+// serveMemberOf tells a member that hears from no leader whether this
+// node, if it leads, still lists it.
+func (n *Node) serveMemberOf(_ context.Context, id []byte) ([]byte, error) {
+	if !n.IsLeader() {
+		return []byte{memberOfNotLeader}, nil
+	}
+	servers, err := n.Servers()
+	if err != nil {
+		return []byte{memberOfNotLeader}, nil
+	}
+	for _, s := range servers {
+		if s.ID == string(id) {
+			return []byte{memberOfListed}, nil
+		}
+	}
+	return []byte{memberOfNotListed}, nil
+}
+
+// leaderDropped asks the other members of servers whether one of them leads
+// and no longer lists this node; it returns that leader's ID, or "".
+func (n *Node) leaderDropped(servers []raft.Server) string {
+	for _, s := range servers {
+		if string(s.ID) == n.cfg.ID {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		out, err := n.rpc.Call(ctx, string(s.Address), methodMemberOf, []byte(n.cfg.ID))
+		cancel()
+		if err != nil || len(out) != 1 {
+			continue // unreachable, or a version without MemberOf
+		}
+		switch out[0] {
+		case memberOfListed:
+			return ""
+		case memberOfNotListed:
+			return string(s.ID)
+		}
+	}
+	return ""
+}
 
 // removalPoll is how often the watcher looks at the configuration.
 const removalPoll = 200 * time.Millisecond
@@ -65,6 +122,8 @@ func (n *Node) watchRemoval() {
 	quiet := removalQuiet(n.cfg.HeartbeatTimeout)
 	var seen bool             // this node appeared in a configuration it holds
 	var absentSince time.Time // when the latest configuration first lacked it
+	var asked time.Time       // when it last asked the others (MemberOf)
+	var strikes int           // leaders in a row that did not list it
 	for {
 		select {
 		case <-n.done:
@@ -94,17 +153,36 @@ func (n *Node) watchRemoval() {
 				break
 			}
 		}
+		lc := n.raft.LastContact()
+		// A leader hears from none: it is the one that calls.
+		silent := n.raft.State() != raft.Leader && (lc.IsZero() || time.Since(lc) >= quiet)
 		switch {
+		case in && !silent:
+			seen, absentSince, strikes = true, time.Time{}, 0
+			continue
 		case in:
 			seen, absentSince = true, time.Time{}
+			if time.Since(asked) < quiet {
+				continue
+			}
+			asked = time.Now()
+			leader := n.leaderDropped(servers)
+			if leader == "" {
+				strikes = 0
+				continue
+			}
+			if strikes++; strikes >= 2 {
+				n.markRemoved(fmt.Sprintf("the leader %s no longer lists %s (removed while this node was unreachable?) and no leader has contacted it for %s",
+					leader, n.cfg.ID, quiet))
+				return
+			}
 			continue
 		case !seen || len(servers) == 0:
 			continue
 		case absentSince.IsZero():
 			absentSince = time.Now()
 		}
-		lc := n.raft.LastContact()
-		if time.Since(absentSince) >= quiet && (lc.IsZero() || time.Since(lc) >= quiet) {
+		if time.Since(absentSince) >= quiet && silent {
 			n.markRemoved(fmt.Sprintf("the latest configuration (%d members) no longer lists %s and no leader has contacted it for %s",
 				len(servers), n.cfg.ID, quiet))
 			return

@@ -18,6 +18,7 @@ import (
 //	Membership  request: op, member ID, address, each a uvarint length and
 //	            the bytes; reply: empty
 //	Ping        request: empty; reply: the node's ID
+//	MemberOf    request: a member ID; reply: one byte (removal.go)
 //
 // A failure is a *peer.Error whose code is one of codes below.
 const (
@@ -39,6 +40,7 @@ func (n *Node) registerRPC() (*peer.Service, error) {
 		"ReadIndex":  n.serveReadIndex,
 		"Membership": n.serveMembership,
 		"Ping":       n.servePing,
+		"MemberOf":   n.serveMemberOf, // removal.go
 	})
 }
 
