@@ -113,6 +113,25 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("GET through n3: %d %q, want 200 %q", code, body, value)
 	}
 	t.Logf("put through n1 (%s), read through n3 (%s)", urls[0], urls[2])
+
+	// docs/DEPLOY.md's way into a node of a shell-less image: the binary
+	// itself, at the path both images put it.
+	full := append(append(append([]string{}, compose[1:]...), "-p", project, "-f", "compose.yaml"), "exec", "-T", "n1", "/usr/local/bin/cairn", "members", "list")
+	out, err := outputEnv(time.Minute, env, compose[0], full...)
+	if err != nil || strings.Count(out, "true") < 3 || !strings.Contains(out, "http://n3:7700") {
+		t.Fatalf("compose exec n1 cairn members list: %v\n%s", err, out)
+	}
+	// A crash restarts a bounded number of times (a removed member's
+	// restarts cannot succeed).
+	ids, err := outputEnv(time.Minute, env, compose[0], append(append(append([]string{}, compose[1:]...), "-p", project, "-f", "compose.yaml"), "ps", "-q")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range strings.Fields(ids) {
+		if p, err := output(20*time.Second, "docker", "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", id); err != nil || strings.TrimSpace(p) != "on-failure:3" {
+			t.Errorf("container %s: restart policy %q (%v), want on-failure:3", id, strings.TrimSpace(p), err)
+		}
+	}
 }
 
 // findCompose returns the compose command that works here: the docker
@@ -241,9 +260,16 @@ func run(t *testing.T, timeout time.Duration, env []string, name string, args ..
 }
 
 func output(timeout time.Duration, name string, args ...string) (string, error) {
+	return outputEnv(timeout, nil, name, args...)
+}
+
+// outputEnv runs a command with extra environment and returns its stdout.
+func outputEnv(timeout time.Duration, env []string, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).Output()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
 	if err != nil {
 		return "", errors.Join(fmt.Errorf("%s %s", name, strings.Join(args, " ")), err)
 	}
