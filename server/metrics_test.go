@@ -111,7 +111,7 @@ func TestMetrics(t *testing.T) {
 			"cairn_materialize_publishes_total", "cairn_materialize_hook_runs_total", "cairn_materialize_hook_failures_total",
 			"cairn_http_requests_refused_total",
 			"cairn_http_watch_streams_open", "cairn_http_connections_open", "cairn_resp_commands_refused_total",
-			"cairn_resp_connections_open", "cairn_client_connections_refused_total",
+			"cairn_resp_connections_open", "cairn_resp_watch_streams_open", "cairn_client_connections_refused_total",
 		} {
 			if fams[name] == nil {
 				t.Errorf("node %d: no %s in /metrics", i, name)

@@ -28,7 +28,8 @@ type commandMetrics struct {
 	unknown *reqmetrics.Op            // names not in the table
 	refused atomic.Uint64             // -BUSY replies
 	conns   atomic.Int64              // open connections
-	descs   [2]*prometheus.Desc       // refused, conns
+	watches atomic.Int64              // keyspace-notification watches running
+	descs   [3]*prometheus.Desc       // refused, conns, watches
 }
 
 func newCommandMetrics() *commandMetrics {
@@ -47,6 +48,7 @@ func newCommandMetrics() *commandMetrics {
 	m.unknown = m.set.Op("unknown")
 	m.descs[0] = prometheus.NewDesc("cairn_resp_commands_refused_total", "RESP commands answered -BUSY because the node was serving max-inflight-requests already.", nil, nil)
 	m.descs[1] = prometheus.NewDesc("cairn_resp_connections_open", "RESP connections open on this node.", nil, nil)
+	m.descs[2] = prometheus.NewDesc("cairn_resp_watch_streams_open", "Watches of the change feed running for RESP keyspace-notification subscribers (one per watched prefix).", nil, nil)
 	return m
 }
 
@@ -58,6 +60,7 @@ func (m *commandMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.set.Collect(ch)
 	ch <- prometheus.MustNewConstMetric(m.descs[0], prometheus.CounterValue, float64(m.refused.Load()))
 	ch <- prometheus.MustNewConstMetric(m.descs[1], prometheus.GaugeValue, float64(m.conns.Load()))
+	ch <- prometheus.MustNewConstMetric(m.descs[2], prometheus.GaugeValue, float64(m.watches.Load()))
 }
 
 // tracked is a command of the current group whose reply is out[slot].
@@ -107,9 +110,21 @@ func (m *commandMetrics) refuse() {
 
 // connOpened counts a connection open until the returned func is called.
 func (m *commandMetrics) connOpened() func() {
+	return m.gauge(func(m *commandMetrics) *atomic.Int64 { return &m.conns })
+}
+
+// watchOpened counts a running watch until the returned func is called.
+func (m *commandMetrics) watchOpened() func() {
+	return m.gauge(func(m *commandMetrics) *atomic.Int64 { return &m.watches })
+}
+
+// gauge adds one to the gauge pick chooses until the returned func is
+// called; a nil commandMetrics counts nothing.
+func (m *commandMetrics) gauge(pick func(*commandMetrics) *atomic.Int64) func() {
 	if m == nil {
 		return func() {}
 	}
-	m.conns.Add(1)
-	return func() { m.conns.Add(-1) }
+	g := pick(m)
+	g.Add(1)
+	return func() { g.Add(-1) }
 }

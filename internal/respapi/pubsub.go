@@ -495,6 +495,7 @@ func (c *conn) openWatch(prefix string) (*feedWatch, error) {
 	w := &feedWatch{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
+		defer c.s.metrics.watchOpened()()
 		c.pump(ctx, prefix, seq)
 	}()
 	return w, nil
