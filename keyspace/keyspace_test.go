@@ -3,6 +3,7 @@ package keyspace
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -97,8 +98,24 @@ func TestPolicyJSON(t *testing.T) {
 	if _, err := ParseJSON([]byte(`{"prefix":"a/","mode":"eventual","replica":3}`)); !errors.Is(err, ErrInvalidPolicy) {
 		t.Errorf("unknown field from a person: %v", err)
 	}
+	mirrored := Policy{Prefix: "f/", Mode: Eventual, SloppyQuorum: true, Backup: "s3://b/f?endpoint=h:1", ReadFallback: ReadFallbackBackup}
+	if b, err := json.Marshal(mirrored); err != nil || !strings.Contains(string(b), `"backup":"s3://b/f?endpoint=h:1","read_fallback":"backup"`) {
+		t.Errorf("a mirrored policy encodes as %s %v", b, err)
+	} else if back, err := ParseJSON(b); err != nil || !back.Equal(mirrored) {
+		t.Errorf("a mirrored policy round trip: %+v %v", back, err)
+	}
+	for _, bad := range []Policy{
+		{Prefix: "f/", Mode: Strong, Backup: "file:///tmp/x"},
+		{Prefix: "f/", Mode: Strong, Backup: "s3://key:secret@b/f"},
+		{Prefix: "f/", Mode: Strong, ReadFallback: ReadFallbackBackup},
+		{Prefix: "f/", Mode: Strong, Backup: "s3://b/f", ReadFallback: "tape"},
+	} {
+		if err := bad.Validate(); !errors.Is(err, ErrInvalidPolicy) {
+			t.Errorf("policy %+v: %v, want invalid", bad, err)
+		}
+	}
 	var newer Policy
-	if err := json.Unmarshal([]byte(`{"prefix":"a/","mode":"strong","backup":{"url":"s3://b/"},"materialize":{"dir":"/x","future":1}}`), &newer); err != nil ||
+	if err := json.Unmarshal([]byte(`{"prefix":"a/","mode":"strong","compression":{"algo":"zstd"},"materialize":{"dir":"/x","future":1}}`), &newer); err != nil ||
 		!newer.Equal(Policy{Prefix: "a/", Mode: Strong, Materialize: &Materialize{Dir: "/x"}}) {
 		t.Errorf("a newer version's field in the log: %+v %v", newer, err)
 	}
