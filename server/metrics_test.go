@@ -230,6 +230,12 @@ func TestMetricsAccess(t *testing.T) {
 	if r := do(t, "GET", "http://"+c.Nodes[0].ClientAddr+"/v1/kv/x", "", "Authorization", basicAuth("prom", "prompw")); r.status != http.StatusForbidden {
 		t.Errorf("prom reading a key: %d, want 403", r.status)
 	}
+	// An embedder may gather after Close: the closed databases are skipped.
+	srv := c.Nodes[0].S
+	c.Stop(0)
+	if _, err := srv.Metrics().Gather(); err != nil {
+		t.Errorf("gather after Close: %v", err)
+	}
 }
 
 // metricName matches the cairn metric names an expression uses.

@@ -46,6 +46,9 @@ func (c engineCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	e := c.e
+	if e.reps.db.Closed() {
+		return // shut down: nothing to report
+	}
 	if hints, err := e.reps.hintCounts(); err == nil {
 		for owner, n := range hints {
 			ch <- prometheus.MustNewConstMetric(engineDescs.hints, prometheus.GaugeValue, float64(n), owner)

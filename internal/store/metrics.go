@@ -38,6 +38,9 @@ func (d *DB) Collector(name string) prometheus.Collector { return dbCollector{d,
 func (c dbCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (c dbCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.d.Closed() {
+		return
+	}
 	m := c.d.db.Metrics()
 	gauge := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, c.name)

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
 )
@@ -24,6 +25,9 @@ var ErrNotFound = errors.New("store: not found")
 // DB is one pebble database.
 type DB struct {
 	db *pebble.DB
+	// closed is set by Close: a metrics scrape that races with shutdown
+	// skips the database instead of asking a closed pebble (which panics).
+	closed atomic.Bool
 }
 
 // Options tune a DB.
@@ -87,7 +91,13 @@ func Open(dir string, o Options) (*DB, error) {
 }
 
 // Close flushes nothing extra and closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	d.closed.Store(true)
+	return d.db.Close()
+}
+
+// Closed reports whether Close has been called.
+func (d *DB) Closed() bool { return d.closed.Load() }
 
 // Get returns a copy of the value at key, or ErrNotFound.
 func (d *DB) Get(key []byte) ([]byte, error) { return get(d.db, key) }
