@@ -106,6 +106,10 @@ var (
 	// ErrConnLost means the connection broke while a call was in flight: the
 	// call may or may not have run on the peer. The next call redials.
 	ErrConnLost = errors.New("peer: rpc connection lost")
+	// ErrNotSent means a call failed before any of it was sent (the peer
+	// could not be dialed, or the connection broke before the call used
+	// it): it certainly did not run there, so it is safe to try again.
+	ErrNotSent = errors.New("peer: rpc not sent")
 )
 
 // ClusterID is the ID of the cluster a node belongs to, as the peer port

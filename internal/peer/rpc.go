@@ -283,7 +283,7 @@ func (r *RPC) call(ctx context.Context, addr, method string, payload []byte, own
 	for attempt := 0; ; attempt++ {
 		cc, err := r.peer(ctx, addr)
 		if err != nil {
-			return nil, fmt.Errorf("peer: rpc %s to %s: %w", method, addr, err)
+			return nil, fmt.Errorf("peer: rpc %s to %s: %w: %w", method, addr, ErrNotSent, err)
 		}
 		out, sent, err := cc.call(ctx, method, payload, owned)
 		if err != nil && !sent && attempt == 0 && errors.Is(err, ErrConnLost) {
@@ -291,6 +291,9 @@ func (r *RPC) call(ctx context.Context, addr, method string, payload []byte, own
 			// restarted since the last call): redial once.
 			r.forget(addr, cc)
 			continue
+		}
+		if err != nil && !sent {
+			return nil, fmt.Errorf("peer: rpc %s to %s: %w: %w", method, addr, ErrNotSent, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("peer: rpc %s to %s: %w", method, addr, err)

@@ -113,6 +113,11 @@ func (n *Node) call(ctx context.Context, addr, method string, payload []byte) ([
 		return nil, codeErr(re)
 	case errors.Is(err, peer.ErrClosed):
 		return nil, fmt.Errorf("%w: %w", ErrShutdown, err) // this node's endpoint closed
+	case errors.Is(err, peer.ErrNotSent):
+		// The leader it knows cannot be reached (killed, say, and not yet
+		// replaced): nothing was proposed, so the caller waits for the
+		// next leader and retries (onLeader).
+		return nil, fmt.Errorf("%w: the leader at %s cannot be reached: %w", ErrNoLeader, addr, err)
 	}
 	return nil, fmt.Errorf("%w: %s to the leader at %s: %w", ErrTimeout, method, addr, err)
 }
