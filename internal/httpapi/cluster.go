@@ -3,6 +3,8 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/cairnkv/cairn/kv"
@@ -113,6 +115,7 @@ func (a *api) newLeader(ctx context.Context, to string) string {
 }
 
 func (a *api) status(w http.ResponseWriter, r *http.Request) {
+	a.allowMemberOrigin(w, r)
 	st, err := a.svc.Status(r.Context())
 	if err == nil && st == nil {
 		err = errNoAnswer
@@ -155,4 +158,30 @@ func (a *api) readyz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Ready bool `json:"ready"`
 	}{true})
+}
+
+// allowMemberOrigin lets the dashboard of another member read this node's
+// status from the browser: a request whose Origin is the client URL of a
+// member of the cluster gets that origin in Access-Control-Allow-Origin
+// (never "*", never with credentials: the status needs none). A node
+// that cannot list its members (no quorum) sends nothing, and the page
+// shows that member's Raft view as unknown.
+func (a *api) allowMemberOrigin(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	w.Header().Add("Vary", "Origin")
+	if origin == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	ms, err := a.svc.Members(ctx)
+	if err != nil {
+		return
+	}
+	for _, m := range ms {
+		if u, err := url.Parse(m.ClientURL); err == nil && u.Host != "" && strings.EqualFold(u.Scheme+"://"+u.Host, origin) {
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+			return
+		}
+	}
 }

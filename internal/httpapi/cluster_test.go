@@ -401,3 +401,35 @@ func TestRouting(t *testing.T) {
 		})
 	}
 }
+
+// Another member's dashboard may read this node's status from the browser
+// (its client URL is the origin allowed, never "*"); any other origin, or a
+// node that cannot list its members, gets no CORS header.
+func TestStatusAllowsMemberOrigins(t *testing.T) {
+	members := []kv.Member{{Name: "n1", ClientURL: "http://10.0.0.1:7700"}, {Name: "n2", ClientURL: "https://n2.example:7700/"}}
+	f := &fakeService{
+		members: func(context.Context) ([]kv.Member, error) { return members, nil },
+		status:  func(context.Context) (*kv.Status, error) { return &kv.Status{Name: "n1"}, nil },
+	}
+	h := mustHandler(t, f)
+	for _, tc := range []struct{ origin, want string }{
+		{"https://n2.example:7700", "https://n2.example:7700"},
+		{"http://10.0.0.1:7700", "http://10.0.0.1:7700"},
+		{"https://evil.example", ""},
+		{"http://10.0.0.1:7701", ""},
+		{"", ""},
+	} {
+		w := mustServe(t, h, request{method: "GET", target: "/v1/cluster/status", hdr: []string{"Origin", tc.origin}})
+		if got := w.Header().Get("Access-Control-Allow-Origin"); w.Code != 200 || got != tc.want {
+			t.Errorf("Origin %q: %d, Access-Control-Allow-Origin %q, want %q", tc.origin, w.Code, got, tc.want)
+		}
+		if w.Header().Get("Access-Control-Allow-Credentials") != "" {
+			t.Errorf("Origin %q: credentials allowed", tc.origin)
+		}
+	}
+	f.members = func(context.Context) ([]kv.Member, error) { return nil, kv.ErrNoLeader }
+	w := mustServe(t, h, request{method: "GET", target: "/v1/cluster/status", hdr: []string{"Origin", "http://10.0.0.1:7700"}})
+	if w.Code != 200 || w.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("without quorum: %d, Access-Control-Allow-Origin %q", w.Code, w.Header().Get("Access-Control-Allow-Origin"))
+	}
+}

@@ -206,6 +206,10 @@ func TestDashboard(t *testing.T) {
 		if want := c.Nodes[c.Leader()].Name; leader != want {
 			t.Errorf("the page shows %s as leader, the cluster says %s", leader, want)
 		}
+		// Every member lets this page's origin (a member's client URL)
+		// read its status: each row has its own term and indices.
+		waitFor(t, "every member's own status read",
+			`document.querySelectorAll('#members tbody tr[data-read="true"]').length === 3`, 10*time.Second)
 	})
 
 	t.Run("ring", func(t *testing.T) {

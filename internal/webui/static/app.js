@@ -164,9 +164,9 @@
     try { return new URL(url).origin === location.origin; } catch (e) { return false; }
   }
   // readMember asks a member for its own status: directly when it is this
-  // origin, otherwise cross-origin, which works only if something in front
-  // of the API allows it (the API sends no CORS headers); a failed
-  // cross-origin read is not tried again for 60 s.
+  // origin, otherwise cross-origin, which a member allows for the client
+  // URLs of the cluster's members (not when it has no quorum to list them);
+  // a failed cross-origin read is not tried again for 60 s.
   async function readMember(m) {
     if (!m.client_url) return;
     if (sameOrigin(m.client_url)) return; // this node: refresh reads it already
@@ -213,7 +213,7 @@
       const lag = s ? Math.max(0, leaderCommit - s.applied_index) : null;
       const link = !m.client_url ? dash : /^https?:\/\//i.test(m.client_url) ?
         el("a", { href: m.client_url.replace(/\/$/, "") + "/ui/", text: m.client_url }) : m.client_url;
-      const tr = el("tr", { "data-name": m.name, "data-up": up, "data-leader": leader ? "true" : "false", class: up === "down" ? "down" : (leader ? "leader" : "") },
+      const tr = el("tr", { "data-name": m.name, "data-up": up, "data-leader": leader ? "true" : "false", "data-read": s ? "true" : "false", class: up === "down" ? "down" : (leader ? "leader" : "") },
         el("td", {}, m.name, self ? el("span", { class: "tag", text: "this node" }) : null),
         el("td", { class: "state" }, stateText),
         el("td", {}, m.voter ? "voter" : "learner"),
@@ -230,7 +230,7 @@
     $("leader").textContent = lead + " · revision " + st.revision;
     $("leader").className = st.leader ? "muted" : "error-text";
     $("members-note").textContent = unread ?
-      "Health is what " + st.name + "'s failure detector sees. The Raft indices of another member show when the browser may read its status (the API sends no CORS headers): open its dashboard from its client URL." : "";
+      "Health is what " + st.name + "'s failure detector sees. A member that cannot be read from here (down, or without quorum to list the members it lets read its status) shows — for its Raft indices: open its dashboard from its client URL." : "";
     renderMirrors(st.mirrors);
   }
 
