@@ -317,7 +317,7 @@ func (p *puller) pull(ctx context.Context, o pullOptions) (*pullSummary, error) 
 	if err != nil {
 		return sum, fmt.Errorf("backup pull: listing the versions in %s: %w", p.b.String(), err)
 	}
-	remote, err := clusterHashes(ctx, p.c, o.prefix)
+	remote, err := listHashes(ctx, p.c, o.prefix)
 	if err != nil {
 		return sum, fmt.Errorf("backup pull: listing the cluster's keys under %q: %w", o.prefix, err)
 	}
@@ -416,29 +416,6 @@ func (p *puller) change(sum *pullSummary, ch pullChange) {
 	sum.Changes = append(sum.Changes, ch)
 	if p.report != nil {
 		p.report(ch)
-	}
-}
-
-// clusterHashes reads the keys under prefix with the SHA-256 of their
-// values (not the values), page by page.
-func clusterHashes(ctx context.Context, c pullCluster, prefix string) (map[string]string, error) {
-	out := map[string]string{}
-	after := ""
-	for {
-		res, err := c.List(ctx, prefix, client.ListOptions{After: after, Limit: listPage, KeysOnly: true, Hashes: true})
-		if err != nil {
-			return nil, err
-		}
-		for _, it := range res.Items {
-			if it.Hash == "" {
-				return nil, fmt.Errorf("the server sent no hash for %q: it does not support ?hashes=true", it.Key)
-			}
-			out[it.Key] = it.Hash
-		}
-		if !res.More || len(res.Items) == 0 {
-			return out, nil
-		}
-		after = res.Items[len(res.Items)-1].Key
 	}
 }
 

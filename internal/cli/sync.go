@@ -392,9 +392,14 @@ func hashFile(p string) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// listHashes reads the keys under prefix with the hashes of their values,
-// page by page.
-func listHashes(ctx context.Context, c *client.Client, prefix string) (map[string]string, error) {
+// keyLister is what listHashes reads keys through (*client.Client).
+type keyLister interface {
+	List(ctx context.Context, prefix string, o client.ListOptions) (*client.ListResult, error)
+}
+
+// listHashes reads the keys under prefix with the SHA-256 of their values
+// (not the values), page by page.
+func listHashes(ctx context.Context, c keyLister, prefix string) (map[string]string, error) {
 	out := map[string]string{}
 	after := ""
 	for {

@@ -92,8 +92,11 @@ type getter interface {
 	Get(key []byte) ([]byte, error)
 }
 
-func readRevision(g getter) (int64, error) {
-	v, err := g.Get(revKey)
+func readRevision(g getter) (int64, error) { return readInt64(g, revKey) }
+
+// readInt64 reads a be64 number stored at key (0 when there is none).
+func readInt64(g getter, key []byte) (int64, error) {
+	v, err := g.Get(key)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, nil
 	}

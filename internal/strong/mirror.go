@@ -3,10 +3,7 @@ package strong
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-
-	"github.com/cairnkv/cairn/internal/store"
 )
 
 // The mirror cursor of a prefix is how far the leader has copied the
@@ -23,17 +20,7 @@ const cmdMirrorCursor = "mirror_cursor"
 // MirrorCursor is the revision the prefix's mirror has copied up to, as
 // applied on this node (0: never mirrored).
 func (e *Engine) MirrorCursor(prefix string) (int64, error) {
-	v, err := e.machine.db.Get(mirrorCursorKey(prefix))
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if len(v) != 8 {
-		return 0, errCorruptRecord
-	}
-	return int64(binary.BigEndian.Uint64(v)), nil
+	return readInt64(e.machine.db, mirrorCursorKey(prefix))
 }
 
 // SaveMirrorCursor proposes that the prefix is mirrored up to rev; a
@@ -52,10 +39,10 @@ func (ab *applyBatch) applyMirrorCursor(prefix string, rev int64) error {
 		if cur >= rev {
 			return nil
 		}
-	} else if v, err := ab.m.db.Get(mirrorCursorKey(prefix)); err == nil && len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= rev {
-		return nil
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+	} else if stored, err := readInt64(ab.m.db, mirrorCursorKey(prefix)); err != nil {
 		return err
+	} else if stored >= rev {
+		return nil
 	}
 	if ab.mirrorCursors == nil {
 		ab.mirrorCursors = map[string]int64{}
