@@ -11,6 +11,16 @@
 // are written in request order. MULTI/EXEC becomes one atomic transaction,
 // with WATCH turned into mod-revision compares.
 //
+// Each connection is served by one goroutine, which parses, runs and
+// answers its own commands; nothing is handed to another goroutine on the
+// way (watch goroutines only write notifications). Measured at 64 clients
+// (docs/BENCHMARKS.md "A leaner RESP path"): one write per reply group and
+// two reads per request, the second the read that finds nothing and parks
+// the goroutine. Go's poller gives no sound way to skip that read (each
+// read resets the descriptor's readiness mark first, so waiting before
+// reading can miss bytes already queued); only an epoll loop of our own
+// would, worth at most 1.2–1.4× on the front end by a toy measurement.
+//
 // SUBSCRIBE and PSUBSCRIBE carry Redis's keyspace notifications, made from
 // the service's change feed (Service.Watch) and written by one goroutine per
 // watch under the lock the replies are written under (pubsub.go); there is
