@@ -2,8 +2,16 @@
 
 package server
 
-import "net/http"
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/cairnkv/cairn/internal/raftnode"
+)
 
 func debugHandler(*Server) http.Handler { return nil }
 
 func debugUnsafeReads() bool { return false }
+
+// leaseClock is the machine's monotonic clock in release builds.
+func leaseClock(*atomic.Uint64) raftnode.LeaseClock { return nil }
