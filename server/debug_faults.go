@@ -60,6 +60,18 @@ func debugHandler(s *Server) http.Handler {
 	return mux
 }
 
+// logStall holds each Raft log append while stall is true (nil: no hook).
+func logStall(stall *atomic.Bool) func() {
+	if stall == nil {
+		return nil
+	}
+	return func() {
+		for stall.Load() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
 // leaseClock is the machine's monotonic clock scaled by the rate in bits
 // (the clock-rate fault; 0 bits: rate 1).
 func leaseClock(bits *atomic.Uint64) raftnode.LeaseClock {

@@ -293,6 +293,7 @@ func (s *Server) startStrong() (err error) {
 			MaxValueBytes:    cfg.MaxValueBytes,
 			LeaseMaxDrift:    cfg.LeaseMaxDrift,
 			LeaseClock:       leaseClock(s.hooks.LeaseClockRate),
+			BeforeStoreLogs:  logStall(s.hooks.StallLog),
 		},
 		ReadMode:            readMode,
 		RequestTimeout:      cfg.RequestTimeout,

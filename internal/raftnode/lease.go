@@ -331,3 +331,7 @@ func (n *Node) observeMembership() {
 		return false
 	}))
 }
+
+// LeaseReads is how many lease reads this node answered as leader under its
+// lease (cairn_raft_lease_reads_total).
+func (n *Node) LeaseReads() uint64 { return n.m.leaseReads.Load() }

@@ -92,7 +92,10 @@ type Config struct {
 	// LeaseClock is the monotonic clock the lease is measured on (nil: the
 	// machine's); tests scale it.
 	LeaseClock LeaseClock
-	Logger     *slog.Logger
+	// BeforeStoreLogs, a test hook, runs before each append to the log:
+	// blocking in it stalls Raft's leader loop, as a disk that hangs does.
+	BeforeStoreLogs func()
+	Logger          *slog.Logger
 }
 
 // transportTimeout is the Raft transport's I/O deadline: 10 s, plus a
@@ -194,6 +197,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.logs = logs
+	logs.beforeStore = cfg.BeforeStoreLogs
 	n.m = newNodeMetrics()
 	logs.fsync = n.m.fsync
 	hlog := hclogFor(n.log, "raft")

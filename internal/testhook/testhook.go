@@ -38,6 +38,10 @@ type Hooks struct {
 	// the machine's (0: not scaled); only faultinject builds read it (the
 	// chaos harness's clock-rate fault).
 	LeaseClockRate *atomic.Uint64
+	// StallLog, set by the test, makes the node's Raft log appends wait
+	// while it is true (a hung disk: the leader loop stops); only
+	// faultinject builds read it.
+	StallLog *atomic.Bool
 }
 
 type ctxKey struct{}
