@@ -73,8 +73,12 @@ func logStall(stall *atomic.Bool) func() {
 }
 
 // leaseClock is the machine's monotonic clock scaled by the rate in bits
-// (the clock-rate fault; 0 bits: rate 1).
+// (the clock-rate fault; 0 bits: rate 1). CAIRN_DEBUG_LEASE_CLOCK_RATE sets
+// the rate a process starts with, so it holds across restarts.
 func leaseClock(bits *atomic.Uint64) raftnode.LeaseClock {
+	if r, err := strconv.ParseFloat(os.Getenv("CAIRN_DEBUG_LEASE_CLOCK_RATE"), 64); err == nil && r > 0 && bits.Load() == 0 {
+		bits.Store(math.Float64bits(r))
+	}
 	return raftnode.ScaledClock(func() float64 {
 		if r := math.Float64frombits(bits.Load()); r > 0 {
 			return r
