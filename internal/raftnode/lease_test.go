@@ -226,3 +226,28 @@ func TestLeaseReads(t *testing.T) {
 		t.Fatal("a lease read without a lease did not fall back to the read index")
 	}
 }
+
+// TestTransferRevokesLease: a leadership transfer revokes the old leader's
+// lease for its term before TimeoutNow goes out.
+func TestTransferRevokesLease(t *testing.T) {
+	nodes := startCluster(t, 3, false)
+	leader, _ := leaderAndFollower(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !leader.LeaseHeld() {
+		if ctx.Err() != nil {
+			t.Fatal("the leader never held a lease")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	term := leader.raft.CurrentTerm()
+	if err := leader.TransferLeadership(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := leader.lease.revoked.Load(); got != term {
+		t.Fatalf("lease revoked for term %d, want the transfer's term %d", got, term)
+	}
+	if leader.lease.valid(term) {
+		t.Fatal("the old leader's lease still holds after the transfer")
+	}
+}
