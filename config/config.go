@@ -176,6 +176,14 @@ type Config struct {
 
 	HeartbeatTimeout time.Duration `yaml:"heartbeat-timeout"`
 	ElectionTimeout  time.Duration `yaml:"election-timeout"`
+	// ReadMode is how linearizable reads of strong keys confirm the
+	// leader when the request does not say: read-index (a quorum round)
+	// or lease (no round while the leader's lease holds; needs clocks
+	// whose rates differ by at most LeaseMaxDrift).
+	ReadMode string `yaml:"read-mode"`
+	// LeaseMaxDrift is the largest rate difference between two members'
+	// clocks that lease reads assume (0.1: one runs at most 10% faster).
+	LeaseMaxDrift float64 `yaml:"lease-max-drift"`
 	// RequestTimeout bounds how long a request waits for a leader and a quorum.
 	RequestTimeout time.Duration `yaml:"request-timeout"`
 	// SnapshotEntries is how many log entries trigger a snapshot; TrailingLogs
@@ -233,6 +241,8 @@ func Default() Config {
 		IdleTimeout:         10 * time.Minute,
 		HeartbeatTimeout:    1000 * time.Millisecond,
 		ElectionTimeout:     1000 * time.Millisecond,
+		ReadMode:            "read-index",
+		LeaseMaxDrift:       0.1,
 		RequestTimeout:      5 * time.Second,
 		SnapshotEntries:     8192,
 		SnapshotInterval:    30 * time.Second,

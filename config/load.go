@@ -54,6 +54,8 @@ var flagHelp = map[string]string{
 	"idle-timeout":              "close client connections idle this long (0: never)",
 	"heartbeat-timeout":         "Raft heartbeat timeout",
 	"election-timeout":          "Raft election timeout",
+	"read-mode":                 "linearizable reads by default: read-index (a quorum round per batch of reads) or lease (no round while the leader's lease holds; assumes bounded clock drift, see lease-max-drift)",
+	"lease-max-drift":           "largest clock-rate difference between members that lease reads assume (0.1: 10%); the lease lasts heartbeat-timeout/(1+drift)",
 	"request-timeout":           "how long a request may wait for a leader and a quorum",
 	"anti-entropy-interval":     "how often eventual replicas compare their ranges with the other replicas",
 	"max-clock-offset":          "refuse eventual writes stamped further ahead of this node's clock",
@@ -105,6 +107,8 @@ func RegisterFlags(fs *pflag.FlagSet, c *Config) *Flags {
 			fs.Uint64Var(p, name, *p, help)
 		case *time.Duration:
 			fs.DurationVar(p, name, *p, help)
+		case *float64:
+			fs.Float64Var(p, name, *p, help)
 		case pflag.Value:
 			fs.Var(p, name, help)
 		default:
@@ -334,6 +338,12 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad("%s must be positive", d.flag)
 		}
+	}
+	if c.ReadMode != "read-index" && c.ReadMode != "lease" {
+		bad("read-mode must be read-index or lease, not %q", c.ReadMode)
+	}
+	if !(c.LeaseMaxDrift > 0 && c.LeaseMaxDrift < 1) {
+		bad("lease-max-drift must be above 0 and below 1 (a fraction: 0.1 is 10%%), not %v", c.LeaseMaxDrift)
 	}
 	if c.ElectionTimeout < c.HeartbeatTimeout {
 		bad("election-timeout (%s) must be at least heartbeat-timeout (%s)", c.ElectionTimeout, c.HeartbeatTimeout)

@@ -178,6 +178,9 @@ type DeleteOptions struct {
 type ReadOptions struct {
 	// Serializable serves the read from the local replica without a leader check.
 	Serializable bool
+	// ReadMode is how a linearizable read of a strong key confirms the
+	// leader: ReadModeDefault takes the server's --read-mode.
+	ReadMode ReadMode
 	// Local answers, for an eventual keyspace, from this node's own copy
 	// only, whether or not it owns the key (consistency=local); strong
 	// keyspaces treat it as Serializable.
@@ -190,6 +193,49 @@ type ReadOptions struct {
 	// end sets it for the keyspaces whose policy says read_fallback:
 	// backup when it can mark its answer as such (HTTP can, RESP cannot).
 	Fallback bool
+}
+
+// ReadMode is how a linearizable read of a strong keyspace learns that the
+// leader it reads through is still the leader.
+type ReadMode uint8
+
+// Read modes.
+const (
+	// ReadModeDefault is the server's --read-mode.
+	ReadModeDefault ReadMode = iota
+	// ReadModeReadIndex confirms leadership with a quorum round (a
+	// heartbeat to every follower, shared by the reads waiting together):
+	// correct whatever the clocks do.
+	ReadModeReadIndex
+	// ReadModeLease serves the read on a leader whose lease holds without
+	// a round: correct only while no member's clock runs faster than
+	// another's by more than --lease-max-drift. A leader without a lease
+	// falls back to the read index.
+	ReadModeLease
+)
+
+// ParseReadMode reads "read-index" or "lease" ("" is ReadModeDefault).
+func ParseReadMode(s string) (ReadMode, error) {
+	switch s {
+	case "":
+		return ReadModeDefault, nil
+	case "read-index":
+		return ReadModeReadIndex, nil
+	case "lease":
+		return ReadModeLease, nil
+	}
+	return ReadModeDefault, fmt.Errorf("%w: read mode must be read-index or lease, not %q", ErrInvalidArgument, s)
+}
+
+// String is the mode's name as ParseReadMode reads it.
+func (m ReadMode) String() string {
+	switch m {
+	case ReadModeReadIndex:
+		return "read-index"
+	case ReadModeLease:
+		return "lease"
+	}
+	return ""
 }
 
 // ListOptions shape a prefix listing.

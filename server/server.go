@@ -266,6 +266,13 @@ func (s *Server) startStrong() (err error) {
 			return err
 		}
 	}
+	readMode, err := kv.ParseReadMode(cfg.ReadMode)
+	if err != nil {
+		return err
+	}
+	if s.hooks.LeaseClockRate == nil {
+		s.hooks.LeaseClockRate = new(atomic.Uint64)
+	}
 	s.strong, err = strong.Open(strong.Config{
 		Name: cfg.Name,
 		Dir:  cfg.DataDir,
@@ -284,7 +291,11 @@ func (s *Server) startStrong() (err error) {
 			SnapshotInterval: cfg.SnapshotInterval,
 			TrailingLogs:     cfg.TrailingLogs,
 			MaxValueBytes:    cfg.MaxValueBytes,
+			LeaseMaxDrift:    cfg.LeaseMaxDrift,
+			LeaseClock:       leaseClock(s.hooks.LeaseClockRate),
+			BeforeStoreLogs:  logStall(s.hooks.StallLog),
 		},
+		ReadMode:            readMode,
 		RequestTimeout:      cfg.RequestTimeout,
 		UnsafeFollowerReads: debugUnsafeReads(),
 		WatchHistory:        cfg.WatchHistory,

@@ -115,12 +115,16 @@ func (a *api) readOptions(h http.Header, q url.Values, key string) (kv.ReadOptio
 	var o kv.ReadOptions
 	switch c := q.Get("consistency"); c {
 	case "", "linearizable":
+	case "lease":
+		o.ReadMode = kv.ReadModeLease
+	case "read-index":
+		o.ReadMode = kv.ReadModeReadIndex
 	case "serializable":
 		o.Serializable = true
 	case "local":
 		o.Local = true
 	default:
-		return kv.ReadOptions{}, badRequest("consistency must be linearizable, serializable or local, not %q", c)
+		return kv.ReadOptions{}, badRequest("consistency must be linearizable, lease, read-index, serializable or local, not %q", c)
 	}
 	var err error
 	if o.ReadQuorum, err = quorumParam(q, "r"); err != nil {
@@ -148,6 +152,7 @@ func (a *api) readOptions(h http.Header, q url.Values, key string) (kv.ReadOptio
 		h.Set("X-Cairn-Consistency", "serializable")
 		h.Set("X-Cairn-Stale", strconv.FormatBool(a.isStale != nil && a.isStale()))
 	default:
+		// lease and read-index are two ways of reading linearizably.
 		h.Set("X-Cairn-Consistency", "linearizable")
 	}
 	return o, nil

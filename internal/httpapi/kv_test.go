@@ -70,19 +70,26 @@ func TestGetConsistency(t *testing.T) {
 		wantSerial  bool
 		consistency string
 		staleHeader string
+		mode        kv.ReadMode
 	}{
-		{"", nil, 200, false, "linearizable", ""},
-		{"?consistency=linearizable", stale(true), 200, false, "linearizable", ""},
-		{"?consistency=serializable", stale(true), 200, true, "serializable", "true"},
-		{"?consistency=serializable", stale(false), 200, true, "serializable", "false"},
-		{"?consistency=serializable", nil, 200, true, "serializable", "false"},
-		{"?consistency=eventual", nil, 400, false, "", ""},
-		{"?consistency=", nil, 200, false, "linearizable", ""},
+		{"?consistency=lease", nil, 200, false, "linearizable", "", kv.ReadModeLease},
+		{"?consistency=read-index", nil, 200, false, "linearizable", "", kv.ReadModeReadIndex},
+		{"?consistency=Lease", nil, 400, false, "", "", 0},
+		{"", nil, 200, false, "linearizable", "", 0},
+		{"?consistency=linearizable", stale(true), 200, false, "linearizable", "", 0},
+		{"?consistency=serializable", stale(true), 200, true, "serializable", "true", 0},
+		{"?consistency=serializable", stale(false), 200, true, "serializable", "false", 0},
+		{"?consistency=serializable", nil, 200, true, "serializable", "false", 0},
+		{"?consistency=eventual", nil, 400, false, "", "", 0},
+		{"?consistency=", nil, 200, false, "linearizable", "", 0},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			f := &fakeService{get: func(_ context.Context, _ string, o kv.ReadOptions) (*kv.Record, error) {
 				if o.Serializable != tc.wantSerial {
 					t.Errorf("Serializable %v", o.Serializable)
+				}
+				if o.ReadMode != tc.mode {
+					t.Errorf("ReadMode %v, want %v", o.ReadMode, tc.mode)
 				}
 				return record("k", "v", 1, 1, 1), nil
 			}}

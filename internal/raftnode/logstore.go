@@ -20,7 +20,9 @@ type LogStore struct {
 	mu          sync.Mutex // guards first/last; raft calls from several goroutines
 	first, last uint64
 	// fsync, when set, times each synced batch (the node's metrics).
-	fsync prometheus.Histogram
+	// beforeStore, a test hook (Config.BeforeStoreLogs), runs before each append.
+	beforeStore func()
+	fsync       prometheus.Histogram
 }
 
 var (
@@ -92,6 +94,9 @@ func (s *LogStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{
 func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
+	}
+	if s.beforeStore != nil {
+		s.beforeStore()
 	}
 	// Each entry is encoded in place in a batch allocated once for all of
 	// them: a large entry is copied into the batch and nowhere else.

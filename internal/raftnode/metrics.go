@@ -14,11 +14,15 @@ import (
 // role) are read from Raft when scraped (Node.Collector).
 type nodeMetrics struct {
 	leaderChanges atomic.Uint64
-	batch         prometheus.Histogram
-	fsync         prometheus.Histogram
-	snapDur       prometheus.Histogram
-	snapBytes     prometheus.Histogram
-	restoreDur    prometheus.Histogram
+	// leaseReads and leaseFallbacks count lease reads the leader answered
+	// under its lease, and those it answered with a quorum round instead.
+	leaseReads     atomic.Uint64
+	leaseFallbacks atomic.Uint64
+	batch          prometheus.Histogram
+	fsync          prometheus.Histogram
+	snapDur        prometheus.Histogram
+	snapBytes      prometheus.Histogram
+	restoreDur     prometheus.Histogram
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -72,15 +76,17 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 var nodeDescs = struct {
-	term, commit, applied, last, leader, contact, changes *prometheus.Desc
+	term, commit, applied, last, leader, contact, changes, leaseReads, leaseFallbacks *prometheus.Desc
 }{
-	term:    prometheus.NewDesc("cairn_raft_term", "Current Raft term of this node.", nil, nil),
-	commit:  prometheus.NewDesc("cairn_raft_commit_index", "Highest Raft log index this node knows to be committed.", nil, nil),
-	applied: prometheus.NewDesc("cairn_raft_applied_index", "Highest Raft log index applied to this node's state.", nil, nil),
-	last:    prometheus.NewDesc("cairn_raft_last_log_index", "Last index in this node's Raft log.", nil, nil),
-	leader:  prometheus.NewDesc("cairn_raft_is_leader", "1 if this node is the Raft leader, else 0.", nil, nil),
-	contact: prometheus.NewDesc("cairn_raft_last_contact_seconds", "Seconds since a follower last heard from the leader (0 on the leader).", nil, nil),
-	changes: prometheus.NewDesc("cairn_raft_leader_changes_total", "Leader changes this node has seen (each new leader it learned of).", nil, nil),
+	leaseReads:     prometheus.NewDesc("cairn_raft_lease_reads_total", "Lease reads this node answered as leader under its lease, with no quorum round.", nil, nil),
+	leaseFallbacks: prometheus.NewDesc("cairn_raft_lease_read_fallbacks_total", "Lease reads this node answered as leader with a quorum round because its lease did not hold.", nil, nil),
+	term:           prometheus.NewDesc("cairn_raft_term", "Current Raft term of this node.", nil, nil),
+	commit:         prometheus.NewDesc("cairn_raft_commit_index", "Highest Raft log index this node knows to be committed.", nil, nil),
+	applied:        prometheus.NewDesc("cairn_raft_applied_index", "Highest Raft log index applied to this node's state.", nil, nil),
+	last:           prometheus.NewDesc("cairn_raft_last_log_index", "Last index in this node's Raft log.", nil, nil),
+	leader:         prometheus.NewDesc("cairn_raft_is_leader", "1 if this node is the Raft leader, else 0.", nil, nil),
+	contact:        prometheus.NewDesc("cairn_raft_last_contact_seconds", "Seconds since a follower last heard from the leader (0 on the leader).", nil, nil),
+	changes:        prometheus.NewDesc("cairn_raft_leader_changes_total", "Leader changes this node has seen (each new leader it learned of).", nil, nil),
 }
 
 // nodeCollector reports a Node's Raft metrics.
@@ -112,6 +118,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(nodeDescs.leader, leader)
 	gauge(nodeDescs.contact, s.LastContact.Seconds())
 	ch <- prometheus.MustNewConstMetric(nodeDescs.changes, prometheus.CounterValue, float64(m.leaderChanges.Load()))
+	ch <- prometheus.MustNewConstMetric(nodeDescs.leaseReads, prometheus.CounterValue, float64(m.leaseReads.Load()))
+	ch <- prometheus.MustNewConstMetric(nodeDescs.leaseFallbacks, prometheus.CounterValue, float64(m.leaseFallbacks.Load()))
 	m.batch.Collect(ch)
 	m.fsync.Collect(ch)
 	m.snapDur.Collect(ch)

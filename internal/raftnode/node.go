@@ -36,6 +36,8 @@ var (
 	ErrPeerUntrusted = errors.New("raftnode: peer certificate not trusted")
 	// ErrBadMessage means an internal RPC payload did not decode.
 	ErrBadMessage = errors.New("raftnode: malformed internal RPC message")
+
+	errStaleTimeoutNow = errors.New("raftnode: TimeoutNow from a server that is not this node's leader")
 )
 
 // Peer is a bootstrap member.
@@ -83,7 +85,17 @@ type Config struct {
 	// (transportTimeout). Entries themselves are at most 256 KiB: larger
 	// commands travel in chunks (chunk.go).
 	MaxValueBytes int64
-	Logger        *slog.Logger
+	// LeaseMaxDrift bounds how much faster one member's clock may run than
+	// another's (0.1: 10%; 0: DefaultLeaseMaxDrift); lease reads are
+	// linearizable only while it holds (DESIGN.md, "Lease reads").
+	LeaseMaxDrift float64
+	// LeaseClock is the monotonic clock the lease is measured on (nil: the
+	// machine's); tests scale it.
+	LeaseClock LeaseClock
+	// BeforeStoreLogs, a test hook, runs before each append to the log:
+	// blocking in it stalls Raft's leader loop, as a disk that hangs does.
+	BeforeStoreLogs func()
+	Logger          *slog.Logger
 }
 
 // transportTimeout is the Raft transport's I/O deadline: 10 s, plus a
@@ -102,6 +114,8 @@ type Node struct {
 	logDB  *store.DB
 	logs   *LogStore
 	trans  *raft.NetworkTransport
+	ltrans *leaseTransport // trans as Raft uses it (lease.go)
+	lease  lease
 	snaps  *raft.FileSnapshotStore
 	rpc    *peer.RPC     // the endpoint the node calls and serves on
 	svc    *peer.Service // the node's methods on rpc
@@ -156,6 +170,16 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.MaxValueBytes <= 0 {
 		cfg.MaxValueBytes = 1 << 20
 	}
+	if cfg.LeaseMaxDrift < 0 || cfg.LeaseMaxDrift >= 1 {
+		return nil, fmt.Errorf("raftnode: lease max drift %v is not in [0, 1)", cfg.LeaseMaxDrift)
+	}
+	if cfg.LeaseMaxDrift == 0 {
+		cfg.LeaseMaxDrift = DefaultLeaseMaxDrift
+	}
+	started := time.Now()
+	if cfg.LeaseClock == nil {
+		cfg.LeaseClock = func() time.Duration { return time.Since(started) }
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("subsystem", "raft"), done: make(chan struct{}), down: make(chan struct{}), removed: make(chan struct{})}
 	ok := false
 	defer func() {
@@ -173,6 +197,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.logs = logs
+	logs.beforeStore = cfg.BeforeStoreLogs
 	n.m = newNodeMetrics()
 	logs.fsync = n.m.fsync
 	hlog := hclogFor(n.log, "raft")
@@ -196,6 +221,9 @@ func Start(cfg Config) (*Node, error) {
 		Timeout: transportTimeout(cfg.MaxValueBytes),
 		Logger:  hclogFor(n.log, "raft-net"),
 	})
+	n.lease.now = cfg.LeaseClock
+	n.lease.duration = leaseDuration(cfg.HeartbeatTimeout, cfg.LeaseMaxDrift)
+	n.ltrans = &leaseTransport{NetworkTransport: n.trans, n: n, rpcs: make(chan raft.RPC), stop: make(chan struct{})}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -234,10 +262,14 @@ func Start(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	if n.raft, err = raft.NewRaft(rc, n.fsm, cached, logs, n.snaps, n.trans); err != nil {
+	if n.raft, err = raft.NewRaft(rc, n.fsm, cached, logs, n.snaps, n.ltrans); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
+	// Only now that n.raft is set: the guard and the lease read it.
+	n.ltrans.ready.Store(true)
+	go n.ltrans.guardRPCs(started, cfg.HeartbeatTimeout)
 	n.observeLeaders()
+	n.observeMembership()
 	if !hasState && len(cfg.Bootstrap) > 0 {
 		var conf raft.Configuration
 		for _, p := range cfg.Bootstrap {
@@ -388,6 +420,8 @@ func (n *Node) watchLeadership() {
 					n.log.Warn("could not commit the term-start entry", "err", err)
 				}
 				cancel()
+			} else {
+				n.lease.drop()
 			}
 		case <-n.done:
 			return
@@ -744,6 +778,10 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 		if others == 0 {
 			return fmt.Errorf("%w: there is no other voter to hand leadership to", ErrUnknownMember)
 		}
+		// TimeoutNow lets the target's votes bypass every follower's
+		// "known leader" rule, on which the lease rests: no lease for
+		// the rest of this term.
+		n.revokeLease()
 		if a.ID == "" {
 			return transferErr(n.await(n.raft.LeadershipTransfer()))
 		}
@@ -850,6 +888,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		if n.IsLeader() {
 			if len(n.voters()) > 1 {
+				n.revokeLease()
 				_ = n.await(n.raft.LeadershipTransfer())
 			}
 		}
@@ -934,6 +973,9 @@ func (n *Node) closeResources() {
 	}
 	if n.ownRPC {
 		_ = n.rpc.Close()
+	}
+	if n.ltrans != nil {
+		close(n.ltrans.stop)
 	}
 	if n.trans != nil {
 		_ = n.trans.Close()

@@ -15,6 +15,7 @@ import (
 //
 //	Propose     request: the command; reply: the state machine's result
 //	ReadIndex   request: empty; reply: the commit index, uint64 big-endian
+//	LeaseReadIndex  the same, without a quorum round while the lease holds
 //	Membership  request: op, member ID, address, each a uvarint length and
 //	            the bytes; reply: empty
 //	Ping        request: empty; reply: the node's ID
@@ -25,8 +26,10 @@ const (
 	rpcService      = "raft"
 	methodPropose   = rpcService + ".Propose"
 	methodReadIndex = rpcService + ".ReadIndex"
-	methodMember    = rpcService + ".Membership"
-	methodPing      = rpcService + ".Ping"
+	// methodLeaseReadIndex is ReadIndex under the leader's lease (lease.go).
+	methodLeaseReadIndex = rpcService + ".LeaseReadIndex"
+	methodMember         = rpcService + ".Membership"
+	methodPing           = rpcService + ".Ping"
 )
 
 // MembershipArgs is a membership change, forwarded to the leader.
@@ -36,11 +39,12 @@ type MembershipArgs struct {
 
 func (n *Node) registerRPC() (*peer.Service, error) {
 	return n.rpc.Register(rpcService, map[string]peer.Handler{
-		"Propose":    n.servePropose,
-		"ReadIndex":  n.serveReadIndex,
-		"Membership": n.serveMembership,
-		"Ping":       n.servePing,
-		"MemberOf":   n.serveMemberOf, // removal.go
+		"Propose":        n.servePropose,
+		"ReadIndex":      n.serveReadIndex,
+		"LeaseReadIndex": n.serveLeaseReadIndex,
+		"Membership":     n.serveMembership,
+		"Ping":           n.servePing,
+		"MemberOf":       n.serveMemberOf, // removal.go
 	})
 }
 

@@ -44,6 +44,9 @@ type conn struct {
 	ctx context.Context
 	// readonly makes this connection's reads serializable (READONLY).
 	readonly bool
+	// readMode is how this connection's linearizable reads confirm the
+	// leader (CLIENT READMODE; default: the server's --read-mode).
+	readMode kv.ReadMode
 	// fresh means a linearizable read has run in this group since the last
 	// write: every command of the group was received before that read's
 	// leadership check, so later reads of the group may be served locally.
@@ -285,7 +288,7 @@ func (c *conn) flushWrites(ctx context.Context) {
 // connection asked for stale reads (READONLY) or a linearizable read of this
 // group already ran since the last write (see conn.fresh).
 func (c *conn) readOpts() kv.ReadOptions {
-	return kv.ReadOptions{Serializable: c.readonly || c.fresh}
+	return kv.ReadOptions{Serializable: c.readonly || c.fresh, ReadMode: c.readMode}
 }
 
 // readDone records that a read with o succeeded.

@@ -173,7 +173,7 @@ func validClientName(s string) bool {
 
 func runClient(_ context.Context, c *conn, a [][]byte) []byte {
 	sub := lower(a[1])
-	want := map[string]int{"id": 2, "getname": 2, "info": 2, "setname": 3, "setinfo": 4, "no-evict": 3, "no-touch": 3}
+	want := map[string]int{"id": 2, "getname": 2, "info": 2, "setname": 3, "setinfo": 4, "no-evict": 3, "no-touch": 3, "readmode": 3}
 	n, ok := want[sub]
 	if !ok {
 		return replyErr("ERR unknown subcommand '" + string(a[1]) + "'. Try CLIENT HELP.")
@@ -209,6 +209,18 @@ func runClient(_ context.Context, c *conn, a [][]byte) []byte {
 		}
 	case "info":
 		return replyBulkString(c.info() + "\n")
+	case "readmode":
+		// cairn's own: CLIENT READMODE lease|read-index|default picks how
+		// this connection's linearizable reads confirm the leader.
+		m := lower(a[2])
+		if m == "default" {
+			m = ""
+		}
+		mode, err := kv.ParseReadMode(m)
+		if err != nil {
+			return replyErr("ERR CLIENT READMODE takes lease, read-index or default, not '" + string(a[2]) + "'")
+		}
+		c.readMode = mode
 	case "no-evict", "no-touch":
 		if !eqFold(a[2], "on") && !eqFold(a[2], "off") {
 			return replyErr(msgSyntax)
@@ -257,6 +269,7 @@ func runReset(_ context.Context, c *conn, _ [][]byte) []byte {
 	c.resetMulti()
 	c.unsubscribeAll()
 	c.readonly = false
+	c.readMode = kv.ReadModeDefault
 	c.name = ""
 	if c.cert != nil {
 		c.setIdentity(*c.cert)

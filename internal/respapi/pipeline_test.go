@@ -3,6 +3,7 @@ package respapi
 import (
 	"bytes"
 	"fmt"
+	"github.com/cairnkv/cairn/kv"
 	"reflect"
 	"strings"
 	"testing"
@@ -125,6 +126,30 @@ func TestReadonlyReadsAreSerializable(t *testing.T) {
 	c.mustDo("nil", "GET", "a")
 	if reads := f.readOptions(); len(reads) != 2 || !reads[0].Serializable || reads[1].Serializable {
 		t.Errorf("reads %v", reads)
+	}
+}
+
+func TestClientReadmode(t *testing.T) {
+	f := newSpy(newService(t))
+	srv := startServer(t, f, Options{})
+	c := dial(t, srv)
+	c.mustDo("nil", "GET", "a")
+	c.mustDo("+OK", "CLIENT", "READMODE", "lease")
+	c.mustDo("nil", "GET", "a")
+	c.mustDo("+OK", "CLIENT", "READMODE", "READ-INDEX")
+	c.mustDo("nil", "GET", "a")
+	c.mustDo("-ERR CLIENT READMODE takes lease, read-index or default, not 'fast'", "CLIENT", "READMODE", "fast")
+	c.mustDo("+OK", "CLIENT", "READMODE", "default")
+	c.mustDo("nil", "GET", "a")
+	want := []kv.ReadMode{kv.ReadModeDefault, kv.ReadModeLease, kv.ReadModeReadIndex, kv.ReadModeDefault}
+	reads := f.readOptions()
+	if len(reads) != len(want) {
+		t.Fatalf("reads %v", reads)
+	}
+	for i, r := range reads {
+		if r.ReadMode != want[i] || r.Serializable {
+			t.Errorf("read %d: %+v, want mode %v", i, r, want[i])
+		}
 	}
 }
 

@@ -37,6 +37,9 @@ type Config struct {
 	// read index. It is wrong on purpose and only reachable in test builds, to
 	// show that the linearizability checker catches stale reads.
 	UnsafeFollowerReads bool
+	// ReadMode is how linearizable reads confirm the leader unless the
+	// request chooses (kv.ReadModeDefault: the read index).
+	ReadMode kv.ReadMode
 	// WatchHistory is how many revisions of events the watch history keeps
 	// (0: DefaultWatchHistory); a watch from an older revision is refused
 	// with kv.CompactedError.
@@ -216,6 +219,13 @@ func (e *Engine) barrier(ctx context.Context, o kv.ReadOptions) error {
 	}
 	ctx, cancel := e.ctx(ctx)
 	defer cancel()
+	mode := o.ReadMode
+	if mode == kv.ReadModeDefault {
+		mode = e.cfg.ReadMode
+	}
+	if mode == kv.ReadModeLease {
+		return mapErr(e.node.LeaseReadIndex(ctx))
+	}
 	return mapErr(e.node.ReadIndex(ctx))
 }
 

@@ -33,6 +33,15 @@ type Hooks struct {
 	// engine's wall clock by this many nanoseconds; the test may change it
 	// while the node runs (the chaos harness's clock-skew fault).
 	ClockSkew *atomic.Int64
+	// LeaseClockRate, set by the test (or by Start when nil), holds the
+	// math.Float64bits of how fast the Raft lease's clock runs against
+	// the machine's (0: not scaled); only faultinject builds read it (the
+	// chaos harness's clock-rate fault).
+	LeaseClockRate *atomic.Uint64
+	// StallLog, set by the test, makes the node's Raft log appends wait
+	// while it is true (a hung disk: the leader loop stops); only
+	// faultinject builds read it.
+	StallLog *atomic.Bool
 }
 
 type ctxKey struct{}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -69,6 +70,10 @@ type Node struct {
 	// to every start as testhook.Hooks.ClockSkew, so that it survives
 	// restarts as a machine's clock would.
 	skew atomic.Int64
+	// leaseRate and stallLog are the node's testhook.Hooks.LeaseClockRate
+	// and StallLog, kept across restarts (SetLeaseClockRate, StallLog).
+	leaseRate atomic.Uint64
+	stallLog  atomic.Bool
 }
 
 // Options shape a cluster.
@@ -234,7 +239,7 @@ func (c *Cluster) start(i int) error {
 	}
 	cfg.PeerListener, cfg.ClientListener, cfg.RESPListener = nd.peerLn, nd.clientLn, nd.respLn
 	nd.peerLn, nd.clientLn, nd.respLn = nil, nil, nil // the server owns them now
-	hooks := &testhook.Hooks{Faults: &peer.Faults{}, NoRepair: c.opts.NoRepair, ClockSkew: &nd.skew}
+	hooks := &testhook.Hooks{Faults: &peer.Faults{}, NoRepair: c.opts.NoRepair, ClockSkew: &nd.skew, LeaseClockRate: &nd.leaseRate, StallLog: &nd.stallLog}
 	s, err := server.Start(testhook.With(context.Background(), hooks), cfg)
 	if err != nil {
 		return fmt.Errorf("cluster: start %s: %w", nd.Name, err)
@@ -604,3 +609,13 @@ func (h *testHandler) WithAttrs(as []slog.Attr) slog.Handler {
 }
 
 func (h *testHandler) WithGroup(string) slog.Handler { return h }
+
+// SetLeaseClockRate makes node i's Raft lease clock run rate times as fast
+// as the machine's (the clock-rate fault; faultinject builds only).
+func (c *Cluster) SetLeaseClockRate(i int, rate float64) {
+	c.Nodes[i].leaseRate.Store(math.Float64bits(rate))
+}
+
+// StallLog holds node i's Raft log appends while on (a hung disk: its
+// leader loop stops; faultinject builds only).
+func (c *Cluster) StallLog(i int, on bool) { c.Nodes[i].stallLog.Store(on) }

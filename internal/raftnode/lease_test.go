@@ -1,0 +1,253 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+func TestLeaseDuration(t *testing.T) {
+	sec := float64(time.Second)
+	for _, c := range []struct {
+		hb    time.Duration
+		drift float64
+		want  time.Duration
+	}{
+		{time.Second, 0.1, time.Duration(sec/1.1) - 10*time.Millisecond},
+		{time.Second, 0, time.Second - 10*time.Millisecond},
+		{300 * time.Millisecond, 0.5, 200*time.Millisecond - 3*time.Millisecond},
+	} {
+		if got := leaseDuration(c.hb, c.drift); got != c.want {
+			t.Errorf("leaseDuration(%v, %v) = %v, want %v", c.hb, c.drift, got, c.want)
+		}
+		// A follower whose clock runs drift faster waits hb on its clock:
+		// hb/(1+drift) on the leader's, which the lease must not outlast.
+		if got := leaseDuration(c.hb, c.drift); float64(got)*(1+c.drift) > float64(c.hb) {
+			t.Errorf("leaseDuration(%v, %v) = %v outlasts a fast follower's timeout", c.hb, c.drift, got)
+		}
+	}
+}
+
+// fakeClock is a LeaseClock the test moves by hand.
+type fakeClock struct{ t atomic.Int64 }
+
+func (c *fakeClock) now() time.Duration             { return time.Duration(c.t.Load()) }
+func (c *fakeClock) set(d time.Duration)            { c.t.Store(int64(d)) }
+func newLease(c *fakeClock, d time.Duration) *lease { return &lease{now: c.now, duration: d} }
+
+func TestLeaseNeedsAQuorumOfAcks(t *testing.T) {
+	clk := &fakeClock{}
+	l := newLease(clk, time.Second)
+	five := []raft.ServerID{"a", "b", "c", "d", "e"} // a leads; quorum 3
+	l.ack("a", "b", 1, 100*time.Millisecond, five)
+	if l.valid(1) {
+		t.Fatal("a lease from one follower's ack of five voters")
+	}
+	l.ack("a", "c", 1, 300*time.Millisecond, five)
+	if !l.valid(1) {
+		t.Fatal("no lease with acks from a quorum")
+	}
+	// The quorum's oldest ack bounds it: b acked at 100ms.
+	clk.set(1100*time.Millisecond - 1)
+	if !l.valid(1) {
+		t.Fatal("lease ended before 100ms + 1s")
+	}
+	clk.set(1100 * time.Millisecond)
+	if l.valid(1) {
+		t.Fatal("lease outlasted the quorum's older ack by more than its duration")
+	}
+	// A newer ack from b moves the quorum's start to c's 300ms.
+	l.ack("a", "b", 1, 900*time.Millisecond, five)
+	clk.set(1299 * time.Millisecond)
+	if !l.valid(1) {
+		t.Fatal("lease not renewed by newer acks")
+	}
+	if l.valid(2) {
+		t.Fatal("lease valid in another term")
+	}
+	// Acks from a non-voter, or the leader's own, never count.
+	l2 := newLease(clk, time.Second)
+	l2.ack("a", "x", 1, clk.now(), five)
+	l2.ack("a", "a", 1, clk.now(), five)
+	l2.ack("a", "b", 1, clk.now(), five)
+	if l2.valid(1) {
+		t.Fatal("a non-voter's or the leader's own ack counted")
+	}
+}
+
+func TestLeaseResetsOnTermAndVoters(t *testing.T) {
+	clk := &fakeClock{}
+	l := newLease(clk, time.Second)
+	three := []raft.ServerID{"a", "b", "c"}
+	l.ack("a", "b", 1, 0, three)
+	if !l.valid(1) {
+		t.Fatal("no lease from one ack of three voters")
+	}
+	// A new configuration forgets every ack: b's ack under the old one
+	// does not count for the new quorum.
+	four := []raft.ServerID{"a", "b", "c", "d"}
+	l.ack("a", "c", 1, 0, four)
+	if l.valid(1) {
+		t.Fatal("acks from before a configuration change counted after it")
+	}
+	l.ack("a", "d", 1, 0, four)
+	if !l.valid(1) {
+		t.Fatal("no lease from two acks of four voters after the change")
+	}
+	l.drop()
+	if l.valid(1) {
+		t.Fatal("lease survived drop")
+	}
+	l.ack("a", "b", 2, 0, three)
+	if l.valid(1) || !l.valid(2) {
+		t.Fatal("lease not moved to the new term")
+	}
+}
+
+func TestLeaseRevokedForTheTerm(t *testing.T) {
+	clk := &fakeClock{}
+	l := newLease(clk, time.Second)
+	three := []raft.ServerID{"a", "b", "c"}
+	l.ack("a", "b", 3, 0, three)
+	l.revoke(3)
+	if l.valid(3) {
+		t.Fatal("lease valid after revoke")
+	}
+	l.ack("a", "c", 3, clk.now(), three)
+	if l.valid(3) {
+		t.Fatal("lease renewed in the term it was revoked in (a transfer may be in flight)")
+	}
+	l.ack("a", "c", 4, clk.now(), three)
+	if !l.valid(4) {
+		t.Fatal("no lease in the next term")
+	}
+}
+
+func TestScaledClock(t *testing.T) {
+	var rate atomic.Uint64
+	rate.Store(math.Float64bits(3))
+	clk := ScaledClock(func() float64 { return math.Float64frombits(rate.Load()) })
+	start := time.Now()
+	a := clk()
+	time.Sleep(20 * time.Millisecond)
+	b := clk()
+	real := time.Since(start)
+	if d := b - a; d < 3*20*time.Millisecond || d > 3*real {
+		t.Fatalf("clock at 3x advanced %v over %v", d, real)
+	}
+	rate.Store(math.Float64bits(0.25))
+	c := clk()
+	if c < b {
+		t.Fatal("clock went back when its rate changed")
+	}
+}
+
+func TestGuardRefusesVotesAfterStartAndStaleTimeoutNow(t *testing.T) {
+	nodes := startCluster(t, 3, false)
+	leader, follower := leaderAndFollower(t, nodes)
+	tr := follower.ltrans
+	vote := &raft.RequestVoteRequest{Term: 99}
+	if refused, resp, _ := tr.refuse(vote, true); !refused || resp.(*raft.RequestVoteResponse).Granted {
+		t.Fatal("a fresh node would grant a vote (it forgot the leader it accepted before it restarted)")
+	}
+	if refused, _, _ := tr.refuse(vote, false); refused {
+		t.Fatal("the guard refused a vote after the start window (hashicorp/raft decides then)")
+	}
+	if refused, _, _ := tr.refuse(&raft.RequestVoteRequest{Term: 99, LeadershipTransfer: true}, true); refused {
+		t.Fatal("the guard refused a leadership-transfer vote")
+	}
+	if refused, resp, _ := tr.refuse(&raft.RequestPreVoteRequest{Term: 99}, true); !refused || resp.(*raft.RequestPreVoteResponse).Granted {
+		t.Fatal("a fresh node would grant a pre-vote")
+	}
+	other := nodes[0]
+	for other == leader || other == follower {
+		other = nodes[1]
+		if other == leader || other == follower {
+			other = nodes[2]
+		}
+	}
+	stale := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ID: []byte(other.cfg.ID)}}
+	if refused, _, err := tr.refuse(stale, false); !refused || !errors.Is(err, errStaleTimeoutNow) {
+		t.Fatal("a TimeoutNow from a server that is not the leader was let through")
+	}
+	fromLeader := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ID: []byte(leader.cfg.ID)}}
+	if refused, _, _ := tr.refuse(fromLeader, false); refused {
+		t.Fatal("the leader's TimeoutNow was refused")
+	}
+}
+
+// TestLeaseReads serves lease reads on a 3-node cluster: the leader answers
+// from its lease once heartbeats have been accepted, a follower's lease read
+// goes through the leader, both see every write acknowledged before, and a
+// revoked lease (a leadership transfer starting) falls back to the quorum
+// round.
+func TestLeaseReads(t *testing.T) {
+	nodes := startCluster(t, 3, false)
+	leader, follower := leaderAndFollower(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !leader.LeaseHeld() {
+		if ctx.Err() != nil {
+			t.Fatal("the leader never held a lease")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := follower.Propose(ctx, []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		want := uint64(i + 1)
+		for _, n := range []*testNode{leader, follower} {
+			if err := n.LeaseReadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := n.c.total(); got != want {
+				t.Fatalf("%s read %d after %d acknowledged writes", n.cfg.ID, got, want)
+			}
+		}
+	}
+	if leader.m.leaseReads.Load() == 0 {
+		t.Fatal("no read was served under the lease")
+	}
+	leader.revokeLease()
+	if leader.LeaseHeld() {
+		t.Fatal("lease held after revoke")
+	}
+	before := leader.m.leaseFallbacks.Load()
+	if err := leader.LeaseReadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if leader.m.leaseFallbacks.Load() != before+1 {
+		t.Fatal("a lease read without a lease did not fall back to the read index")
+	}
+}
+
+// TestTransferRevokesLease: a leadership transfer revokes the old leader's
+// lease for its term before TimeoutNow goes out.
+func TestTransferRevokesLease(t *testing.T) {
+	nodes := startCluster(t, 3, false)
+	leader, _ := leaderAndFollower(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !leader.LeaseHeld() {
+		if ctx.Err() != nil {
+			t.Fatal("the leader never held a lease")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	term := leader.raft.CurrentTerm()
+	if err := leader.TransferLeadership(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := leader.lease.revoked.Load(); got != term {
+		t.Fatalf("lease revoked for term %d, want the transfer's term %d", got, term)
+	}
+	if leader.lease.valid(term) {
+		t.Fatal("the old leader's lease still holds after the transfer")
+	}
+}
