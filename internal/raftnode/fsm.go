@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -172,10 +173,14 @@ func (f *fsm) appliedChanged() <-chan struct{} {
 	return f.changed
 }
 
-// Snapshot makes the applied state durable (the log behind it may be
-// compacted once the snapshot is persisted) and pins a pebble snapshot to stream.
+// Snapshot makes the applied state durable and pins a pebble snapshot to
+// stream. Raft compacts the log up to the snapshot's index once it is
+// persisted, and on a restart replays only from that index on, so the state
+// on disk must already hold every entry up to it: a flush, not a WAL sync,
+// since the state database may have no WAL. Raft calls this on the apply
+// goroutine, so nothing is applied between the flush and the snapshot.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	if err := f.db.Sync(); err != nil {
+	if err := f.db.Flush(); err != nil {
 		return nil, err
 	}
 	return &fsmSnapshot{snap: f.db.NewSnapshot(), applied: f.applied.Load(), m: f.m}, nil
@@ -253,7 +258,14 @@ func snapshotApplied(r io.Reader) (uint64, error) {
 	return binary.BigEndian.Uint64(hdr[8:]), nil
 }
 
-// Restore replaces the whole state with the snapshot's.
+// Restore replaces the whole state with the snapshot's. The state is
+// written in many batches and the database flushes full memtables on its
+// own, so a crash midway can leave any prefix of them on disk: the applied
+// index goes in last, after every other key, and until then the database
+// has none (the range delete removed it), so a restart finds the state
+// behind the snapshot and restores it again (catchUpFromSnapshot). The
+// state is flushed before Restore returns: Raft compacts the log behind an
+// installed snapshot right after.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	if f.m != nil {
@@ -300,6 +312,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			}
 			b = f.db.NewBatchSize(int(kl + vl))
 		}
+		if bytes.Equal(k, appliedKey) {
+			// Written last, from the header (which holds the same index).
+			if _, err := io.CopyN(io.Discard, r, int64(vl)); err != nil {
+				b.Close()
+				return fmt.Errorf("raftnode: read snapshot: %w", err)
+			}
+			continue
+		}
 		if _, err := io.ReadFull(r, b.SetBuffer(k, int(vl))); err != nil {
 			b.Close()
 			return fmt.Errorf("raftnode: read snapshot: %w", err)
@@ -314,7 +334,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := b.Commit(false); err != nil {
 		return err
 	}
-	if err := f.db.Sync(); err != nil {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], applied)
+	b = f.db.NewBatch()
+	b.Set(appliedKey, v[:])
+	if err := b.Commit(false); err != nil {
+		return err
+	}
+	if err := f.db.Flush(); err != nil {
 		return err
 	}
 	// The machine reloads what it derives from the state (its caches, the

@@ -4,8 +4,11 @@
 // the package that writes them.
 //
 // Durability is chosen per write: Commit(true) syncs the write-ahead log before
-// returning, Commit(false) does not. The Raft log is written synced; the state
-// machines are written unsynced because the log is the durable copy.
+// returning, Commit(false) does not. The Raft log is written synced. A
+// database whose contents another log already holds (the strong engine's
+// state, rebuilt from the Raft log) can go without a write-ahead log at all
+// (Options.DisableWAL): its writes then reach the disk only when a memtable
+// is flushed, whole batches at a time.
 package store
 
 import (
@@ -24,7 +27,8 @@ var ErrNotFound = errors.New("store: not found")
 
 // DB is one pebble database.
 type DB struct {
-	db *pebble.DB
+	db    *pebble.DB
+	noWAL bool
 	// closed is set by Close: a metrics scrape that races with shutdown
 	// skips the database instead of asking a closed pebble (which panics).
 	closed atomic.Bool
@@ -42,6 +46,12 @@ type Options struct {
 	// costs CPU and, for a large value, a compressed copy of it in memory
 	// for nothing.
 	NoCompression bool
+	// DisableWAL writes no write-ahead log: a committed batch is only in
+	// memory until its memtable is flushed (when it fills, or on Flush and
+	// Sync), and a crash loses every batch after the last flush — whole
+	// batches, newest first, never part of one. Only for a database
+	// that another durable log can rebuild; Commit(true) fails on it.
+	DisableWAL bool
 }
 
 // DefaultMemTableBytes is the memtable size unless Options say otherwise.
@@ -76,6 +86,7 @@ func Open(dir string, o Options) (*DB, error) {
 		MemTableSize:                memTable,
 		MemTableStopWritesThreshold: 4,
 		MaxConcurrentCompactions:    func() int { return 2 },
+		DisableWAL:                  o.DisableWAL,
 	}
 	if o.NoCompression {
 		opts.Levels = make([]pebble.LevelOptions, 7)
@@ -87,10 +98,12 @@ func Open(dir string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return &DB{db: db}, nil
+	return &DB{db: db, noWAL: o.DisableWAL}, nil
 }
 
-// Close flushes nothing extra and closes the database.
+// Close closes the database. It flushes nothing: on a database without a
+// write-ahead log, what was committed since the last Flush is gone, exactly
+// as after a crash (call Flush first to keep it).
 func (d *DB) Close() error {
 	d.closed.Store(true)
 	return d.db.Close()
@@ -135,13 +148,31 @@ func (d *DB) View(key []byte, fn func(value []byte) error) error {
 	return fn(v)
 }
 
-// Sync makes every write committed so far durable.
+// Sync makes every write committed so far durable: it syncs the
+// write-ahead log or, on a database without one, flushes the memtables.
 func (d *DB) Sync() error {
+	if d.noWAL {
+		return d.Flush()
+	}
 	if err := d.db.LogData(nil, pebble.Sync); err != nil {
 		return fmt.Errorf("store: sync: %w", err)
 	}
 	return nil
 }
+
+// Flush writes every memtable to sstables and waits until they are durable
+// (pebble syncs the tables and the manifest that names them). Batches are
+// never split between memtables, so what a flush keeps is every batch
+// committed before it, whole.
+func (d *DB) Flush() error {
+	if err := d.db.Flush(); err != nil {
+		return fmt.Errorf("store: flush: %w", err)
+	}
+	return nil
+}
+
+// WALDisabled reports whether the database writes no write-ahead log.
+func (d *DB) WALDisabled() bool { return d.noWAL }
 
 // Scan calls fn for every key in [lower, upper) in order until fn returns false.
 // A nil upper means no bound. The slices passed to fn are only valid during the call.

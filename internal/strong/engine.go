@@ -117,7 +117,10 @@ func Open(cfg Config) (_ *Engine, err error) {
 			_ = e.Close()
 		}
 	}()
-	if e.db, err = store.Open(filepath.Join(cfg.Dir, "state"), store.Options{Logger: cfg.Logger}); err != nil {
+	// The state database has no WAL: the Raft log is the durable copy of
+	// every write, and the applied index in each batch tells a restart
+	// where to replay from (raftnode/DESIGN.md, "Storage").
+	if e.db, err = store.Open(filepath.Join(cfg.Dir, "state"), store.Options{Logger: cfg.Logger, DisableWAL: true}); err != nil {
 		return nil, err
 	}
 	if e.machine, err = NewMachine(e.db); err != nil {
@@ -152,7 +155,8 @@ func Open(cfg Config) (_ *Engine, err error) {
 }
 
 // Close stops the expiry loop and the engine's RPC service, then Raft
-// (which hands leadership away first), then closes the state database.
+// (which hands leadership away first), then flushes and closes the state
+// database.
 func (e *Engine) Close() error {
 	var err error
 	e.once.Do(func() {
@@ -171,6 +175,12 @@ func (e *Engine) Close() error {
 			_ = e.rpc.Close()
 		}
 		if e.db != nil {
+			// Raft has stopped applying: flush what it applied, so the
+			// next start replays nothing (without a WAL, Close keeps only
+			// what was flushed; a crash keeps the same and replays more).
+			if ferr := e.db.Flush(); err == nil {
+				err = ferr
+			}
 			if cerr := e.db.Close(); err == nil {
 				err = cerr
 			}
