@@ -27,6 +27,8 @@ require (
 	gopkg.in/yaml.v3 v3.0.1
 )
 
+require go.etcd.io/raft/v3 v3.7.0 // indirect
+
 require (
 	codeberg.org/polyfloyd/go-errorlint v1.9.1 // indirect
 	filippo.io/hpke v0.4.0 // indirect

@@ -289,6 +289,7 @@ func (s *Server) startStrong() (err error) {
 		UnsafeFollowerReads: debugUnsafeReads(),
 		WatchHistory:        cfg.WatchHistory,
 		MaxValueBytes:       cfg.MaxValueBytes,
+		RaftImpl:            cfg.RaftImpl,
 		Logger:              s.log,
 	})
 	if err != nil {
@@ -339,7 +340,7 @@ func frameLimit(maxValue int64) int {
 type controlPlane struct{ strong *strong.Engine }
 
 func (c controlPlane) Members() []eventual.Member {
-	servers, err := c.strong.Raft().Servers()
+	servers, err := c.strong.Servers()
 	if err != nil {
 		return nil
 	}
@@ -422,7 +423,7 @@ func (s *Server) startBackups() error {
 		}
 	}
 	sched := &backup.Schedule{Target: target, Interval: s.cfg.BackupInterval, Retain: int(s.cfg.BackupRetain), Recipients: recipients,
-		IsLeader: s.strong.Raft().IsLeader, Log: s.log.With("subsystem", "backup"),
+		IsLeader: s.strong.IsLeader, Log: s.log.With("subsystem", "backup"),
 		Save: func(ctx context.Context, w io.Writer) (*snapfile.Info, error) {
 			return s.svc.SaveSnapshot(auth.WithIdentity(ctx, auth.System), w, kv.SnapshotMeta{Node: s.cfg.Name, Version: Version})
 		}}
