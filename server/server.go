@@ -296,7 +296,7 @@ func (s *Server) startStrong() (err error) {
 		return err
 	}
 	s.onStop("strong engine", s.strong.Close)
-	s.hooks.Raft, s.hooks.Digest = s.strong.Raft(), s.strong.Digest
+	s.hooks.Raft, s.hooks.Member, s.hooks.Digest = s.strong.Raft(), s.strong, s.strong.Digest
 	s.clusterID.Set(s.strong.ClusterID)
 	return nil
 }

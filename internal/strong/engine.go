@@ -227,6 +227,9 @@ func (e *Engine) Raft() *raftnode.Node {
 	return n
 }
 
+// AppliedIndex is the index of the last Raft entry applied to the state.
+func (e *Engine) AppliedIndex() uint64 { return e.node.AppliedIndex() }
+
 // Servers is the Raft configuration this node knows.
 func (e *Engine) Servers() ([]raftnode.Server, error) { return e.node.Servers() }
 
