@@ -38,7 +38,7 @@ func (s *Server) refuseIfRemoved() error {
 // was removed, after recording it in the data directory. The owner (cairn
 // serve, a test) then closes the server.
 func (s *Server) watchRemoval() error {
-	node := s.strong.Raft()
+	node := s.strong
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -300,13 +300,14 @@ func (s *Server) startStrong() (err error) {
 		UnsafeFollowerReads: debugUnsafeReads(),
 		WatchHistory:        cfg.WatchHistory,
 		MaxValueBytes:       cfg.MaxValueBytes,
+		RaftImpl:            cfg.RaftImpl,
 		Logger:              s.log,
 	})
 	if err != nil {
 		return err
 	}
 	s.onStop("strong engine", s.strong.Close)
-	s.hooks.Raft, s.hooks.Digest = s.strong.Raft(), s.strong.Digest
+	s.hooks.Raft, s.hooks.Member, s.hooks.Digest = s.strong.Raft(), s.strong, s.strong.Digest
 	s.clusterID.Set(s.strong.ClusterID)
 	return nil
 }
@@ -350,7 +351,7 @@ func frameLimit(maxValue int64) int {
 type controlPlane struct{ strong *strong.Engine }
 
 func (c controlPlane) Members() []eventual.Member {
-	servers, err := c.strong.Raft().Servers()
+	servers, err := c.strong.Servers()
 	if err != nil {
 		return nil
 	}
@@ -433,7 +434,7 @@ func (s *Server) startBackups() error {
 		}
 	}
 	sched := &backup.Schedule{Target: target, Interval: s.cfg.BackupInterval, Retain: int(s.cfg.BackupRetain), Recipients: recipients,
-		IsLeader: s.strong.Raft().IsLeader, Log: s.log.With("subsystem", "backup"),
+		IsLeader: s.strong.IsLeader, Log: s.log.With("subsystem", "backup"),
 		Save: func(ctx context.Context, w io.Writer) (*snapfile.Info, error) {
 			return s.svc.SaveSnapshot(auth.WithIdentity(ctx, auth.System), w, kv.SnapshotMeta{Node: s.cfg.Name, Version: Version})
 		}}

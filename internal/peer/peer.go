@@ -70,6 +70,9 @@ const (
 	// ProtoAntiEntropy is reserved for the eventual engine's anti-entropy
 	// exchanges (hash-tree comparison, bandwidth-limited repair streams).
 	ProtoAntiEntropy byte = 4
+	// ProtoEtcdRaft carries the experimental etcd-raft node's messages
+	// (--raft-impl etcd). Owner: raftnode/etcdnode.
+	ProtoEtcdRaft byte = 5
 
 	// ProtoRaftGroupFirst..ProtoRaftGroupLast are reserved for the transports
 	// of further Raft groups (multi-raft, the rsm framework): group g uses

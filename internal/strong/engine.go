@@ -12,9 +12,11 @@ import (
 
 	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/cairnkv/cairn/internal/raftnode"
+	"github.com/cairnkv/cairn/internal/raftnode/etcdnode"
 	"github.com/cairnkv/cairn/internal/store"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures the strong engine.
@@ -52,8 +54,41 @@ type Config struct {
 	// that is refused, and a batch of transactions over it is proposed as
 	// several entries.
 	MaxValueBytes int64
-	Logger        *slog.Logger
+	// RaftImpl picks the consensus library: "" or "hashicorp" (raftnode),
+	// or "etcd", the experimental etcd raft member (etcdnode), which has
+	// no membership changes or snapshots yet.
+	RaftImpl string
+	Logger   *slog.Logger
 }
+
+// consensus is what the engine uses of its Raft member; *raftnode.Node and
+// the experimental *etcdnode.Node both provide it.
+type consensus interface {
+	Propose(ctx context.Context, data []byte) ([]byte, error)
+	ReadIndex(ctx context.Context) error
+	WaitApplied(ctx context.Context, idx uint64) error
+	IsLeader() bool
+	AppliedIndex() uint64
+	CaughtUp() bool
+	IsStale() bool
+	HadState() bool
+	Status() raftnode.Status
+	Servers() ([]raftnode.Server, error)
+	AddMember(ctx context.Context, id, addr string, voter bool) error
+	RemoveMember(ctx context.Context, id string) error
+	PromoteMember(ctx context.Context, id string) error
+	TransferLeadership(ctx context.Context, id string) error
+	Snapshot() error
+	Collector() prometheus.Collector
+	Removed() <-chan struct{}
+	RemovedReason() string
+	Close() error
+}
+
+var (
+	_ consensus = (*raftnode.Node)(nil)
+	_ consensus = (*etcdnode.Node)(nil)
+)
 
 // MaxEntryBytes is the largest command the engine proposes for values of up
 // to maxValue bytes: a transaction of two such values (an HTTP transaction
@@ -75,7 +110,7 @@ type Engine struct {
 	log     *slog.Logger
 	db      *store.DB
 	machine *Machine
-	node    *raftnode.Node
+	node    consensus
 	rpc     *peer.RPC     // the node's internal RPC endpoint (Raft.RPC, or the engine's own)
 	svc     *peer.Service // the engine's methods on rpc
 	ownRPC  bool          // rpc was opened by the engine (Raft.RPC was nil)
@@ -146,7 +181,16 @@ func Open(cfg Config) (_ *Engine, err error) {
 	if rc.Logger == nil {
 		rc.Logger = cfg.Logger
 	}
-	if e.node, err = raftnode.Start(rc); err != nil {
+	switch cfg.RaftImpl {
+	case "", "hashicorp":
+		e.node, err = raftnode.Start(rc)
+	case "etcd":
+		e.node, err = etcdnode.Start(rc)
+	default:
+		err = fmt.Errorf("strong: unknown raft implementation %q (hashicorp or etcd)", cfg.RaftImpl)
+	}
+	if err != nil {
+		e.node = nil
 		return nil, err
 	}
 	e.wg.Add(1)
@@ -189,8 +233,24 @@ func (e *Engine) Close() error {
 	return err
 }
 
-// Raft is the engine's Raft member.
-func (e *Engine) Raft() *raftnode.Node { return e.node }
+// Raft is the engine's hashicorp/raft member; nil under the experimental
+// etcd raft member (RaftImpl "etcd").
+func (e *Engine) Raft() *raftnode.Node {
+	n, _ := e.node.(*raftnode.Node)
+	return n
+}
+
+// AppliedIndex is the index of the last Raft entry applied to the state.
+func (e *Engine) AppliedIndex() uint64 { return e.node.AppliedIndex() }
+
+// Servers is the Raft configuration this node knows.
+func (e *Engine) Servers() ([]raftnode.Server, error) { return e.node.Servers() }
+
+// Removed closes when this node learns it was removed from the cluster.
+func (e *Engine) Removed() <-chan struct{} { return e.node.Removed() }
+
+// RemovedReason says how the node learned it was removed.
+func (e *Engine) RemovedReason() string { return e.node.RemovedReason() }
 
 // HadState reports whether the node restarted over state it had on disk.
 func (e *Engine) HadState() bool { return e.node.HadState() }

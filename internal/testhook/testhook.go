@@ -19,8 +19,15 @@ type Hooks struct {
 	// Faults, set by the test, cuts and slows this node's outgoing peer
 	// links (nil: server.Start makes one the test cannot reach).
 	Faults *peer.Faults
-	// Raft is the node's Raft member, set by server.Start.
+	// Raft is the node's hashicorp/raft member, set by server.Start (nil
+	// under the experimental etcd raft member).
 	Raft *raftnode.Node
+	// Member is the node's strong engine as a Raft member, whichever
+	// consensus library it runs on, set by server.Start.
+	Member interface {
+		AppliedIndex() uint64
+		IsLeader() bool
+	}
 	// Digest summarizes the node's replicated state (revision and a hash of
 	// every record), set by server.Start: replicas that applied the same log
 	// prefix have equal digests.

@@ -387,7 +387,7 @@ func (h *inProcess) digests() (members []int, applied []uint64, digests []string
 			return nil, nil, nil, 0, fmt.Sprintf("digest of %s: %v", nd.Name, err)
 		}
 		members = append(members, i)
-		applied = append(applied, hk.Raft.AppliedIndex())
+		applied = append(applied, hk.Member.AppliedIndex())
 		digests = append(digests, fmt.Sprintf("%d/%016x", r, sum))
 		rev = r
 	}
