@@ -66,6 +66,7 @@ type Config struct {
 type consensus interface {
 	Propose(ctx context.Context, data []byte) ([]byte, error)
 	ReadIndex(ctx context.Context) error
+	LeaseReadIndex(ctx context.Context) error
 	WaitApplied(ctx context.Context, idx uint64) error
 	IsLeader() bool
 	AppliedIndex() uint64

@@ -641,6 +641,11 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 	return n.WaitApplied(ctx, idx)
 }
 
+// LeaseReadIndex is ReadIndex: the prototype holds no lease (etcd raft's
+// ReadOnlyLeaseBased is not wired), so a lease read pays the quorum round and
+// stays linearizable whatever the clocks do.
+func (n *Node) LeaseReadIndex(ctx context.Context) error { return n.ReadIndex(ctx) }
+
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	w := make(chan readResult, 1)
 	n.readMu.Lock()
