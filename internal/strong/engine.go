@@ -220,12 +220,11 @@ func (e *Engine) Close() error {
 			_ = e.rpc.Close()
 		}
 		if e.db != nil {
-			// Raft has stopped applying: flush what it applied, so the
-			// next start replays nothing (without a WAL, Close keeps only
-			// what was flushed; a crash keeps the same and replays more).
-			if ferr := e.db.Flush(); err == nil {
-				err = ferr
-			}
+			// No flush here: without a WAL, what the memtable holds is
+			// lost and replayed from the Raft log at the next start, as
+			// after a crash. A flush that cannot write (a full disk, a
+			// removed directory) is retried by pebble forever and would
+			// hang shutdown (and pebble's Close waits for it too).
 			if cerr := e.db.Close(); err == nil {
 				err = cerr
 			}
