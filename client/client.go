@@ -204,6 +204,17 @@ func Serializable() ReadOption { return func(q url.Values) { q.Set("consistency"
 // strong key, as Serializable. The answer may be out of date.
 func Local() ReadOption { return func(q url.Values) { q.Set("consistency", "local") } }
 
+// Lease reads linearizably through the leader's lease (consistency=lease)
+// instead of the read index: no round trip to a quorum while the leader
+// holds a lease, under the cluster's clock-drift bound (docs/OPERATIONS.md,
+// "Lease reads"). Strong keys only; a leader without a lease falls back to
+// the read index.
+func Lease() ReadOption { return func(q url.Values) { q.Set("consistency", "lease") } }
+
+// ReadIndex reads linearizably through the read index (consistency=read-index)
+// even where the node's --read-mode is lease.
+func ReadIndex() ReadOption { return func(q url.Values) { q.Set("consistency", "read-index") } }
+
 // ReadQuorum asks n replicas of an eventual key instead of its keyspace's
 // read_quorum (?r=); strong keys ignore it.
 func ReadQuorum(n int) ReadOption { return func(q url.Values) { q.Set("r", strconv.Itoa(n)) } }

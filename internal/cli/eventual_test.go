@@ -162,6 +162,8 @@ func TestEventualOptions(t *testing.T) {
 		want string
 	}{
 		{[]string{"get", "ev/a", "--consistency", "local"}, "GET /v1/kv/ev/a?consistency=local"},
+		{[]string{"get", "ev/a", "--consistency", "lease"}, "GET /v1/kv/ev/a?consistency=lease"},
+		{[]string{"get", "ev/a", "--consistency", "read-index"}, "GET /v1/kv/ev/a?consistency=read-index"},
 		{[]string{"get", "ev/a", "--read-quorum", "2"}, "GET /v1/kv/ev/a?r=2"},
 		{[]string{"put", "ev/a", "v", "--write-quorum", "2"}, "PUT /v1/kv/ev/a?w=2"},
 		{[]string{"del", "ev/a", "--write-quorum", "3"}, "DELETE /v1/kv/ev/a?w=3"},

@@ -66,8 +66,12 @@ revisions, its timestamp and the node that wrote it.`,
 				opts = append(opts, client.Serializable())
 			case "local":
 				opts = append(opts, client.Local())
+			case "lease":
+				opts = append(opts, client.Lease())
+			case "read-index":
+				opts = append(opts, client.ReadIndex())
 			default:
-				return usagef("--consistency must be linearizable, serializable or local")
+				return usagef("--consistency must be linearizable, lease, read-index, serializable or local")
 			}
 			if readQuorum < 0 {
 				return usagef("--read-quorum must be positive")
@@ -112,7 +116,7 @@ revisions, its timestamp and the node that wrote it.`,
 		},
 	}
 	cmd.Flags().StringVar(&consistency, "consistency", "linearizable",
-		"linearizable, serializable (this node's replica, possibly stale) or local (this node's own copy of an eventual key)")
+		"linearizable (the node's --read-mode), lease or read-index (linearizable, that way), serializable (this node's replica, possibly stale) or local (this node's own copy of an eventual key)")
 	cmd.Flags().IntVar(&readQuorum, "read-quorum", 0, "for an eventual key, ask this many replicas (default: the keyspace's read_quorum)")
 	cmd.Flags().BoolVar(&printRev, "print-revision", false, "print the key's mod revision (an eventual key's timestamp) on stderr")
 	cmd.Flags().BoolVar(&raw, "raw", false, "write the exact bytes, with no newline added even on a terminal")
