@@ -97,6 +97,10 @@ func NewService(t testing.TB, opts ...Option) *kv.Service {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// The data directory is made before any cleanup that uses it is
+	// registered: cleanups run last-first, so it is removed after the
+	// engine has closed over it, not under a running engine.
+	dir := t.TempDir()
 	sink := &logSink{t: t}
 	log := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: o.level})).With("node", Name)
 	// Registered first, so it runs last: logs of the shutdown still reach t.
@@ -129,7 +133,6 @@ func NewService(t testing.TB, opts ...Option) *kv.Service {
 		}
 	})
 
-	dir := t.TempDir()
 	eng, err = strong.Open(strong.Config{
 		Name: Name,
 		Dir:  dir,
