@@ -275,8 +275,14 @@ func (e *Engine) replicate(ctx context.Context, c command) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("strong: encode command: %w", err)
 	}
-	ctx, cancel := e.ctx(ctx)
-	defer cancel()
+	// The Raft member bounds a proposal without a deadline by the same
+	// request timeout, from its deadline alone, with no timer on the
+	// leader (raftnode.Node.Propose); only a later deadline needs cutting.
+	if d, ok := ctx.Deadline(); ok && time.Until(d) > e.cfg.RequestTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = e.ctx(ctx)
+		defer cancel()
+	}
 	out, err := e.node.Propose(ctx, data)
 	return out, mapErr(err)
 }
