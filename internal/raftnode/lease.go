@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -278,6 +279,15 @@ func (n *Node) leaderLeaseReadIndex(ctx context.Context) (uint64, error) {
 // "Lease reads"), and falls back to the ordinary read index when it does not.
 // It relies on bounded clock drift between members (Config.LeaseMaxDrift).
 func (n *Node) LeaseReadIndex(ctx context.Context) error {
+	if n.IsLeader() { // no timer, as in ReadIndex
+		idx, err := n.leaderLeaseReadIndex(ctx)
+		if err == nil {
+			return n.waitAppliedBounded(ctx, idx)
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) {
+			return err
+		}
+	}
 	ctx, cancel := n.withDeadline(ctx)
 	defer cancel()
 	var idx uint64

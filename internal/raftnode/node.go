@@ -530,6 +530,19 @@ func (n *Node) Propose(ctx context.Context, data []byte) ([]byte, error) {
 // confirmation serves all reads waiting at the time) and names its commit
 // index, and this node waits until it has applied that far.
 func (n *Node) ReadIndex(ctx context.Context) error {
+	// On the leader, as in Propose, no timer: the confirmation round that
+	// answers the read is bounded by its own timeout (and ends when the
+	// leader steps down), and waiting to apply gets a timer only if it
+	// must wait.
+	if n.IsLeader() {
+		idx, err := n.leaderReadIndex(ctx)
+		if err == nil {
+			return n.waitAppliedBounded(ctx, idx)
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) {
+			return err
+		}
+	}
 	ctx, cancel := n.withDeadline(ctx)
 	defer cancel()
 	idx, err := n.readIndex(ctx)
@@ -573,6 +586,17 @@ func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 			return ErrShutdown
 		}
 	}
+}
+
+// waitAppliedBounded is WaitApplied bounded by the request timeout when
+// ctx has no deadline, with a timer made only if it has to wait.
+func (n *Node) waitAppliedBounded(ctx context.Context, idx uint64) error {
+	if n.fsm.applied.Load() >= idx {
+		return nil
+	}
+	ctx, cancel := n.withDeadline(ctx)
+	defer cancel()
+	return n.WaitApplied(ctx, idx)
 }
 
 func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
