@@ -454,7 +454,7 @@ type txnBox struct {
 
 func (d *dec) txn() *kv.Txn {
 	box := &txnBox{}
-	t := &box.t
+	t, boxed := &box.t, false
 	n := d.count(6)
 	for i := 0; i < n && d.err == nil; i++ {
 		var c kv.Compare
@@ -472,8 +472,8 @@ func (d *dec) txn() *kv.Txn {
 	}
 	for _, branch := range []*[]kv.Op{&t.Success, &t.Failure} {
 		n := d.count(6)
-		if n == 1 && box.op[0].Type == "" {
-			*branch = box.op[:0:1]
+		if n == 1 && !boxed {
+			*branch, boxed = box.op[:0:1], true
 		}
 		for i := 0; i < n && d.err == nil; i++ {
 			code := d.byte()
