@@ -106,6 +106,17 @@ var targetCodes = []kv.CompareTarget{kv.TargetValue, kv.TargetVersion, kv.Target
 
 var cmpOpCodes = []string{"=", "!=", "<", ">"}
 
+// opCode is op's code in opCodes. Not indexOf: its error formats the
+// argument, which makes every result encodeResult takes escape to the heap.
+func opCode(op kv.OpType) (byte, bool) {
+	for i, v := range opCodes {
+		if v == op {
+			return byte(i), true
+		}
+	}
+	return 0, false
+}
+
 func indexOf[T comparable](xs []T, x T) (byte, error) {
 	for i, v := range xs {
 		if v == x {
@@ -434,8 +445,16 @@ func decodeCommand(b []byte) (command, error) {
 	return c, d.err
 }
 
+// txnBox is a txn with room for one op: the commonest txn, one put, is
+// decoded in one allocation instead of two.
+type txnBox struct {
+	t  kv.Txn
+	op [1]kv.Op
+}
+
 func (d *dec) txn() *kv.Txn {
-	t := &kv.Txn{}
+	box := &txnBox{}
+	t, boxed := &box.t, false
 	n := d.count(6)
 	for i := 0; i < n && d.err == nil; i++ {
 		var c kv.Compare
@@ -453,6 +472,9 @@ func (d *dec) txn() *kv.Txn {
 	}
 	for _, branch := range []*[]kv.Op{&t.Success, &t.Failure} {
 		n := d.count(6)
+		if n == 1 && !boxed {
+			*branch, boxed = box.op[:0:1], true
+		}
 		for i := 0; i < n && d.err == nil; i++ {
 			code := d.byte()
 			if int(code) >= len(opCodes) {
@@ -477,7 +499,17 @@ func (d *dec) txn() *kv.Txn {
 // an ok result carries an optional txn result and an optional batch.
 
 func encodeResult(r result) []byte {
-	e := &enc{b: make([]byte, 0, 32)}
+	n := 32
+	if r.Txn != nil {
+		// Sized up front (a put's result is about 40 bytes): one allocation.
+		for _, or := range r.Txn.Results {
+			n += 2*len(or.Key) + 64 + recordValueLen(or.Record) + recordValueLen(or.Prev)
+		}
+	}
+	for _, b := range r.Batch {
+		n += len(b) + binary.MaxVarintLen64
+	}
+	e := &enc{b: make([]byte, 0, n)}
 	if r.Code != kv.CodeOK {
 		e.byte(1)
 		e.str(string(r.Code))
@@ -493,7 +525,7 @@ func encodeResult(r result) []byte {
 		e.varint(r.Txn.Revision)
 		e.uvarint(uint64(len(r.Txn.Results)))
 		for _, or := range r.Txn.Results {
-			code, _ := indexOf(opCodes, or.Type)
+			code, _ := opCode(or.Type)
 			e.byte(code)
 			e.str(or.Key)
 			e.varint(or.Deleted)
@@ -511,6 +543,13 @@ func encodeResult(r result) []byte {
 	return e.b
 }
 
+func recordValueLen(r *kv.Record) int {
+	if r == nil {
+		return 0
+	}
+	return len(r.Value)
+}
+
 func (e *enc) record(r *kv.Record) {
 	if r == nil {
 		e.byte(0)
@@ -518,7 +557,8 @@ func (e *enc) record(r *kv.Record) {
 	}
 	e.byte(1)
 	e.str(r.Key)
-	e.bytes(encodeRecord(r))
+	e.uvarint(uint64(recordLen(r)))
+	e.b = appendRecord(e.b, r)
 }
 
 func (d *dec) record() *kv.Record {

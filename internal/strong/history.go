@@ -80,8 +80,11 @@ func (m *Machine) loadHistory(rev int64) error {
 // limit, so each step is one range deletion rather than one per batch.
 func (m *Machine) recordHistory(b *store.Batch, groups []watch.Group, rev int64) {
 	h := &m.hist
+	// Encoded in place in the batch, under one key buffer.
+	key := historyKey(0)
 	for _, g := range groups {
-		b.Set(historyKey(g.Revision), encodeEvents(g.Events))
+		binary.BigEndian.PutUint64(key[1:], uint64(g.Revision))
+		appendEvents(b.SetBuffer(key, eventsLen(g.Events))[:0], g.Events)
 	}
 	h.staged = groups
 	oldest := h.oldest.Load()
@@ -269,27 +272,37 @@ func (m *Machine) watch(ctx context.Context, prefix string, fromRevision int64, 
 // event: type byte ('p' put, 'P' put of a value over historyValueBytes,
 // stored empty, 'd' delete) | len(key) uvarint | key | len(value) uvarint |
 // value.
-func encodeEvents(evs []kv.Event) []byte {
-	n := 10
-	for _, ev := range evs {
-		n += 2 + 2*binary.MaxVarintLen32 + len(ev.Key)
-		if len(ev.Value) <= historyValueBytes {
-			n += len(ev.Value)
-		}
+func encodeEvents(evs []kv.Event) []byte { return appendEvents(make([]byte, 0, eventsLen(evs)), evs) }
+
+// storedValue is what the history keeps of ev: its type byte and value.
+func storedValue(ev *kv.Event) (byte, []byte) {
+	switch {
+	case ev.Type == kv.EventDelete:
+		return 'd', ev.Value
+	case len(ev.Value) > historyValueBytes || ev.ValueOmitted:
+		return 'P', nil
 	}
-	b := make([]byte, 0, n)
+	return 'p', ev.Value
+}
+
+// eventsLen is the exact length of the encoding of evs.
+func eventsLen(evs []kv.Event) int {
+	n := uvarintLen(uint64(len(evs)))
+	for i := range evs {
+		_, v := storedValue(&evs[i])
+		n += 1 + uvarintLen(uint64(len(evs[i].Key))) + len(evs[i].Key) + uvarintLen(uint64(len(v))) + len(v)
+	}
+	return n
+}
+
+// appendEvents appends the encoding of evs to b.
+func appendEvents(b []byte, evs []kv.Event) []byte {
 	b = binary.AppendUvarint(b, uint64(len(evs)))
-	for _, ev := range evs {
-		t, v := byte('p'), ev.Value
-		switch {
-		case ev.Type == kv.EventDelete:
-			t = 'd'
-		case len(v) > historyValueBytes || ev.ValueOmitted:
-			t, v = 'P', nil
-		}
+	for i := range evs {
+		t, v := storedValue(&evs[i])
 		b = append(b, t)
-		b = binary.AppendUvarint(b, uint64(len(ev.Key)))
-		b = append(b, ev.Key...)
+		b = binary.AppendUvarint(b, uint64(len(evs[i].Key)))
+		b = append(b, evs[i].Key...)
 		b = binary.AppendUvarint(b, uint64(len(v)))
 		b = append(b, v...)
 	}

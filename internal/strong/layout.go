@@ -81,8 +81,10 @@ func keyspaceKey(prefix string) []byte { return append([]byte{prefixKeyspace}, p
 // them so databases written before stay readable.
 const recordFormat = 1
 
-func encodeRecord(r *kv.Record) []byte {
-	buf := make([]byte, 0, 32+len(r.Value))
+func encodeRecord(r *kv.Record) []byte { return appendRecord(make([]byte, 0, recordLen(r)), r) }
+
+// appendRecord appends r's encoding to buf.
+func appendRecord(buf []byte, r *kv.Record) []byte {
 	buf = append(buf, recordFormat)
 	buf = binary.AppendUvarint(buf, uint64(r.CreateRevision))
 	buf = binary.AppendUvarint(buf, uint64(r.ModRevision))
@@ -90,6 +92,31 @@ func encodeRecord(r *kv.Record) []byte {
 	buf = binary.AppendVarint(buf, r.Expires)
 	buf = append(buf, 0, 0, 0) // hlc, flags, len(origin)
 	return append(buf, r.Value...)
+}
+
+// recordLen is the exact length of r's encoding (what a batch's SetBuffer
+// needs to take it in place).
+func recordLen(r *kv.Record) int {
+	return 4 + uvarintLen(uint64(r.CreateRevision)) + uvarintLen(uint64(r.ModRevision)) +
+		uvarintLen(uint64(r.Version)) + varintLen(r.Expires) + len(r.Value)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// varintLen is the length of binary.AppendVarint's zig-zag encoding.
+func varintLen(v int64) int {
+	ux := uint64(v) << 1
+	if v < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
 }
 
 func decodeRecord(key string, b []byte) (*kv.Record, error) {

@@ -47,6 +47,9 @@ type Machine struct {
 	hist history
 	// clusterID is the cluster's ID (clusterid.go).
 	clusterID atomic.Pointer[string]
+	// noFastPath applies every transaction through the general path (for
+	// the tests that compare the two; see fastpath.go).
+	noFastPath bool
 }
 
 var _ raftnode.StateMachine = (*Machine)(nil)
@@ -124,6 +127,9 @@ type applyBatch struct {
 	clusterID string
 	// mirrorCursors are the mirror cursors this batch set.
 	mirrorCursors map[string]int64
+	// events is where the single-event groups of the batch take their
+	// event from: one allocation per batch instead of one per command.
+	events []kv.Event
 }
 
 // Apply implements raftnode.StateMachine.
@@ -131,16 +137,21 @@ func (m *Machine) Apply(b *store.Batch, entries []raftnode.Entry) [][]byte {
 	// The previous batch is committed by now (the caller commits each batch
 	// before applying the next), whether or not Committed was called.
 	m.Committed()
-	ab := &applyBatch{m: m, b: b, rev: m.rev.Load(), pending: map[string]*kv.Record{}}
+	ab := &applyBatch{m: m, b: b, rev: m.rev.Load(), pending: make(map[string]*kv.Record, len(entries)),
+		groups: make([]watch.Group, 0, len(entries))}
 	out := make([][]byte, len(entries))
 	for i, e := range entries {
 		out[i] = ab.apply(e)
 	}
+	// The batch copies keys and values: one key buffer serves every
+	// record, and each record is encoded in place in the batch.
+	var key []byte
 	for k, r := range ab.pending {
+		key = append(append(key[:0], prefixData), k...)
 		if r == nil {
-			b.Delete(dataKey(k))
+			b.Delete(key)
 		} else {
-			b.Set(dataKey(k), encodeRecord(r))
+			appendRecord(b.SetBuffer(key, recordLen(r))[:0], r)
 		}
 	}
 	m.staged = ab.pending
@@ -182,6 +193,9 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 		if c.Txn == nil {
 			return errResult(fmt.Errorf("%w: txn command without txn", kv.ErrInvalidArgument))
 		}
+		if out, ok := ab.fastTxn(e.Time, c.Txn); ok {
+			return out
+		}
 		res, err := ab.txn(e.Time, c.Txn)
 		if err != nil {
 			return errResult(err)
@@ -190,6 +204,10 @@ func (ab *applyBatch) apply(e raftnode.Entry) []byte {
 	case cmdBatch:
 		out := result{Batch: make([][]byte, len(c.Batch))}
 		for i := range c.Batch {
+			if b, ok := ab.fastTxn(e.Time, &c.Batch[i]); ok {
+				out.Batch[i] = b
+				continue
+			}
 			res, err := ab.txn(e.Time, &c.Batch[i])
 			if err != nil {
 				out.Batch[i] = errResult(err)
@@ -596,23 +614,49 @@ func (ab *applyBatch) commit(writes, before map[string]*kv.Record, keys []string
 		if !seen {
 			old, _ = ab.get(k)
 		}
-		if old != nil && old.Expires != 0 && (nr == nil || nr.Expires != old.Expires) {
-			ab.b.Delete(ttlKey(old.Expires, k))
-		}
-		if nr != nil && nr.Expires != 0 {
-			ab.b.Set(ttlKey(nr.Expires, k), nil)
-		}
-		ab.pending[k] = nr
-		switch {
-		case nr != nil:
-			evs = append(evs, kv.Event{Type: kv.EventPut, Key: k, Value: nr.Value, Revision: rev})
-		case old != nil:
-			evs = append(evs, kv.Event{Type: kv.EventDelete, Key: k, Revision: rev})
+		if ev, ok := ab.stage(k, old, nr, rev); ok {
+			evs = append(evs, ev)
 		}
 	}
-	if len(evs) > 0 {
+	switch len(evs) {
+	case 0:
+	case 1:
+		ab.groups = append(ab.groups, ab.group(rev, evs[0]))
+	default:
 		ab.groups = append(ab.groups, watch.Group{Revision: rev, Events: evs})
 	}
+}
+
+// stage moves one write of a command (nr nil: a delete) over old, the
+// key's record before the command, into the batch: the TTL index follows,
+// and the write's event at rev is returned (none for deleting nothing).
+func (ab *applyBatch) stage(k string, old, nr *kv.Record, rev int64) (kv.Event, bool) {
+	if old != nil && old.Expires != 0 && (nr == nil || nr.Expires != old.Expires) {
+		ab.b.Delete(ttlKey(old.Expires, k))
+	}
+	if nr != nil && nr.Expires != 0 {
+		ab.b.Set(ttlKey(nr.Expires, k), nil)
+	}
+	ab.pending[k] = nr
+	switch {
+	case nr != nil:
+		return kv.Event{Type: kv.EventPut, Key: k, Value: nr.Value, Revision: rev}, true
+	case old != nil:
+		return kv.Event{Type: kv.EventDelete, Key: k, Revision: rev}, true
+	}
+	return kv.Event{}, false
+}
+
+// group is the history group of a command of one event, its event taken
+// from the batch's slab (capacity one: nothing may append to it).
+func (ab *applyBatch) group(rev int64, ev kv.Event) watch.Group {
+	if len(ab.events) == 0 {
+		ab.events = make([]kv.Event, min(max(cap(ab.groups)-len(ab.groups), 1), 256))
+	}
+	evs := ab.events[:1:1]
+	ab.events = ab.events[1:]
+	evs[0] = ev
+	return watch.Group{Revision: rev, Events: evs}
 }
 
 // expire deletes keys whose expiry has passed at the entry's time and that
