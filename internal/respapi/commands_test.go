@@ -20,9 +20,23 @@ import (
 type step struct {
 	args []string
 	want string
+	// at, if set, makes the arguments when the step runs (an absolute
+	// time: made when the script is written, it is stale by the time the
+	// server has started and elected itself on a loaded machine).
+	at func() []string
 }
 
 func s(want string, args ...string) step { return step{args: args, want: want} }
+
+// sAt is a step whose arguments are made when it runs.
+func sAt(want string, at func() []string) step { return step{want: want, at: at} }
+
+func (st step) command() []string {
+	if st.at != nil {
+		return st.at()
+	}
+	return st.args
+}
 
 // runScript runs steps in order on one connection to a fresh service.
 func runScript(t *testing.T, steps []step) {
@@ -30,7 +44,7 @@ func runScript(t *testing.T, steps []step) {
 	srv := startServer(t, newService(t), Options{Version: "1.2.3"})
 	c := dial(t, srv)
 	for _, st := range steps {
-		c.mustDo(st.want, st.args...)
+		c.mustDo(st.want, st.command()...)
 	}
 }
 
@@ -126,8 +140,12 @@ func TestKeyCommands(t *testing.T) {
 		s(":1", "PERSIST", "k"),
 		s(":0", "PERSIST", "k"),
 		s(":-1", "TTL", "k"),
-		s(":1", "EXPIREAT", "k", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)),
-		s(":1", "PEXPIREAT", "k", strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10)),
+		sAt(":1", func() []string {
+			return []string{"EXPIREAT", "k", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)}
+		}),
+		sAt(":1", func() []string {
+			return []string{"PEXPIREAT", "k", strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10)}
+		}),
 		s(":60", "TTL", "k"),
 		s("-ERR syntax error", "EXPIRE", "k", "10", "SOON"),
 		s("-ERR value is not an integer or out of range", "EXPIRE", "k", "soon"),
@@ -447,7 +465,7 @@ func runScriptOn(t *testing.T, svc Service, steps []step) {
 	srv := startServer(t, svc, Options{})
 	c := dial(t, srv)
 	for _, st := range steps {
-		c.mustDo(st.want, st.args...)
+		c.mustDo(st.want, st.command()...)
 	}
 }
 
