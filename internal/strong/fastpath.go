@@ -56,15 +56,11 @@ func (ab *applyBatch) fastTxn(now int64, t *kv.Txn) (out []byte, ok bool) {
 			r.Deleted = 1
 		}
 	} else {
-		exp := int64(0)
-		switch {
-		case op.ExpiresAt != 0:
-			exp = op.ExpiresAt
-		case op.TTL > 0:
-			exp = now + int64(op.TTL)
-		case op.KeepTTL && cur != nil:
-			exp = cur.Expires
+		var kept int64
+		if cur != nil {
+			kept = cur.Expires
 		}
+		exp := putExpiry(*op, now, kept)
 		switch {
 		case exp != 0 && exp <= now:
 			// Already expired (Redis SET PXAT in the past): the key is gone.

@@ -471,15 +471,7 @@ func (v *view) applyOp(now int64, rev *int64, op kv.Op) (kv.OpResult, error) {
 	case kv.OpGet:
 		r.Record = cur
 	case kv.OpPut:
-		exp := int64(0)
-		switch {
-		case op.ExpiresAt != 0:
-			exp = op.ExpiresAt
-		case op.TTL > 0:
-			exp = now + int64(op.TTL)
-		case op.KeepTTL:
-			exp = keptExpiry
-		}
+		exp := putExpiry(op, now, keptExpiry)
 		if nr := write(op.Value, exp); nr != nil {
 			// The caller has the value; do not send it back through the log result.
 			meta := *nr
@@ -725,4 +717,18 @@ func compare(r *kv.Record, c kv.Compare) (bool, error) {
 		return cmp > 0, nil
 	}
 	return false, fmt.Errorf("%w: compare op %q", kv.ErrInvalidArgument, c.Op)
+}
+
+// putExpiry is the expiry a put gives its key at now (0: none): an absolute
+// one wins over a TTL, and KEEPTTL keeps kept, the key's live expiry.
+func putExpiry(op kv.Op, now, kept int64) int64 {
+	switch {
+	case op.ExpiresAt != 0:
+		return op.ExpiresAt
+	case op.TTL > 0:
+		return now + int64(op.TTL)
+	case op.KeepTTL:
+		return kept
+	}
+	return 0
 }
