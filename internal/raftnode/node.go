@@ -189,7 +189,7 @@ func Start(cfg Config) (*Node, error) {
 	}()
 
 	var err error
-	if n.logDB, err = store.Open(filepath.Join(cfg.Dir, "raft"), store.Options{Logger: cfg.Logger, CacheBytes: 16 << 20, NoCompression: true}); err != nil {
+	if n.logDB, err = store.Open(filepath.Join(cfg.Dir, "raft"), logDBOptions(cfg.Logger)); err != nil {
 		return nil, err
 	}
 	logs, err := NewLogStore(n.logDB)
