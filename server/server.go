@@ -294,6 +294,7 @@ func (s *Server) startStrong() (err error) {
 			LeaseMaxDrift:    cfg.LeaseMaxDrift,
 			LeaseClock:       leaseClock(s.hooks.LeaseClockRate),
 			BeforeStoreLogs:  logStall(s.hooks.StallLog),
+			StoreFailed:      s.storeFailed,
 		},
 		ReadMode:            readMode,
 		RequestTimeout:      cfg.RequestTimeout,
@@ -301,6 +302,7 @@ func (s *Server) startStrong() (err error) {
 		WatchHistory:        cfg.WatchHistory,
 		MaxValueBytes:       cfg.MaxValueBytes,
 		RaftImpl:            cfg.RaftImpl,
+		StoreFailed:         s.storeFailed,
 		Logger:              s.log,
 	})
 	if err != nil {
@@ -328,6 +330,7 @@ func (s *Server) startEventual() (err error) {
 		MaxClockOffset:      s.cfg.MaxClockOffset,
 		MaxMessageBytes:     int(strong.MaxEntryBytes(s.cfg.MaxValueBytes)),
 		NoRepair:            s.hooks.NoRepair || brokenConvergence,
+		StoreFailed:         s.storeFailed,
 		Logger:              s.log,
 	})
 	if err != nil {
@@ -658,6 +661,18 @@ func (s *Server) withDebug(api http.Handler) http.Handler {
 			api.ServeHTTP(w, r)
 		}
 	})
+}
+
+// storeFailed stops the node when one of its databases fails (its disk
+// keeps failing writes): a node that cannot persist must stop rather than
+// hang or acknowledge what it cannot keep. The cluster carries on without
+// it; an operator fixes the disk and starts it again.
+func (s *Server) storeFailed(err error) {
+	s.log.Error("a database failed; stopping the node", "err", err)
+	select {
+	case s.errc <- fmt.Errorf("server: %w", err):
+	default:
+	}
 }
 
 func (s *Server) goServe(what string, fn func() error) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairnkv/cairn/config"
 )
@@ -114,5 +115,19 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "initial-cluster-state") || !strings.Contains(errb.String(), "log-level") {
 		t.Fatalf("message does not name every problem: %s", errb.String())
+	}
+}
+
+// hangingServer never finishes closing, as a node whose disk failed may not.
+type hangingServer struct{ errc chan error }
+
+func (h hangingServer) Ready() <-chan struct{} { return nil }
+func (h hangingServer) Err() <-chan error      { return h.errc }
+func (h hangingServer) Close() error           { select {} }
+
+func TestCloseWithinBoundsAHangingClose(t *testing.T) {
+	err := closeWithin(hangingServer{make(chan error)}, 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "did not close within") {
+		t.Fatalf("closeWithin: %v", err)
 	}
 }

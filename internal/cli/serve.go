@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -44,10 +45,29 @@ func serveCmd(env *Env) *cobra.Command {
 		case runErr = <-s.Err():
 		}
 		logger.Info("shutting down")
-		if err := s.Close(); err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
+		if err := closeWithin(s, shutdownBound); err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
 			runErr = err
 		}
 		return runErr
 	}
 	return cmd
+}
+
+// shutdownBound is how long serve waits for the node to close. A node
+// whose disk failed may never close (a database waits on writes that keep
+// failing); serve then returns anyway, and the process exits: what is
+// durable is all a restart relies on, as after a crash.
+const shutdownBound = 30 * time.Second
+
+func closeWithin(s Server, bound time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("serve: the node did not close within %s; exiting without it", bound)
+	}
 }

@@ -68,7 +68,10 @@ type Config struct {
 	// mirrored keyspace not yet copied to its bucket (0: 1,000,000); past
 	// it, writes of new keys are counted as an overflow instead (outbox.go).
 	MaxOutbox int
-	Logger    *slog.Logger
+	// StoreFailed, when set, is told if the replicas' database
+	// fails (store.Options.OnFail: its disk keeps failing); it must not block.
+	StoreFailed func(error)
+	Logger      *slog.Logger
 }
 
 // DefaultMaxMessageBytes is Config.MaxMessageBytes when it is 0.
@@ -148,7 +151,7 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger.With("subsystem", "eventual"), hintWake: make(chan struct{}, 1)}
 	var err error
-	if e.reps, err = openReplicas(filepath.Join(cfg.DataDir, "eventual"), e.log); err != nil {
+	if e.reps, err = openReplicas(filepath.Join(cfg.DataDir, "eventual"), e.log, cfg.StoreFailed); err != nil {
 		return nil, err
 	}
 	e.reps.now = func() int64 { return e.wall().UnixNano() }

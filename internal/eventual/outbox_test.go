@@ -59,7 +59,7 @@ func mustOutboxEngine(t testing.TB, name string, reps *replicas) *Engine {
 // mustOpenReplicas opens the replica store in dir; the caller closes it.
 func mustOpenReplicas(t testing.TB, dir string) *replicas {
 	t.Helper()
-	r, err := openReplicas(dir, slog.New(slog.DiscardHandler))
+	r, err := openReplicas(dir, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,8 +126,8 @@ type outboxChange struct {
 
 var errClosed = errors.New("eventual: engine closed")
 
-func openReplicas(dir string, log *slog.Logger) (*replicas, error) {
-	db, err := store.Open(dir, store.Options{Logger: log})
+func openReplicas(dir string, log *slog.Logger, onFail func(error)) (*replicas, error) {
+	db, err := store.Open(dir, store.Options{Logger: log, OnFail: onFail})
 	if err != nil {
 		return nil, err
 	}

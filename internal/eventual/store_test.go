@@ -10,7 +10,7 @@ import (
 
 func openTestReplicas(t testing.TB) *replicas {
 	t.Helper()
-	r, err := openReplicas(t.TempDir(), slog.New(slog.DiscardHandler))
+	r, err := openReplicas(t.TempDir(), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,6 +244,6 @@ const logMemTableBytes = 64 << 20
 // logDBOptions are the log database's: a 16 MiB block cache, no
 // compression (entries are mostly values the client sent), and the large
 // memtable.
-func logDBOptions(logger *slog.Logger) store.Options {
-	return store.Options{Logger: logger, CacheBytes: 16 << 20, NoCompression: true, MemTableBytes: logMemTableBytes}
+func logDBOptions(logger *slog.Logger, onFail func(error)) store.Options {
+	return store.Options{Logger: logger, CacheBytes: 16 << 20, NoCompression: true, MemTableBytes: logMemTableBytes, OnFail: onFail}
 }

@@ -12,7 +12,7 @@ import (
 // still in the memtable never reach an sstable, which is what the log
 // database's large memtable (logMemTableBytes) is for.
 func TestLogFlushDropsCompactedEntries(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "raft"), logDBOptions(nil))
+	db, err := store.Open(filepath.Join(t.TempDir(), "raft"), logDBOptions(nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,10 @@ type Config struct {
 	// BeforeStoreLogs, a test hook, runs before each append to the log:
 	// blocking in it stalls Raft's leader loop, as a disk that hangs does.
 	BeforeStoreLogs func()
-	Logger          *slog.Logger
+	// StoreFailed, when set, is told if the log database fails
+	// (store.Options.OnFail: its disk keeps failing); it must not block.
+	StoreFailed func(error)
+	Logger      *slog.Logger
 }
 
 // transportTimeout is the Raft transport's I/O deadline: 10 s, plus a
@@ -189,7 +192,7 @@ func Start(cfg Config) (*Node, error) {
 	}()
 
 	var err error
-	if n.logDB, err = store.Open(filepath.Join(cfg.Dir, "raft"), logDBOptions(cfg.Logger)); err != nil {
+	if n.logDB, err = store.Open(filepath.Join(cfg.Dir, "raft"), logDBOptions(cfg.Logger, cfg.StoreFailed)); err != nil {
 		return nil, err
 	}
 	logs, err := NewLogStore(n.logDB)

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // ErrNotFound is returned by Get when the key does not exist.
@@ -32,6 +33,7 @@ type DB struct {
 	// closed is set by Close: a metrics scrape that races with shutdown
 	// skips the database instead of asking a closed pebble (which panics).
 	closed atomic.Bool
+	health *health
 }
 
 // Options tune a DB.
@@ -52,6 +54,11 @@ type Options struct {
 	// batches, newest first, never part of one. Only for a database
 	// that another durable log can rebuild; Commit(true) fails on it.
 	DisableWAL bool
+	// OnFail, when set, is called once if the database fails (DB.Failed),
+	// from one of pebble's goroutines; it must not block.
+	OnFail func(error)
+
+	fs vfs.FS // tests: the file system under the database (default: the OS's)
 }
 
 // DefaultMemTableBytes is the memtable size unless Options say otherwise.
@@ -80,8 +87,11 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
+	h := newHealth(o.OnFail)
+	events := h.listener()
 	opts := &pebble.Options{
 		Cache:                       cache,
+		EventListener:               events,
 		Logger:                      pebbleLogger{logger},
 		MemTableSize:                memTable,
 		MemTableStopWritesThreshold: 4,
@@ -97,6 +107,7 @@ func Open(dir string, o Options) (*DB, error) {
 		L0StopWritesThreshold:    24,
 		MaxConcurrentCompactions: func() int { return 2 },
 		DisableWAL:               o.DisableWAL,
+		FS:                       o.fs,
 	}
 	if o.NoCompression {
 		opts.Levels = make([]pebble.LevelOptions, 7)
@@ -108,14 +119,21 @@ func Open(dir string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return &DB{db: db, noWAL: o.DisableWAL}, nil
+	return &DB{db: db, noWAL: o.DisableWAL, health: h}, nil
 }
 
 // Close closes the database. It flushes nothing: on a database without a
 // write-ahead log, what was committed since the last Flush is gone, exactly
 // as after a crash (call Flush first to keep it).
+//
+// Closing a failed database (see Failed) only marks it closed: pebble's
+// Close would wait for the flush it retries forever. Its files stay open
+// until the process exits, which is what a node whose disk failed does next.
 func (d *DB) Close() error {
 	d.closed.Store(true)
+	if err := d.Err(); err != nil {
+		return err
+	}
 	return d.db.Close()
 }
 
@@ -174,11 +192,23 @@ func (d *DB) Sync() error {
 // (pebble syncs the tables and the manifest that names them). Batches are
 // never split between memtables, so what a flush keeps is every batch
 // committed before it, whole.
+//
+// A flush that cannot finish because the disk fails (see Failed) returns
+// the database's error instead of waiting forever.
 func (d *DB) Flush() error {
-	if err := d.db.Flush(); err != nil {
+	if err := d.Err(); err != nil {
+		return err
+	}
+	flushed, err := d.db.AsyncFlush()
+	if err != nil {
 		return fmt.Errorf("store: flush: %w", err)
 	}
-	return nil
+	select {
+	case <-flushed:
+		return nil
+	case <-d.health.failed:
+		return d.Err()
+	}
 }
 
 // WALDisabled reports whether the database writes no write-ahead log.

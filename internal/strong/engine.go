@@ -58,7 +58,11 @@ type Config struct {
 	// or "etcd", the experimental etcd raft member (etcdnode), which has
 	// no membership changes or snapshots yet.
 	RaftImpl string
-	Logger   *slog.Logger
+	// StoreFailed, when set, is told if the state database fails
+	// (store.Options.OnFail: its disk keeps failing); it must not block.
+	// Raft.StoreFailed is the log database's.
+	StoreFailed func(error)
+	Logger      *slog.Logger
 }
 
 // consensus is what the engine uses of its Raft member; *raftnode.Node and
@@ -156,7 +160,7 @@ func Open(cfg Config) (_ *Engine, err error) {
 	// The state database has no WAL: the Raft log is the durable copy of
 	// every write, and the applied index in each batch tells a restart
 	// where to replay from (raftnode/DESIGN.md, "Storage").
-	if e.db, err = store.Open(filepath.Join(cfg.Dir, "state"), store.Options{Logger: cfg.Logger, DisableWAL: true}); err != nil {
+	if e.db, err = store.Open(filepath.Join(cfg.Dir, "state"), store.Options{Logger: cfg.Logger, DisableWAL: true, OnFail: cfg.StoreFailed}); err != nil {
 		return nil, err
 	}
 	if e.machine, err = NewMachine(e.db); err != nil {
