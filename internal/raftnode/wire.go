@@ -40,6 +40,8 @@ const (
 	sharedFrameMax = 64 << 10
 	// minLogBytes is the smallest encoded raft.Log: six one-byte fields.
 	minLogBytes = 6
+	// frameReadStep is the most readFrame allocates before the bytes arrive.
+	frameReadStep = 32 << 10
 )
 
 // Errors of the wire format. A decode error closes the connection it came on.
@@ -204,8 +206,9 @@ func writeFrame(w *bufio.Writer, typ byte, body []byte) error {
 // --- decoding ---------------------------------------------------------------
 
 // readFrame reads one frame. The body is a new buffer that the decoded
-// message may point into; it is never reused. A body longer than 1 MiB is
-// read in steps, so a length that lies costs what was really sent.
+// message may point into; it is never reused. A body longer than
+// frameReadStep is read into a buffer that doubles as bytes arrive, so a
+// length that lies costs at most twice what was really sent.
 func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	typ, err := r.ReadByte()
 	if err != nil {
@@ -218,13 +221,12 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	if n > maxFrame {
 		return 0, nil, fmt.Errorf("%w: %d bytes", errFrameTooLarge, n)
 	}
-	const step = 1 << 20
-	if n <= step {
+	if n <= frameReadStep {
 		body := make([]byte, n)
 		_, err = io.ReadFull(r, body)
 		return typ, body, noEOF(err)
 	}
-	body := make([]byte, 0, step)
+	body := make([]byte, 0, frameReadStep)
 	for uint64(len(body)) < n {
 		if len(body) == cap(body) {
 			grown := make([]byte, len(body), min(2*uint64(cap(body)), n))
