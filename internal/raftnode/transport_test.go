@@ -159,8 +159,14 @@ func TestTransportHeartbeatAndRemoteError(t *testing.T) {
 	if err := client.AppendEntries("n2", server.LocalAddr(), hb, &resp); err != nil || resp.Term != 9 || !resp.Success {
 		t.Fatalf("heartbeat: %+v %v", resp, err)
 	}
-	if got := <-beats; got.Term != 9 || string(got.Addr) != string(hb.Addr) {
-		t.Fatalf("the handler saw %+v", got)
+	// The handler sends on beats before it responds.
+	select {
+	case got := <-beats:
+		if got.Term != 9 || string(got.Addr) != string(hb.Addr) {
+			t.Fatalf("the handler saw %+v", got)
+		}
+	default:
+		t.Fatal("a heartbeat did not reach the heartbeat handler")
 	}
 	// Not a heartbeat (it has entries): the consumer answers it.
 	if err := client.AppendEntries("n2", server.LocalAddr(), appendReq(0, 3), &resp); err != nil || resp.LastLog != 3 {

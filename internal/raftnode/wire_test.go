@@ -124,6 +124,24 @@ func TestWireAppendEntriesSharing(t *testing.T) {
 	}
 }
 
+// An AppendEntries of many entries decodes in a constant number of
+// allocations: the request, one slice of Logs, one of pointers.
+func TestWireAppendEntriesAllocs(t *testing.T) {
+	req := &raft.AppendEntriesRequest{RPCHeader: testHeader(), Term: 2, Leader: []byte("n1")}
+	for i := 1; i <= 64; i++ {
+		req.Entries = append(req.Entries, &raft.Log{Index: uint64(i), Term: 2, Data: make([]byte, 256), AppendedAt: time.Unix(1700000000, 5)})
+	}
+	typ, body := mustFrame(t, req)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := decodeRequest(typ, body); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 4 {
+		t.Fatalf("decoding 64 entries: %.0f allocations, want at most 4", allocs)
+	}
+}
+
 func TestWireResponsesRoundTrip(t *testing.T) {
 	cases := []struct {
 		typ  byte
