@@ -158,6 +158,12 @@ type leaseTransport struct {
 	ready atomic.Bool
 }
 
+// Raft enables pre-vote and closes the transport only when these hold.
+var (
+	_ raft.WithPreVote = (*leaseTransport)(nil)
+	_ raft.WithClose   = (*leaseTransport)(nil)
+)
+
 // AppendEntries sends like the network transport and records an accepted
 // request for the lease: the follower set its last contact with this leader
 // after the send began.

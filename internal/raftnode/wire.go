@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the wire format carries every field Raft v1.8.0 sets, its deprecated Leader and Candidate too
+
 package raftnode
 
 import (
