@@ -53,8 +53,10 @@ import (
 // a component claims its byte with Mux.Listen, which refuses a byte already
 // taken. A new component declares its byte here.
 const (
-	// ProtoRaft carries the hashicorp/raft transport of the node's Raft
-	// group. Owner: raftnode.
+	// ProtoRaft carried hashicorp/raft's NetworkTransport (msgpack) of the
+	// node's Raft group, up to the build that replaced it with ProtoRaftWire.
+	// Retired: nothing listens on it, so a node of an older build is refused
+	// ("unknown protocol byte") instead of misparsed. Never reuse it.
 	ProtoRaft byte = 1
 	// ProtoRPC carries internal RPC, shared by every component through one
 	// RPC endpoint per node (services register by name, not by byte).
@@ -73,12 +75,22 @@ const (
 	// ProtoEtcdRaft carries the experimental etcd-raft node's messages
 	// (--raft-impl etcd). Owner: raftnode/etcdnode.
 	ProtoEtcdRaft byte = 5
+	// ProtoRaftWire carries raftnode's own Raft transport (its binary wire
+	// format, raftnode/wire.go) of the node's Raft group. Owner: raftnode.
+	ProtoRaftWire byte = 6
 
-	// ProtoRaftGroupFirst..ProtoRaftGroupLast are reserved for the transports
-	// of further Raft groups (multi-raft, the rsm framework): group g uses
-	// ProtoRaftGroupFirst+g. The node's first group stays on ProtoRaft.
+	// ProtoRaftGroupFirst..ProtoRaftGroupLast were reserved for further Raft
+	// groups on the retired msgpack transport. Retired with ProtoRaft: never
+	// reuse them.
 	ProtoRaftGroupFirst byte = 16
 	ProtoRaftGroupLast  byte = 63
+	// ProtoRaftWireGroupFirst..ProtoRaftWireGroupLast are reserved for the
+	// transports of further Raft groups (multi-raft, the rsm framework) in
+	// the wire format of ProtoRaftWire: group g uses
+	// ProtoRaftWireGroupFirst+g. The node's first group stays on
+	// ProtoRaftWire.
+	ProtoRaftWireGroupFirst byte = 64
+	ProtoRaftWireGroupLast  byte = 111
 )
 
 // Errors returned by the mux, the dialer and RPC.

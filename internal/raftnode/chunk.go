@@ -10,11 +10,13 @@ import (
 	"github.com/cairnkv/cairn/internal/store"
 )
 
-// Large commands travel as chunks. hashicorp/raft's transport decodes an
-// entry's data with msgpack, which reads a byte string longer than 256 KiB
-// into a buffer grown 256 KiB at a time, each step a new allocation and a
-// copy: a 50 MiB entry cost every follower 5 GB of allocation (measured) and
-// the GC work kept it from answering heartbeats. So the leader cuts a
+// Large commands travel as chunks. hashicorp/raft's NetworkTransport (the
+// transport before transport.go) decoded an entry's data with msgpack,
+// which reads a byte string longer than 256 KiB into a buffer grown 256 KiB
+// at a time, each step a new allocation and a copy: a 50 MiB entry cost
+// every follower 5 GB of allocation (measured) and the GC work kept it from
+// answering heartbeats. Chunks also bound an AppendEntries, and so the
+// transport's largest frame (wire.go, maxFrame). So the leader cuts a
 // command larger than maxEntryData into chunks of at most that size, each
 // its own entry (kindChunk | time | id u64 | seq u32 | count u32 | size
 // u64 | part), proposed back to back. At the last chunk the FSM adapter

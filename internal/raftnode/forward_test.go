@@ -193,7 +193,7 @@ func TestSharedRPCEndpoint(t *testing.T) {
 		t.Fatalf("the other service after the node closed: %q %v", out, err)
 	}
 	// The node released the Raft byte: a restarted node can take it.
-	ln, err := n.mux.Listen(peer.ProtoRaft, "raft")
+	ln, err := n.mux.Listen(peer.ProtoRaftWire, "raft")
 	if err != nil {
 		t.Fatalf("the Raft byte after Close: %v", err)
 	}

@@ -150,7 +150,7 @@ func (l *lease) ack(self, id raft.ServerID, term uint64, sent time.Duration, vot
 // the time each AppendEntries that a follower accepted was sent (the lease's
 // evidence), and, on the receiving side, a guard on votes (see guardRPCs).
 type leaseTransport struct {
-	*raft.NetworkTransport
+	*Transport
 	n    *Node
 	rpcs chan raft.RPC
 	stop chan struct{}
@@ -158,12 +158,18 @@ type leaseTransport struct {
 	ready atomic.Bool
 }
 
+// Raft enables pre-vote and closes the transport only when these hold.
+var (
+	_ raft.WithPreVote = (*leaseTransport)(nil)
+	_ raft.WithClose   = (*leaseTransport)(nil)
+)
+
 // AppendEntries sends like the network transport and records an accepted
 // request for the lease: the follower set its last contact with this leader
 // after the send began.
 func (t *leaseTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	sent := t.n.lease.now()
-	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	err := t.Transport.AppendEntries(id, target, args, resp)
 	if err == nil && resp.Success && resp.Term == args.Term && t.ready.Load() {
 		t.n.leaseAck(id, args.Term, sent)
 	}
@@ -184,7 +190,7 @@ func (t *leaseTransport) Consumer() <-chan raft.RPC { return t.rpcs }
 //     from an earlier leader would make it a candidate whose votes bypass
 //     the "known leader" rule.
 func (t *leaseTransport) guardRPCs(started time.Time, heartbeat time.Duration) {
-	in := t.NetworkTransport.Consumer()
+	in := t.Transport.Consumer()
 	for {
 		var rpc raft.RPC
 		select {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,7 @@ type Config struct {
 	Dir string
 	// AdvertiseAddr is this node's peer address as the others dial it.
 	AdvertiseAddr string
-	// Mux is the peer port; the node registers peer.ProtoRaft on it for
+	// Mux is the peer port; the node registers peer.ProtoRaftWire on it for
 	// Raft's transport.
 	Mux    *peer.Mux
 	Dialer *peer.Dialer
@@ -116,7 +117,7 @@ type Node struct {
 	fsm    *fsm
 	logDB  *store.DB
 	logs   *LogStore
-	trans  *raft.NetworkTransport
+	trans  *Transport
 	ltrans *leaseTransport // trans as Raft uses it (lease.go)
 	lease  lease
 	snaps  *raft.FileSnapshotStore
@@ -214,19 +215,23 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.catchUpFromSnapshot(); err != nil {
 		return nil, err
 	}
-	raftLn, err := cfg.Mux.Listen(peer.ProtoRaft, "raft")
+	raftLn, err := cfg.Mux.Listen(peer.ProtoRaftWire, "raft")
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: raftLn, dialer: cfg.Dialer, addr: advertiseAddr(cfg.AdvertiseAddr)},
+	n.trans = NewTransport(TransportConfig{
+		Listener: raftLn,
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			return cfg.Dialer.Dial(ctx, addr, peer.ProtoRaftWire)
+		},
+		Addr:    cfg.AdvertiseAddr,
 		MaxPool: 4,
 		Timeout: transportTimeout(cfg.MaxValueBytes),
-		Logger:  hclogFor(n.log, "raft-net"),
+		Logger:  n.log.With("subsystem", "raft-net"),
 	})
 	n.lease.now = cfg.LeaseClock
 	n.lease.duration = leaseDuration(cfg.HeartbeatTimeout, cfg.LeaseMaxDrift)
-	n.ltrans = &leaseTransport{NetworkTransport: n.trans, n: n, rpcs: make(chan raft.RPC), stop: make(chan struct{})}
+	n.ltrans = &leaseTransport{Transport: n.trans, n: n, rpcs: make(chan raft.RPC), stop: make(chan struct{})}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
