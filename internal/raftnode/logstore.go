@@ -233,17 +233,8 @@ func decodeLog(v []byte, index uint64, out *raft.Log) error {
 	return nil
 }
 
-// logMemTableBytes is the log database's memtable size, larger than the
-// state database's: entries are written once and deleted behind each
-// snapshot, and a flush drops the entries a later range deletion in the
-// same memtable covers, so a memtable that outlives a few snapshots writes
-// only the live tail to disk instead of every entry once and then again in
-// each compaction.
-const logMemTableBytes = 64 << 20
-
-// logDBOptions are the log database's: a 16 MiB block cache, no
-// compression (entries are mostly values the client sent), and the large
-// memtable.
+// logDBOptions are the log database's: a 16 MiB block cache and no
+// compression (entries are mostly values the client sent, deleted soon).
 func logDBOptions(logger *slog.Logger, onFail func(error)) store.Options {
-	return store.Options{Logger: logger, CacheBytes: 16 << 20, NoCompression: true, MemTableBytes: logMemTableBytes, OnFail: onFail}
+	return store.Options{Logger: logger, CacheBytes: 16 << 20, NoCompression: true, OnFail: onFail}
 }

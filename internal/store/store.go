@@ -214,9 +214,6 @@ func (d *DB) Flush() error {
 // WALDisabled reports whether the database writes no write-ahead log.
 func (d *DB) WALDisabled() bool { return d.noWAL }
 
-// SSTableBytes is the size of the database's live sstables.
-func (d *DB) SSTableBytes() int64 { return d.db.Metrics().Total().Size }
-
 // Scan calls fn for every key in [lower, upper) in order until fn returns false.
 // A nil upper means no bound. The slices passed to fn are only valid during the call.
 func (d *DB) Scan(lower, upper []byte, fn func(key, value []byte) bool) error {
