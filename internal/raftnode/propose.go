@@ -19,8 +19,11 @@ import (
 // Holding proposals back while this many rounds are in flight lets the next
 // round collect everything that arrives meanwhile. A lone proposal, or the
 // first after a pause, goes out at once, so an idle cluster's latency does
-// not change.
-const maxProposeRounds = 2
+// not change. One round at a time (the largest rounds) took 14 % less CPU
+// per SET than two and more SETs per second, in six alternating pairs on a
+// quiet machine (docs/BENCHMARKS.md, "Performance round 4"); on busy
+// machines the two were within noise.
+const maxProposeRounds = 1
 
 // proposeGate groups the leader's proposals into rounds.
 type proposeGate struct {
