@@ -55,13 +55,18 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ctx.Err() == nil; i++ {
-			put(l, fmt.Sprintf("load/%04d", i%500), strconv.Itoa(i))
-		}
-	}()
+	// Four writers, so the gap below is thousands of entries even on a
+	// loaded machine, and replaying it takes longer than the restarted
+	// node takes to answer its first status request.
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				put(l, fmt.Sprintf("load/%d/%04d", w, i%500), strconv.Itoa(i))
+			}
+		}()
+	}
 	time.Sleep(time.Second)
 
 	// kill -9 the follower and keep a copy of its state as it was.
@@ -79,7 +84,14 @@ func TestRestartedNodeNotReadyUntilReplayed(t *testing.T) {
 	if err := c.WaitReady(fi, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // the follower applies a couple of thousand more entries
+	// The follower applies thousands more entries than its copy holds.
+	start, until := revision(t, hc, f), time.Now().Add(60*time.Second)
+	for revision(t, hc, f) < start+3000 {
+		if time.Now().After(until) {
+			t.Fatalf("%s applied fewer than 3000 entries in 60 s", f.Name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	mark := put(l, "mark", "m")
 	if mark == 0 {
 		t.Fatal("put mark failed")
