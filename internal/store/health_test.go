@@ -41,6 +41,21 @@ func openBroken(t *testing.T, onFail func(error)) (*DB, *brokenDisk, *time.Time)
 	return db, disk, &clock
 }
 
+// flushOnBrokenDisk commits a key, breaks the disk and starts a Flush,
+// whose result comes on the channel returned.
+func flushOnBrokenDisk(t *testing.T, db *DB, disk *brokenDisk) <-chan error {
+	t.Helper()
+	b := db.NewBatch()
+	b.Set([]byte("k"), []byte("v"))
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	disk.broken.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- db.Flush() }()
+	return done
+}
+
 // TestFlushFailsWhenTheDiskDoes: a flush that cannot write its sstable
 // returns the database's error once failures have lasted FailAfter, instead
 // of waiting forever on pebble's retries; OnFail is told once, and Close
@@ -52,14 +67,7 @@ func TestFlushFailsWhenTheDiskDoes(t *testing.T) {
 	// The failed pebble is left open (as Close documents); let its retried
 	// flush succeed after the test so it stops spinning.
 	t.Cleanup(func() { disk.broken.Store(false) })
-	b := db.NewBatch()
-	b.Set([]byte("k"), []byte("v"))
-	if err := b.Commit(false); err != nil {
-		t.Fatal(err)
-	}
-	disk.broken.Store(true)
-	done := make(chan error, 1)
-	go func() { done <- db.Flush() }()
+	done := flushOnBrokenDisk(t, db, disk)
 	// The flush fails and is retried; while under FailAfter, Flush waits.
 	select {
 	case err := <-done:
@@ -112,14 +120,7 @@ func TestFlushFailsWhenTheDiskDoes(t *testing.T) {
 func TestShortOutageDoesNotFail(t *testing.T) {
 	db, disk, _ := openBroken(t, func(err error) { t.Errorf("OnFail: %v", err) })
 	defer db.Close()
-	b := db.NewBatch()
-	b.Set([]byte("k"), []byte("v"))
-	if err := b.Commit(false); err != nil {
-		t.Fatal(err)
-	}
-	disk.broken.Store(true)
-	done := make(chan error, 1)
-	go func() { done <- db.Flush() }()
+	done := flushOnBrokenDisk(t, db, disk)
 	time.Sleep(50 * time.Millisecond)
 	disk.broken.Store(false)
 	select {
