@@ -64,9 +64,13 @@ func TestFlushFailsWhenTheDiskDoes(t *testing.T) {
 	var told atomic.Int32
 	var toldErr atomic.Value
 	db, disk, clock := openBroken(t, func(err error) { told.Add(1); toldErr.Store(err) })
-	// The failed pebble is left open (as Close documents); let its retried
-	// flush succeed after the test so it stops spinning.
-	t.Cleanup(func() { disk.broken.Store(false) })
+	// The failed pebble is left open (as Close documents): after the test,
+	// let its retried flush succeed and close pebble itself, which waits
+	// for that flush, before the directory is removed.
+	t.Cleanup(func() {
+		disk.broken.Store(false)
+		_ = db.db.Close()
+	})
 	done := flushOnBrokenDisk(t, db, disk)
 	// The flush fails and is retried; while under FailAfter, Flush waits.
 	select {
