@@ -59,6 +59,34 @@ func (h *heapSampler) end() (peak, retained float64) {
 	return mib(h.peak, h.base), mib(ms.HeapAlloc, h.base)
 }
 
+// largeValueTimeouts gives a test cluster that moves MiB-sized values the
+// production Raft timeouts: with the test cluster's 300 ms, three nodes
+// copying MiBs on two shared cores (more so under the race detector) miss
+// their heartbeats and elect a new leader mid-write.
+func largeValueTimeouts(cfg *config.Config) {
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout = time.Second, time.Second
+	cfg.RequestTimeout = 10 * time.Second
+}
+
+// putRetrying puts body at url as a client does: an answer of 503
+// (unavailable: a leader lost mid-write) is retried, a few times, since a
+// put of a whole value may be repeated. The retries are logged; a node
+// that answers anything else, or keeps answering 503, fails the test.
+func putRetrying(t *testing.T, url string, body []byte) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		code, b := httpDo(t, http.MethodPut, url, body)
+		if code == http.StatusOK {
+			return
+		}
+		if code != http.StatusServiceUnavailable || attempt == 3 {
+			t.Fatalf("put (attempt %d): %d %s", attempt, code, b)
+		}
+		t.Logf("put (attempt %d): %d %s; retrying", attempt, code, b)
+		time.Sleep(time.Second)
+	}
+}
+
 func httpDo(t *testing.T, method, url string, body []byte) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
@@ -92,10 +120,7 @@ func TestLargeValues(t *testing.T) {
 	}
 	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) {
 		cfg.MaxValueBytes = config.MaxMaxValueBytes
-		// The production timeouts: the test cluster's 300 ms elect a new
-		// leader whenever the two shared cores are busy copying 50 MiB.
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout = time.Second, time.Second
-		cfg.RequestTimeout = 10 * time.Second
+		largeValueTimeouts(cfg)
 	}})
 	l := c.WaitLeader(5 * time.Second)
 	if code, b := httpDo(t, http.MethodPut, "http://"+c.Nodes[l].ClientAddr+"/v1/keyspaces/ev/",
@@ -112,11 +137,13 @@ func TestLargeValues(t *testing.T) {
 				h := sampleHeap()
 				start := time.Now()
 				// ?w=3: an eventual write is answered once every replica has
-				// it, so each node's own copy can be read below.
-				code, b := httpDo(t, http.MethodPut, "http://"+c.Nodes[f].ClientAddr+"/v1/kv/"+key+"?w=3", val)
-				if code != http.StatusOK {
-					t.Fatalf("put: %d %s", code, b)
-				}
+				// it, so each node's own copy can be read below. Even with
+				// the production timeouts, three nodes copying 50 MiB on two
+				// cores that other test packages share can keep a leader
+				// from its followers' heartbeats past its lease (500 ms):
+				// it steps down, and the put is answered 503 — so the put is
+				// retried, as a client would.
+				putRetrying(t, "http://"+c.Nodes[f].ClientAddr+"/v1/kv/"+key+"?w=3", val)
 				took := time.Since(start)
 				peak, retained := h.end()
 				t.Logf("put %d MiB via a follower in %s: heap peak +%.0f MiB (%.1f copies per node), after GC +%.0f MiB",
@@ -161,7 +188,10 @@ func TestLargeValues(t *testing.T) {
 // that names the limit, refused before anything is written.
 func TestValueOverTheLimit(t *testing.T) {
 	const limit = 4 << 20
-	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) { cfg.MaxValueBytes = limit }})
+	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.MaxValueBytes = limit
+		largeValueTimeouts(cfg)
+	}})
 	url := "http://" + c.Nodes[c.Follower()].ClientAddr + "/v1/kv/big"
 	if code, b := httpDo(t, http.MethodPut, url, []byte("before")); code != http.StatusOK {
 		t.Fatalf("put: %d %s", code, b)
@@ -186,7 +216,7 @@ func TestValueOverTheLimit(t *testing.T) {
 func TestLargeValueInSnapshot(t *testing.T) {
 	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) {
 		cfg.MaxValueBytes = config.MaxMaxValueBytes
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout = time.Second, time.Second
+		largeValueTimeouts(cfg)
 		cfg.SnapshotEntries = 64
 		cfg.TrailingLogs = 16
 		cfg.SnapshotInterval = 200 * time.Millisecond
@@ -233,7 +263,10 @@ func TestLargeValueInSnapshot(t *testing.T) {
 // in order, and a single transaction over it is refused as too large.
 func TestLargeBatchIsSplit(t *testing.T) {
 	const limit = 2 << 20 // one command: 2 × 2 MiB + 1 MiB
-	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) { cfg.MaxValueBytes = limit }})
+	c := cluster.New(t, 3, cluster.Options{Configure: func(_ int, cfg *config.Config) {
+		cfg.MaxValueBytes = limit
+		largeValueTimeouts(cfg)
+	}})
 	svc := c.Svc(c.Follower())
 	var txns []kv.Txn
 	for i := range 6 { // 12 MiB in all

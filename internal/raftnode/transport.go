@@ -157,7 +157,8 @@ type outConn struct {
 	c      net.Conn
 	r      *bufio.Reader
 	w      *bufio.Writer
-	buf    []byte // encoding scratch
+	buf    []byte  // encoding scratch
+	spills []spill // entries' Data written from the entries
 }
 
 func (t *Transport) getConn(target raft.ServerAddress) (*outConn, error) {
@@ -194,17 +195,21 @@ func (t *Transport) returnConn(c *outConn) {
 	_ = c.c.Close()
 }
 
-// send writes one request frame and flushes it.
+// send writes one request frame and flushes it. Large entries' Data go
+// from the entries to the connection without a copy (spills).
 func (c *outConn) send(cmd any) error {
-	body, typ, err := appendRequest(c.buf[:0], cmd)
+	body, typ, err := appendRequest(c.buf[:0], cmd, &c.spills)
 	if err != nil {
 		return err
 	}
 	c.buf = body
 	if cap(c.buf) > sharedFrameMax {
-		c.buf = nil // do not keep a large entry's buffer
+		c.buf = nil // do not keep a large buffer
 	}
-	if err := writeFrame(c.w, typ, body); err != nil {
+	err = writeFrame(c.w, typ, body, c.spills)
+	clear(c.spills) // do not pin the entries
+	c.spills = c.spills[:0]
+	if err != nil {
 		return err
 	}
 	return c.w.Flush()
@@ -353,11 +358,7 @@ func (t *Transport) serve(conn net.Conn) error {
 	var buf []byte
 	respCh := make(chan raft.RPCResponse, 1)
 	for {
-		typ, body, err := readFrame(r)
-		if err != nil {
-			return err
-		}
-		cmd, err := decodeRequest(typ, body)
+		typ, cmd, err := readRequest(r)
 		if err != nil {
 			return err
 		}
@@ -385,7 +386,7 @@ func (t *Transport) serve(conn net.Conn) error {
 		if buf, err = appendResponse(buf[:0], typ, resp.Response, resp.Error); err != nil {
 			return err
 		}
-		if err := writeFrame(w, typ, buf); err != nil {
+		if err := writeFrame(w, typ, buf, nil); err != nil {
 			return err
 		}
 		if err := w.Flush(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
 	"runtime"
 	"testing"
@@ -21,13 +22,13 @@ func testHeader() raft.RPCHeader {
 // mustFrame encodes cmd as a request frame and reads it back as readFrame does.
 func mustFrame(t testing.TB, cmd any) (byte, []byte) {
 	t.Helper()
-	body, typ, err := appendRequest(nil, cmd)
+	body, typ, err := appendRequest(nil, cmd, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
 	w := bufio.NewWriter(&buf)
-	if err := writeFrame(w, typ, body); err != nil {
+	if err := writeFrame(w, typ, body, nil); err != nil {
 		t.Fatal(err)
 	}
 	_ = w.Flush()
@@ -36,6 +37,44 @@ func mustFrame(t testing.TB, cmd any) (byte, []byte) {
 		t.Fatalf("frame: type %d/%d, err %v", rtyp, typ, err)
 	}
 	return typ, rbody
+}
+
+// spilledFrame encodes cmd as the transport sends it, large Data spilled.
+func spilledFrame(t testing.TB, cmd any) []byte {
+	t.Helper()
+	var spills []spill
+	body, typ, err := appendRequest(nil, cmd, &spills)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w := bufio.NewWriterSize(&buf, 4096)
+	if err := writeFrame(w, typ, body, spills); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Flush()
+	return buf.Bytes()
+}
+
+// sameRequest compares a decoded request with the one sent.
+func sameRequest(t *testing.T, got, req any) {
+	t.Helper()
+	if ae, ok := req.(*raft.AppendEntriesRequest); ok {
+		gae, ok := got.(*raft.AppendEntriesRequest)
+		if !ok {
+			t.Fatalf("got %T", got)
+		}
+		sameLogs(t, gae.Entries, ae.Entries)
+		a, b := *gae, *ae
+		a.Entries, b.Entries = nil, nil
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("got %+v, want %+v", a, b)
+		}
+		return
+	}
+	if !reflect.DeepEqual(got, req) {
+		t.Fatalf("got %+v, want %+v", got, req)
+	}
 }
 
 // sameLogs compares entries; AppendedAt by instant (the location is not sent).
@@ -50,6 +89,10 @@ func sameLogs(t *testing.T, got, want []*raft.Log) {
 			t.Fatalf("entry %d AppendedAt %v, want %v", i, g.AppendedAt, w.AppendedAt)
 		}
 		g.AppendedAt, w.AppendedAt = time.Time{}, time.Time{}
+		if !bytes.Equal(g.Data, w.Data) || (g.Data == nil) != (w.Data == nil) {
+			t.Fatalf("entry %d: %d bytes of data (nil %v), want %d (nil %v), or they differ", i, len(g.Data), g.Data == nil, len(w.Data), w.Data == nil)
+		}
+		g.Data, w.Data = nil, nil
 		if !reflect.DeepEqual(g, w) {
 			t.Fatalf("entry %d: %+v, want %+v", i, g, w)
 		}
@@ -75,6 +118,12 @@ func TestWireRequestsRoundTrip(t *testing.T) {
 		"append, large data": &raft.AppendEntriesRequest{Term: 2, Entries: []*raft.Log{
 			{Index: 1, Term: 2, Data: large}, {Index: 2, Term: 2, Data: []byte("small")},
 		}},
+		"append, spilled and inline data": &raft.AppendEntriesRequest{RPCHeader: testHeader(), Term: 2, LeaderCommitIndex: 3, Entries: []*raft.Log{
+			{Index: 1, Term: 2, Data: large[:inlineDataMax], Extensions: []byte("e")},
+			{Index: 2, Term: 2, Data: large[:inlineDataMax+1], AppendedAt: time.Unix(1700000000, 1)},
+			{Index: 3, Term: 2, Data: large[:100<<10]},
+			{Index: 4, Term: 2, Data: large[:sharedFrameMax]},
+		}},
 		"vote":              &raft.RequestVoteRequest{RPCHeader: testHeader(), Term: 4, Candidate: []byte("n2"), LastLogIndex: 10, LastLogTerm: 3, LeadershipTransfer: true},
 		"vote, zero":        &raft.RequestVoteRequest{},
 		"prevote":           &raft.RequestPreVoteRequest{RPCHeader: testHeader(), Term: 5, LastLogIndex: 11, LastLogTerm: 4},
@@ -89,18 +138,25 @@ func TestWireRequestsRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ae, ok := req.(*raft.AppendEntriesRequest); ok {
-				gae := got.(*raft.AppendEntriesRequest)
-				sameLogs(t, gae.Entries, ae.Entries)
-				a, b := *gae, *ae
-				a.Entries, b.Entries = nil, nil
-				if !reflect.DeepEqual(a, b) {
-					t.Fatalf("got %+v, want %+v", a, b)
-				}
-				return
+			sameRequest(t, got, req)
+			// As the transport sends and reads it: large Data spilled, a
+			// large body decoded as it arrives.
+			frame := spilledFrame(t, req)
+			r := bufio.NewReaderSize(bytes.NewReader(frame), 16)
+			rtyp, got, err := readRequest(r)
+			if err != nil || rtyp != typ {
+				t.Fatalf("readRequest: type %d/%d, %v", rtyp, typ, err)
 			}
-			if !reflect.DeepEqual(got, req) {
-				t.Fatalf("got %+v, want %+v", got, req)
+			sameRequest(t, got, req)
+			if _, err := r.ReadByte(); err != io.EOF {
+				t.Fatalf("readRequest left bytes of its frame: %v", err)
+			}
+			if typ == wireAppendEntries {
+				got, err := streamAppendEntries(bufio.NewReaderSize(bytes.NewReader(body), 16), uint64(len(body)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameRequest(t, got, req)
 			}
 		})
 	}
@@ -203,6 +259,22 @@ func TestWireRejectsMalformed(t *testing.T) {
 	if _, err := decodeRequest(99, nil); !errors.Is(err, errUnknownRPC) {
 		t.Fatalf("unknown type: %v", err)
 	}
+	// The same, decoded as it arrives: every cut is an error, a short
+	// stream's too.
+	for cut := 0; cut < len(good); cut++ {
+		if _, err := streamAppendEntries(bufio.NewReader(bytes.NewReader(good[:cut])), uint64(cut)); !errors.Is(err, errBadFrame) {
+			t.Fatalf("stream cut at %d: %v, want errBadFrame", cut, err)
+		}
+		if _, err := streamAppendEntries(bufio.NewReader(bytes.NewReader(good[:cut])), uint64(len(good))); !errors.Is(err, errBadFrame) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("stream ending at %d: %v, want errBadFrame or ErrUnexpectedEOF", cut, err)
+		}
+	}
+	if _, err := streamAppendEntries(bufio.NewReader(bytes.NewReader(append(good, 0))), uint64(len(good)+1)); !errors.Is(err, errBadFrame) {
+		t.Fatalf("stream trailing byte: %v", err)
+	}
+	if _, err := streamAppendEntries(bufio.NewReader(bytes.NewReader(lying)), uint64(len(lying))); !errors.Is(err, errBadFrame) {
+		t.Fatalf("stream lying count: %v", err)
+	}
 	// A frame length over maxFrame is refused before anything is read.
 	hdr := []byte{wireAppendEntries, 0xff, 0xff, 0xff, 0xff, 0x0f}
 	if _, _, err := readFrame(bufio.NewReader(bytes.NewReader(hdr))); !errors.Is(err, errFrameTooLarge) {
@@ -222,10 +294,10 @@ func FuzzDecodeFrame(f *testing.F) {
 		&raft.InstallSnapshotRequest{Term: 1, Size: 10},
 		&raft.TimeoutNowRequest{},
 	} {
-		body, typ, _ := appendRequest(nil, cmd)
+		body, typ, _ := appendRequest(nil, cmd, nil)
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
-		_ = writeFrame(w, typ, body)
+		_ = writeFrame(w, typ, body, nil)
 		_ = w.Flush()
 		f.Add(buf.Bytes())
 	}
@@ -243,14 +315,33 @@ func FuzzDecodeFrame(f *testing.F) {
 				}
 			}
 		}
+		// The body as an AppendEntries decoded as it arrives, whatever its
+		// length claims; where the whole body came, it must decode as the
+		// buffered decoder does.
+		var streamed any
+		var streamErr error
+		r := bufio.NewReader(bytes.NewReader(data))
+		if _, n, herr := readFrameHeader(r); herr == nil {
+			streamed, streamErr = streamAppendEntries(r, n)
+		}
 		runtime.ReadMemStats(&after)
-		// Six decodes of the body: each entry costs a Log (96 bytes) and a
+		// Seven decodes of the body: each entry costs a Log (96 bytes) and a
 		// pointer per minLogBytes, copies are at most the body; the frame
-		// costs at most frameReadStep before its bytes arrive, then twice
-		// what arrived.
-		limit := 6*(len(data)/minLogBytes*128+2*len(data)) + 2*frameReadStep + 64<<10
+		// and a streamed slice cost at most frameReadStep before their bytes
+		// arrive, then twice what arrived; a streamed block of Logs at most
+		// logBlock of them.
+		limit := 7*(len(data)/minLogBytes*128+2*len(data)) + 3*frameReadStep + logBlock*128 + 64<<10
 		if got := after.TotalAlloc - before.TotalAlloc; got > uint64(limit) {
 			t.Fatalf("%d bytes of input allocated %d bytes (limit %d)", len(data), got, limit)
+		}
+		if err == nil && typ == wireAppendEntries {
+			buffered, bufErr := decodeRequest(typ, body)
+			if (bufErr == nil) != (streamErr == nil) {
+				t.Fatalf("buffered decode: %v; streamed: %v", bufErr, streamErr)
+			}
+			if bufErr == nil {
+				sameRequest(t, streamed, buffered)
+			}
 		}
 	})
 }
