@@ -27,8 +27,6 @@ require (
 	gopkg.in/yaml.v3 v3.0.1
 )
 
-require go.etcd.io/raft/v3 v3.7.0
-
 require (
 	codeberg.org/polyfloyd/go-errorlint v1.9.1 // indirect
 	filippo.io/hpke v0.4.0 // indirect
@@ -89,7 +87,7 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	golang.org/x/tools v0.52.0 // indirect
-	google.golang.org/protobuf v1.36.12
+	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/ini.v1 v1.67.3 // indirect
 	honnef.co/go/tools v0.8.2 // indirect
 )

@@ -204,11 +204,6 @@ type Config struct {
 
 	// EnablePprof serves Go's profiler under /debug/pprof/ on the client port.
 	EnablePprof bool `yaml:"enable-pprof"`
-	// RaftImpl is the consensus library of the strong engine: hashicorp
-	// (the default) or etcd, an experimental member on go.etcd.io/raft
-	// kept for measurements (no membership changes or snapshots). The
-	// flag is hidden.
-	RaftImpl string `yaml:"raft-impl" flag:"hidden"`
 
 	LogLevel  string `yaml:"log-level"`  // debug, info, warn, error
 	LogFormat string `yaml:"log-format"` // text or json

@@ -93,7 +93,6 @@ func TestValidate(t *testing.T) {
 		{"read mode", func(c *Config) { c.ReadMode = "fast" }, "read-mode"},
 		{"lease drift zero", func(c *Config) { c.LeaseMaxDrift = 0 }, "lease-max-drift"},
 		{"lease drift whole", func(c *Config) { c.LeaseMaxDrift = 1 }, "lease-max-drift"},
-		{"raft impl", func(c *Config) { c.RaftImpl = "paxos" }, "raft-impl"},
 		{"backup target scheme", func(c *Config) { c.BackupTarget = "http://x/" }, "backup-target"},
 		{"backup file relative", func(c *Config) { c.BackupTarget = "file://rel/dir" }, "file:///absolute"},
 		{"backup s3 without bucket", func(c *Config) { c.BackupTarget = "s3:///prefix" }, "s3://bucket"},
@@ -241,21 +240,5 @@ func TestMaterializeFromFileFlagsAndEnv(t *testing.T) {
 		if c, _ := load(t, []string{"--watch-history", "-1"}, nil, ""); c.Validate() == nil {
 			t.Error("a negative --watch-history accepted")
 		}
-	}
-}
-
-func TestRaftImplFlagIsHidden(t *testing.T) {
-	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-	c := Default()
-	RegisterFlags(fs, &c)
-	f := fs.Lookup("raft-impl")
-	if f == nil || !f.Hidden {
-		t.Fatalf("raft-impl flag %+v, want it registered and hidden", f)
-	}
-	if err := fs.Parse([]string{"--raft-impl", "etcd"}); err != nil || c.RaftImpl != "etcd" {
-		t.Fatalf("parse: %v, RaftImpl %q", err, c.RaftImpl)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatalf("raft-impl etcd: %v", err)
 	}
 }

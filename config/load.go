@@ -73,7 +73,6 @@ var flagHelp = map[string]string{
 	"materialize":               "write the keys under PREFIX as files into DIR on this node (PREFIX=DIR, repeatable)",
 	"watch-history":             "revisions of strong changes kept for watches that resume from a revision",
 	"enable-pprof":              "serve Go's profiler under /debug/pprof/ on the client port",
-	"raft-impl":                 "EXPERIMENTAL: consensus library, hashicorp or etcd (no membership changes, no snapshots)",
 	"log-level":                 "debug, info, warn or error",
 	"log-format":                "text or json",
 }
@@ -370,11 +369,6 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("log-format must be text or json, not %q", c.LogFormat)
-	}
-	switch c.RaftImpl {
-	case "", "hashicorp", "etcd":
-	default:
-		bad("raft-impl must be hashicorp or etcd, not %q", c.RaftImpl)
 	}
 	return errors.Join(errs...)
 }

@@ -301,7 +301,6 @@ func (s *Server) startStrong() (err error) {
 		UnsafeFollowerReads: debugUnsafeReads(),
 		WatchHistory:        cfg.WatchHistory,
 		MaxValueBytes:       cfg.MaxValueBytes,
-		RaftImpl:            cfg.RaftImpl,
 		StoreFailed:         s.storeFailed,
 		Logger:              s.log,
 	})

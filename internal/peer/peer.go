@@ -72,9 +72,8 @@ const (
 	// ProtoAntiEntropy is reserved for the eventual engine's anti-entropy
 	// exchanges (hash-tree comparison, bandwidth-limited repair streams).
 	ProtoAntiEntropy byte = 4
-	// ProtoEtcdRaft carries the experimental etcd-raft node's messages
-	// (--raft-impl etcd). Owner: raftnode/etcdnode.
-	ProtoEtcdRaft byte = 5
+	// Byte 5 carried the experimental etcd-raft member's messages
+	// (measured and deleted, docs/BENCHMARKS.md); do not reuse it.
 	// ProtoRaftWire carries raftnode's own Raft transport (its binary wire
 	// format, raftnode/wire.go) of the node's Raft group. Owner: raftnode.
 	ProtoRaftWire byte = 6

@@ -12,7 +12,6 @@ import (
 
 	"github.com/cairnkv/cairn/internal/peer"
 	"github.com/cairnkv/cairn/internal/raftnode"
-	"github.com/cairnkv/cairn/internal/raftnode/etcdnode"
 	"github.com/cairnkv/cairn/internal/store"
 	"github.com/cairnkv/cairn/keyspace"
 	"github.com/cairnkv/cairn/kv"
@@ -54,10 +53,6 @@ type Config struct {
 	// that is refused, and a batch of transactions over it is proposed as
 	// several entries.
 	MaxValueBytes int64
-	// RaftImpl picks the consensus library: "" or "hashicorp" (raftnode),
-	// or "etcd", the experimental etcd raft member (etcdnode), which has
-	// no membership changes or snapshots yet.
-	RaftImpl string
 	// StoreFailed, when set, is told if the state database fails
 	// (store.Options.OnFail: its disk keeps failing); it must not block.
 	// Raft.StoreFailed is the log database's.
@@ -65,8 +60,7 @@ type Config struct {
 	Logger      *slog.Logger
 }
 
-// consensus is what the engine uses of its Raft member; *raftnode.Node and
-// the experimental *etcdnode.Node both provide it.
+// consensus is what the engine uses of its Raft member, *raftnode.Node.
 type consensus interface {
 	Propose(ctx context.Context, data []byte) ([]byte, error)
 	ReadIndex(ctx context.Context) error
@@ -90,10 +84,7 @@ type consensus interface {
 	Close() error
 }
 
-var (
-	_ consensus = (*raftnode.Node)(nil)
-	_ consensus = (*etcdnode.Node)(nil)
-)
+var _ consensus = (*raftnode.Node)(nil)
 
 // MaxEntryBytes is the largest command the engine proposes for values of up
 // to maxValue bytes: a transaction of two such values (an HTTP transaction
@@ -186,15 +177,7 @@ func Open(cfg Config) (_ *Engine, err error) {
 	if rc.Logger == nil {
 		rc.Logger = cfg.Logger
 	}
-	switch cfg.RaftImpl {
-	case "", "hashicorp":
-		e.node, err = raftnode.Start(rc)
-	case "etcd":
-		e.node, err = etcdnode.Start(rc)
-	default:
-		err = fmt.Errorf("strong: unknown raft implementation %q (hashicorp or etcd)", cfg.RaftImpl)
-	}
-	if err != nil {
+	if e.node, err = raftnode.Start(rc); err != nil {
 		e.node = nil
 		return nil, err
 	}

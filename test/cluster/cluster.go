@@ -146,10 +146,6 @@ func (c *Cluster) newNode(i int) *Node {
 	cfg.HeartbeatTimeout = 300 * time.Millisecond
 	cfg.ElectionTimeout = 300 * time.Millisecond
 	cfg.RequestTimeout = 3 * time.Second
-	// CAIRN_TEST_RAFT_IMPL=etcd runs the cluster tests on the experimental
-	// etcd raft member (those that need membership changes or snapshots
-	// fail there: it has neither).
-	cfg.RaftImpl = os.Getenv("CAIRN_TEST_RAFT_IMPL")
 	nd.cfg = cfg
 	c.Nodes = append(c.Nodes, nd)
 	return nd
