@@ -81,8 +81,13 @@ func TestClusterOnEngine(t *testing.T) {
 	mustEqualJSON(t, w.Body.Bytes(), `{"members":[`+n1+`]}`)
 	mustError(t, mustServe(t, h, request{method: "DELETE", target: "/v1/cluster/members/n2"}), 404, "member_not_found")
 	mustError(t, mustServe(t, h, request{method: "POST", target: "/v1/cluster/members/n9/promote"}), 404, "member_not_found")
-	// A single voter has nobody to hand leadership to.
-	mustError(t, mustServe(t, h, request{method: "POST", target: "/v1/cluster/leader/transfer"}), 404, "member_not_found")
+	// A single voter has nobody to hand leadership to: a conflict with the
+	// membership, not a member that is missing.
+	mustError(t, mustServe(t, h, request{method: "POST", target: "/v1/cluster/leader/transfer"}), 409, "conflict")
+	mustError(t, mustServe(t, h, request{method: "POST", target: "/v1/cluster/leader/transfer", body: `{"to":"n9"}`}), 404, "member_not_found")
+	if w := mustServe(t, h, request{method: "POST", target: "/v1/cluster/leader/transfer", body: `{"to":"n1"}`}); w.Code != 200 {
+		t.Fatalf("transfer to the leader itself: %d %s", w.Code, w.Body)
+	}
 }
 
 // closedAddr is a loopback address nobody listens on.

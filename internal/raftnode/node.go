@@ -32,6 +32,9 @@ var (
 	ErrShutdown       = errors.New("raftnode: shut down")
 	ErrUnknownMember  = errors.New("raftnode: unknown member")
 	ErrMemberExists   = errors.New("raftnode: member exists with another address")
+	// ErrNoTransferee: leadership cannot be handed over, the leader is the
+	// only voter.
+	ErrNoTransferee = errors.New("raftnode: no other voter to hand leadership to")
 	// ErrPeerUntrusted means a new member's peer port did not complete a
 	// mutual-TLS handshake with this cluster's CA.
 	ErrPeerUntrusted = errors.New("raftnode: peer certificate not trusted")
@@ -813,6 +816,12 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 		}
 		return mapRaftErr(n.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr), 0, t).Error())
 	case opTransfer:
+		if a.ID != "" && cur == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownMember, a.ID)
+		}
+		if a.ID == n.cfg.ID {
+			return nil // already the leader
+		}
 		others := 0
 		for _, sv := range servers {
 			if sv.Voter && sv.ID != n.cfg.ID {
@@ -820,7 +829,7 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 			}
 		}
 		if others == 0 {
-			return fmt.Errorf("%w: there is no other voter to hand leadership to", ErrUnknownMember)
+			return fmt.Errorf("%w: %s is the only voter (add a member first)", ErrNoTransferee, n.cfg.ID)
 		}
 		// TimeoutNow lets the target's votes bypass every follower's
 		// "known leader" rule, on which the lease rests: no lease for
@@ -828,12 +837,6 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 		n.revokeLease()
 		if a.ID == "" {
 			return transferErr(n.await(n.raft.LeadershipTransfer()))
-		}
-		if cur == nil {
-			return fmt.Errorf("%w: %s", ErrUnknownMember, a.ID)
-		}
-		if a.ID == n.cfg.ID {
-			return nil // already the leader
 		}
 		return transferErr(n.await(n.raft.LeadershipTransferToServer(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr))))
 	}

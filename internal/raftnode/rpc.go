@@ -170,6 +170,7 @@ var codes = []struct {
 	{"shutdown", ErrShutdown},
 	{"unknown_member", ErrUnknownMember},
 	{"member_exists", ErrMemberExists},
+	{"no_transferee", ErrNoTransferee},
 	{"peer_untrusted", ErrPeerUntrusted},
 	{"bad_message", ErrBadMessage},
 }

@@ -19,6 +19,8 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", kv.ErrNoLeader, err)
 	case errors.Is(err, raftnode.ErrUnknownMember):
 		return fmt.Errorf("%w: %w", kv.ErrMemberNotFound, err)
+	case errors.Is(err, raftnode.ErrNoTransferee):
+		return fmt.Errorf("%w: %w", kv.ErrConflict, err)
 	case errors.Is(err, raftnode.ErrMemberExists):
 		return fmt.Errorf("%w: %w", kv.ErrMemberExists, err)
 	case errors.Is(err, raftnode.ErrPeerUntrusted):
