@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -269,4 +270,101 @@ func BenchmarkForwardedPropose(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAddVoterKeepsAQuorum: a voter that does not answer is added only
+// while the voters that answer make a quorum of the membership with it;
+// otherwise the change is refused (ErrQuorumAtRisk) and the membership and
+// the writes are as they were. A learner can always be added; promoting it
+// while it does not answer is held to the same rule.
+func TestAddVoterKeepsAQuorum(t *testing.T) {
+	nodes := startCluster(t, 3, true)
+	leader, follower := leaderAndFollower(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	spare, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := spare.Addr().String()
+	spare.Close()
+
+	// All three answer: 3 of 4 is a quorum, the unstarted voter is taken.
+	if err := leader.AddMember(ctx, "n9", nobody, true); err != nil {
+		t.Fatalf("add an unstarted fourth voter to three healthy ones: %v", err)
+	}
+	if err := leader.RemoveMember(ctx, "n9"); err != nil {
+		t.Fatal(err)
+	}
+
+	// One member down: 2 of 4 would answer, and 3 are needed.
+	follower.Close()
+	follower.rpc.Close()
+	follower.mux.Close()
+	err = leader.AddMember(ctx, "n9", nobody, true)
+	if !errors.Is(err, ErrQuorumAtRisk) || !strings.Contains(err.Error(), "2 of the 4 voters") {
+		t.Fatalf("add an unstarted voter with a member down: %v, want ErrQuorumAtRisk naming 2 of 4", err)
+	}
+	servers, err := leader.Servers()
+	if err != nil || len(servers) != 3 {
+		t.Fatalf("members after the refused add: %v %v", servers, err)
+	}
+	if _, err := leader.Propose(ctx, []byte{1}); err != nil {
+		t.Fatalf("a write after the refused add: %v", err)
+	}
+	// Forwarded from the other follower, the refusal keeps its identity.
+	var other *testNode
+	for _, n := range nodes {
+		if n != leader && n != follower {
+			other = n
+		}
+	}
+	if err := other.AddMember(ctx, "n9", nobody, true); !errors.Is(err, ErrQuorumAtRisk) {
+		t.Fatalf("forwarded: %v, want ErrQuorumAtRisk", err)
+	}
+	// A learner does not vote, so it is taken; promoting it is not.
+	if err := leader.AddMember(ctx, "n9", nobody, false); err != nil {
+		t.Fatalf("add an unstarted learner with a member down: %v", err)
+	}
+	if err := leader.PromoteMember(ctx, "n9"); !errors.Is(err, ErrQuorumAtRisk) {
+		t.Fatalf("promote an unstarted learner with a member down: %v, want ErrQuorumAtRisk", err)
+	}
+	if _, err := leader.Propose(ctx, []byte{1}); err != nil {
+		t.Fatalf("a write after the refused promotion: %v", err)
+	}
+}
+
+// TestLoneVoterMayAddASecond: a single-member cluster can grow by adding a
+// member before starting it, as etcd allows (it has no failure to survive);
+// until the second starts, nothing commits.
+func TestLoneVoterMayAddASecond(t *testing.T) {
+	nodes := startCluster(t, 1, true)
+	n := nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !n.IsLeader() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	spare, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := spare.Addr().String()
+	spare.Close()
+	if err := n.AddMember(ctx, "n9", nobody, true); err != nil {
+		t.Fatalf("a lone voter adding an unstarted second: %v", err)
+	}
+	if servers, err := n.Servers(); err != nil || len(servers) != 2 {
+		t.Fatalf("members: %v %v", servers, err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer pcancel()
+	// Until the second starts there is no quorum: 1 of 2 commits nothing.
+	if _, err := n.Propose(pctx, []byte{1}); err == nil {
+		t.Fatal("a write committed with 1 of 2 voters")
+	}
 }

@@ -35,6 +35,9 @@ var (
 	// ErrNoTransferee: leadership cannot be handed over, the leader is the
 	// only voter.
 	ErrNoTransferee = errors.New("raftnode: no other voter to hand leadership to")
+	// ErrQuorumAtRisk: a voter that does not answer would be added while
+	// too few of the others answer to make a quorum of the new membership.
+	ErrQuorumAtRisk = errors.New("raftnode: the change would leave too few reachable voters for a quorum")
 	// ErrPeerUntrusted means a new member's peer port did not complete a
 	// mutual-TLS handshake with this cluster's CA.
 	ErrPeerUntrusted = errors.New("raftnode: peer certificate not trusted")
@@ -795,8 +798,14 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 				return nil
 			}
 		}
-		if err := n.probe(ctx, a.Addr); err != nil {
+		answered, err := n.probe(ctx, a.Addr, probeWait)
+		if err != nil {
 			return err
+		}
+		if a.Op == opAddVoter && !answered {
+			if err := n.quorumWithout(ctx, servers, a.ID, a.Addr); err != nil {
+				return err
+			}
 		}
 		if a.Op == opAddVoter {
 			return mapRaftErr(n.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, t).Error())
@@ -813,6 +822,13 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 		}
 		if cur.Voter {
 			return nil
+		}
+		if answered, err := n.probe(ctx, cur.Addr, probeWait); err != nil {
+			return err
+		} else if !answered {
+			if err := n.quorumWithout(ctx, servers, a.ID, cur.Addr); err != nil {
+				return err
+			}
 		}
 		return mapRaftErr(n.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(cur.Addr), 0, t).Error())
 	case opTransfer:
@@ -846,23 +862,74 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 // probe checks that a new member's peer port, if it is already up, completes
 // a handshake with this node's peer TLS settings: a node whose certificate is
 // not from the cluster's CA cannot join. A port that is not listening yet is
-// accepted (members may be added before they start, as with etcd).
-func (n *Node) probe(ctx context.Context, addr string) error {
-	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+// accepted (members may be added before they start, as with etcd), a voter
+// only while the others keep a quorum (quorumWithout).
+//
+// answered reports whether the port answered within wait.
+func (n *Node) probe(ctx context.Context, addr string, wait time.Duration) (answered bool, err error) {
+	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	_, err := n.rpc.Call(pctx, addr, methodPing, nil)
+	_, err = n.rpc.Call(pctx, addr, methodPing, nil)
 	var re *peer.Error
 	switch {
 	case err == nil, errors.As(err, &re):
-		return nil // it answered, so it accepted our certificate
+		return true, nil // it answered, so it accepted our certificate
 	case errors.Is(err, peer.ErrHandshake):
-		return fmt.Errorf("%w: %s: %w", ErrPeerUntrusted, addr, err)
+		return false, fmt.Errorf("%w: %s: %w", ErrPeerUntrusted, addr, err)
 	case errors.Is(err, peer.ErrConnLost) && n.cfg.Dialer.TLS != nil:
 		// The server verifies our certificate after the handshake; a
 		// rejection shows up as a connection closed under the call.
-		return fmt.Errorf("%w: %s: %w", ErrPeerUntrusted, addr, err)
+		return false, fmt.Errorf("%w: %s: %w", ErrPeerUntrusted, addr, err)
 	}
-	return nil // not listening yet, or slow to answer
+	return false, nil // not listening yet, or slow to answer
+}
+
+// probeWait bounds how long a membership change waits for a peer port.
+const probeWait = 3 * time.Second
+
+// quorumWithout refuses to make id (at addr, which did not answer) a voter
+// unless the voters that do answer make a quorum of the membership with it,
+// as etcd's strict reconfiguration check does: a three-member cluster with
+// one member down that took a fourth voter it cannot reach would stop
+// taking writes at once (3 of 4 needed, 2 reachable). The leader counts
+// itself and pings the other voters at once. A lone voter may add a second
+// (as etcd allows too): it has no failure to survive, and growing by
+// adding a member, then starting it, needs that step.
+func (n *Node) quorumWithout(ctx context.Context, servers []Server, id, addr string) error {
+	voters := 1 // id
+	var (
+		mu sync.Mutex
+		up = 0
+		wg sync.WaitGroup
+	)
+	for _, sv := range servers {
+		if !sv.Voter || sv.ID == id {
+			continue
+		}
+		voters++
+		if sv.ID == n.cfg.ID {
+			up++
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if answered, _ := n.probe(ctx, sv.Addr, probeWait); answered {
+				mu.Lock()
+				up++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if voters == 2 && up == 1 {
+		return nil
+	}
+	if quorum := voters/2 + 1; up < quorum {
+		return fmt.Errorf("%w: %s at %s does not answer, and %d of the %d voters with it would (a quorum is %d); start %s first (cairn serve --join) or add it as a non-voter and promote it once it has caught up",
+			ErrQuorumAtRisk, id, addr, up, voters, quorum, id)
+	}
+	return nil
 }
 
 // Status is a node's view of the group.

@@ -171,6 +171,7 @@ var codes = []struct {
 	{"unknown_member", ErrUnknownMember},
 	{"member_exists", ErrMemberExists},
 	{"no_transferee", ErrNoTransferee},
+	{"quorum_at_risk", ErrQuorumAtRisk},
 	{"peer_untrusted", ErrPeerUntrusted},
 	{"bad_message", ErrBadMessage},
 }

@@ -19,7 +19,7 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", kv.ErrNoLeader, err)
 	case errors.Is(err, raftnode.ErrUnknownMember):
 		return fmt.Errorf("%w: %w", kv.ErrMemberNotFound, err)
-	case errors.Is(err, raftnode.ErrNoTransferee):
+	case errors.Is(err, raftnode.ErrNoTransferee), errors.Is(err, raftnode.ErrQuorumAtRisk):
 		return fmt.Errorf("%w: %w", kv.ErrConflict, err)
 	case errors.Is(err, raftnode.ErrMemberExists):
 		return fmt.Errorf("%w: %w", kv.ErrMemberExists, err)
