@@ -80,6 +80,18 @@ func startCluster(tb testing.TB, size int, shared bool) []*testNode {
 	return nodes
 }
 
+// unusedAddr is a loopback address nobody listens on: a member that has
+// not started.
+func unusedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // leaderAndFollower waits for a leader and returns it and another member.
 func leaderAndFollower(tb testing.TB, nodes []*testNode) (leader, follower *testNode) {
 	tb.Helper()
@@ -138,12 +150,7 @@ func TestForwardingOverRPC(t *testing.T) {
 			if err := follower.RemoveMember(ctx, "nobody"); !errors.Is(err, ErrUnknownMember) {
 				t.Fatalf("forwarded removal of an unknown member: %v, want ErrUnknownMember", err)
 			}
-			spare, err := net.Listen("tcp", "127.0.0.1:0") // a member that has not started
-			if err != nil {
-				t.Fatal(err)
-			}
-			spareAddr := spare.Addr().String()
-			spare.Close()
+			spareAddr := unusedAddr(t) // a member that has not started
 			if err := follower.AddMember(ctx, "n9", spareAddr, false); err != nil {
 				t.Fatalf("forwarded add: %v", err)
 			}
@@ -282,12 +289,7 @@ func TestAddVoterKeepsAQuorum(t *testing.T) {
 	leader, follower := leaderAndFollower(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	spare, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nobody := spare.Addr().String()
-	spare.Close()
+	nobody := unusedAddr(t)
 
 	// All three answer: 3 of 4 is a quorum, the unstarted voter is taken.
 	if err := leader.AddMember(ctx, "n9", nobody, true); err != nil {
@@ -301,7 +303,7 @@ func TestAddVoterKeepsAQuorum(t *testing.T) {
 	follower.Close()
 	follower.rpc.Close()
 	follower.mux.Close()
-	err = leader.AddMember(ctx, "n9", nobody, true)
+	err := leader.AddMember(ctx, "n9", nobody, true)
 	if !errors.Is(err, ErrQuorumAtRisk) || !strings.Contains(err.Error(), "2 of the 4 voters") {
 		t.Fatalf("add an unstarted voter with a member down: %v, want ErrQuorumAtRisk naming 2 of 4", err)
 	}
@@ -349,12 +351,7 @@ func TestLoneVoterMayAddASecond(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	spare, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nobody := spare.Addr().String()
-	spare.Close()
+	nobody := unusedAddr(t)
 	if err := n.AddMember(ctx, "n9", nobody, true); err != nil {
 		t.Fatalf("a lone voter adding an unstarted second: %v", err)
 	}
