@@ -143,8 +143,8 @@ func (c *Cluster) newNode(i int) *Node {
 	cfg.ListenPeer = nd.PeerAddr
 	cfg.ListenClient = nd.ClientAddr
 	cfg.ListenResp = nd.RESPAddr
-	cfg.HeartbeatTimeout = 300 * time.Millisecond
-	cfg.ElectionTimeout = 300 * time.Millisecond
+	cfg.HeartbeatTimeout = raftTimeout
+	cfg.ElectionTimeout = raftTimeout
 	cfg.RequestTimeout = 3 * time.Second
 	nd.cfg = cfg
 	c.Nodes = append(c.Nodes, nd)
