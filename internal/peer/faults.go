@@ -79,11 +79,19 @@ func (f *Faults) Blocked(addr string) bool {
 	return f.blocked[addr]
 }
 
+// track wraps c, a link to addr ("": an accepted one), so that Block closes
+// it. It returns nil for a link to an address blocked since the dial began:
+// Block closes only the links it can see, and one tracked after it would
+// carry traffic across the partition.
 func (f *Faults) track(c net.Conn, addr string) net.Conn {
 	if addr == "" {
 		return c
 	}
 	f.mu.Lock()
+	if f.blocked[addr] {
+		f.mu.Unlock()
+		return nil
+	}
 	if f.conns == nil {
 		f.conns = map[net.Conn]string{}
 	}

@@ -383,7 +383,12 @@ func (d *Dialer) Dial(ctx context.Context, addr string, proto byte) (net.Conn, e
 		return nil, fmt.Errorf("peer: %w", err)
 	}
 	if d.Faults != nil {
-		conn = d.Faults.track(conn, addr)
+		tc := d.Faults.track(conn, addr)
+		if tc == nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("dial %s: %w", addr, ErrPartitioned)
+		}
+		conn = tc
 	}
 	if d.TLS != nil {
 		tc := tls.Client(conn, d.TLS)

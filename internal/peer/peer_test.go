@@ -168,6 +168,17 @@ func TestFaultsCutLinks(t *testing.T) {
 	if _, err := d.Dial(ctx, ln.Addr().String(), ProtoRaft); err == nil {
 		t.Fatal("dial across a partition succeeded")
 	}
+	// A link whose dial began before the Block and ended after it (the
+	// dial's check passed, the Block saw nothing to close) is not kept: it
+	// would carry traffic across the partition.
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if tc := f.track(raw, ln.Addr().String()); tc != nil {
+		t.Fatal("a link that finished dialing after the Block was tracked as open")
+	}
 	f.Unblock(ln.Addr().String())
 	if _, err := d.Dial(ctx, ln.Addr().String(), ProtoRaft); err != nil {
 		t.Fatal(err)
