@@ -798,16 +798,16 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 				return nil
 			}
 		}
-		answered, err := n.probe(ctx, a.Addr, probeWait)
+		answered, err := n.probe(ctx, a.Addr)
 		if err != nil {
 			return err
 		}
-		if a.Op == opAddVoter && !answered {
-			if err := n.quorumWithout(ctx, servers, a.ID, a.Addr); err != nil {
-				return err
-			}
-		}
 		if a.Op == opAddVoter {
+			if !answered {
+				if err := n.quorumWithout(ctx, servers, a.ID, a.Addr); err != nil {
+					return err
+				}
+			}
 			return mapRaftErr(n.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, t).Error())
 		}
 		return mapRaftErr(n.raft.AddNonvoter(raft.ServerID(a.ID), raft.ServerAddress(a.Addr), 0, t).Error())
@@ -823,9 +823,11 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 		if cur.Voter {
 			return nil
 		}
-		if answered, err := n.probe(ctx, cur.Addr, probeWait); err != nil {
+		answered, err := n.probe(ctx, cur.Addr)
+		if err != nil {
 			return err
-		} else if !answered {
+		}
+		if !answered {
 			if err := n.quorumWithout(ctx, servers, a.ID, cur.Addr); err != nil {
 				return err
 			}
@@ -865,9 +867,9 @@ func (n *Node) membershipLocal(ctx context.Context, a MembershipArgs) error {
 // accepted (members may be added before they start, as with etcd), a voter
 // only while the others keep a quorum (quorumWithout).
 //
-// answered reports whether the port answered within wait.
-func (n *Node) probe(ctx context.Context, addr string, wait time.Duration) (answered bool, err error) {
-	pctx, cancel := context.WithTimeout(ctx, wait)
+// answered reports whether the port answered within probeWait.
+func (n *Node) probe(ctx context.Context, addr string) (answered bool, err error) {
+	pctx, cancel := context.WithTimeout(ctx, probeWait)
 	defer cancel()
 	_, err = n.rpc.Call(pctx, addr, methodPing, nil)
 	var re *peer.Error
@@ -914,7 +916,7 @@ func (n *Node) quorumWithout(ctx context.Context, servers []Server, id, addr str
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if answered, _ := n.probe(ctx, sv.Addr, probeWait); answered {
+			if answered, _ := n.probe(ctx, sv.Addr); answered {
 				mu.Lock()
 				up++
 				mu.Unlock()
