@@ -900,30 +900,29 @@ const probeWait = 3 * time.Second
 func (n *Node) quorumWithout(ctx context.Context, servers []Server, id, addr string) error {
 	voters := 1 // id
 	var (
-		mu sync.Mutex
-		up = 0
-		wg sync.WaitGroup
+		answered atomic.Int32 // the other voters that answer
+		wg       sync.WaitGroup
 	)
+	self := 0
 	for _, sv := range servers {
 		if !sv.Voter || sv.ID == id {
 			continue
 		}
 		voters++
 		if sv.ID == n.cfg.ID {
-			up++
+			self = 1
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if answered, _ := n.probe(ctx, sv.Addr); answered {
-				mu.Lock()
-				up++
-				mu.Unlock()
+			if ok, _ := n.probe(ctx, sv.Addr); ok {
+				answered.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
+	up := self + int(answered.Load())
 	if voters == 2 && up == 1 {
 		return nil
 	}
