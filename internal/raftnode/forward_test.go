@@ -19,9 +19,10 @@ import (
 // testNode is one member of an in-process cluster.
 type testNode struct {
 	*Node
-	c   *counter
-	mux *peer.Mux
-	rpc *peer.RPC // the shared endpoint, nil when the node opened its own
+	c      *counter
+	faults *peer.Faults // on the node's outgoing peer links
+	mux    *peer.Mux
+	rpc    *peer.RPC // the shared endpoint, nil when the node opened its own
 }
 
 // startCluster starts size members on loopback; with shared, each has an RPC
@@ -49,8 +50,9 @@ func startCluster(tb testing.TB, size int, shared bool) []*testNode {
 		mux := peer.NewMux(ln, nil, nil, nil)
 		served := make(chan struct{})
 		go func() { defer close(served); _ = mux.Serve() }()
-		dialer := &peer.Dialer{}
-		tn := &testNode{c: &counter{db: db}, mux: mux}
+		faults := &peer.Faults{}
+		dialer := &peer.Dialer{Faults: faults}
+		tn := &testNode{c: &counter{db: db}, faults: faults, mux: mux}
 		if shared {
 			if tn.rpc, err = peer.NewRPC(mux, dialer, peer.RPCOptions{}); err != nil {
 				tb.Fatal(err)

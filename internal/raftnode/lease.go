@@ -105,9 +105,6 @@ func (l *lease) valid(term uint64) bool {
 // configuration's voters; a change resets every ack, so each one counted was
 // made under the configuration the quorum is counted in.
 func (l *lease) ack(self, id raft.ServerID, term uint64, sent time.Duration, voters []raft.ServerID) {
-	if l.revoked.Load() == term {
-		return
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if term != l.term || !slices.Equal(voters, l.voters) {
@@ -119,11 +116,17 @@ func (l *lease) ack(self, id raft.ServerID, term uint64, sent time.Duration, vot
 		clear(l.acks)
 		l.grant.Store(nil)
 	}
-	if id == self || !slices.Contains(voters, self) || !slices.Contains(voters, id) {
+	if id == self || !slices.Contains(voters, id) {
 		return
 	}
 	if prev, ok := l.acks[id]; !ok || sent > prev {
 		l.acks[id] = sent
+	}
+	// Acks are recorded in a revoked term, and by a leader that is not a
+	// voter, too: read-index rounds check them (heardSince), and they need
+	// no "known leader" rule. A lease needs both.
+	if l.revoked.Load() == term || !slices.Contains(voters, self) {
+		return
 	}
 	need := len(voters)/2 + 1 - 1 // the leader itself is one of the quorum
 	if need <= 0 || len(l.acks) < need {
@@ -144,6 +147,32 @@ func (l *lease) ack(self, id raft.ServerID, term uint64, sent time.Duration, vot
 		return
 	}
 	l.grant.Store(g)
+}
+
+// heardSince reports whether a quorum of voters, self included, accepted
+// this leader in term by an AppendEntries sent at or after since (lease
+// clock): each of those followers was still in term, so had voted for no
+// one newer, after since. voters is the latest configuration's voters, as
+// for ack; acks counted under other voters or another term do not count.
+func (l *lease) heardSince(self raft.ServerID, term uint64, since time.Duration, voters []raft.ServerID) bool {
+	need := len(voters)/2 + 1
+	if slices.Contains(voters, self) {
+		need--
+	}
+	if need <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if term != l.term || !slices.Equal(voters, l.voters) {
+		return false
+	}
+	for id, sent := range l.acks {
+		if id != self && sent >= since {
+			need--
+		}
+	}
+	return need <= 0
 }
 
 // leaseTransport is the Raft transport with what lease reads need from it:
@@ -174,6 +203,19 @@ func (t *leaseTransport) AppendEntries(id raft.ServerID, target raft.ServerAddre
 		t.n.leaseAck(id, args.Term, sent)
 	}
 	return err
+}
+
+// AppendEntriesPipeline opens a pipeline that records accepted requests for
+// the lease as AppendEntries does.
+func (t *leaseTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	return t.openPipeline(target, &pipelineAcks{
+		now: t.n.lease.now,
+		accepted: func(term uint64, sent time.Duration) {
+			if t.ready.Load() {
+				t.n.leaseAck(id, term, sent)
+			}
+		},
+	})
 }
 
 // Consumer is the stream of RPCs Raft handles, after the guard.
@@ -239,6 +281,11 @@ func (n *Node) leaseAck(id raft.ServerID, term uint64, sent time.Duration) {
 	if n.raft.State() != raft.Leader {
 		return
 	}
+	n.lease.ack(raft.ServerID(n.cfg.ID), id, term, sent, n.voterIDs())
+}
+
+// voterIDs is the latest configuration's voters, sorted.
+func (n *Node) voterIDs() []raft.ServerID {
 	conf := n.raft.GetConfiguration().Configuration()
 	voters := make([]raft.ServerID, 0, len(conf.Servers))
 	for _, s := range conf.Servers {
@@ -247,7 +294,7 @@ func (n *Node) leaseAck(id raft.ServerID, term uint64, sent time.Duration) {
 		}
 	}
 	slices.Sort(voters)
-	n.lease.ack(raft.ServerID(n.cfg.ID), id, term, sent, voters)
+	return voters
 }
 
 // leaseReadIndexLocal is the leader's commit index when its lease holds and

@@ -109,6 +109,105 @@ func TestLeaseResetsOnTermAndVoters(t *testing.T) {
 	}
 }
 
+func TestHeardSince(t *testing.T) {
+	clk := &fakeClock{}
+	l := newLease(clk, time.Second)
+	five := []raft.ServerID{"a", "b", "c", "d", "e"} // a leads; quorum 3
+	l.ack("a", "b", 1, 100, five)
+	l.ack("a", "c", 1, 200, five)
+	l.ack("a", "d", 1, 50, five)
+	for _, c := range []struct {
+		since time.Duration
+		want  bool
+	}{{50, true}, {100, true}, {101, false}, {200, false}} {
+		if got := l.heardSince("a", 1, c.since, five); got != c.want {
+			t.Errorf("heardSince(%d) = %v, want %v (acks at 100, 200, 50)", c.since, got, c.want)
+		}
+	}
+	if l.heardSince("a", 2, 0, five) {
+		t.Error("acks of term 1 counted for term 2")
+	}
+	if l.heardSince("a", 1, 0, []raft.ServerID{"a", "b", "c", "d", "e", "f"}) {
+		t.Error("acks counted under other voters")
+	}
+	// A revoked term grants no lease, yet its acks still prove a round.
+	l.revoke(1)
+	l.ack("a", "e", 1, 300, five)
+	if l.valid(1) || !l.heardSince("a", 1, 100, five) {
+		t.Error("a revoked term: want no lease and acks still counted")
+	}
+	// A leader that is not a voter (it removed itself) needs a quorum of
+	// the voters without itself, and grants no lease.
+	l2 := newLease(clk, time.Second)
+	four := []raft.ServerID{"b", "c", "d", "e"}
+	l2.ack("a", "b", 1, 10, four)
+	l2.ack("a", "c", 1, 10, four)
+	if l2.heardSince("a", 1, 0, four) || l2.valid(1) {
+		t.Error("2 of 4 voters counted as a quorum for a leader outside them")
+	}
+	l2.ack("a", "d", 1, 10, four)
+	if !l2.heardSince("a", 1, 0, four) || l2.valid(1) {
+		t.Error("3 of 4 voters: want a confirmed round and no lease")
+	}
+	// A lone voter needs nobody.
+	if !newLease(clk, time.Second).heardSince("a", 1, 0, []raft.ServerID{"a"}) {
+		t.Error("a lone voter's round not confirmed")
+	}
+}
+
+// TestReadRoundNeedsAcksSentAfterItBegan: hashicorp/raft's VerifyLeader is
+// answered by AppendEntries responses that come back while it waits,
+// including those of heartbeats sent before it began (this test first shows
+// that it happens), so a read round confirms leadership only once a quorum
+// accepted one sent after the round began.
+func TestReadRoundNeedsAcksSentAfterItBegan(t *testing.T) {
+	nodes := startCluster(t, 3, true)
+	leader, _ := leaderAndFollower(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := leader.Propose(ctx, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	// Every write to the followers waits 60 ms, so a heartbeat is nearly
+	// always in flight when a round begins (they go every 30 ms or so).
+	for _, n := range nodes {
+		if n != leader {
+			leader.faults.Delay(n.cfg.AdvertiseAddr, 60*time.Millisecond)
+		}
+	}
+	self := raft.ServerID(leader.cfg.ID)
+	term := leader.raft.CurrentTerm()
+	stale := 0
+	for range 10 {
+		since := leader.lease.now()
+		if err := leader.await(leader.raft.VerifyLeader()); err != nil {
+			t.Fatal(err)
+		}
+		if !leader.lease.heardSince(self, term, since, leader.voterIDs()) {
+			stale++
+		}
+	}
+	t.Logf("VerifyLeader answered by acks of heartbeats sent before it: %d of 10", stale)
+	if stale == 0 {
+		t.Fatal("VerifyLeader was never answered by a heartbeat from before it: the test shows nothing")
+	}
+	repeats := leader.m.readRepeats.Load()
+	for i := range 10 {
+		since := leader.lease.now()
+		if _, err := leader.confirmLeadership(); err != nil {
+			t.Fatal(err)
+		}
+		if !leader.lease.heardSince(self, term, since, leader.voterIDs()) {
+			t.Fatalf("round %d confirmed leadership without a quorum's ack of an AppendEntries sent after it began", i)
+		}
+	}
+	t.Logf("rounds verified again: %d", leader.m.readRepeats.Load()-repeats)
+	// Reads still answer through the delay.
+	if err := leader.ReadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLeaseRevokedForTheTerm(t *testing.T) {
 	clk := &fakeClock{}
 	l := newLease(clk, time.Second)

@@ -18,11 +18,14 @@ type nodeMetrics struct {
 	// under its lease, and those it answered with a quorum round instead.
 	leaseReads     atomic.Uint64
 	leaseFallbacks atomic.Uint64
-	batch          prometheus.Histogram
-	fsync          prometheus.Histogram
-	snapDur        prometheus.Histogram
-	snapBytes      prometheus.Histogram
-	restoreDur     prometheus.Histogram
+	// readRepeats counts read-index rounds verified again because a quorum
+	// had not accepted an AppendEntries sent since the round began.
+	readRepeats atomic.Uint64
+	batch       prometheus.Histogram
+	fsync       prometheus.Histogram
+	snapDur     prometheus.Histogram
+	snapBytes   prometheus.Histogram
+	restoreDur  prometheus.Histogram
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -76,8 +79,9 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 var nodeDescs = struct {
-	term, commit, applied, last, leader, contact, changes, leaseReads, leaseFallbacks *prometheus.Desc
+	term, commit, applied, last, leader, contact, changes, leaseReads, leaseFallbacks, readRepeats *prometheus.Desc
 }{
+	readRepeats:    prometheus.NewDesc("cairn_raft_read_index_repeats_total", "Read-index rounds this leader verified again because a quorum had not yet accepted an AppendEntries sent after the round began.", nil, nil),
 	leaseReads:     prometheus.NewDesc("cairn_raft_lease_reads_total", "Lease reads this node answered as leader under its lease, with no quorum round.", nil, nil),
 	leaseFallbacks: prometheus.NewDesc("cairn_raft_lease_read_fallbacks_total", "Lease reads this node answered as leader with a quorum round because its lease did not hold.", nil, nil),
 	term:           prometheus.NewDesc("cairn_raft_term", "Current Raft term of this node.", nil, nil),
@@ -120,6 +124,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(nodeDescs.changes, prometheus.CounterValue, float64(m.leaderChanges.Load()))
 	ch <- prometheus.MustNewConstMetric(nodeDescs.leaseReads, prometheus.CounterValue, float64(m.leaseReads.Load()))
 	ch <- prometheus.MustNewConstMetric(nodeDescs.leaseFallbacks, prometheus.CounterValue, float64(m.leaseFallbacks.Load()))
+	ch <- prometheus.MustNewConstMetric(nodeDescs.readRepeats, prometheus.CounterValue, float64(m.readRepeats.Load()))
 	m.batch.Collect(ch)
 	m.fsync.Collect(ch)
 	m.snapDur.Collect(ch)

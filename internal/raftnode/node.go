@@ -654,17 +654,40 @@ func (n *Node) runReadRounds() {
 	}
 }
 
+// confirmLeadership is the commit index once a quorum has accepted this
+// leader after the round began (every read it answers began before).
+// VerifyLeader alone does not prove that: hashicorp/raft counts a vote from
+// any AppendEntries response that comes back while the verify waits,
+// including one sent before it began, which a follower may have accepted
+// just before voting for a newer leader that has committed since. So the
+// round also checks the lease's evidence (the send time of each voter's
+// newest accepted AppendEntries) and verifies again until a quorum accepted
+// one sent after the round began; VerifyLeader's own heartbeats are those.
 func (n *Node) confirmLeadership() (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 	defer cancel()
 	if err := n.ensureTermReady(ctx); err != nil {
 		return 0, err
 	}
+	term := n.raft.CurrentTerm()
+	since := n.lease.now()
 	idx := n.raft.CommitIndex()
-	if err := n.await(n.raft.VerifyLeader()); err != nil {
-		return 0, err
+	self := raft.ServerID(n.cfg.ID)
+	for {
+		if err := n.await(n.raft.VerifyLeader()); err != nil {
+			return 0, err
+		}
+		if n.raft.CurrentTerm() != term {
+			return 0, ErrNotLeader
+		}
+		if n.lease.heardSince(self, term, since, n.voterIDs()) {
+			return idx, nil
+		}
+		n.m.readRepeats.Add(1)
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("%w: confirming leadership", ErrTimeout)
+		}
 	}
-	return idx, nil
 }
 
 // onLeader runs local on the leader or remote with the leader's address,

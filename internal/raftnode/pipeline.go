@@ -16,6 +16,7 @@ import (
 type pipeline struct {
 	t        *Transport
 	c        *outConn
+	acks     *pipelineAcks
 	inflight chan *appendFuture
 	finished chan raft.AppendFuture
 	stop     chan struct{}
@@ -25,14 +26,27 @@ type pipeline struct {
 
 var _ raft.AppendPipeline = (*pipeline)(nil)
 
+// pipelineAcks reports the requests a follower accepted (Success, in the
+// request's term) with the time, on the now clock, each one was sent.
+type pipelineAcks struct {
+	now      LeaseClock
+	accepted func(term uint64, sent time.Duration)
+}
+
 // AppendEntriesPipeline opens a pipeline to target.
 func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	return t.openPipeline(target, nil)
+}
+
+// openPipeline opens a pipeline to target that reports accepted requests to
+// acks, if not nil, before their futures finish.
+func (t *Transport) openPipeline(target raft.ServerAddress, acks *pipelineAcks) (raft.AppendPipeline, error) {
 	c, err := t.getConn(target)
 	if err != nil {
 		return nil, err
 	}
 	p := &pipeline{
-		t: t, c: c,
+		t: t, c: c, acks: acks,
 		// The reader holds one future while it waits for its response and
 		// the sender one while it waits to hand it over: maxInFlight-2 more.
 		inflight: make(chan *appendFuture, maxInFlight-2),
@@ -51,6 +65,9 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 // AppendEntries sends args; its future completes when the response is read.
 func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
 	f := &appendFuture{start: time.Now(), args: args, resp: resp, done: make(chan struct{})}
+	if p.acks != nil {
+		f.sent = p.acks.now()
+	}
 	if p.t.timeout > 0 {
 		_ = p.c.c.SetWriteDeadline(time.Now().Add(p.t.timeout))
 	}
@@ -83,6 +100,9 @@ func (p *pipeline) readResponses() {
 			_ = p.c.c.Close()
 		}
 		f.err = err
+		if err == nil && p.acks != nil && f.resp.Success && f.resp.Term == f.args.Term {
+			p.acks.accepted(f.args.Term, f.sent)
+		}
 		close(f.done)
 		select {
 		case p.finished <- f:
@@ -110,6 +130,7 @@ func (p *pipeline) Close() error {
 // appendFuture is one pipelined AppendEntries.
 type appendFuture struct {
 	start time.Time
+	sent  time.Duration // on pipelineAcks.now, when acks are reported
 	args  *raft.AppendEntriesRequest
 	resp  *raft.AppendEntriesResponse
 	err   error
