@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Errors returned by the service. Each has a protocol-neutral Code (CodeOf);
@@ -167,3 +168,16 @@ func (e *PreconditionError) Error() string {
 
 // Unwrap lets errors.Is(err, ErrPreconditionFailed) match.
 func (e *PreconditionError) Unwrap() error { return ErrPreconditionFailed }
+
+// notFoundError is ErrKeyNotFound naming the key, the same text as
+// fmt.Errorf("%w: %q") gives, formatted only when read: a GET of an absent
+// key is common on the hot path, and formatting it there cost 3 % of a
+// leader's CPU under redis-benchmark GET (docs/BENCHMARKS.md).
+type notFoundError struct{ key string }
+
+func keyNotFound(key string) error { return &notFoundError{key} }
+
+func (e *notFoundError) Error() string { return ErrKeyNotFound.Error() + ": " + strconv.Quote(e.key) }
+
+// Unwrap lets errors.Is(err, ErrKeyNotFound) match.
+func (e *notFoundError) Unwrap() error { return ErrKeyNotFound }

@@ -228,7 +228,7 @@ func (s *Service) Get(ctx context.Context, key string, o ReadOptions) (*Record, 
 		return nil, err
 	}
 	if r == nil {
-		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, key)
+		return nil, keyNotFound(key)
 	}
 	return r, nil
 }
