@@ -37,7 +37,7 @@ var flagHelp = map[string]string{
 	"initial-cluster-state":     "new (bootstrap the initial cluster) or existing (wait to be added)",
 	"join":                      "client URL of a running member to ask for membership",
 	"join-as-non-voter":         "join as a non-voting learner",
-	"force-new-cluster":         "LAST RESORT after quorum loss: make this node, with its data, the only member of its cluster (acknowledged writes it lacks are lost)",
+	"force-new-cluster":         "LAST RESORT after quorum loss: make this node, with its data, the only member of its cluster (acknowledged writes it lacks are lost); refused once members have joined a node forced before",
 	"peer-cert-file":            "TLS certificate for the peer port (enables mutual TLS)",
 	"peer-key-file":             "TLS key for the peer port",
 	"peer-trusted-ca-file":      "CA that signs every peer's certificate",

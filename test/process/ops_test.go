@@ -74,7 +74,8 @@ func TestRemovedMemberExitsProcess(t *testing.T) {
 // TestForceNewCluster: after kill -9 of two of three members, the
 // survivor restarted with --force-new-cluster leads a one-member cluster
 // with its data, takes writes, and new members join it. The flag refuses
-// an empty data directory and --join.
+// an empty data directory and --join, and, once members have joined the
+// forced node, a restart that would force it again.
 func TestForceNewCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -114,9 +115,23 @@ func TestForceNewCluster(t *testing.T) {
 	if err := c.Start(0); err != nil {
 		t.Fatalf("n1 --force-new-cluster: %v", err)
 	}
-	force.Store(false)
 	if err := c.WaitReady(0, 20*time.Second); err != nil {
 		t.Fatalf("n1 after --force-new-cluster: %v", err)
+	}
+	// Still alone, a restart with the flag left on changes nothing.
+	if err := c.Stop(0); err != nil {
+		t.Fatal(err)
+	}
+	mark := c.LogMark(0)
+	if err := c.Start(0); err != nil {
+		t.Fatalf("n1 --force-new-cluster again, alone: %v", err)
+	}
+	force.Store(false)
+	if err := c.WaitReady(0, 20*time.Second); err != nil {
+		t.Fatalf("n1 after --force-new-cluster again: %v", err)
+	}
+	if !c.LogContains(0, mark, "changes nothing: remove the flag") {
+		t.Error("a second forced start, alone, did not warn that the flag is still set")
 	}
 	if l := leaderName(t, url(0)); l != "n1" {
 		t.Fatalf("leader after --force-new-cluster: %q, want n1", l)
@@ -154,6 +169,40 @@ func TestForceNewCluster(t *testing.T) {
 	}
 	if _, code := cli(t, "", "--endpoints", url(1), "put", "fnc/three", "1"); code != 0 {
 		t.Fatalf("put on the grown cluster: exit %d", code)
+	}
+	// The flag left on (a unit file not edited back) would drop the two
+	// members that joined: refused, and n1 restarts as one of three.
+	if err := c.Stop(0); err != nil {
+		t.Fatal(err)
+	}
+	force.Store(true)
+	args := c.serveArgs(c.Nodes[0])
+	force.Store(false)
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, builds.Binary(t, false), args...)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		err := cmd.Run()
+		cancel()
+		var xe *exec.ExitError
+		if !errors.As(err, &xe) || xe.ExitCode() != cairncli.ExitError || !strings.Contains(errb.String(), "members have joined since") ||
+			!strings.Contains(errb.String(), "members now: n2, n3") {
+			t.Fatalf("--force-new-cluster after members joined: %v, stderr %q; want exit %d refusing it", err, errb.String(), cairncli.ExitError)
+		}
+	}
+	if err := c.Start(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(0, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out, code = cli(t, "", "--endpoints", url(0), "members", "list", "-o", "json")
+	if code != 0 || strings.Count(out, `"name"`) != 3 {
+		t.Fatalf("members after the refused force: %d %s", code, out)
+	}
+	if _, code := cli(t, "", "--endpoints", url(0), "put", "fnc/kept", "1"); code != 0 {
+		t.Fatalf("put after the refused force: exit %d", code)
 	}
 
 	bin := builds.Binary(t, false)
