@@ -166,6 +166,10 @@ type Config struct {
 	// backup: s3://…) compares the keyspace with its bucket and fixes what
 	// differs.
 	MirrorReconcile time.Duration `yaml:"mirror-reconcile-interval"`
+	// MirrorOutboxMax bounds each node's outbox of eventual keys waiting
+	// for their mirror (one entry per key); past it, new keys are counted
+	// as an overflow and the mirror reconciles instead.
+	MirrorOutboxMax int64 `yaml:"mirror-outbox-max"`
 
 	// Materialize lists the prefixes this node writes as files into local
 	// directories, beyond (or overriding) what keyspace policies say.
@@ -234,6 +238,7 @@ func Default() Config {
 		MaxValueBytes:       DefaultMaxValueBytes,
 		BackupInterval:      time.Hour,
 		MirrorReconcile:     time.Hour,
+		MirrorOutboxMax:     1_000_000,
 		BackupRetain:        24,
 		MaxInflightRequests: 10000,
 		MaxConnections:      10000,

@@ -96,6 +96,7 @@ func TestValidate(t *testing.T) {
 		{"backup target scheme", func(c *Config) { c.BackupTarget = "http://x/" }, "backup-target"},
 		{"backup file relative", func(c *Config) { c.BackupTarget = "file://rel/dir" }, "file:///absolute"},
 		{"backup s3 without bucket", func(c *Config) { c.BackupTarget = "s3:///prefix" }, "s3://bucket"},
+		{"mirror outbox zero", func(c *Config) { c.MirrorOutboxMax = 0 }, "mirror-outbox-max"},
 	}
 	for _, ok := range []string{"file:///var/backups", "s3://bucket/prefix?endpoint=127.0.0.1:9000&path_style=true&insecure=true"} {
 		c := Default()
@@ -240,5 +241,18 @@ func TestMaterializeFromFileFlagsAndEnv(t *testing.T) {
 		if c, _ := load(t, []string{"--watch-history", "-1"}, nil, ""); c.Validate() == nil {
 			t.Error("a negative --watch-history accepted")
 		}
+	}
+}
+
+func TestMirrorOutboxMax(t *testing.T) {
+	if c := Default(); c.MirrorOutboxMax != 1_000_000 {
+		t.Fatalf("default mirror-outbox-max %d", c.MirrorOutboxMax)
+	}
+	c, err := load(t, []string{"--mirror-outbox-max", "5000"}, nil, "")
+	if err != nil || c.MirrorOutboxMax != 5000 || c.Validate() != nil {
+		t.Fatalf("--mirror-outbox-max 5000: %d, %v", c.MirrorOutboxMax, err)
+	}
+	if _, err := load(t, []string{"--mirror-outbox-max", "many"}, nil, ""); err == nil {
+		t.Error("--mirror-outbox-max many accepted")
 	}
 }

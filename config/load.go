@@ -69,6 +69,7 @@ var flagHelp = map[string]string{
 	"backup-encrypt-to":         "seal scheduled backups for these age recipients (age1..., comma-separated)",
 	"restore-identity":          "the age identity file that decrypts an encrypted --restore file",
 	"mirror-reconcile-interval": "how often each keyspace mirror (backup: s3://… in a policy) compares the keyspace with its bucket",
+	"mirror-outbox-max":         "eventual keys this node queues for their mirrors at most; past it, new keys are counted as an overflow and reconciled",
 	"restore":                   "start from this snapshot file (cairn snapshot save) when the data directory is empty",
 	"materialize":               "write the keys under PREFIX as files into DIR on this node (PREFIX=DIR, repeatable)",
 	"watch-history":             "revisions of strong changes kept for watches that resume from a revision",
@@ -207,6 +208,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MirrorReconcile < time.Second {
 		bad("mirror-reconcile-interval %s is shorter than a second", c.MirrorReconcile)
+	}
+	if c.MirrorOutboxMax < 1 {
+		bad("mirror-outbox-max %d: want at least 1", c.MirrorOutboxMax)
 	}
 	for _, r := range strings.FieldsFunc(c.BackupEncryptTo, func(r rune) bool { return r == ',' || r == ' ' }) {
 		if !strings.HasPrefix(r, "age1") {

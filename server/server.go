@@ -328,6 +328,7 @@ func (s *Server) startEventual() (err error) {
 		AntiEntropyInterval: s.cfg.AntiEntropyInterval,
 		MaxClockOffset:      s.cfg.MaxClockOffset,
 		MaxMessageBytes:     int(strong.MaxEntryBytes(s.cfg.MaxValueBytes)),
+		MaxOutbox:           int(s.cfg.MirrorOutboxMax),
 		NoRepair:            s.hooks.NoRepair || brokenConvergence,
 		StoreFailed:         s.storeFailed,
 		Logger:              s.log,
