@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -227,7 +228,14 @@ func CheckerCatchesMaterializeDrift(t *testing.T, c Cluster, dir string, cfg Eve
 		t.Fatalf("the run did not converge, so the materialize check did not run: %s", strings.Join(res.Failures, "; "))
 	}
 	if len(res.MaterializeFailures) == 0 {
-		t.Fatalf("the materialize check passed on nodes built to ignore deletes: the check, or the broken build, is wrong")
+		absent := 0
+		for _, k := range res.Final {
+			if strings.HasPrefix(k.Key, cfg.Materialize.Prefix) && !slices.ContainsFunc(k.Replicas, func(r model.Replica) bool { return r.Present }) {
+				absent++
+			}
+		}
+		t.Fatalf("the materialize check passed on nodes built to ignore deletes (%d keys of %s absent at the end): the check, or the broken build, is wrong",
+			absent, cfg.Materialize.Prefix)
 	}
 	t.Logf("caught, as it must be: %d directories differ; first: %s", len(res.MaterializeFailures), res.MaterializeFailures[0])
 	return res

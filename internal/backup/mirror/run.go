@@ -101,7 +101,7 @@ func (m *mirror) noteError(err error) {
 func (m *mirror) retry(ctx context.Context, what string, op func(context.Context) error) error {
 	wait := minBackoff
 	for n := 1; ; n++ {
-		octx, cancel := context.WithTimeout(ctx, time.Minute)
+		octx, cancel := context.WithTimeout(ctx, opTimeout)
 		err := op(octx)
 		cancel()
 		if err == nil {
