@@ -64,6 +64,9 @@ type lease struct {
 	voters  []raft.ServerID                 // the voters acks were counted for, sorted
 	acks    map[raft.ServerID]time.Duration // when the newest accepted AppendEntries was sent
 	scratch []time.Duration
+	// acked is closed, and replaced, by every ack: a read-index round
+	// waiting for its heartbeats' answers wakes on it (ackSignal).
+	acked chan struct{}
 }
 
 // leaseDuration is how long a quorum's acceptance of a leader keeps every
@@ -107,6 +110,10 @@ func (l *lease) valid(term uint64) bool {
 func (l *lease) ack(self, id raft.ServerID, term uint64, sent time.Duration, voters []raft.ServerID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.acked != nil {
+		close(l.acked)
+		l.acked = nil
+	}
 	if term != l.term || !slices.Equal(voters, l.voters) {
 		l.term = term
 		l.voters = voters
@@ -173,6 +180,40 @@ func (l *lease) heardSince(self raft.ServerID, term uint64, since time.Duration,
 		}
 	}
 	return need <= 0
+}
+
+// ackSignal is closed by the next ack after it is called.
+func (l *lease) ackSignal() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.acked == nil {
+		l.acked = make(chan struct{})
+	}
+	return l.acked
+}
+
+// awaitHeardSince waits, at most d, until heardSince holds, and reports
+// whether it does.
+func (l *lease) awaitHeardSince(self raft.ServerID, term uint64, since time.Duration, voters func() []raft.ServerID, d time.Duration, done <-chan struct{}) bool {
+	var timeout <-chan time.Time
+	for {
+		signal := l.ackSignal()
+		if l.heardSince(self, term, since, voters()) {
+			return true
+		}
+		if timeout == nil {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-signal:
+		case <-timeout:
+			return false
+		case <-done:
+			return false
+		}
+	}
 }
 
 // leaseTransport is the Raft transport with what lease reads need from it:

@@ -350,3 +350,43 @@ func TestTransferRevokesLease(t *testing.T) {
 		t.Fatal("the old leader's lease still holds after the transfer")
 	}
 }
+
+// A round whose VerifyLeader was answered by an ack from before it waits
+// for the acks of the heartbeats it asked for, and gives up after its bound
+// or when the node closes.
+func TestAwaitHeardSince(t *testing.T) {
+	clk := &fakeClock{}
+	l := newLease(clk, time.Second)
+	three := []raft.ServerID{"a", "b", "c"}
+	voters := func() []raft.ServerID { return three }
+	l.ack("a", "b", 1, 50, three) // sent before the round began at 100
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		l.ack("a", "c", 1, 90, three) // still before
+		time.Sleep(20 * time.Millisecond)
+		l.ack("a", "b", 1, 120, three) // after: a quorum with the leader
+	}()
+	if !l.awaitHeardSince("a", 1, 100, voters, 10*time.Second, nil) {
+		t.Fatal("an ack sent after the round began did not end the wait")
+	}
+	start := time.Now()
+	if l.awaitHeardSince("a", 1, 200, voters, 30*time.Millisecond, nil) {
+		t.Fatal("no ack sent after 200, yet the wait reported a quorum")
+	}
+	if time.Since(start) < 30*time.Millisecond {
+		t.Error("the wait ended before its bound")
+	}
+	done := make(chan struct{})
+	close(done)
+	if l.awaitHeardSince("a", 1, 200, voters, 10*time.Second, done) {
+		t.Fatal("a closed node's wait reported a quorum")
+	}
+	// An ack of another term counts for nothing.
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		l.ack("a", "b", 2, 300, three)
+	}()
+	if l.awaitHeardSince("a", 1, 200, voters, 100*time.Millisecond, nil) {
+		t.Fatal("an ack of term 2 confirmed a round of term 1")
+	}
+}

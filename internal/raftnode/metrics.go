@@ -21,11 +21,15 @@ type nodeMetrics struct {
 	// readRepeats counts read-index rounds verified again because a quorum
 	// had not accepted an AppendEntries sent since the round began.
 	readRepeats atomic.Uint64
-	batch       prometheus.Histogram
-	fsync       prometheus.Histogram
-	snapDur     prometheus.Histogram
-	snapBytes   prometheus.Histogram
-	restoreDur  prometheus.Histogram
+	// readRounds counts the leader's read-index rounds, readRoundReads the
+	// reads they answered (a round answers every read waiting when it began).
+	readRounds     atomic.Uint64
+	readRoundReads atomic.Uint64
+	batch          prometheus.Histogram
+	fsync          prometheus.Histogram
+	snapDur        prometheus.Histogram
+	snapBytes      prometheus.Histogram
+	restoreDur     prometheus.Histogram
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -79,9 +83,11 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 var nodeDescs = struct {
-	term, commit, applied, last, leader, contact, changes, leaseReads, leaseFallbacks, readRepeats *prometheus.Desc
+	term, commit, applied, last, leader, contact, changes, leaseReads, leaseFallbacks, readRepeats, readRounds, readRoundReads *prometheus.Desc
 }{
 	readRepeats:    prometheus.NewDesc("cairn_raft_read_index_repeats_total", "Read-index rounds this leader verified again because a quorum had not yet accepted an AppendEntries sent after the round began.", nil, nil),
+	readRounds:     prometheus.NewDesc("cairn_raft_read_index_rounds_total", "Read-index rounds this leader ran to confirm its leadership for linearizable reads.", nil, nil),
+	readRoundReads: prometheus.NewDesc("cairn_raft_read_index_reads_total", "Linearizable reads the leader's read-index rounds answered (each round answers every read waiting when it began).", nil, nil),
 	leaseReads:     prometheus.NewDesc("cairn_raft_lease_reads_total", "Lease reads this node answered as leader under its lease, with no quorum round.", nil, nil),
 	leaseFallbacks: prometheus.NewDesc("cairn_raft_lease_read_fallbacks_total", "Lease reads this node answered as leader with a quorum round because its lease did not hold.", nil, nil),
 	term:           prometheus.NewDesc("cairn_raft_term", "Current Raft term of this node.", nil, nil),
@@ -125,6 +131,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(nodeDescs.leaseReads, prometheus.CounterValue, float64(m.leaseReads.Load()))
 	ch <- prometheus.MustNewConstMetric(nodeDescs.leaseFallbacks, prometheus.CounterValue, float64(m.leaseFallbacks.Load()))
 	ch <- prometheus.MustNewConstMetric(nodeDescs.readRepeats, prometheus.CounterValue, float64(m.readRepeats.Load()))
+	ch <- prometheus.MustNewConstMetric(nodeDescs.readRounds, prometheus.CounterValue, float64(m.readRounds.Load()))
+	ch <- prometheus.MustNewConstMetric(nodeDescs.readRoundReads, prometheus.CounterValue, float64(m.readRoundReads.Load()))
 	m.batch.Collect(ch)
 	m.fsync.Collect(ch)
 	m.snapDur.Collect(ch)

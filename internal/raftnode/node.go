@@ -647,6 +647,8 @@ func (n *Node) runReadRounds() {
 			return
 		}
 		n.readMu.Unlock()
+		n.m.readRounds.Add(1)
+		n.m.readRoundReads.Add(uint64(len(ws)))
 		idx, err := n.confirmLeadership()
 		for _, w := range ws {
 			w <- readResult{idx, err}
@@ -680,7 +682,13 @@ func (n *Node) confirmLeadership() (uint64, error) {
 		if n.raft.CurrentTerm() != term {
 			return 0, ErrNotLeader
 		}
-		if n.lease.heardSince(self, term, since, n.voterIDs()) {
+		// VerifyLeader may have been answered by an AppendEntries already on
+		// its way when the round began; the heartbeats it asked for are on
+		// their way now, so wait for their answers before asking for more.
+		if n.lease.awaitHeardSince(self, term, since, n.voterIDs, n.cfg.HeartbeatTimeout, n.done) {
+			if n.raft.CurrentTerm() != term {
+				return 0, ErrNotLeader
+			}
 			return idx, nil
 		}
 		n.m.readRepeats.Add(1)
