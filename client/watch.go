@@ -31,6 +31,8 @@ type Event struct {
 	// (a large value, replaced since): Value is nil; Get the key for its
 	// current value.
 	ValueOmitted bool
+	// Expired marks a delete that a strong key's TTL made, not a command.
+	Expired bool
 }
 
 // ErrWatchEnded is returned by Watch when the server closed the stream
@@ -118,12 +120,13 @@ func readEvents(r io.Reader, fn func(Event) error) error {
 				Timestamp string `json:"timestamp"`
 				Origin    string `json:"origin"`
 				Omitted   bool   `json:"value_omitted"`
+				Expired   bool   `json:"expired"`
 			}
 			if err := json.Unmarshal([]byte(data), &w); err != nil {
 				return fmt.Errorf("client: a watch event: %w", err)
 			}
 			if err := fn(Event{Type: w.Type, Key: w.Key, Value: w.Value, Revision: w.Revision,
-				Timestamp: w.Timestamp, Origin: w.Origin, Last: hasID, ValueOmitted: w.Omitted}); err != nil {
+				Timestamp: w.Timestamp, Origin: w.Origin, Last: hasID, ValueOmitted: w.Omitted, Expired: w.Expired}); err != nil {
 				return err
 			}
 			kind, data, hasID = "", "", false

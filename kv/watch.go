@@ -41,6 +41,10 @@ type Event struct {
 	// later write replaced it. A watcher reads the key for its current
 	// value; the later change comes as an event of its own.
 	ValueOmitted bool
+	// Expired marks a delete that a strong key's TTL made (the expiry
+	// sweep), not a command: Redis's "expired" keyspace event rather than
+	// "del". Eventual keys send no event when they expire.
+	Expired bool
 }
 
 // Watcher is implemented by engines that have a change feed.

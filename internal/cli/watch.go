@@ -36,6 +36,7 @@ type watchEventJSON struct {
 	Origin    string  `json:"origin,omitempty"`
 	// ValueOmitted: a put replayed without its value (see docs/API.md).
 	ValueOmitted bool `json:"value_omitted,omitempty"`
+	Expired      bool `json:"expired,omitempty"`
 }
 
 func watchCmd(g *globals, env *Env) *cobra.Command {
@@ -86,7 +87,7 @@ func eventPrinter(g *globals, env *Env) func(client.Event) error {
 	if g.json() {
 		return func(ev client.Event) error {
 			j := watchEventJSON{Type: ev.Type, Key: ev.Key, Revision: ev.Revision, Timestamp: ev.Timestamp, Origin: ev.Origin,
-				ValueOmitted: ev.ValueOmitted}
+				ValueOmitted: ev.ValueOmitted, Expired: ev.Expired}
 			if ev.Type != "delete" && !ev.ValueOmitted {
 				v := ev.Value
 				if v == nil {
@@ -112,6 +113,8 @@ func eventPrinter(g *globals, env *Env) func(client.Event) error {
 		switch {
 		case ev.ValueOmitted:
 			parts = append(parts, "<value omitted: get the key>")
+		case ev.Expired:
+			parts = append(parts, "(expired)")
 		case ev.Type != "delete":
 			parts = append(parts, eventPreview(ev.Value))
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cairnkv/cairn/internal/kvtest"
 	"github.com/cairnkv/cairn/kv"
@@ -59,6 +60,32 @@ func TestWatchPrintsEvents(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(lines[4]), &ev); err != nil || ev.Type != "delete" || strings.Contains(lines[4], "value") {
 		t.Fatalf("json delete %q: %v", lines[4], err)
+	}
+}
+
+// A strong key's expiry prints as a delete marked expired, in both formats.
+func TestWatchPrintsExpiry(t *testing.T) {
+	ep, _, svc := realAPI(t)
+	rev := kvtest.MustPut(t, svc, "exp/t", "v", kv.PutOptions{TTL: 50 * time.Millisecond}).ModRevision
+	var out, errb syncBuffer
+	stop := background(t, Env{Stdout: &out, Stderr: &errb}, ep, "watch", "exp/", "--from-revision", fmt.Sprint(rev))
+	waitFor(t, "the expiry", func() bool { return strings.Count(out.String(), "\n") >= 2 })
+	if code := stop(); code != ExitOK {
+		t.Fatalf("exit %d, stderr %s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if !strings.HasPrefix(lines[1], "delete exp/t rev=") || !strings.HasSuffix(lines[1], " (expired)") {
+		t.Fatalf("watch printed\n%s", out.String())
+	}
+	var jout syncBuffer
+	stop = background(t, Env{Stdout: &jout, Stderr: &errb}, ep, "-o", "json", "watch", "exp/", "--from-revision", fmt.Sprint(rev))
+	waitFor(t, "two JSON events", func() bool { return strings.Count(jout.String(), "\n") >= 2 })
+	if code := stop(); code != ExitOK {
+		t.Fatalf("json: exit %d", code)
+	}
+	if lines := strings.Split(strings.TrimSuffix(jout.String(), "\n"), "\n"); !strings.Contains(lines[1], `"type":"delete"`) ||
+		!strings.Contains(lines[1], `"expired":true`) || strings.Contains(lines[0], "expired") {
+		t.Fatalf("json\n%s", jout.String())
 	}
 }
 

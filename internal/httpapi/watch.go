@@ -30,6 +30,8 @@ type watchEvent struct {
 	// ValueOmitted: a put replayed without its value (over the history's
 	// 1 MiB, and replaced since); GET the key for its current value.
 	ValueOmitted bool `json:"value_omitted,omitempty"`
+	// Expired: a delete that a strong key's TTL made, not a command.
+	Expired bool `json:"expired,omitempty"`
 }
 
 // watch serves GET /v1/watch/{prefix} as Server-Sent Events: one "data:"
@@ -115,7 +117,7 @@ func (a *api) watch(w http.ResponseWriter, r *http.Request) {
 		buf = buf[:0]
 		for i, ev := range evs {
 			b, _ := json.Marshal(watchEvent{Type: ev.Type, Key: ev.Key, Value: ev.Value, Revision: ev.Revision,
-				Timestamp: ev.Timestamp, Origin: ev.Origin, ValueOmitted: ev.ValueOmitted})
+				Timestamp: ev.Timestamp, Origin: ev.Origin, ValueOmitted: ev.ValueOmitted, Expired: ev.Expired})
 			if ev.Revision != 0 && i == len(evs)-1 {
 				buf = append(buf, "id: "...)
 				buf = strconv.AppendInt(buf, ev.Revision, 10)

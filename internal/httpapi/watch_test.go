@@ -65,6 +65,7 @@ func TestWatchStream(t *testing.T) {
 	f := &fakeService{watch: feed([][]kv.Event{
 		{{Type: kv.EventPut, Key: "w/a", Value: []byte("1"), Revision: 7}, {Type: kv.EventDelete, Key: "w/b", Revision: 7}},
 		{{Type: kv.EventPut, Key: "ev/x", Value: []byte("2"), Timestamp: "2026-12-01T00:00:00.000Z-00000", Origin: "n2"}},
+		{{Type: kv.EventDelete, Key: "w/t", Revision: 9, Expired: true}},
 	}, nil, &from, &prefix)}
 	closing := make(chan struct{})
 	h := New(f, Options{Logger: testLogger(t), Closing: closing})
@@ -80,12 +81,13 @@ func TestWatchStream(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
 		t.Fatalf("%d %q", resp.StatusCode, ct)
 	}
-	got := readStream(t, resp, 5)
+	got := readStream(t, resp, 6)
 	want := []string{
 		": watching",
 		`data: {"type":"put","key":"w/a","value":"MQ==","revision":7}`,
 		"id: 7\n" + `data: {"type":"delete","key":"w/b","revision":7}`,
 		`data: {"type":"put","key":"ev/x","value":"Mg==","timestamp":"2026-12-01T00:00:00.000Z-00000","origin":"n2"}`,
+		"id: 9\n" + `data: {"type":"delete","key":"w/t","revision":9,"expired":true}`,
 		": heartbeat",
 	}
 	if strings.Join(got, "\n\n") != strings.Join(want, "\n\n") {

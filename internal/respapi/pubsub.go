@@ -16,7 +16,7 @@ import (
 // published on __keyspace@0__:k with the event's name as the message, and
 // on __keyevent@0__:<event> with the key as the message, when
 // notify-keyspace-events enables the channel kind (K, E) and the event's
-// class (g, $).
+// class (g, $, x).
 //
 // cairn is not a pub/sub broker: the only messages are these notifications.
 // A connection that subscribes to a channel or pattern that can match a
@@ -41,8 +41,9 @@ const (
 
 // Event names, as Redis names the commands that cause them.
 const (
-	eventSet = "set" // every put: SET and the commands that write a value or a TTL
-	eventDel = "del" // every delete: DEL, GETDEL, a TTL expiry
+	eventSet     = "set"     // every put: SET and the commands that write a value or a TTL
+	eventDel     = "del"     // every delete by a command: DEL, GETDEL, UNLINK, …
+	eventExpired = "expired" // a strong key's TTL ran out
 )
 
 // notifyFlags is the notify-keyspace-events setting.
@@ -53,14 +54,15 @@ const (
 	notifyKeyevent                         // E: __keyevent@0__:<event>
 	notifyGeneric                          // g: del
 	notifyString                           // $: set
+	notifyExpired                          // x: expired
 )
 
 // notifyAll is what A stands for: every class cairn has.
-const notifyAll = notifyGeneric | notifyString
+const notifyAll = notifyGeneric | notifyString | notifyExpired
 
 // msgBadNotifyFlags explains a refused notify-keyspace-events value.
-const msgBadNotifyFlags = "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character %q. cairn supports K, E, g (del), $ (set) and A (g$); " +
-	"its change feed does not tell an expiry (x) or an eviction (e) from a delete, so those come as del in class g, and it has no lists, sets, hashes, sorted sets, streams or key-miss events"
+const msgBadNotifyFlags = "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character %q. cairn supports K, E, g (del), $ (set), x (expired, strong keys) and A (g$x); " +
+	"it evicts nothing (e), and it has no lists, sets, hashes, sorted sets, streams or key-miss events"
 
 // parseNotifyFlags parses a notify-keyspace-events value. It refuses (with
 // the first such letter) the classes cairn cannot honour rather than
@@ -76,6 +78,8 @@ func parseNotifyFlags(s string) (f notifyFlags, bad rune, ok bool) {
 			f |= notifyGeneric
 		case '$':
 			f |= notifyString
+		case 'x':
+			f |= notifyExpired
 		case 'A':
 			f |= notifyAll
 		default:
@@ -96,6 +100,9 @@ func (f notifyFlags) String() string {
 		}
 		if f&notifyString != 0 {
 			b.WriteByte('$')
+		}
+		if f&notifyExpired != 0 {
+			b.WriteByte('x')
 		}
 	}
 	if f&notifyKeyspace != 0 {
@@ -366,7 +373,7 @@ func channelPrefix(ch string) (string, bool) {
 		return key, watchable(key)
 	}
 	if ev, ok := strings.CutPrefix(ch, keyeventChannel); ok {
-		return "", ev == eventSet || ev == eventDel
+		return "", ev == eventSet || ev == eventDel || ev == eventExpired
 	}
 	return "", false
 }
@@ -375,7 +382,7 @@ func channelPrefix(ch string) (string, bool) {
 // start of a pattern over keyspace channels, every key for a pattern that
 // matches an event channel or could match a keyspace channel of any key.
 func patternPrefix(pat string) (string, bool) {
-	if globMatch(pat, keyeventChannel+eventSet) || globMatch(pat, keyeventChannel+eventDel) {
+	if globMatch(pat, keyeventChannel+eventSet) || globMatch(pat, keyeventChannel+eventDel) || globMatch(pat, keyeventChannel+eventExpired) {
 		return "", true
 	}
 	lit := globLiteral(pat)
@@ -589,7 +596,10 @@ func (c *conn) deliverLocked(evs []kv.Event) error {
 	var out []byte
 	for _, ev := range evs {
 		name, class := eventSet, notifyString
-		if ev.Type == kv.EventDelete {
+		switch {
+		case ev.Type == kv.EventDelete && ev.Expired:
+			name, class = eventExpired, notifyExpired
+		case ev.Type == kv.EventDelete:
 			name, class = eventDel, notifyGeneric
 		}
 		if flags&class == 0 {

@@ -185,7 +185,8 @@ func TestKeyspaceNotificationPatterns(t *testing.T) {
 		{"*", "", true},
 		{"__key*", "", true},
 		{"__keyevent@0__:s*", "", true},
-		{"__keyevent@0__:expired", "", false},
+		{"__keyevent@0__:expired", "", true},
+		{"__keyevent@0__:evicted", "", false},
 		{"__keyspace@1__:*", "", false},
 		{"news.*", "", false},
 	}
@@ -202,15 +203,19 @@ func TestConfigSetNotifyKeyspaceEvents(t *testing.T) {
 	runScript(t, []step{
 		s("+OK", "CONFIG", "SET", "notify-keyspace-events", "Kg"),
 		s(`["notify-keyspace-events" "gK"]`, "CONFIG", "GET", "notify-keyspace-events"),
-		s(`-ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character 'x'. cairn supports K, E, g (del), $ (set) and A (g$); its change feed does not tell an expiry (x) or an eviction (e) from a delete, so those come as del in class g, and it has no lists, sets, hashes, sorted sets, streams or key-miss events`,
-			"CONFIG", "SET", "notify-keyspace-events", "Ex"),
+		s(`-ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character 'e'. cairn supports K, E, g (del), $ (set), x (expired, strong keys) and A (g$x); it evicts nothing (e), and it has no lists, sets, hashes, sorted sets, streams or key-miss events`,
+			"CONFIG", "SET", "notify-keyspace-events", "Ee"),
 		s(`["notify-keyspace-events" "gK"]`, "CONFIG", "GET", "notify-keyspace-events"),
 		s("-ERR CONFIG SET is not supported for 'save': cairn is configured with its flags and config file; only notify-keyspace-events can be set",
 			"CONFIG", "SET", "notify-keyspace-events", "KEA", "save", ""),
 		s("-ERR Unknown option or number of arguments for CONFIG SET - 'bogus'", "CONFIG", "SET", "bogus", "1"),
 		s("-ERR wrong number of arguments for 'config|set' command", "CONFIG", "SET", "notify-keyspace-events"),
 		s(`["notify-keyspace-events" "gK"]`, "CONFIG", "GET", "notify-*"),
+		s("+OK", "CONFIG", "SET", "notify-keyspace-events", "Ex"),
+		s(`["notify-keyspace-events" "xE"]`, "CONFIG", "GET", "notify-keyspace-events"),
 		s("+OK", "CONFIG", "SET", "NOTIFY-KEYSPACE-EVENTS", "$gKE"),
+		s(`["notify-keyspace-events" "g$KE"]`, "CONFIG", "GET", "notify-keyspace-events"),
+		s("+OK", "CONFIG", "SET", "NOTIFY-KEYSPACE-EVENTS", "x$gKE"),
 		s(`["notify-keyspace-events" "AKE"]`, "CONFIG", "GET", "notify-keyspace-events"),
 		s("+OK", "CONFIG", "SET", "notify-keyspace-events", ""),
 		s(`["notify-keyspace-events" ""]`, "CONFIG", "GET", "notify-keyspace-events"),
@@ -336,7 +341,8 @@ func TestKeyspaceNotificationsWrappedConn(t *testing.T) {
 }
 
 // What each command is announced as (docs/RESP.md, Keyspace notifications):
-// writes of a value or a TTL are set, removals del, a TTL expiry included.
+// writes of a value or a TTL are set, removals by a command del, a TTL
+// running out expired (class x: not sent to a subscriber of g$ only).
 func TestKeyspaceNotificationEvents(t *testing.T) {
 	srv := startServer(t, newService(t), Options{})
 	admin, sub := dial(t, srv), dial(t, srv)
@@ -363,8 +369,19 @@ func TestKeyspaceNotificationEvents(t *testing.T) {
 	admin.mustDo("+OK", "RENAME", "n", "m")
 	next(`n" "del`, `m" "set`)
 	admin.mustDo("+OK", "SET", "m", "v", "PX", "50")
+	start := time.Now()
 	next(`m" "set`)
-	next(`m" "del`) // the expiry
+	next(`m" "expired`)
+	took := time.Since(start)
+	// Without class x, an expiry is not announced (and not as del).
+	admin.mustDo("+OK", "CONFIG", "SET", "notify-keyspace-events", "Kg$")
+	admin.mustDo("+OK", "SET", "q", "v", "PX", "50")
+	next(`q" "set`)
+	time.Sleep(3*took + 200*time.Millisecond)
+	admin.mustDo("+OK", "SET", "r", "v")
+	next(`r" "set`)
+	admin.mustDo(":1", "DEL", "r")
+	next(`r" "del`)
 }
 
 // --idle-timeout spares a subscriber, which waits for messages, as Redis's
@@ -397,7 +414,8 @@ func TestWatchPrefixes(t *testing.T) {
 	cases := []struct {
 		channels, patterns, want []string
 	}{
-		{[]string{"news", "__keyevent@0__:expired", "__keyspace@1__:a"}, nil, nil},
+		{[]string{"news", "__keyevent@0__:evicted", "__keyspace@1__:a"}, nil, nil},
+		{[]string{"__keyevent@0__:expired"}, nil, []string{""}},
 		{[]string{"__keyspace@0__:user:1", "__keyspace@0__:user:10", "__keyspace@0__:order:2"}, nil, []string{"order:2", "user:1"}},
 		{[]string{"__keyspace@0__:user:1"}, []string{"__keyspace@0__:user:*"}, []string{"user:"}},
 		{[]string{"__keyspace@0__:a", "__keyevent@0__:del"}, nil, []string{""}},

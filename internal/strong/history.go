@@ -270,13 +270,15 @@ func (m *Machine) watch(ctx context.Context, prefix string, fromRevision int64, 
 
 // Events layout (the value of 0x07 be64(revision)): count uvarint, then per
 // event: type byte ('p' put, 'P' put of a value over historyValueBytes,
-// stored empty, 'd' delete) | len(key) uvarint | key | len(value) uvarint |
-// value.
+// stored empty, 'd' delete, 'x' delete by expiry) | len(key) uvarint | key |
+// len(value) uvarint | value.
 func encodeEvents(evs []kv.Event) []byte { return appendEvents(make([]byte, 0, eventsLen(evs)), evs) }
 
 // storedValue is what the history keeps of ev: its type byte and value.
 func storedValue(ev *kv.Event) (byte, []byte) {
 	switch {
+	case ev.Type == kv.EventDelete && ev.Expired:
+		return 'x', ev.Value
 	case ev.Type == kv.EventDelete:
 		return 'd', ev.Value
 	case len(ev.Value) > historyValueBytes || ev.ValueOmitted:
@@ -336,6 +338,8 @@ func decodeEvents(b []byte, rev int64) ([]kv.Event, error) {
 			ev.ValueOmitted = true
 		case 'd':
 			ev.Type = kv.EventDelete
+		case 'x':
+			ev.Type, ev.Expired = kv.EventDelete, true
 		default:
 			return nil, errCorruptRecord
 		}

@@ -41,7 +41,11 @@ func describe(groups [][]kv.Event) string {
 			if i > 0 {
 				b.WriteString(" ")
 			}
-			fmt.Fprintf(&b, "%d:%s:%s=%s", ev.Revision, ev.Type, ev.Key, ev.Value)
+			typ := string(ev.Type)
+			if ev.Expired {
+				typ = "expired"
+			}
+			fmt.Fprintf(&b, "%d:%s:%s=%s", ev.Revision, typ, ev.Key, ev.Value)
 		}
 		b.WriteString("]")
 	}
@@ -69,18 +73,43 @@ func TestHistoryKeepsATxnTogether(t *testing.T) {
 	}
 }
 
+// An expiry is a delete marked Expired, live and in the history; a
+// command's delete is not.
 func TestHistoryRecordsExpiry(t *testing.T) {
 	m, db := mustMachine(t)
 	now := time.Now().UnixNano()
-	res := applyTxns(t, m, db, now, kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "t", Value: []byte("v"), TTL: time.Millisecond}}})
+	res := applyTxns(t, m, db, now, kv.Txn{Success: []kv.Op{{Type: kv.OpPut, Key: "t", Value: []byte("v"), TTL: time.Millisecond}}}, kv.Txn{Success: []kv.Op{put("u", "w")}})
+	m.Committed()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seq, err := m.watch(ctx, "", 0, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, _ := collect(seq)
 	data, _ := encodeCommand(command{Type: cmdExpire, Expire: []expireItem{{Key: "t", ModRevision: res[0].Revision}}})
 	b := db.NewBatch()
 	m.Apply(b, []raftnode.Entry{{Index: 2, Time: now + int64(time.Second), Data: data}})
 	if err := b.Commit(false); err != nil {
 		t.Fatal(err)
 	}
-	if got := describe(mustHistory(t, m, 1)); got != "[1:put:t=v][2:delete:t=]" {
+	m.Committed()
+	applyTxns(t, m, db, now, kv.Txn{Success: []kv.Op{{Type: kv.OpDelete, Key: "u"}}})
+	m.Committed()
+	if got := describe(mustHistory(t, m, 1)); got != "[1:put:t=v][2:put:u=w][3:expired:t=][4:delete:u=]" {
 		t.Fatalf("history %s", got)
+	}
+	var got [][]kv.Event
+	for len(got) < 2 {
+		select {
+		case g := <-live:
+			got = append(got, g)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("live events so far: %s", describe(got))
+		}
+	}
+	if describe(got) != "[3:expired:t=][4:delete:u=]" {
+		t.Fatalf("live events %s", describe(got))
 	}
 }
 
@@ -236,7 +265,7 @@ func TestWatchDropsASlowWatcher(t *testing.T) {
 
 func TestEventsCodec(t *testing.T) {
 	evs := []kv.Event{{Type: kv.EventPut, Key: "a", Value: []byte("1"), Revision: 7}, {Type: kv.EventDelete, Key: "b", Revision: 7},
-		{Type: kv.EventPut, Key: "c", Value: []byte{}, Revision: 7}}
+		{Type: kv.EventPut, Key: "c", Value: []byte{}, Revision: 7}, {Type: kv.EventDelete, Key: "d", Revision: 7, Expired: true}}
 	got, err := decodeEvents(encodeEvents(evs), 7)
 	if err != nil {
 		t.Fatal(err)

@@ -663,7 +663,13 @@ func (ab *applyBatch) expire(now int64, items []expireItem) {
 		ab.rev++
 		writes[it.Key] = nil
 	}
+	groups := len(ab.groups)
 	ab.commit(writes, nil, nil, ab.rev)
+	for i := groups; i < len(ab.groups); i++ {
+		for j := range ab.groups[i].Events {
+			ab.groups[i].Events[j].Expired = true
+		}
+	}
 }
 
 func compare(r *kv.Record, c kv.Compare) (bool, error) {
