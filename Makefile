@@ -51,7 +51,7 @@ lint:
 CHAOS_RUNS ?= 2
 NEMESIS_SEEDS ?= 1
 CHAOS_SEEDS ?= 1
-chaos: build
+chaos:
 	$(GO) test -tags faultinject -count=1 -timeout 14m -run 'TestNemesisSweep' ./server/ \
 		-args -nemesis -nemesis.seeds $(NEMESIS_SEEDS)
 	$(GO) test -tags faultinject -count=$(CHAOS_RUNS) -timeout 14m \

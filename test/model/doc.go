@@ -34,6 +34,7 @@
 //     during a run. test/harness's RunEventual records the writes and
 //     reads and reads the end state.
 //
-// The watch model comes next, in watch.go: a change feed delivers every
-// change of its prefix once, in revision order, resumable from a revision.
+// There is no watch model yet: that a change feed delivers every change of
+// its prefix once, in revision order, resumable from a revision, is tested
+// in internal/strong and server/ without faults, not checked under them.
 package model
