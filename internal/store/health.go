@@ -30,8 +30,12 @@ type health struct {
 	// flushSince and compactSince are when the current run of failed
 	// flushes or compactions began (zero: the last one succeeded).
 	flushSince, compactSince time.Time
-	err                      error
-	failed                   chan struct{}
+	// failing is set by the observer that declares the failure; err is set
+	// and failed closed only after onFail returned, so whoever sees either
+	// knows the owner was told.
+	failing bool
+	err     error
+	failed  chan struct{}
 }
 
 func newHealth(onFail func(error)) *health {
@@ -62,15 +66,21 @@ func (h *health) observe(since *time.Time, what string, err error) {
 		*since = now
 	}
 	var failed error
-	if h.err == nil && now.Sub(*since) >= FailAfter {
-		h.err = fmt.Errorf("%w: every %s for %s failed, the last with: %w", ErrFailed, what, now.Sub(*since).Round(time.Second), err)
-		failed = h.err
-		close(h.failed)
+	if !h.failing && now.Sub(*since) >= FailAfter {
+		h.failing = true
+		failed = fmt.Errorf("%w: every %s for %s failed, the last with: %w", ErrFailed, what, now.Sub(*since).Round(time.Second), err)
 	}
 	h.mu.Unlock()
-	if failed != nil && h.onFail != nil {
+	if failed == nil {
+		return
+	}
+	if h.onFail != nil {
 		h.onFail(failed)
 	}
+	h.mu.Lock()
+	h.err = failed
+	h.mu.Unlock()
+	close(h.failed)
 }
 
 // Failed is closed when the database has failed: its flushes or its

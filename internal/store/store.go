@@ -54,8 +54,10 @@ type Options struct {
 	// batches, newest first, never part of one. Only for a database
 	// that another durable log can rebuild; Commit(true) fails on it.
 	DisableWAL bool
-	// OnFail, when set, is called once if the database fails (DB.Failed),
-	// from one of pebble's goroutines; it must not block.
+	// OnFail, when set, is called once if the database fails, before
+	// DB.Failed is closed and DB.Err is set (so whoever sees the failure
+	// knows the owner was told), from one of pebble's goroutines; it must
+	// not block.
 	OnFail func(error)
 
 	fs vfs.FS // tests: the file system under the database (default: the OS's)
