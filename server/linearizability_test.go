@@ -24,8 +24,9 @@ func inProcess(t *testing.T, voters, spares int, _ string) harness.Cluster {
 
 // inProcessWorkload is the clients of the in-process runs: the harness's
 // HTTP and RESP workload, as fast as the clients go (the process runs hold
-// theirs at 150 operations per second).
-var inProcessWorkload = harness.Workload{Clients: 6, Keys: 5, Rate: 0}
+// theirs at 150 operations per second), and two watchers of the run's
+// prefix.
+var inProcessWorkload = harness.Workload{Clients: 6, Keys: 5, Rate: 0, Watchers: 2}
 
 // TestLinearizableUnderPartitions drives the harness's clients through
 // every node (writes forwarded by followers, reads through the read index)

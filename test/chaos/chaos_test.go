@@ -28,6 +28,7 @@ var (
 	flagClients  = flag.Int("chaos.clients", 6, "concurrent clients")
 	flagKeys     = flag.Int("chaos.keys", 5, "keys the clients share")
 	flagRate     = flag.Float64("chaos.rate", 150, "operations per second of all clients together (0: as fast as they go)")
+	flagWatchers = flag.Int("chaos.watchers", 2, "watchers of each run's prefix, resuming on another node when a stream breaks (0: none)")
 	flagFaults   = flag.String("chaos.faults", "all", "comma-separated fault kinds of the custom sweep, or all, or none")
 	flagMixed    = flag.Bool("chaos.mixed", true, "in a custom sweep, inject two faults at once in every third step")
 	flagKeep     = flag.Bool("chaos.keep", false, "keep node data and logs even when the run passes")
@@ -56,7 +57,7 @@ func processes(t *testing.T, voters, spares int, dir string, env ...string) harn
 }
 
 func workload(prefix string, seed uint64) harness.Workload {
-	return harness.Workload{Clients: *flagClients, Keys: *flagKeys, Rate: *flagRate, Prefix: prefix, Seed: seed}
+	return harness.Workload{Clients: *flagClients, Keys: *flagKeys, Rate: *flagRate, Prefix: prefix, Seed: seed, Watchers: *flagWatchers}
 }
 
 // TestChaosShort is the configuration inside `go test ./...`: three short
@@ -118,6 +119,11 @@ func TestChaos(t *testing.T) {
 			dir := harness.RunDir(t, *flagKeep)
 			c := processes(t, 3, 0, dir, "CAIRN_DEBUG_UNSAFE_READS=1")
 			harness.CheckerCatchesStaleReads(t, c, dir, workload("", 0))
+		})
+		t.Run("checker-catches-dropped-watch-events", func(t *testing.T) {
+			dir := harness.RunDir(t, *flagKeep)
+			c := process.New(t, &builds, process.Options{Nodes: 3, Dir: dir, Binary: brokenBuild(t, "cairn_broken_watch")})
+			harness.CheckerCatchesDroppedWatchEvents(t, c, dir, workload("", 0))
 		})
 		t.Run("docker", testChaosDocker)
 		t.Run("eventual", testEventual)

@@ -15,6 +15,10 @@
 // make a fault says so through Can, and Run skips the fault kinds that
 // need it with a note in the report.
 //
+// With Workload.Watchers, Run also has watchers follow the run's prefix
+// through the faults, resuming on another node whenever a stream breaks,
+// and checks them with test/model's watch model (watch.go).
+//
 // RunEventual is the same nemesis against eventual keyspaces: writers and
 // deletes on every node, then, once the faults stop, the replicas of every
 // key read locally until test/model's convergence check passes or three

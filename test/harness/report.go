@@ -85,6 +85,17 @@ func (r *Result) format() string {
 			fmt.Fprintf(&b, "  mirror bucket of %s: DIFFERS from the keyspace read linearizably\n", m.Prefix)
 		}
 	}
+	if w := r.Watch; w != nil {
+		verdict := "every change once, in order, caught up"
+		if len(w.Failures) > 0 {
+			verdict = fmt.Sprintf("%d FAILURES", len(w.Failures))
+		}
+		fmt.Fprintf(&b, "  watches of %q: %d watchers, %d streams (%d resumed), %d events: %s\n",
+			cfg.Prefix, w.Watchers, w.Streams, w.Resumed, w.Events, verdict)
+		if r.WatchPath != "" {
+			fmt.Fprintf(&b, "    streams and reference feed: %s\n", r.WatchPath)
+		}
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}

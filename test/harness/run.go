@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -73,7 +74,11 @@ type Result struct {
 	Notes         []string
 	Visualization string
 	HistoryPath   string // the history as JSON, for -chaos.recheck
+	WatchPath     string // the watchers' streams and the reference feed as JSON, when the watch check failed
 	Report        string
+
+	// Watch is what the watch check found (nil: the run had no watchers).
+	Watch *model.WatchResult
 
 	// MirrorFailures are how the mirror bucket differed from the keyspace
 	// read linearizably at the end, MirroredAfter how long the check took.
@@ -94,6 +99,24 @@ func saveHistory(cfg Config, ops []*model.Op, faults []model.Annotation) string 
 	name := "history-" + strings.NewReplacer("/", "_", " ", "_", ":", "", ",", "").Replace(cfg.Name) + ".json"
 	path := filepath.Join(cfg.OutDir, name)
 	if (&model.History{Name: cfg.Name, Ops: ops, Faults: faults}).Save(path) != nil {
+		return ""
+	}
+	return path
+}
+
+// saveWatches writes what the watch check looked at to OutDir.
+func saveWatches(cfg Config, w *model.WatchCheck) string {
+	name := "watches-" + strings.NewReplacer("/", "_", " ", "_", ":", "", ",", "").Replace(cfg.Name) + ".json"
+	path := filepath.Join(cfg.OutDir, name)
+	b, err := json.MarshalIndent(struct {
+		Prefix        string
+		From, Target  int64
+		Streams       []model.WatchStream
+		Reference     []model.WatchEvent
+		ReferenceFrom int64
+		ReferenceErr  string `json:",omitempty"`
+	}{w.Prefix, w.From, w.Target, w.Streams, w.Reference, w.ReferenceFrom, w.ReferenceErr}, "", " ")
+	if err != nil || os.WriteFile(path, b, 0o644) != nil {
 		return ""
 	}
 	return path
@@ -142,6 +165,14 @@ func Run(c Cluster, cfg Config) *Result {
 	rec := &recorder{start: time.Now()}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	watchFrom := int64(0) // from now, when the run's first revision is not known
+	if startRev >= 0 {
+		watchFrom = startRev + 1
+	}
+	var ws *watchers
+	if cfg.Watchers > 0 {
+		ws = startWatchers(c, cfg.Watchers, cfg.Prefix, watchFrom, cfg.Seed, rec)
+	}
 	waitClients := runClients(ctx, c, cfg.Workload, rec)
 
 	nm := newNemesis(c, cfg, rec)
@@ -170,6 +201,25 @@ func Run(c Cluster, cfg Config) *Result {
 		res.fail("%v", err)
 	}
 	res.State = st
+	var watchCheck *model.WatchCheck
+	if ws != nil {
+		watchCheck = &model.WatchCheck{Prefix: cfg.Prefix, From: watchFrom}
+		if st != nil {
+			watchCheck.Target, watchCheck.End = st.Revision, st.Items
+			watchCheck.Streams = ws.catchUp(st.Revision, watchCatchUp)
+			switch ref, refFrom, err := referenceFeed(c, cfg.Prefix, watchFrom, st.Revision); {
+			case watchFrom == 0:
+				watchCheck.ReferenceErr = "the run's first revision is not known"
+			case err != nil:
+				watchCheck.ReferenceErr = err.Error()
+			default:
+				watchCheck.Reference, watchCheck.ReferenceFrom = ref, refFrom
+			}
+		} else {
+			watchCheck.Streams = ws.catchUp(0, 0)
+			watchCheck.ReferenceErr = "the replicas did not agree"
+		}
+	}
 	if cfg.Mirror != nil && st != nil {
 		if want, err := linearizableValues(c, cfg.Mirror.Prefix); err != nil {
 			res.fail("mirror check: %v", err)
@@ -244,6 +294,18 @@ func Run(c Cluster, cfg Config) *Result {
 		}
 	} else {
 		res.Acked, _ = model.CheckLostWrites(res.Ops, nil, nil)
+	}
+	if watchCheck != nil {
+		watchCheck.Ops = res.Ops
+		wr := model.CheckWatches(*watchCheck)
+		res.Watch = &wr
+		res.Notes = append(res.Notes, wr.Notes...)
+		for _, f := range wr.Failures {
+			res.fail("%s", f)
+		}
+		if len(wr.Failures) > 0 {
+			res.WatchPath = saveWatches(cfg, watchCheck)
+		}
 	}
 	notes, crashes := c.Drain()
 	res.Notes = append(res.Notes, notes...)

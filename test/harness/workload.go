@@ -33,6 +33,9 @@ type Workload struct {
 	// Timeout bounds each request (default 3 s); a write that runs out of it
 	// has an unknown outcome.
 	Timeout time.Duration
+	// Watchers follow Prefix through the run from its first revision,
+	// resuming on another node whenever a stream breaks (watch.go); 0: none.
+	Watchers int
 }
 
 // Key is the workload's i-th key.

@@ -33,8 +33,12 @@
 //     explain it. CheckEventualReads checks the values reads returned
 //     during a run. test/harness's RunEventual records the writes and
 //     reads and reads the end state.
-//
-// There is no watch model yet: that a change feed delivers every change of
-// its prefix once, in revision order, resumable from a revision, is tested
-// in internal/strong and server/ without faults, not checked under them.
+//   - watch.go: the strong keyspaces' change feed. CheckWatches checks the
+//     streams of watchers that resume from the revision after the last one
+//     they saw whole, whatever breaks them: each watcher sees every change
+//     of its prefix from where it started, once, in revision order, with
+//     the written values, and catches up to the replicas once the faults
+//     heal. It holds them to a reference feed replayed at the end, and the
+//     reference to the history (every acknowledged write at its revision,
+//     no value nobody wrote) and to the agreed end state.
 package model
