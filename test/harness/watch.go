@@ -196,7 +196,7 @@ func (w *watcher) stream(ctx context.Context, node int, from int64) model.WatchS
 	var pending []model.WatchEvent
 	errDone := errors.New("caught up")
 	err = cl.Watch(sctx, w.prefix, from, func(ev cairn.Event) error {
-		pending = append(pending, model.WatchEvent{Rev: ev.Revision, Key: ev.Key, Type: ev.Type, Value: string(ev.Value), Expired: ev.Expired})
+		pending = append(pending, watchEvent(ev))
 		if !ev.Last {
 			return nil // a command's events count once its last one came
 		}
@@ -225,6 +225,11 @@ func (w *watcher) stream(ctx context.Context, node int, from int64) model.WatchS
 		s.Err = err.Error()
 	}
 	return s
+}
+
+// watchEvent is ev as the watch model sees it.
+func watchEvent(ev cairn.Event) model.WatchEvent {
+	return model.WatchEvent{Rev: ev.Revision, Key: ev.Key, Type: ev.Type, Value: string(ev.Value), Expired: ev.Expired}
 }
 
 func isClosed(c chan struct{}) bool {
@@ -274,7 +279,7 @@ func replay(cl *cairn.Client, prefix string, from, target int64) ([]model.WatchE
 	var evs, pending []model.WatchEvent
 	errDone := errors.New("done")
 	err := cl.Watch(ctx, prefix, from, func(ev cairn.Event) error {
-		pending = append(pending, model.WatchEvent{Rev: ev.Revision, Key: ev.Key, Type: ev.Type, Value: string(ev.Value), Expired: ev.Expired})
+		pending = append(pending, watchEvent(ev))
 		if ev.Last {
 			evs, pending = append(evs, pending...), pending[:0]
 			if ev.Revision >= target {
