@@ -467,7 +467,7 @@ type savedEventual struct {
 // saveEventual writes the run's writes, reads, end state and faults to
 // OutDir as JSON, and returns the path ("" when it could not).
 func saveEventual(cfg EventualConfig, res *EventualResult) string {
-	name := "eventual-" + strings.NewReplacer("/", "_", " ", "_", ":", "", ",", "").Replace(cfg.Name) + ".json"
+	name := runFileName("eventual-", cfg.Name, ".json")
 	path := filepath.Join(cfg.OutDir, name)
 	b, err := json.Marshal(savedEventual{Name: cfg.Name, Writes: res.Writes, Reads: res.Reads, Final: res.Final, Faults: res.Faults})
 	if err != nil || os.WriteFile(path, b, 0o644) != nil {

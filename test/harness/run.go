@@ -93,10 +93,16 @@ func (r *Result) fail(format string, args ...any) {
 	r.Failures = append(r.Failures, fmt.Sprintf(format, args...))
 }
 
+// runFileName is the name of a run's file in its OutDir: kind, the run's
+// name with path separators, spaces, colons and commas taken out, ext.
+func runFileName(kind, run, ext string) string {
+	return kind + strings.NewReplacer("/", "_", " ", "_", ":", "", ",", "").Replace(run) + ext
+}
+
 // saveHistory writes the history to OutDir, so that a failed or slow check
 // can be run again on its own.
 func saveHistory(cfg Config, ops []*model.Op, faults []model.Annotation) string {
-	name := "history-" + strings.NewReplacer("/", "_", " ", "_", ":", "", ",", "").Replace(cfg.Name) + ".json"
+	name := runFileName("history-", cfg.Name, ".json")
 	path := filepath.Join(cfg.OutDir, name)
 	if (&model.History{Name: cfg.Name, Ops: ops, Faults: faults}).Save(path) != nil {
 		return ""
@@ -106,7 +112,7 @@ func saveHistory(cfg Config, ops []*model.Op, faults []model.Annotation) string 
 
 // saveWatches writes what the watch check looked at to OutDir.
 func saveWatches(cfg Config, w *model.WatchCheck) string {
-	name := "watches-" + strings.NewReplacer("/", "_", " ", "_", ":", "", ",", "").Replace(cfg.Name) + ".json"
+	name := runFileName("watches-", cfg.Name, ".json")
 	path := filepath.Join(cfg.OutDir, name)
 	b, err := json.MarshalIndent(struct {
 		Prefix        string
